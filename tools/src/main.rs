@@ -1,0 +1,2 @@
+//! `tern`: the operator CLI.
+fn main() {}
