@@ -76,6 +76,101 @@
 //! that since-versions never decrease and never exceed the schema's minor, that limits fit their
 //! wire widths, and that no group is newer than a var-data field (see [`crate::body`]).
 //!
+//! The assertions fail the build. Fields must tile the block, so a gap does not compile:
+//!
+//! ```compile_fail
+//! # use tern_codec::{Schema, SemanticVersion};
+//! # pub const S: Schema = Schema::new("s", 1, SemanticVersion::new(1, 0, 0));
+//! tern_codec::message! {
+//!     pub mod gap (schema = S, template = 1, policy = Reject) {
+//!         block { a @ 0 since 0: u32, b @ 8 since 0: u32 }
+//!         groups {}
+//!         var_data {}
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! A field newer than its schema, or appended with an older since-version, does not compile:
+//!
+//! ```compile_fail
+//! # use tern_codec::{Schema, SemanticVersion};
+//! # pub const S: Schema = Schema::new("s", 1, SemanticVersion::new(1, 1, 0));
+//! tern_codec::message! {
+//!     pub mod too_new (schema = S, template = 1, policy = Reject) {
+//!         block { a @ 0 since 0: u32, b @ 4 since 2: u32 }
+//!         groups {}
+//!         var_data {}
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! ```compile_fail
+//! # use tern_codec::{Schema, SemanticVersion};
+//! # pub const S: Schema = Schema::new("s", 1, SemanticVersion::new(1, 1, 0));
+//! tern_codec::message! {
+//!     pub mod out_of_order (schema = S, template = 1, policy = Reject) {
+//!         block { a @ 0 since 1: u32, b @ 4 since 0: u32 }
+//!         groups {}
+//!         var_data {}
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! A group added in a minor version after var data existed would be misread by old readers:
+//!
+//! ```compile_fail
+//! # use tern_codec::{Schema, SemanticVersion};
+//! # pub const S: Schema = Schema::new("s", 1, SemanticVersion::new(1, 1, 0));
+//! tern_codec::message! {
+//!     pub mod late_group (schema = S, template = 1, policy = Reject) {
+//!         block { a @ 0 since 0: u32 }
+//!         groups { items (max = 4) since 1 { x @ 0 since 1: u8 } }
+//!         var_data { name (max = 8) since 0: str }
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! And the encoder's stages keep the order: a fixed field cannot be set after a group, nor var
+//! data written before the group that precedes it.
+//!
+//! ```compile_fail
+//! # use tern_codec::{Schema, SemanticVersion};
+//! # pub const S: Schema = Schema::new("s", 1, SemanticVersion::new(1, 0, 0));
+//! # tern_codec::message! {
+//! #     pub mod m (schema = S, template = 1, policy = Reject) {
+//! #         block { a @ 0 since 0: u32 }
+//! #         groups { items (max = 4) since 0 { x @ 0 since 0: u8 } }
+//! #         var_data { name (max = 8) since 0: str }
+//! #     }
+//! # }
+//! # fn main() {
+//! let mut buf = [0u8; 64];
+//! let encoder = m::Encoder::wrap(&mut buf).unwrap();
+//! let _ = encoder.name("too early");
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! # use tern_codec::{Schema, SemanticVersion};
+//! # pub const S: Schema = Schema::new("s", 1, SemanticVersion::new(1, 0, 0));
+//! # tern_codec::message! {
+//! #     pub mod m (schema = S, template = 1, policy = Reject) {
+//! #         block { a @ 0 since 0: u32 }
+//! #         groups { items (max = 4) since 0 { x @ 0 since 0: u8 } }
+//! #         var_data { name (max = 8) since 0: str }
+//! #     }
+//! # }
+//! # fn main() {
+//! let mut buf = [0u8; 64];
+//! let mut encoder = m::Encoder::wrap(&mut buf).unwrap().items(0, |_, _| {}).unwrap();
+//! encoder.a(1);
+//! # }
+//! ```
+//!
 //! Names `decode`, `from_parts`, `wrap`, `finish`, `acting_minor`, `encoded_length`, `offset` and
 //! `stage` are taken by the generated code. Group entries hold fixed fields only.
 

@@ -74,6 +74,7 @@ pub struct DataHeader {
 }
 
 impl DataHeader {
+    #[inline]
     fn read(buf: &[u8], header: FrameHeader) -> Self {
         Self {
             frame_length: header.frame_length,
@@ -88,6 +89,7 @@ impl DataHeader {
     }
 
     /// Decodes a PAD header. Its frame length covers the padding, which a datagram does not carry.
+    #[inline]
     pub fn decode_pad(buf: &[u8]) -> Result<Self, DecodeError> {
         let header = FrameHeader::decode(buf)?;
         check_type(&header, FrameType::Pad)?;
@@ -104,11 +106,13 @@ impl DataHeader {
     }
 
     /// Whether this is a heartbeat: a DATA frame of length 0.
+    #[inline]
     pub fn is_heartbeat(&self) -> bool {
         self.frame_type == FrameType::Data && self.frame_length == 0
     }
 
     /// Writes the 32-byte header; the caller writes any payload after it.
+    #[inline]
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         encode_fixed_header(
             buf,
@@ -138,6 +142,7 @@ pub struct DataFrame<'a> {
 
 impl<'a> DataFrame<'a> {
     /// Decodes a DATA frame: length 0 (heartbeat) or at least a header, and within `buf`.
+    #[inline]
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
         let frame_header = FrameHeader::decode(buf)?;
         check_type(&frame_header, FrameType::Data)?;
@@ -165,6 +170,7 @@ impl<'a> DataFrame<'a> {
 
     /// Writes the header with a frame length covering `payload`, then the payload. Returns the
     /// frame length (not aligned).
+    #[inline]
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let length = DATA_HEADER_LENGTH + self.payload.len();
         crate::error::room("DATA frame", buf, length)?;
