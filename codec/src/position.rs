@@ -32,21 +32,18 @@ impl TermGeometry {
     /// to [`TERM_LENGTH_MAX`]. Log buffers further require at least [`TERM_LENGTH_MIN`]; see
     /// [`validate_log_term_length`].
     pub const fn new(term_length: u32, initial_term_id: i32) -> Result<Self, DecodeError> {
-        if !term_length.is_power_of_two()
-            || term_length < FRAME_ALIGNMENT_U32
-            || term_length > TERM_LENGTH_MAX
-        {
-            return Err(DecodeError::InvalidValue {
-                field: "term_length",
-                value: term_length as i64,
-                reason: "a term length is a power of two from 32 bytes to 1 GiB",
-            });
-        }
-        Ok(Self {
+        match check_term_length(
             term_length,
-            position_bits_to_shift: term_length.trailing_zeros(),
-            initial_term_id,
-        })
+            FRAME_ALIGNMENT_U32,
+            "a term length is a power of two from 32 bytes to 1 GiB",
+        ) {
+            Ok(_) => Ok(Self {
+                term_length,
+                position_bits_to_shift: term_length.trailing_zeros(),
+                initial_term_id,
+            }),
+            Err(error) => Err(error),
+        }
     }
 
     /// Bytes in each term.
@@ -106,14 +103,23 @@ impl TermGeometry {
 
 /// Checks a log buffer's term length: a power of two from 64 KiB to 1 GiB.
 pub const fn validate_log_term_length(term_length: u32) -> Result<u32, DecodeError> {
-    if !term_length.is_power_of_two()
-        || term_length < TERM_LENGTH_MIN
-        || term_length > TERM_LENGTH_MAX
-    {
+    check_term_length(
+        term_length,
+        TERM_LENGTH_MIN,
+        "a log buffer's term length is a power of two from 64 KiB to 1 GiB",
+    )
+}
+
+const fn check_term_length(
+    term_length: u32,
+    minimum: u32,
+    reason: &'static str,
+) -> Result<u32, DecodeError> {
+    if !term_length.is_power_of_two() || term_length < minimum || term_length > TERM_LENGTH_MAX {
         return Err(DecodeError::InvalidValue {
             field: "term_length",
             value: term_length as i64,
-            reason: "a log buffer's term length is a power of two from 64 KiB to 1 GiB",
+            reason,
         });
     }
     Ok(term_length)

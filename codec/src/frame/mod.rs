@@ -237,7 +237,8 @@ impl<'a> Frame<'a> {
             FrameType::ResponseSetup => Frame::ResponseSetup(ResponseSetup::decode(buf)?),
             FrameType::Resolution | FrameType::Extension | FrameType::Unknown(_) => {
                 let length = usize::try_from(header.frame_length).unwrap_or(0);
-                let end = length.clamp(FRAME_HEADER_LENGTH, buf.len());
+                // FrameHeader::decode guaranteed at least a header's bytes.
+                let end = length.max(FRAME_HEADER_LENGTH).min(buf.len());
                 Frame::Unknown {
                     header,
                     bytes: buf.get(..end).unwrap_or(buf),
