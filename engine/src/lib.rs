@@ -1,15 +1,17 @@
 //! # tern-engine
 //!
-//! The media driver and the client library that applications link. This crate will own the
-//! shared-memory primitives (atomic buffers, the many-to-one ring buffer that carries client
-//! commands to the driver, the broadcast buffer that carries responses back, counters and the
-//! distinct error log), the log buffers that carry every message, the driver's conductor, sender
-//! and receiver agents, channel URIs and idle strategies (see `../shared/DESIGN.md` §1–§5).
+//! The media driver and the client library that applications link (see `../shared/DESIGN.md`
+//! §1–§5). Built so far: the shared-memory primitives in [`concurrent`]. The log buffers, the
+//! driver's conductor, sender and receiver agents, the client API, channel URIs and idle
+//! strategies arrive in the next increments of the engine issue.
 //!
-//! Status: not built yet; it arrives with the engine issue. Every byte format it will use
-//! (Aeron UDP frames, position math, versioned control messages) already lives in [`tern_codec`].
+//! ## Threads and memory
 //!
-//! Threads and memory: none yet. When it lands, each region of shared memory has exactly one
-//! writer, named in the module that owns it.
+//! Every region of shared memory has exactly one writer role, named in the module that owns it
+//! (the table in [`concurrent`]). All cross-thread and cross-process access goes through
+//! [`concurrent::atomic_buffer::AtomicBuffer`], whose atomics come from one crate-private shim
+//! so that loom models can check the orderings (`tests/loom_*.rs`).
 
-#![forbid(unsafe_code)]
+pub mod concurrent;
+pub mod mapped_file;
+mod sync;
