@@ -13,5 +13,6 @@
 //! so that loom models can check the orderings (`tests/loom_*.rs`).
 
 pub mod concurrent;
+pub mod logbuffer;
 pub mod mapped_file;
 mod sync;

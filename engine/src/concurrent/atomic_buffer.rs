@@ -248,15 +248,40 @@ impl AtomicBuffer<'_> {
 
     /// Lends `length` bytes at `offset` to `read`.
     ///
-    /// The caller must hold those bytes under the module rules (published to it and not yet
-    /// released) for the duration of `read`.
+    /// # Safety
+    /// No other thread or process may write those bytes while `read` runs: the caller holds
+    /// them under the module rules (published to it and not yet released).
     #[inline]
-    pub fn with_bytes<R>(&self, offset: usize, length: usize, read: impl FnOnce(&[u8]) -> R) -> R {
+    pub unsafe fn with_bytes<R>(
+        &self,
+        offset: usize,
+        length: usize,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> R {
         self.check_range(offset, length);
-        // SAFETY: in bounds (checked above); no writer touches the bytes while they are lent,
-        // by the protocol rule the caller upholds, so a shared slice over them is sound.
+        // SAFETY: in bounds (checked above); the caller guarantees no writer touches the bytes
+        // while they are lent, so a shared slice over them is sound.
         let bytes = unsafe { std::slice::from_raw_parts(self.base().add(offset), length) };
         read(bytes)
+    }
+
+    /// Lends `length` bytes at `offset` to `write`, to fill in place.
+    ///
+    /// # Safety
+    /// No other thread or process may read or write those bytes while `write` runs: the caller
+    /// has claimed them and not yet published them.
+    #[inline]
+    pub unsafe fn with_bytes_mut<R>(
+        &self,
+        offset: usize,
+        length: usize,
+        write: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        self.check_range(offset, length);
+        // SAFETY: in bounds (checked above); the caller guarantees exclusive access for the
+        // duration, and AtomicU64's interior mutability permits writing through `&self`.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.base().add(offset), length) };
+        write(bytes)
     }
 }
 
@@ -351,10 +376,35 @@ impl AtomicBuffer<'_> {
     }
 
     /// Lends a copy of `length` bytes at `offset` to `read`.
-    pub fn with_bytes<R>(&self, offset: usize, length: usize, read: impl FnOnce(&[u8]) -> R) -> R {
+    ///
+    /// # Safety
+    /// As for the non-loom version; under loom every access is checked by the model anyway.
+    pub unsafe fn with_bytes<R>(
+        &self,
+        offset: usize,
+        length: usize,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> R {
         let mut copy = vec![0u8; length];
         self.get_bytes(offset, &mut copy);
         read(&copy)
+    }
+
+    /// Lends a scratch copy of `length` bytes at `offset` to `write`, then stores it back.
+    ///
+    /// # Safety
+    /// As for the non-loom version.
+    pub unsafe fn with_bytes_mut<R>(
+        &self,
+        offset: usize,
+        length: usize,
+        write: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        let mut copy = vec![0u8; length];
+        self.get_bytes(offset, &mut copy);
+        let result = write(&mut copy);
+        self.put_bytes(offset, &copy);
+        result
     }
 }
 
@@ -405,7 +455,12 @@ mod tests {
         buffer.set_memory(8, 8, 0);
         assert_eq!(buffer.get_i64(8), 0);
         assert_eq!(buffer.view(16, 16).get_i64(0), 9);
-        assert_eq!(buffer.with_bytes(0, 2, |bytes| bytes.to_vec()), [8, 7]);
+        // SAFETY: no other thread uses this buffer.
+        let lent = unsafe { buffer.with_bytes(0, 2, |bytes| bytes.to_vec()) };
+        assert_eq!(lent, [8, 7]);
+        // SAFETY: as above.
+        unsafe { buffer.with_bytes_mut(0, 1, |bytes| bytes[0] = 9) };
+        assert_eq!(buffer.get_i32(0) & 0xFF, 9);
     }
 
     #[test]

@@ -253,11 +253,16 @@ impl<'a> ManyToOneRingBuffer<'a> {
                 continue;
             }
             messages += 1;
-            self.buffer.with_bytes(
-                index + RECORD_HEADER_LENGTH,
-                length - RECORD_HEADER_LENGTH,
-                |body| handler(message_type, body),
-            );
+            // SAFETY: the record was published to the consumer (acquire of its positive length)
+            // and its space is released only after the handler returns, so no producer writes
+            // these bytes while they are lent.
+            unsafe {
+                self.buffer.with_bytes(
+                    index + RECORD_HEADER_LENGTH,
+                    length - RECORD_HEADER_LENGTH,
+                    |body| handler(message_type, body),
+                );
+            }
         }
         if bytes_read > 0 {
             self.buffer.set_memory(head_index, bytes_read, 0);

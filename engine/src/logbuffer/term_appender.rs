@@ -1,0 +1,404 @@
+//! Appending frames to a term: concurrently (many publishers, the tail claimed by atomic add) or
+//! exclusively (one publisher, the tail kept locally and stored with release).
+//!
+//! A message longer than the MTU's payload becomes consecutive frames, BEGIN on the first and END
+//! on the last, claimed together so that no other publisher's frame falls between them. A
+//! message never straddles a term: when the claim would pass the term's end, the appender pads
+//! the rest of the term and reports [`Appended::Tripped`]; the caller then rotates the log and
+//! offers again.
+
+use tern_codec::frame::{DATA_HEADER_LENGTH, data_flags};
+
+use super::descriptor::{ALIGNMENT, LogMetadata, pack_tail, tail_term_id};
+use super::frame_header::{HeaderTemplate, publish, write_padding};
+use crate::concurrent::atomic_buffer::AtomicBuffer;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The frames were written; the term's tail is now at `term_offset`.
+    Ok {
+        /// The term written.
+        term_id: i32,
+        /// The offset after the last frame.
+        term_offset: u32,
+    },
+    /// The term is full: its remainder was padded (if this call got there first); rotate.
+    Tripped {
+        /// The term that filled up.
+        term_id: i32,
+    },
+}
+
+/// Rounds up to the frame alignment.
+#[inline]
+pub const fn align_frame(length: usize) -> usize {
+    (length + ALIGNMENT - 1) & !(ALIGNMENT - 1)
+}
+
+/// Bytes of term that a message of `length` bytes takes in frames of at most `max_payload`.
+pub fn framed_length(length: usize, max_payload: usize) -> usize {
+    if length <= max_payload {
+        return align_frame(length + DATA_HEADER_LENGTH);
+    }
+    let full = length / max_payload;
+    let rest = length % max_payload;
+    let last = if rest > 0 {
+        align_frame(rest + DATA_HEADER_LENGTH)
+    } else {
+        0
+    };
+    full * align_frame(max_payload + DATA_HEADER_LENGTH) + last
+}
+
+/// Copies bytes `from..from + length` of the message made of `parts` into `term` at `offset`.
+fn copy_parts(term: &AtomicBuffer<'_>, offset: usize, parts: &[&[u8]], from: usize, length: usize) {
+    let mut part_start = 0;
+    let mut written = 0;
+    for part in parts {
+        if written == length {
+            break;
+        }
+        let part_end = part_start + part.len();
+        let wanted = from + written;
+        if part_end > wanted {
+            // Every earlier part ended at or before `wanted`, so this one starts at or before it.
+            let start = wanted - part_start;
+            let take = (part.len() - start).min(length - written);
+            term.put_bytes(offset + written, &part[start..start + take]);
+            written += take;
+        }
+        part_start = part_end;
+    }
+}
+
+/// Writes a message's frames at `term_offset` (already claimed, `framed` bytes in all).
+#[allow(clippy::too_many_arguments)]
+fn write_frames(
+    term: &AtomicBuffer<'_>,
+    template: &HeaderTemplate,
+    term_offset: usize,
+    parts: &[&[u8]],
+    length: usize,
+    max_payload: usize,
+    term_id: i32,
+    reserved_value: i64,
+) {
+    if length <= max_payload {
+        let frame_length = length + DATA_HEADER_LENGTH;
+        template.write(
+            term,
+            term_offset,
+            frame_length,
+            data_flags::UNFRAGMENTED,
+            term_id,
+            reserved_value,
+        );
+        copy_parts(term, term_offset + DATA_HEADER_LENGTH, parts, 0, length);
+        publish(term, term_offset, frame_length);
+        return;
+    }
+    let mut offset = term_offset;
+    let mut from = 0;
+    while from < length {
+        let payload = (length - from).min(max_payload);
+        let mut flags = 0;
+        if from == 0 {
+            flags |= data_flags::BEGIN;
+        }
+        if from + payload == length {
+            flags |= data_flags::END;
+        }
+        let frame_length = payload + DATA_HEADER_LENGTH;
+        template.write(term, offset, frame_length, flags, term_id, reserved_value);
+        copy_parts(term, offset + DATA_HEADER_LENGTH, parts, from, payload);
+        publish(term, offset, frame_length);
+        offset += align_frame(frame_length);
+        from += payload;
+    }
+}
+
+/// Appends to one partition of a log, with any number of other publishers.
+#[derive(Debug, Clone, Copy)]
+pub struct TermAppender<'a> {
+    term: AtomicBuffer<'a>,
+    metadata: LogMetadata<'a>,
+    tail_offset: usize,
+}
+
+impl<'a> TermAppender<'a> {
+    /// The appender of partition `index`.
+    pub fn new(term: AtomicBuffer<'a>, metadata: LogMetadata<'a>, index: usize) -> Self {
+        Self {
+            term,
+            metadata,
+            tail_offset: LogMetadata::tail_counter_offset(index),
+        }
+    }
+
+    /// The partition's raw tail (acquire).
+    pub fn raw_tail(&self) -> i64 {
+        self.metadata.buffer().get_i64_volatile(self.tail_offset)
+    }
+
+    /// Appends a message made of `parts`, fragmenting it into frames of at most `max_payload`
+    /// bytes. The caller has checked the message against the stream's maximum length.
+    pub fn append(
+        &self,
+        template: &HeaderTemplate,
+        parts: &[&[u8]],
+        max_payload: usize,
+        reserved_value: i64,
+    ) -> Appended {
+        let length: usize = parts.iter().map(|part| part.len()).sum();
+        let framed = framed_length(length, max_payload);
+        let (term_id, term_offset) = match self.claim_space(template, framed) {
+            Ok(claimed) => claimed,
+            Err(tripped) => return tripped,
+        };
+        write_frames(
+            &self.term,
+            template,
+            term_offset,
+            parts,
+            length,
+            max_payload,
+            term_id,
+            reserved_value,
+        );
+        Appended::Ok {
+            term_id,
+            term_offset: u32::try_from(term_offset + framed).expect("within the term"),
+        }
+    }
+
+    /// Claims `length` payload bytes (at most one frame's) for the caller to fill in place.
+    pub fn claim(
+        &self,
+        template: &HeaderTemplate,
+        length: usize,
+        reserved_value: i64,
+    ) -> Result<BufferClaim<'a>, Appended> {
+        let frame_length = length + DATA_HEADER_LENGTH;
+        let (term_id, term_offset) = self.claim_space(template, align_frame(frame_length))?;
+        template.write(
+            &self.term,
+            term_offset,
+            frame_length,
+            data_flags::UNFRAGMENTED,
+            term_id,
+            reserved_value,
+        );
+        Ok(BufferClaim {
+            term: self.term,
+            frame_offset: term_offset,
+            frame_length,
+            term_id,
+            resulting_offset: u32::try_from(term_offset + align_frame(frame_length))
+                .expect("within the term"),
+            completed: false,
+        })
+    }
+
+    /// Claims `framed` bytes by atomic add; pads and trips at the end of the term.
+    fn claim_space(
+        &self,
+        template: &HeaderTemplate,
+        framed: usize,
+    ) -> Result<(i32, usize), Appended> {
+        let term_length = self.term.capacity();
+        let raw_tail = self.metadata.buffer().get_and_add_i64(
+            self.tail_offset,
+            i64::try_from(framed).expect("framed fits"),
+        );
+        let term_id = tail_term_id(raw_tail);
+        // The low half is the offset before this claim; others' overshoots may exceed the term.
+        let term_offset = usize::try_from(raw_tail & 0xFFFF_FFFF).unwrap_or(usize::MAX);
+        if term_offset + framed > term_length {
+            if term_offset < term_length {
+                write_padding(
+                    &self.term,
+                    template,
+                    term_offset,
+                    term_length - term_offset,
+                    term_id,
+                );
+            }
+            return Err(Appended::Tripped { term_id });
+        }
+        Ok((term_id, term_offset))
+    }
+}
+
+/// Space claimed in a term for one frame, to be filled in place and then committed or aborted.
+/// A claim dropped without either (a panic between claim and commit, say) is aborted, so the log
+/// is never left blocked by a live process.
+#[derive(Debug)]
+#[must_use = "a claim is aborted unless it is committed"]
+pub struct BufferClaim<'a> {
+    term: AtomicBuffer<'a>,
+    frame_offset: usize,
+    frame_length: usize,
+    term_id: i32,
+    resulting_offset: u32,
+    completed: bool,
+}
+
+impl BufferClaim<'_> {
+    /// Bytes of payload claimed.
+    pub fn length(&self) -> usize {
+        self.frame_length - DATA_HEADER_LENGTH
+    }
+
+    /// Lends the claimed payload to `write`.
+    pub fn with_payload<R>(&mut self, write: impl FnOnce(&mut [u8]) -> R) -> R {
+        // SAFETY: the frame was claimed by this claim alone (atomic add or exclusive tail) and
+        // is not published until `commit`, so nobody else reads or writes these bytes now.
+        unsafe {
+            self.term
+                .with_bytes_mut(self.frame_offset + DATA_HEADER_LENGTH, self.length(), write)
+        }
+    }
+
+    /// Sets the frame's reserved value.
+    pub fn set_reserved_value(&mut self, value: i64) {
+        self.term.put_bytes(
+            self.frame_offset + super::frame_header::RESERVED_VALUE_OFFSET,
+            &value.to_le_bytes(),
+        );
+    }
+
+    /// Publishes the frame. Returns the term id and the offset after it.
+    pub fn commit(mut self) -> (i32, u32) {
+        publish(&self.term, self.frame_offset, self.frame_length);
+        self.completed = true;
+        (self.term_id, self.resulting_offset)
+    }
+
+    /// Gives the space up: the frame becomes padding that subscribers skip.
+    pub fn abort(mut self) -> (i32, u32) {
+        self.pad();
+        (self.term_id, self.resulting_offset)
+    }
+
+    fn pad(&mut self) {
+        self.term.put_bytes(
+            self.frame_offset + super::frame_header::TYPE_OFFSET,
+            &super::frame_header::PAD_TYPE.to_le_bytes(),
+        );
+        publish(
+            &self.term,
+            self.frame_offset,
+            align_frame(self.frame_length),
+        );
+        self.completed = true;
+    }
+}
+
+impl Drop for BufferClaim<'_> {
+    fn drop(&mut self) {
+        if !self.completed {
+            self.pad();
+        }
+    }
+}
+
+/// Appends to a log with one publisher, which keeps the tail itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ExclusiveTermAppender<'a> {
+    term: AtomicBuffer<'a>,
+    metadata: LogMetadata<'a>,
+    tail_offset: usize,
+}
+
+impl<'a> ExclusiveTermAppender<'a> {
+    /// The appender of partition `index`.
+    pub fn new(term: AtomicBuffer<'a>, metadata: LogMetadata<'a>, index: usize) -> Self {
+        Self {
+            term,
+            metadata,
+            tail_offset: LogMetadata::tail_counter_offset(index),
+        }
+    }
+
+    /// Appends a message at `term_offset` of `term_id` (the publisher's own tail).
+    pub fn append(
+        &self,
+        template: &HeaderTemplate,
+        term_id: i32,
+        term_offset: usize,
+        parts: &[&[u8]],
+        max_payload: usize,
+        reserved_value: i64,
+    ) -> Appended {
+        let length: usize = parts.iter().map(|part| part.len()).sum();
+        let framed = framed_length(length, max_payload);
+        if let Err(tripped) = self.check_space(template, term_id, term_offset, framed) {
+            return tripped;
+        }
+        write_frames(
+            &self.term,
+            template,
+            term_offset,
+            parts,
+            length,
+            max_payload,
+            term_id,
+            reserved_value,
+        );
+        self.advance_tail(term_id, term_offset + framed)
+    }
+
+    /// Appends padding of `length` payload bytes (a gap that subscribers skip, as archive replay
+    /// and the cluster log need).
+    pub fn append_padding(
+        &self,
+        template: &HeaderTemplate,
+        term_id: i32,
+        term_offset: usize,
+        length: usize,
+    ) -> Appended {
+        let framed = align_frame(length + DATA_HEADER_LENGTH);
+        if let Err(tripped) = self.check_space(template, term_id, term_offset, framed) {
+            return tripped;
+        }
+        write_padding(&self.term, template, term_offset, framed, term_id);
+        self.advance_tail(term_id, term_offset + framed)
+    }
+
+    fn check_space(
+        &self,
+        template: &HeaderTemplate,
+        term_id: i32,
+        term_offset: usize,
+        framed: usize,
+    ) -> Result<(), Appended> {
+        let term_length = self.term.capacity();
+        if term_offset + framed > term_length {
+            if term_offset < term_length {
+                write_padding(
+                    &self.term,
+                    template,
+                    term_offset,
+                    term_length - term_offset,
+                    term_id,
+                );
+            }
+            self.advance_tail(term_id, term_length);
+            return Err(Appended::Tripped { term_id });
+        }
+        Ok(())
+    }
+
+    fn advance_tail(&self, term_id: i32, term_offset: usize) -> Appended {
+        let term_offset = u32::try_from(term_offset).expect("within the term");
+        // Publishes the tail for the driver and for a publisher that reopens the log.
+        self.metadata
+            .buffer()
+            .put_i64_ordered(self.tail_offset, pack_tail(term_id, term_offset));
+        Appended::Ok {
+            term_id,
+            term_offset,
+        }
+    }
+}
