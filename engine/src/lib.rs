@@ -12,7 +12,12 @@
 //! [`concurrent::atomic_buffer::AtomicBuffer`], whose atomics come from one crate-private shim
 //! so that loom models can check the orderings (`tests/loom_*.rs`).
 
+// Loom models cover the shared-memory structures; what maps files is built without loom.
+#[cfg(not(loom))]
+pub mod cnc;
 pub mod concurrent;
+#[cfg(not(loom))]
+pub mod directory;
 pub mod logbuffer;
 pub mod mapped_file;
 mod sync;
