@@ -13,8 +13,11 @@
 //! so that loom models can check the orderings (`tests/loom_*.rs`).
 
 // Loom models cover the shared-memory structures; what maps files is built without loom.
+pub mod agent;
+pub mod channel;
 #[cfg(not(loom))]
 pub mod cnc;
+pub mod command;
 pub mod concurrent;
 #[cfg(not(loom))]
 pub mod directory;
