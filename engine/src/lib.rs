@@ -12,15 +12,19 @@
 //! [`concurrent::atomic_buffer::AtomicBuffer`], whose atomics come from one crate-private shim
 //! so that loom models can check the orderings (`tests/loom_*.rs`).
 
-// Loom models cover the shared-memory structures; what maps files is built without loom.
 pub mod agent;
 pub mod channel;
+#[cfg(not(loom))]
+pub mod client;
+// Loom models cover the shared-memory structures; what maps files is built without loom.
 #[cfg(not(loom))]
 pub mod cnc;
 pub mod command;
 pub mod concurrent;
 #[cfg(not(loom))]
 pub mod directory;
+#[cfg(not(loom))]
+pub mod driver;
 pub mod logbuffer;
 pub mod mapped_file;
 mod sync;

@@ -405,3 +405,21 @@ proptest! {
         prop_assert_eq!(framed_length(0, MAX_PAYLOAD), align_frame(32));
     }
 }
+
+#[test]
+fn a_corrupt_frame_length_stops_the_reader_instead_of_reading_past_the_term() {
+    let log = Log::new(0);
+    log.offer(&[b"good"]);
+    // Another process scribbles a huge length over the next frame.
+    log.term(0).put_i32_ordered(64, 0x0808_0808);
+    let mut payloads = Vec::new();
+    let outcome = term_reader::read(
+        &log.term(0),
+        0,
+        10,
+        |_| 0,
+        |payload, _| payloads.push(payload.to_vec()),
+    );
+    assert_eq!(payloads, [b"good".to_vec()]);
+    assert_eq!(outcome.term_offset, 64);
+}

@@ -155,6 +155,19 @@ impl<'a> CountersReader<'a> {
         })
     }
 
+    /// The writer of counter `id`'s value, for the client that owns it (the driver allocated it
+    /// for that client, such as a subscriber's position). `None` unless allocated.
+    pub fn owned_counter(&self, id: i32) -> Option<Counter<'a>> {
+        if self.state(id) != CounterState::Allocated {
+            return None;
+        }
+        Some(Counter {
+            values: self.values,
+            offset: self.value_offset(id)?,
+            id,
+        })
+    }
+
     /// Visits every allocated counter in id order: `(id, type_id, key, label)`. A label that is
     /// not valid UTF-8 (a writer bug or a torn read of a counter being freed) reads as empty.
     pub fn for_each(&self, mut visit: impl FnMut(CounterInfo<'_>)) {

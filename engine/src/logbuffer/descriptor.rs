@@ -252,6 +252,9 @@ impl<'a> LogMetadata<'a> {
         Ok(TermGeometry::new(term_length, self.initial_term_id())?)
     }
 
+    /// The offset of the term length in the metadata, for finding a log's geometry.
+    pub const TERM_LENGTH_OFFSET: usize = TERM_LENGTH_OFFSET;
+
     /// The offset of partition `index`'s tail counter in the metadata.
     pub fn tail_counter_offset(index: usize) -> usize {
         assert!(index < PARTITION_COUNT);

@@ -11,6 +11,8 @@
 
 pub mod descriptor;
 pub mod frame_header;
+#[cfg(not(loom))]
+pub mod log_buffers;
 pub mod term_appender;
 pub mod term_reader;
 pub mod unblocker;

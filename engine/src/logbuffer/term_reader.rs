@@ -2,7 +2,8 @@
 //!
 //! The reader starts at its own position, loads each frame's length (acquire) and stops at the
 //! first that is not positive: that frame is not published yet. PAD frames are skipped. The
-//! number of fragments handled per call is bounded by the caller's limit.
+//! number of fragments handled per call is bounded by the caller's limit. A length that does not
+//! fit the rest of the term is never trusted: the reader stops there.
 
 use super::descriptor::ALIGNMENT;
 use super::frame_header::{FragmentHeader, PAD_TYPE, TYPE_OFFSET};
@@ -35,7 +36,9 @@ pub fn read(
         let Ok(frame_length) = usize::try_from(frame_length) else {
             break;
         };
-        if frame_length < DATA_HEADER_LENGTH {
+        if frame_length < DATA_HEADER_LENGTH || frame_length > term_length - term_offset {
+            // Not published yet, or not a frame: shared memory another process corrupted.
+            // Stop here rather than read outside the frame.
             break;
         }
         let frame_offset = term_offset;
@@ -62,5 +65,87 @@ pub fn read(
     ReadOutcome {
         fragments,
         term_offset,
+    }
+}
+
+/// What a controlled handler wants after a fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlledAction {
+    /// Keep going.
+    Continue,
+    /// Stop after this fragment; it counts as read.
+    Break,
+    /// Stop before this fragment; it will be delivered again.
+    Abort,
+    /// Keep going, and record the position now (a consumer that may stop for a while).
+    Commit,
+}
+
+/// What a controlled read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlledOutcome {
+    /// Fragments consumed (aborted ones excluded).
+    pub fragments: usize,
+    /// The term offset after the last consumed frame.
+    pub term_offset: usize,
+    /// Term offsets at which the handler asked to commit, the last one only.
+    pub committed_offset: Option<usize>,
+}
+
+/// Reads like [`read`], but lets the handler stop, abort or commit at each fragment.
+pub fn read_controlled(
+    term: &AtomicBuffer<'_>,
+    mut term_offset: usize,
+    fragment_limit: usize,
+    position_of: impl Fn(usize) -> i64,
+    mut handler: impl FnMut(&[u8], &FragmentHeader) -> ControlledAction,
+) -> ControlledOutcome {
+    let term_length = term.capacity();
+    let mut fragments = 0;
+    let mut committed_offset = None;
+    while fragments < fragment_limit && term_offset < term_length {
+        // Pairs with the release store of the length in `frame_header::publish`.
+        let frame_length = term.get_i32_volatile(term_offset);
+        let Ok(frame_length) = usize::try_from(frame_length) else {
+            break;
+        };
+        if frame_length < DATA_HEADER_LENGTH || frame_length > term_length - term_offset {
+            // Not published yet, or not a frame: shared memory another process corrupted.
+            // Stop here rather than read outside the frame.
+            break;
+        }
+        let frame_offset = term_offset;
+        let next_offset = term_offset + ((frame_length + ALIGNMENT - 1) & !(ALIGNMENT - 1));
+        let mut frame_type = [0u8; 2];
+        term.get_bytes(frame_offset + TYPE_OFFSET, &mut frame_type);
+        if u16::from_le_bytes(frame_type) == PAD_TYPE {
+            term_offset = next_offset;
+            continue;
+        }
+        let header = FragmentHeader::read(term, frame_offset, position_of(next_offset));
+        // SAFETY: as in `read`: a published frame is not written again until this subscriber's
+        // position passes it.
+        let action = unsafe {
+            term.with_bytes(
+                frame_offset + DATA_HEADER_LENGTH,
+                frame_length - DATA_HEADER_LENGTH,
+                |payload| handler(payload, &header),
+            )
+        };
+        if action == ControlledAction::Abort {
+            break;
+        }
+        term_offset = next_offset;
+        fragments += 1;
+        match action {
+            ControlledAction::Break => break,
+            ControlledAction::Commit => committed_offset = Some(term_offset),
+            _ => {}
+        }
+    }
+    ControlledOutcome {
+        fragments,
+        term_offset,
+        committed_offset,
     }
 }

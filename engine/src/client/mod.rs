@@ -1,0 +1,567 @@
+//! The client library: connect to a driver, publish and subscribe.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tern_engine::client::{ClientConfig, OfferResult, Tern};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tern = Tern::connect(ClientConfig::default())?;
+//! let publication = tern.add_publication("tern:ipc", 1001)?;
+//! let mut subscription = tern.add_subscription("tern:ipc", 1001)?;
+//! publication.wait_connected(Duration::from_secs(5))?;
+//! loop {
+//!     match publication.offer(b"hello") {
+//!         OfferResult::Ok(_) => break,
+//!         OfferResult::BackPressured | OfferResult::AdminAction => continue,
+//!         other => return Err(format!("offer failed: {other:?}").into()),
+//!     }
+//! }
+//! let mut received = 0;
+//! while received == 0 {
+//!     received = subscription.poll(|payload, _header| println!("{payload:?}"), 10);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Threads and memory
+//!
+//! A [`Tern`] owns the client conductor: it reads the driver's broadcast responses, maps the
+//! log buffers of new images, sends keepalives and watches the driver's heartbeat. It runs on its
+//! own thread (`tern-client-conductor`, the default) or, with [`ConductorMode::Invoker`], inside
+//! whichever thread calls [`Tern::do_work`]. Either way it sits behind a mutex that only the
+//! control path (adding and removing resources, image changes) takes.
+//!
+//! The data path takes no lock and allocates nothing: a [`Publication`] appends to the log's
+//! terms with atomic adds and reads the publisher limit counter; a [`Subscription`] reads its
+//! images' terms and stores its own position counters, and notices image changes through one
+//! atomic version number.
+
+mod conductor;
+mod fragment_assembler;
+mod publication;
+mod subscription;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use fragment_assembler::FragmentAssembler;
+pub use publication::{ExclusivePublication, OfferResult, Publication};
+pub use subscription::{Image, ImageInfo, Subscription};
+
+pub use crate::logbuffer::frame_header::FragmentHeader;
+pub use crate::logbuffer::term_appender::BufferClaim;
+pub use crate::logbuffer::term_reader::ControlledAction;
+
+use crate::agent::{Agent, AgentRunner, IdleStrategy, nano_time};
+use crate::cnc::{CncError, CncFile};
+use crate::command::ErrorCode;
+use crate::concurrent::counters::CountersReader;
+use crate::concurrent::ring_buffer::ManyToOneRingBuffer;
+use conductor::ClientConductor;
+
+/// Where the client conductor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConductorMode {
+    /// On its own thread.
+    #[default]
+    Thread,
+    /// On the application's thread, which calls [`Tern::do_work`] at least every keepalive
+    /// interval.
+    Invoker,
+}
+
+/// A callback for image changes.
+pub type ImageHandler = Arc<dyn Fn(&ImageInfo) + Send + Sync>;
+
+/// Client settings.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The driver directory.
+    pub dir: PathBuf,
+    /// How long to wait for a driver to appear and for each command's response.
+    pub timeout: Duration,
+    /// A driver whose heartbeat is older than this is dead.
+    pub driver_timeout: Duration,
+    /// How often to tell the driver this client is alive.
+    pub keepalive_interval: Duration,
+    /// Where the client conductor runs.
+    pub conductor_mode: ConductorMode,
+    /// The conductor thread's idle strategy.
+    pub idle_strategy: IdleStrategy,
+    /// Called when a subscription gains an image.
+    pub on_available_image: Option<ImageHandler>,
+    /// Called when a subscription loses an image.
+    pub on_unavailable_image: Option<ImageHandler>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("dir", &self.dir)
+            .field("timeout", &self.timeout)
+            .field("driver_timeout", &self.driver_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("conductor_mode", &self.conductor_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            dir: crate::directory::default_directory(),
+            timeout: Duration::from_secs(10),
+            driver_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_millis(500),
+            conductor_mode: ConductorMode::default(),
+            idle_strategy: IdleStrategy::Sleep(Duration::from_millis(1)),
+            on_available_image: None,
+            on_unavailable_image: None,
+        }
+    }
+}
+
+/// What went wrong in the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// No driver answered in time.
+    #[error("no driver answered in {dir} within {timeout:?}: {reason}")]
+    NoDriver {
+        /// The directory.
+        dir: PathBuf,
+        /// How long the client waited.
+        timeout: Duration,
+        /// The last thing that went wrong.
+        reason: String,
+    },
+    /// The driver stopped stamping its heartbeat: it died or hung.
+    #[error("the driver is not responding: no heartbeat for {silent_ms} ms")]
+    DriverTimeout {
+        /// How long it has been silent.
+        silent_ms: i64,
+    },
+    /// The driver closed this client (it missed its keepalives).
+    #[error("the driver closed this client after it missed its keepalives")]
+    ClientTimedOut,
+    /// The client fell so far behind the driver's broadcasts that it missed responses.
+    #[error("the client fell behind the driver's broadcast buffer and missed responses")]
+    Lapped,
+    /// The client is closed.
+    #[error("the client is closed")]
+    Closed,
+    /// The driver refused a command.
+    #[error("the driver refused: {message} ({code:?})")]
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// In words.
+        message: String,
+    },
+    /// No response came within the timeout.
+    #[error("no response to {what} within {timeout:?}")]
+    Timeout {
+        /// What was asked.
+        what: &'static str,
+        /// How long the client waited.
+        timeout: Duration,
+    },
+    /// A file from the driver could not be used.
+    #[error("{0}")]
+    Resource(String),
+}
+
+/// State shared by the client's handles.
+pub(crate) struct ClientShared {
+    // Views below borrow this mapping; every handle holds an Arc of this struct.
+    pub(crate) cnc: CncFile,
+    pub(crate) to_driver: ManyToOneRingBuffer<'static>,
+    pub(crate) counters: CountersReader<'static>,
+    pub(crate) client_id: i64,
+    pub(crate) closed: AtomicBool,
+    pub(crate) conductor: std::sync::Mutex<ClientConductor>,
+    pub(crate) config: ClientConfig,
+}
+
+impl ClientShared {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Runs the conductor until `ready` returns a value or the timeout passes.
+    pub(crate) fn await_response<T>(
+        &self,
+        what: &'static str,
+        mut ready: impl FnMut(&mut ClientConductor) -> Option<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            {
+                let mut conductor = self.lock();
+                conductor.do_work(self, nano_time());
+                if let Some(error) = conductor.fatal_error() {
+                    return Err(error);
+                }
+                if let Some(result) = ready(&mut conductor) {
+                    return result;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::Timeout {
+                    what,
+                    timeout: self.config.timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ClientConductor> {
+        // A panic while holding the lock poisons it; the conductor's state is still consistent
+        // (every update is a single insert or remove), so carry on with it.
+        self.conductor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A connection to a media driver.
+pub struct Tern {
+    shared: Arc<ClientShared>,
+    runner: Option<AgentRunner>,
+}
+
+/// The client conductor as an agent for its own thread.
+struct ConductorAgent(Arc<ClientShared>);
+
+impl Agent for ConductorAgent {
+    fn do_work(&mut self, now_ns: i64) -> usize {
+        if self.0.is_closed() {
+            return 0;
+        }
+        self.0.lock().do_work(&self.0, now_ns)
+    }
+
+    fn role_name(&self) -> &str {
+        "tern-client-conductor"
+    }
+}
+
+impl Tern {
+    /// Connects to the driver in `config.dir`, waiting up to `config.timeout` for one to appear.
+    pub fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        let deadline = Instant::now() + config.timeout;
+        let cnc = loop {
+            let reason = match CncFile::open(&config.dir) {
+                Ok(cnc) => match check_heartbeat(&cnc, &config) {
+                    Ok(()) => break cnc,
+                    Err(error) => error.to_string(),
+                },
+                Err(CncError::Version { path, found }) => {
+                    return Err(ClientError::Resource(
+                        CncError::Version { path, found }.to_string(),
+                    ));
+                }
+                Err(error) => error.to_string(),
+            };
+            if Instant::now() > deadline {
+                return Err(ClientError::NoDriver {
+                    dir: config.dir.clone(),
+                    timeout: config.timeout,
+                    reason,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // SAFETY: `cnc` is moved into the shared state beside these views and never out of it;
+        // the views are used only through that state, which every handle keeps alive.
+        let sections = unsafe {
+            std::mem::transmute::<crate::cnc::Sections<'_>, crate::cnc::Sections<'static>>(
+                cnc.sections(),
+            )
+        };
+        let to_driver = ManyToOneRingBuffer::new(sections.to_driver)
+            .map_err(|error| ClientError::Resource(error.to_string()))?;
+        let counters = CountersReader::new(sections.counters_metadata, sections.counters_values)
+            .map_err(|error| ClientError::Resource(error.to_string()))?;
+        let conductor = ClientConductor::new(sections.to_clients, &config, nano_time())
+            .map_err(|error| ClientError::Resource(error.to_string()))?;
+        let shared = Arc::new(ClientShared {
+            client_id: to_driver.next_correlation_id(),
+            cnc,
+            to_driver,
+            counters,
+            closed: AtomicBool::new(false),
+            conductor: std::sync::Mutex::new(conductor),
+            config: config.clone(),
+        });
+        shared.lock().send_keepalive(&shared, nano_time());
+        let runner = match config.conductor_mode {
+            ConductorMode::Thread => Some(
+                AgentRunner::start(
+                    Box::new(ConductorAgent(Arc::clone(&shared))),
+                    config.idle_strategy,
+                )
+                .map_err(|error| ClientError::Resource(error.to_string()))?,
+            ),
+            ConductorMode::Invoker => None,
+        };
+        Ok(Self { shared, runner })
+    }
+
+    /// This client's id.
+    pub fn client_id(&self) -> i64 {
+        self.shared.client_id
+    }
+
+    /// Runs the client conductor once ([`ConductorMode::Invoker`]); returns the work done.
+    pub fn do_work(&self) -> usize {
+        if self.shared.is_closed() {
+            return 0;
+        }
+        self.shared.lock().do_work(&self.shared, nano_time())
+    }
+
+    /// A fatal error the conductor met (driver dead, client timed out, lapped), if any.
+    pub fn fatal_error(&self) -> Option<ClientError> {
+        self.shared.lock().fatal_error()
+    }
+
+    /// Starts adding a publication; returns its registration id for [`Tern::poll_publication`].
+    pub fn async_add_publication(&self, channel: &str, stream_id: i32) -> Result<i64, ClientError> {
+        publication::send_add(&self.shared, channel, stream_id, false)
+    }
+
+    /// The publication `registration_id` once the driver has answered.
+    pub fn poll_publication(
+        &self,
+        registration_id: i64,
+    ) -> Option<Result<Publication, ClientError>> {
+        let mut conductor = self.shared.lock();
+        conductor.do_work(&self.shared, nano_time());
+        conductor
+            .take_publication(&self.shared, registration_id)
+            .map(|result| result.map(|ready| Publication::new(Arc::clone(&self.shared), ready)))
+    }
+
+    /// Adds a concurrent publication and waits for it.
+    pub fn add_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<Publication, ClientError> {
+        let registration_id = publication::send_add(&self.shared, channel, stream_id, false)?;
+        let ready = self.shared.await_response("add publication", |conductor| {
+            conductor.take_publication(&self.shared, registration_id)
+        })?;
+        Ok(Publication::new(Arc::clone(&self.shared), ready))
+    }
+
+    /// Adds an exclusive publication (one writer, no atomic add) and waits for it.
+    pub fn add_exclusive_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<ExclusivePublication, ClientError> {
+        let registration_id = publication::send_add(&self.shared, channel, stream_id, true)?;
+        let ready = self
+            .shared
+            .await_response("add exclusive publication", |conductor| {
+                conductor.take_publication(&self.shared, registration_id)
+            })?;
+        Ok(ExclusivePublication::new(Arc::clone(&self.shared), ready))
+    }
+
+    /// Starts adding a subscription; returns its registration id for
+    /// [`Tern::poll_subscription`].
+    pub fn async_add_subscription(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<i64, ClientError> {
+        subscription::send_add(&self.shared, channel, stream_id)
+    }
+
+    /// The subscription `registration_id` once the driver has answered.
+    pub fn poll_subscription(
+        &self,
+        registration_id: i64,
+    ) -> Option<Result<Subscription, ClientError>> {
+        let mut conductor = self.shared.lock();
+        conductor.do_work(&self.shared, nano_time());
+        conductor
+            .take_subscription(registration_id)
+            .map(|result| result.map(|state| Subscription::new(Arc::clone(&self.shared), state)))
+    }
+
+    /// Adds a subscription and waits for it.
+    pub fn add_subscription(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<Subscription, ClientError> {
+        let registration_id = subscription::send_add(&self.shared, channel, stream_id)?;
+        let state = self
+            .shared
+            .await_response("add subscription", |conductor| {
+                conductor.take_subscription(registration_id)
+            })?;
+        Ok(Subscription::new(Arc::clone(&self.shared), state))
+    }
+
+    /// The driver's process id.
+    pub fn driver_pid(&self) -> i64 {
+        self.shared.cnc.identity().pid
+    }
+
+    /// Adds a counter this client owns (visible in `tern stat`) and waits for it.
+    pub fn add_counter(
+        &self,
+        type_id: i32,
+        key: &[u8],
+        label: &str,
+    ) -> Result<UserCounter, ClientError> {
+        if self.shared.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        let correlation_id = self.shared.to_driver.next_correlation_id();
+        let mut buf = vec![0u8; 128 + key.len() + label.len()];
+        let resource = |error: tern_codec::EncodeError| ClientError::Resource(error.to_string());
+        let mut encoder = crate::command::add_counter::Encoder::wrap(&mut buf).map_err(resource)?;
+        encoder
+            .client_id(self.shared.client_id)
+            .correlation_id(correlation_id)
+            .type_id(type_id);
+        let length = encoder
+            .key(key)
+            .map_err(resource)?
+            .label(label)
+            .map_err(resource)?
+            .finish();
+        self.shared.lock().expect(correlation_id);
+        conductor::write_command(
+            &self.shared,
+            crate::command::add_counter::TEMPLATE_ID,
+            &buf[..length],
+        )?;
+        let id = self.shared.await_response("add counter", |conductor| {
+            conductor.take_counter(correlation_id)
+        })?;
+        let counter = self
+            .shared
+            .counters
+            .owned_counter(id)
+            .ok_or_else(|| ClientError::Resource(format!("counter {id} is not allocated")))?;
+        Ok(UserCounter {
+            shared: Arc::clone(&self.shared),
+            counter,
+        })
+    }
+
+    /// Asks the driver to stop and waits for its answer.
+    pub fn terminate_driver(&self) -> Result<(), ClientError> {
+        let correlation_id = self.shared.to_driver.next_correlation_id();
+        conductor::send_client_command(
+            &self.shared,
+            correlation_id,
+            crate::command::ClientAction::TerminateDriver,
+        )?;
+        self.shared.await_response("terminate driver", |conductor| {
+            conductor.take_success(correlation_id)
+        })
+    }
+
+    /// The driver's counters, for reading.
+    pub fn counters(&self) -> CountersReader<'_> {
+        self.shared.counters
+    }
+
+    /// Closes the client: the driver releases its publications and subscriptions now.
+    pub fn close(&mut self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(mut runner) = self.runner.take() {
+            runner.close();
+        }
+        let _ =
+            conductor::send_client_command(&self.shared, 0, crate::command::ClientAction::Close);
+    }
+}
+
+impl Drop for Tern {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A counter a client added; the driver frees it when this is dropped or the client closes.
+pub struct UserCounter {
+    shared: Arc<ClientShared>,
+    counter: crate::concurrent::counters::Counter<'static>,
+}
+
+impl std::fmt::Debug for UserCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCounter")
+            .field("id", &self.counter.id())
+            .finish()
+    }
+}
+
+impl UserCounter {
+    /// The counter's id.
+    pub fn id(&self) -> i32 {
+        self.counter.id()
+    }
+
+    /// The counter's value.
+    pub fn get(&self) -> i64 {
+        self.counter.get()
+    }
+
+    /// Sets the value.
+    pub fn set(&self, value: i64) {
+        self.counter.set(value);
+    }
+
+    /// Adds to the value.
+    pub fn increment(&self, delta: i64) -> i64 {
+        self.counter.increment(delta)
+    }
+}
+
+impl Drop for UserCounter {
+    fn drop(&mut self) {
+        if self.shared.is_closed() {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        let Ok(mut encoder) = crate::command::remove_resource::Encoder::wrap(&mut buf) else {
+            return;
+        };
+        encoder
+            .client_id(self.shared.client_id)
+            .correlation_id(self.shared.to_driver.next_correlation_id())
+            .registration_id(i64::from(self.counter.id()))
+            .kind(crate::command::ResourceKind::Counter);
+        let length = encoder.finish();
+        let _ = conductor::write_command(
+            &self.shared,
+            crate::command::remove_resource::TEMPLATE_ID,
+            &buf[..length],
+        );
+    }
+}
+
+fn check_heartbeat(cnc: &CncFile, config: &ClientConfig) -> Result<(), ClientError> {
+    let ring = ManyToOneRingBuffer::new(cnc.sections().to_driver)
+        .map_err(|error| ClientError::Resource(error.to_string()))?;
+    let silent_ms = crate::agent::epoch_ms() - ring.consumer_heartbeat();
+    if silent_ms > i64::try_from(config.driver_timeout.as_millis()).unwrap_or(i64::MAX) {
+        return Err(ClientError::DriverTimeout { silent_ms });
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! Publications: append messages to a stream's log.
+//!
+//! [`Publication`] is concurrent: many threads (and other publications of the same stream in
+//! other processes) may offer at once; each offer claims its frames with one atomic add.
+//! [`ExclusivePublication`] has one writer, keeps its tail itself and publishes it with a plain
+//! release store, which is cheaper. Both refuse to run past the publisher limit the driver keeps
+//! at the slowest subscriber plus the window: back-pressure, never overwriting unread data.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::conductor::{PublicationReady, write_command};
+use super::{ClientError, ClientShared};
+use crate::command::{ResourceKind, add_publication, remove_resource};
+use crate::concurrent::counters::Counter;
+use crate::logbuffer::descriptor::{index_by_term_count, tail_term_id, tail_term_offset};
+use crate::logbuffer::frame_header::HeaderTemplate;
+use crate::logbuffer::term_appender::{
+    Appended, BufferClaim, ExclusiveTermAppender, TermAppender, align_frame,
+};
+
+/// What an offer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "an offer may fail: back-pressure and admin actions ask for a retry"]
+pub enum OfferResult {
+    /// Appended; the stream's position after the message.
+    Ok(i64),
+    /// No subscriber is connected.
+    NotConnected,
+    /// The slowest subscriber is a window behind: retry later.
+    BackPressured,
+    /// The log rotated to a new term during the offer: retry now.
+    AdminAction,
+    /// The publication or its client is closed.
+    Closed,
+    /// The stream reached the largest position its term length allows.
+    MaxPositionExceeded,
+    /// The message is longer than the stream allows.
+    MessageTooLong {
+        /// Its length.
+        length: usize,
+        /// The stream's maximum.
+        max: usize,
+    },
+}
+
+impl OfferResult {
+    /// Whether the message was appended.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok(_))
+    }
+}
+
+/// Sends an add-publication command; returns its registration id.
+pub(crate) fn send_add(
+    shared: &ClientShared,
+    channel: &str,
+    stream_id: i32,
+    exclusive: bool,
+) -> Result<i64, ClientError> {
+    if shared.is_closed() {
+        return Err(ClientError::Closed);
+    }
+    let correlation_id = shared.to_driver.next_correlation_id();
+    let mut buf = vec![0u8; 64 + channel.len()];
+    let mut encoder = add_publication::Encoder::wrap(&mut buf)
+        .map_err(|error| ClientError::Resource(error.to_string()))?;
+    encoder
+        .client_id(shared.client_id)
+        .correlation_id(correlation_id)
+        .stream_id(stream_id)
+        .exclusive(u8::from(exclusive));
+    let length = encoder
+        .channel(channel)
+        .map_err(|error| ClientError::Resource(error.to_string()))?
+        .finish();
+    shared.lock().expect(correlation_id);
+    write_command(shared, add_publication::TEMPLATE_ID, &buf[..length])?;
+    Ok(correlation_id)
+}
+
+/// What both kinds of publication share.
+struct PublicationCore {
+    shared: Arc<ClientShared>,
+    ready: PublicationReady,
+    limit: Counter<'static>,
+    template: HeaderTemplate,
+    max_payload: usize,
+    max_message_length: usize,
+    max_position: i64,
+}
+
+impl PublicationCore {
+    fn new(shared: Arc<ClientShared>, ready: PublicationReady) -> Self {
+        let metadata = ready.log.metadata();
+        let geometry = ready.log.geometry();
+        let limit = shared
+            .counters
+            .owned_counter(ready.limit_counter_id)
+            .expect("the driver allocated the publisher limit before announcing the publication");
+        Self {
+            template: HeaderTemplate::new(metadata.default_header()),
+            max_payload: usize::try_from(tern_codec::frame::max_payload_length(metadata.mtu()))
+                .unwrap_or(0),
+            max_message_length: usize::try_from(geometry.max_message_length()).unwrap_or(0),
+            max_position: geometry.max_position(),
+            limit,
+            shared,
+            ready,
+        }
+    }
+
+    fn position(&self) -> i64 {
+        let metadata = self.ready.log.metadata();
+        let term_count = metadata.active_term_count();
+        let raw_tail = metadata.raw_tail(index_by_term_count(i64::from(term_count)));
+        let geometry = self.ready.log.geometry();
+        geometry.position(
+            tail_term_id(raw_tail),
+            tail_term_offset(raw_tail, geometry.term_length()),
+        )
+    }
+
+    /// Checks everything but the append; `Ok` carries the term count and position.
+    #[inline]
+    fn check(&self, length: usize) -> Result<(i32, i32, usize, i64), OfferResult> {
+        if self.shared.is_closed() {
+            return Err(OfferResult::Closed);
+        }
+        if length > self.max_message_length {
+            return Err(OfferResult::MessageTooLong {
+                length,
+                max: self.max_message_length,
+            });
+        }
+        let metadata = self.ready.log.metadata();
+        let geometry = self.ready.log.geometry();
+        let term_count = metadata.active_term_count();
+        let index = index_by_term_count(i64::from(term_count));
+        let raw_tail = metadata.raw_tail(index);
+        let term_id = tail_term_id(raw_tail);
+        if term_id.wrapping_sub(geometry.initial_term_id()) != term_count {
+            // Another publisher is rotating the log.
+            return Err(OfferResult::AdminAction);
+        }
+        let position =
+            geometry.position(term_id, tail_term_offset(raw_tail, geometry.term_length()));
+        if position >= self.limit.get() {
+            return Err(if metadata.is_connected() {
+                OfferResult::BackPressured
+            } else {
+                OfferResult::NotConnected
+            });
+        }
+        if position + i64::try_from(align_frame(length + 32)).unwrap_or(i64::MAX)
+            > self.max_position
+        {
+            return Err(OfferResult::MaxPositionExceeded);
+        }
+        Ok((term_count, term_id, index, position))
+    }
+
+    fn outcome(&self, term_count: i32, appended: Appended) -> OfferResult {
+        match appended {
+            Appended::Ok {
+                term_id,
+                term_offset,
+            } => OfferResult::Ok(self.ready.log.geometry().position(term_id, term_offset)),
+            Appended::Tripped { term_id } => {
+                self.ready.log.metadata().rotate(term_count, term_id);
+                OfferResult::AdminAction
+            }
+        }
+    }
+
+    fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = Instant::now() + timeout;
+        while !self.ready.log.metadata().is_connected() {
+            if self.shared.is_closed() {
+                return Err(self
+                    .shared
+                    .lock()
+                    .fatal_error()
+                    .unwrap_or(ClientError::Closed));
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::Timeout {
+                    what: "a connected subscriber",
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PublicationCore {
+    fn drop(&mut self) {
+        if self.shared.is_closed() {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        let Ok(mut encoder) = remove_resource::Encoder::wrap(&mut buf) else {
+            return;
+        };
+        encoder
+            .client_id(self.shared.client_id)
+            .correlation_id(self.shared.to_driver.next_correlation_id())
+            .registration_id(self.ready.registration_id)
+            .kind(ResourceKind::Publication);
+        let length = encoder.finish();
+        // Best effort: if the ring is full the driver releases it when the client closes.
+        let _ = write_command(&self.shared, remove_resource::TEMPLATE_ID, &buf[..length]);
+    }
+}
+
+macro_rules! publication_accessors {
+    () => {
+        /// The stream.
+        pub fn stream_id(&self) -> i32 {
+            self.core.ready.stream_id
+        }
+
+        /// The log's session.
+        pub fn session_id(&self) -> i32 {
+            self.core.ready.session_id
+        }
+
+        /// The registration id the driver knows this publication by.
+        pub fn registration_id(&self) -> i64 {
+            self.core.ready.registration_id
+        }
+
+        /// The stream position publishers have reached.
+        pub fn position(&self) -> i64 {
+            self.core.position()
+        }
+
+        /// How far publishers may go before back-pressure.
+        pub fn publisher_limit(&self) -> i64 {
+            self.core.limit.get()
+        }
+
+        /// Whether a subscriber is connected.
+        pub fn is_connected(&self) -> bool {
+            self.core.ready.log.metadata().is_connected()
+        }
+
+        /// Whether the publication or its client is closed.
+        pub fn is_closed(&self) -> bool {
+            self.core.shared.is_closed()
+        }
+
+        /// The longest message an offer accepts.
+        pub fn max_message_length(&self) -> usize {
+            self.core.max_message_length
+        }
+
+        /// The most payload one frame (and so one claim) carries.
+        pub fn max_payload_length(&self) -> usize {
+            self.core.max_payload
+        }
+
+        /// Waits until a subscriber is connected.
+        pub fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+            self.core.wait_connected(timeout)
+        }
+    };
+}
+
+/// A concurrent publication: `offer` from any thread.
+pub struct Publication {
+    core: PublicationCore,
+}
+
+impl std::fmt::Debug for Publication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publication")
+            .field("stream_id", &self.stream_id())
+            .field("session_id", &self.session_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publication {
+    pub(crate) fn new(shared: Arc<ClientShared>, ready: PublicationReady) -> Self {
+        Self {
+            core: PublicationCore::new(shared, ready),
+        }
+    }
+
+    publication_accessors!();
+
+    /// Appends one message.
+    #[inline]
+    pub fn offer(&self, message: &[u8]) -> OfferResult {
+        self.offer_parts(&[message])
+    }
+
+    /// Appends one message made of `parts` laid end to end, without copying them together.
+    pub fn offer_parts(&self, parts: &[&[u8]]) -> OfferResult {
+        let length = parts.iter().map(|part| part.len()).sum();
+        let (term_count, _, index, _) = match self.core.check(length) {
+            Ok(checked) => checked,
+            Err(result) => return result,
+        };
+        let log = &self.core.ready.log;
+        let appender = TermAppender::new(log.term(index), log.metadata(), index);
+        let appended = appender.append(&self.core.template, parts, self.core.max_payload, 0);
+        self.core.outcome(term_count, appended)
+    }
+
+    /// Claims `length` bytes (at most one frame's payload) to fill in place, then commit or
+    /// abort. A claim dropped unfinished is aborted.
+    pub fn try_claim(&self, length: usize) -> Result<BufferClaim<'_>, OfferResult> {
+        if length > self.core.max_payload {
+            return Err(OfferResult::MessageTooLong {
+                length,
+                max: self.core.max_payload,
+            });
+        }
+        let (term_count, _, index, _) = self.core.check(length)?;
+        let log = &self.core.ready.log;
+        let appender = TermAppender::new(log.term(index), log.metadata(), index);
+        appender
+            .claim(&self.core.template, length, 0)
+            .map_err(|appended| self.core.outcome(term_count, appended))
+    }
+}
+
+/// An exclusive publication: one writer, `offer` through `&mut self`.
+pub struct ExclusivePublication {
+    core: PublicationCore,
+}
+
+impl std::fmt::Debug for ExclusivePublication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExclusivePublication")
+            .field("stream_id", &self.stream_id())
+            .field("session_id", &self.session_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExclusivePublication {
+    pub(crate) fn new(shared: Arc<ClientShared>, ready: PublicationReady) -> Self {
+        Self {
+            core: PublicationCore::new(shared, ready),
+        }
+    }
+
+    publication_accessors!();
+
+    /// Appends one message.
+    #[inline]
+    pub fn offer(&mut self, message: &[u8]) -> OfferResult {
+        self.offer_parts(&[message])
+    }
+
+    /// Appends one message made of `parts`.
+    pub fn offer_parts(&mut self, parts: &[&[u8]]) -> OfferResult {
+        let length = parts.iter().map(|part| part.len()).sum();
+        let (term_count, term_id, index, position) = match self.core.check(length) {
+            Ok(checked) => checked,
+            Err(result) => return result,
+        };
+        let log = &self.core.ready.log;
+        let term_offset = usize::try_from(log.geometry().term_offset(position)).unwrap_or(0);
+        let appender = ExclusiveTermAppender::new(log.term(index), log.metadata(), index);
+        let appended = appender.append(
+            &self.core.template,
+            term_id,
+            term_offset,
+            parts,
+            self.core.max_payload,
+            0,
+        );
+        self.core.outcome(term_count, appended)
+    }
+}

@@ -1,0 +1,376 @@
+//! Subscriptions and their images: reading a stream's log in place.
+//!
+//! A subscription has one image per publication (session) it reads. Each image has its own
+//! position, stored in a counter the driver allocated for it and only this subscriber writes
+//! (release), so the driver can hold publishers back to it. The client conductor adds and
+//! removes images under a mutex and bumps an atomic version; `poll` compares the version (one
+//! acquire load) and takes the mutex only when the set of images changed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::conductor::write_command;
+use super::{ClientError, ClientShared};
+use crate::command::{ResourceKind, add_subscription, remove_resource};
+use crate::concurrent::counters::Counter;
+use crate::logbuffer::descriptor::index_by_term;
+use crate::logbuffer::frame_header::FragmentHeader;
+use crate::logbuffer::log_buffers::LogBuffers;
+use crate::logbuffer::term_reader::{self, ControlledAction};
+
+/// What identifies an image, for callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The image's id.
+    pub image_id: i64,
+    /// The subscription it belongs to.
+    pub subscription_registration_id: i64,
+    /// The publication's session.
+    pub session_id: i32,
+    /// The stream.
+    pub stream_id: i32,
+    /// Where it comes from (`ipc`, or a UDP source address).
+    pub source_identity: String,
+}
+
+/// An image as the conductor hands it to a subscription.
+pub(crate) struct ImageShared {
+    info: ImageInfo,
+    log: Arc<LogBuffers>,
+    position: Counter<'static>,
+    closed: AtomicBool,
+}
+
+impl ImageShared {
+    pub(crate) fn new(info: ImageInfo, log: Arc<LogBuffers>, position: Counter<'static>) -> Self {
+        Self {
+            info,
+            log,
+            position,
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The subscription's state shared with the conductor.
+pub(crate) struct SubscriptionState {
+    pub(crate) registration_id: i64,
+    images: Mutex<Vec<Arc<ImageShared>>>,
+    version: AtomicU64,
+}
+
+impl SubscriptionState {
+    pub(crate) fn new(registration_id: i64) -> Self {
+        Self {
+            registration_id,
+            images: Mutex::new(Vec::new()),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ImageShared>>> {
+        self.images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn add_image(&self, image: Arc<ImageShared>) {
+        self.lock().push(image);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn remove_image(&self, image_id: i64) -> Option<ImageInfo> {
+        let mut images = self.lock();
+        let index = images
+            .iter()
+            .position(|image| image.info.image_id == image_id)?;
+        let image = images.swap_remove(index);
+        image.closed.store(true, Ordering::Release);
+        drop(images);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Some(image.info.clone())
+    }
+
+    pub(crate) fn close_images(&self) {
+        let mut images = self.lock();
+        for image in images.drain(..) {
+            image.closed.store(true, Ordering::Release);
+        }
+        drop(images);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Sends an add-subscription command; returns its registration id.
+pub(crate) fn send_add(
+    shared: &ClientShared,
+    channel: &str,
+    stream_id: i32,
+) -> Result<i64, ClientError> {
+    if shared.is_closed() {
+        return Err(ClientError::Closed);
+    }
+    let correlation_id = shared.to_driver.next_correlation_id();
+    let mut buf = vec![0u8; 64 + channel.len()];
+    let mut encoder = add_subscription::Encoder::wrap(&mut buf)
+        .map_err(|error| ClientError::Resource(error.to_string()))?;
+    encoder
+        .client_id(shared.client_id)
+        .correlation_id(correlation_id)
+        .stream_id(stream_id);
+    let length = encoder
+        .channel(channel)
+        .map_err(|error| ClientError::Resource(error.to_string()))?
+        .finish();
+    shared
+        .lock()
+        .expect_subscription(Arc::new(SubscriptionState::new(correlation_id)));
+    write_command(shared, add_subscription::TEMPLATE_ID, &buf[..length])?;
+    Ok(correlation_id)
+}
+
+/// One publication's stream as this subscriber reads it.
+pub struct Image {
+    shared: Arc<ImageShared>,
+    position: i64,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("info", &self.shared.info)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+impl Image {
+    fn new(shared: Arc<ImageShared>) -> Self {
+        let position = shared.position.get();
+        Self { shared, position }
+    }
+
+    /// What identifies the image.
+    pub fn info(&self) -> &ImageInfo {
+        &self.shared.info
+    }
+
+    /// This subscriber's position in the stream.
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// Whether the publication has ended and this subscriber has read all of it.
+    pub fn is_end_of_stream(&self) -> bool {
+        self.position >= self.shared.log.metadata().end_of_stream_position()
+    }
+
+    /// Whether the driver withdrew the image.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    fn locate(&self) -> (usize, usize, i64) {
+        let geometry = self.shared.log.geometry();
+        let term_id = geometry.term_id(self.position);
+        let index = index_by_term(geometry.initial_term_id(), term_id);
+        let term_offset = usize::try_from(geometry.term_offset(self.position)).unwrap_or(0);
+        let term_base = self.position - i64::try_from(term_offset).unwrap_or(0);
+        (index, term_offset, term_base)
+    }
+
+    /// Reads up to `fragment_limit` fragments; returns how many.
+    pub fn poll(
+        &mut self,
+        mut handler: impl FnMut(&[u8], &FragmentHeader),
+        fragment_limit: usize,
+    ) -> usize {
+        if self.is_closed() {
+            return 0;
+        }
+        let (index, term_offset, term_base) = self.locate();
+        let outcome = term_reader::read(
+            &self.shared.log.term(index),
+            term_offset,
+            fragment_limit,
+            |offset| term_base + i64::try_from(offset).unwrap_or(0),
+            &mut handler,
+        );
+        let position = term_base + i64::try_from(outcome.term_offset).unwrap_or(0);
+        if position > self.position {
+            self.position = position;
+            // Releases the space to publishers: pairs with the driver's acquire of the counter.
+            self.shared.position.set(position);
+        }
+        outcome.fragments
+    }
+
+    /// Reads like [`Image::poll`], with the handler choosing to continue, break, abort or
+    /// commit at each fragment.
+    pub fn controlled_poll(
+        &mut self,
+        mut handler: impl FnMut(&[u8], &FragmentHeader) -> ControlledAction,
+        fragment_limit: usize,
+    ) -> usize {
+        if self.is_closed() {
+            return 0;
+        }
+        let (index, term_offset, term_base) = self.locate();
+        let outcome = term_reader::read_controlled(
+            &self.shared.log.term(index),
+            term_offset,
+            fragment_limit,
+            |offset| term_base + i64::try_from(offset).unwrap_or(0),
+            &mut handler,
+        );
+        let position = term_base + i64::try_from(outcome.term_offset).unwrap_or(0);
+        if position > self.position {
+            self.position = position;
+            self.shared.position.set(position);
+        }
+        outcome.fragments
+    }
+}
+
+/// A subscription: polls every image of its stream.
+pub struct Subscription {
+    client: Arc<ClientShared>,
+    state: Arc<SubscriptionState>,
+    images: Vec<Image>,
+    version: u64,
+    round_robin: usize,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("registration_id", &self.state.registration_id)
+            .field("images", &self.images.len())
+            .finish()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(client: Arc<ClientShared>, state: Arc<SubscriptionState>) -> Self {
+        let mut subscription = Self {
+            client,
+            state,
+            images: Vec::new(),
+            version: u64::MAX,
+            round_robin: 0,
+        };
+        subscription.refresh();
+        subscription
+    }
+
+    /// Takes the conductor's image set when it changed: one atomic load otherwise.
+    #[inline]
+    fn refresh(&mut self) {
+        let version = self.state.version.load(Ordering::Acquire);
+        if version == self.version {
+            return;
+        }
+        self.version = version;
+        let current = self.state.lock();
+        self.images.retain(|image| {
+            current
+                .iter()
+                .any(|shared| Arc::ptr_eq(shared, &image.shared))
+        });
+        for shared in current.iter() {
+            if !self
+                .images
+                .iter()
+                .any(|image| Arc::ptr_eq(&image.shared, shared))
+            {
+                self.images.push(Image::new(Arc::clone(shared)));
+            }
+        }
+    }
+
+    /// The registration id the driver knows this subscription by.
+    pub fn registration_id(&self) -> i64 {
+        self.state.registration_id
+    }
+
+    /// The images being read.
+    pub fn images(&mut self) -> &[Image] {
+        self.refresh();
+        &self.images
+    }
+
+    /// Whether any image is connected.
+    pub fn is_connected(&mut self) -> bool {
+        self.refresh();
+        !self.images.is_empty()
+    }
+
+    /// Reads up to `fragment_limit` fragments across the images, starting with a different image
+    /// each call so that none starves the others. Returns how many.
+    pub fn poll(
+        &mut self,
+        mut handler: impl FnMut(&[u8], &FragmentHeader),
+        fragment_limit: usize,
+    ) -> usize {
+        self.refresh();
+        let count = self.images.len();
+        if count == 0 {
+            return 0;
+        }
+        self.round_robin = (self.round_robin + 1) % count;
+        let mut fragments = 0;
+        for step in 0..count {
+            if fragments >= fragment_limit {
+                break;
+            }
+            let image = &mut self.images[(self.round_robin + step) % count];
+            fragments += image.poll(&mut handler, fragment_limit - fragments);
+        }
+        fragments
+    }
+
+    /// Reads like [`Subscription::poll`] with a controlled handler.
+    pub fn controlled_poll(
+        &mut self,
+        mut handler: impl FnMut(&[u8], &FragmentHeader) -> ControlledAction,
+        fragment_limit: usize,
+    ) -> usize {
+        self.refresh();
+        let count = self.images.len();
+        if count == 0 {
+            return 0;
+        }
+        self.round_robin = (self.round_robin + 1) % count;
+        let mut fragments = 0;
+        for step in 0..count {
+            if fragments >= fragment_limit {
+                break;
+            }
+            let image = &mut self.images[(self.round_robin + step) % count];
+            fragments += image.controlled_poll(&mut handler, fragment_limit - fragments);
+        }
+        fragments
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.client
+            .lock()
+            .forget_subscription(self.state.registration_id);
+        if self.client.is_closed() {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        let Ok(mut encoder) = remove_resource::Encoder::wrap(&mut buf) else {
+            return;
+        };
+        encoder
+            .client_id(self.client.client_id)
+            .correlation_id(self.client.to_driver.next_correlation_id())
+            .registration_id(self.state.registration_id)
+            .kind(ResourceKind::Subscription);
+        let length = encoder.finish();
+        let _ = write_command(&self.client, remove_resource::TEMPLATE_ID, &buf[..length]);
+    }
+}

@@ -1,0 +1,972 @@
+//! The driver's conductor: reads client commands, creates and links publications and
+//! subscriptions, keeps publisher limits, and cleans up after clients that go away.
+//!
+//! It is the only writer of the to-clients broadcast buffer, of counter metadata, of the
+//! publisher-limit counters and of every publication's connection state. It reads the to-driver
+//! ring buffer (bounded per duty cycle), the subscribers' position counters and the log tails.
+//! It never blocks: bad commands are answered with an error and logged, and the conductor carries
+//! on serving every other client.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tern_codec::{DecodeError, MessageHeader, UnknownAction, on_unknown};
+
+use super::config::DriverConfig;
+use super::ipc_publication::{
+    IpcPublication, PublicationState, SubscriberLink, TetherState, Timeouts,
+};
+use super::system_counters::{SystemCounter, SystemCounters};
+use crate::agent::{Agent, epoch_ms};
+use crate::channel::{ChannelUri, Media};
+use crate::cnc::CncFile;
+use crate::command::{
+    self, ClientAction, ErrorCode, ResourceKind, add_counter, add_publication, add_subscription,
+    client_command, on_available_image, on_client_timeout, on_counter_ready, on_error,
+    on_operation_success, on_publication_ready, on_subscription_ready, on_unavailable_image,
+    remove_resource,
+};
+use crate::concurrent::broadcast::BroadcastTransmitter;
+use crate::concurrent::counters::{CounterSpec, CountersManager};
+use crate::concurrent::error_log::DistinctErrorLog;
+use crate::concurrent::ring_buffer::ManyToOneRingBuffer;
+use crate::logbuffer::descriptor::LogParameters;
+use crate::logbuffer::log_buffers::LogBuffers;
+
+/// Commands read per duty cycle at most.
+const COMMAND_LIMIT: usize = 10;
+/// Counter type ids the driver allocates.
+pub mod counter_types {
+    /// A publication's limit.
+    pub const PUBLISHER_LIMIT: i32 = 1;
+    /// A subscriber's position in an image.
+    pub const SUBSCRIBER_POSITION: i32 = 4;
+    /// A counter a client asked for.
+    pub const CLIENT: i32 = 1000;
+}
+
+/// A client the driver knows.
+#[derive(Debug)]
+struct ClientSession {
+    last_keepalive_ns: i64,
+    counters: Vec<i32>,
+}
+
+/// A client's handle on a publication.
+#[derive(Debug)]
+struct PublicationLink {
+    registration_id: i64,
+    client_id: i64,
+    publication_id: i64,
+}
+
+/// A subscription.
+#[derive(Debug)]
+struct SubscriptionLink {
+    registration_id: i64,
+    client_id: i64,
+    stream_id: i32,
+    tether: bool,
+}
+
+/// The conductor agent.
+pub struct DriverConductor {
+    // Views below borrow this mapping; it lives as long as the conductor.
+    cnc: Arc<CncFile>,
+    dir: PathBuf,
+    config: DriverConfig,
+    to_driver: ManyToOneRingBuffer<'static>,
+    to_clients: BroadcastTransmitter<'static>,
+    counters: CountersManager<'static>,
+    errors: DistinctErrorLog<'static>,
+    system: SystemCounters,
+    clients: HashMap<i64, ClientSession>,
+    publications: Vec<IpcPublication>,
+    publication_links: Vec<PublicationLink>,
+    subscriptions: Vec<SubscriptionLink>,
+    timeouts: Timeouts,
+    next_timer_ns: i64,
+    next_image_id: i64,
+    random: u64,
+    scratch: Vec<u8>,
+    terminate_requested: bool,
+}
+
+/// What went wrong with a command, for the client and the error log.
+struct CommandError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl CommandError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl DriverConductor {
+    /// A conductor over a published CnC file.
+    pub(crate) fn new(
+        cnc: Arc<CncFile>,
+        config: DriverConfig,
+        now_ns: i64,
+    ) -> Result<Self, String> {
+        // SAFETY: `cnc` (an Arc of the mapping) is a field of the conductor, so the mapping
+        // outlives every view stored beside it; no view is handed out beyond `&self`.
+        let sections = unsafe { cnc_sections_unbounded(&cnc) };
+        let to_driver =
+            ManyToOneRingBuffer::new(sections.to_driver).map_err(|error| error.to_string())?;
+        let to_clients =
+            BroadcastTransmitter::new(sections.to_clients).map_err(|error| error.to_string())?;
+        let mut counters =
+            CountersManager::new(sections.counters_metadata, sections.counters_values, 1000)
+                .map_err(|error| error.to_string())?;
+        let system = SystemCounters::allocate(&mut counters).map_err(|error| error.to_string())?;
+        let errors = DistinctErrorLog::new(sections.error_log);
+        let nanos =
+            |duration: std::time::Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+        let timeouts = Timeouts {
+            unblock_ns: nanos(config.publication_unblock_timeout),
+            untethered_window_limit_ns: nanos(config.untethered_window_limit_timeout),
+            untethered_resting_ns: nanos(config.untethered_resting_timeout),
+        };
+        let seed =
+            u64::try_from(epoch_ms()).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
+        Ok(Self {
+            dir: config.dir.clone(),
+            cnc,
+            config,
+            to_driver,
+            to_clients,
+            counters,
+            errors,
+            system,
+            clients: HashMap::new(),
+            publications: Vec::new(),
+            publication_links: Vec::new(),
+            subscriptions: Vec::new(),
+            timeouts,
+            next_timer_ns: now_ns,
+            next_image_id: 1,
+            random: seed,
+            scratch: vec![0u8; 8192],
+            terminate_requested: false,
+        })
+    }
+
+    /// Whether a client asked the driver to stop.
+    pub fn terminate_requested(&self) -> bool {
+        self.terminate_requested
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: session ids and initial term ids need only to differ, not to be secret.
+        self.random ^= self.random >> 12;
+        self.random ^= self.random << 25;
+        self.random ^= self.random >> 27;
+        self.random.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn random_i32(&mut self) -> i32 {
+        let bytes = self.next_random().to_le_bytes();
+        i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
+
+    fn record_error(&mut self, text: &str) {
+        self.system.increment(SystemCounter::Errors);
+        self.errors.record(epoch_ms(), text);
+    }
+
+    fn process_commands(&mut self, now_ns: i64) -> usize {
+        // A copy of the ring's view, so the handler may borrow the conductor mutably.
+        let ring = self.to_driver;
+        ring.read(
+            |_, body| {
+                self.system.increment(SystemCounter::CommandsReceived);
+                self.on_command(body, now_ns);
+            },
+            COMMAND_LIMIT,
+        )
+    }
+
+    fn on_command(&mut self, bytes: &[u8], now_ns: i64) {
+        let header = match MessageHeader::decode(bytes) {
+            Ok(header) => header,
+            Err(error) => return self.malformed(bytes, &error),
+        };
+        if header.schema_id != command::DRIVER_PROTOCOL.id {
+            return self.unknown(bytes, &header);
+        }
+        let result = match header.template_id {
+            add_publication::TEMPLATE_ID => add_publication::Decoder::decode(bytes)
+                .map(|command| self.on_add_publication(&command, now_ns)),
+            add_subscription::TEMPLATE_ID => add_subscription::Decoder::decode(bytes)
+                .map(|command| self.on_add_subscription(&command, now_ns)),
+            remove_resource::TEMPLATE_ID => remove_resource::Decoder::decode(bytes)
+                .map(|command| self.on_remove(&command, now_ns)),
+            add_counter::TEMPLATE_ID => add_counter::Decoder::decode(bytes)
+                .map(|command| self.on_add_counter(&command, now_ns)),
+            client_command::TEMPLATE_ID => client_command::Decoder::decode(bytes)
+                .map(|command| self.on_client_command(&command, now_ns)),
+            _ => return self.unknown(bytes, &header),
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err((correlation_id, error))) => {
+                self.record_error(&error.message);
+                self.send_error(correlation_id, error.code, &error.message);
+            }
+            Err(error) => self.malformed(bytes, &error),
+        }
+    }
+
+    fn unknown(&mut self, bytes: &[u8], header: &MessageHeader) {
+        match on_unknown(header) {
+            UnknownAction::Ignore => self.system.increment(SystemCounter::UnknownCommandsIgnored),
+            UnknownAction::Reject(message) | UnknownAction::Terminate(message) => {
+                // A driver never stops for one client's command: terminate is answered as reject.
+                let text = format!("unknown command {message}");
+                self.system.increment(SystemCounter::InvalidCommands);
+                self.record_error(&text);
+                self.send_error(correlation_of(bytes), ErrorCode::UnknownCommand, &text);
+            }
+        }
+    }
+
+    fn malformed(&mut self, bytes: &[u8], error: &DecodeError) {
+        let text = format!("malformed command: {error}");
+        self.system.increment(SystemCounter::InvalidCommands);
+        self.record_error(&text);
+        self.send_error(correlation_of(bytes), ErrorCode::MalformedCommand, &text);
+    }
+
+    fn touch_client(&mut self, client_id: i64, now_ns: i64) {
+        self.clients
+            .entry(client_id)
+            .or_insert_with(|| ClientSession {
+                last_keepalive_ns: now_ns,
+                counters: Vec::new(),
+            })
+            .last_keepalive_ns = now_ns;
+    }
+
+    fn on_add_publication(
+        &mut self,
+        command: &add_publication::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let correlation_id = command.correlation_id();
+        let fail = |error| (correlation_id, error);
+        self.touch_client(command.client_id(), now_ns);
+        let channel = ChannelUri::parse(command.channel()).map_err(|error| {
+            fail(CommandError::new(
+                ErrorCode::InvalidChannel,
+                error.to_string(),
+            ))
+        })?;
+        if channel.media != Media::Ipc {
+            return Err(fail(CommandError::new(
+                ErrorCode::NotSupported,
+                format!(
+                    "{}: UDP channels are not supported by this driver yet",
+                    command.channel()
+                ),
+            )));
+        }
+        let exclusive = command.exclusive() != 0;
+        let stream_id = command.stream_id();
+        let existing = (!exclusive)
+            .then(|| {
+                self.publications.iter_mut().find(|publication| {
+                    !publication.exclusive
+                        && publication.stream_id == stream_id
+                        && publication.state == PublicationState::Active
+                        && channel
+                            .session_id
+                            .is_none_or(|session| session == publication.session_id)
+                })
+            })
+            .flatten();
+        let publication_id = match existing {
+            Some(publication) => {
+                publication.references += 1;
+                publication.registration_id
+            }
+            None => self
+                .create_publication(
+                    correlation_id,
+                    stream_id,
+                    exclusive,
+                    &channel,
+                    command.channel(),
+                    now_ns,
+                )
+                .map_err(fail)?,
+        };
+        self.publication_links.push(PublicationLink {
+            registration_id: correlation_id,
+            client_id: command.client_id(),
+            publication_id,
+        });
+        let publication = self
+            .publications
+            .iter()
+            .find(|publication| publication.registration_id == publication_id)
+            .expect("just created or found");
+        let (session_id, limit_id, log_file) = (
+            publication.session_id,
+            publication.publisher_limit.id(),
+            publication.log.path().display().to_string(),
+        );
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = (|| {
+            let mut encoder = on_publication_ready::Encoder::wrap(&mut buf)?;
+            encoder
+                .correlation_id(correlation_id)
+                .registration_id(publication_id)
+                .session_id(session_id)
+                .stream_id(stream_id)
+                .publisher_limit_counter_id(limit_id)
+                .exclusive(u8::from(exclusive));
+            Ok::<_, tern_codec::EncodeError>(encoder.log_file(&log_file)?.finish())
+        })();
+        self.transmit(on_publication_ready::TEMPLATE_ID, &buf, length);
+        self.scratch = buf;
+        Ok(())
+    }
+
+    fn create_publication(
+        &mut self,
+        registration_id: i64,
+        stream_id: i32,
+        exclusive: bool,
+        channel: &ChannelUri,
+        channel_text: &str,
+        now_ns: i64,
+    ) -> Result<i64, CommandError> {
+        let term_length = channel.term_length.unwrap_or(self.config.ipc_term_length);
+        let mtu = channel.mtu.unwrap_or(self.config.mtu);
+        let session_id = match channel.session_id {
+            Some(session_id) => session_id,
+            None => self.random_i32(),
+        };
+        let initial_term_id = self.random_i32();
+        let window = channel
+            .publication_window
+            .unwrap_or(term_length / 2)
+            .min(term_length / 2);
+        let parameters = LogParameters {
+            term_length,
+            initial_term_id,
+            mtu,
+            page_size: self.config.page_size,
+            correlation_id: registration_id,
+            session_id,
+            stream_id,
+            publication_window: window,
+        };
+        let dir = self.dir.join("publications");
+        std::fs::create_dir_all(&dir).map_err(|error| {
+            CommandError::new(
+                ErrorCode::ResourceExhausted,
+                format!("{}: {error}", dir.display()),
+            )
+        })?;
+        let path = dir.join(format!("{registration_id}.logbuffer"));
+        let log = LogBuffers::create(&path, &parameters)
+            .map_err(|error| CommandError::new(ErrorCode::ResourceExhausted, error.to_string()))?;
+        let label = format!("pub-lmt: {registration_id} {session_id} {stream_id} {channel_text}");
+        let spec = CounterSpec {
+            type_id: counter_types::PUBLISHER_LIMIT,
+            key: &registration_id.to_le_bytes(),
+            label: &label,
+            registration_id,
+            owner_id: 0,
+            reference_id: 0,
+        };
+        let limit = self.counters.allocate(&spec, epoch_ms()).map_err(|error| {
+            let _ = std::fs::remove_file(&path);
+            CommandError::new(ErrorCode::ResourceExhausted, error.to_string())
+        })?;
+        let mut publication = IpcPublication::new(
+            registration_id,
+            exclusive,
+            channel_text.to_owned(),
+            Arc::new(log),
+            limit,
+            now_ns,
+        );
+        publication.update(now_ns, &self.timeouts);
+        self.publications.push(publication);
+        let index = self.publications.len() - 1;
+        let matching: Vec<(i64, i64, bool)> = self
+            .subscriptions
+            .iter()
+            .filter(|subscription| subscription.stream_id == stream_id)
+            .map(|subscription| {
+                (
+                    subscription.registration_id,
+                    subscription.client_id,
+                    subscription.tether,
+                )
+            })
+            .collect();
+        for (subscription_id, client_id, tether) in matching {
+            self.link(index, subscription_id, client_id, tether);
+        }
+        Ok(registration_id)
+    }
+
+    /// Links subscription `subscription_id` to publication `index`: a position counter at the
+    /// join position, and an available-image event.
+    fn link(&mut self, index: usize, subscription_id: i64, client_id: i64, tether: bool) {
+        let image_id = self.next_image_id;
+        self.next_image_id += 1;
+        let publication = &self.publications[index];
+        let join = publication.join_position();
+        let label = format!(
+            "sub-pos: {subscription_id} {} {} {} @{join}",
+            publication.session_id, publication.stream_id, publication.channel
+        );
+        let spec = CounterSpec {
+            type_id: counter_types::SUBSCRIBER_POSITION,
+            key: &image_id.to_le_bytes(),
+            label: &label,
+            registration_id: image_id,
+            owner_id: client_id,
+            reference_id: publication.registration_id,
+        };
+        let position = match self.counters.allocate(&spec, epoch_ms()) {
+            Ok(position) => position,
+            Err(error) => {
+                self.record_error(&format!(
+                    "cannot link subscription {subscription_id}: {error}"
+                ));
+                return;
+            }
+        };
+        position.set(join);
+        let (session_id, stream_id, log_file) = {
+            let publication = &mut self.publications[index];
+            publication.subscribers.push(SubscriberLink {
+                image_id,
+                subscription_id,
+                client_id,
+                position,
+                tether,
+                tether_state: TetherState::Active,
+            });
+            (
+                publication.session_id,
+                publication.stream_id,
+                publication.log.path().display().to_string(),
+            )
+        };
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = (|| {
+            let mut encoder = on_available_image::Encoder::wrap(&mut buf)?;
+            encoder
+                .image_id(image_id)
+                .subscription_registration_id(subscription_id)
+                .session_id(session_id)
+                .stream_id(stream_id)
+                .subscriber_position_counter_id(position.id());
+            Ok::<_, tern_codec::EncodeError>(
+                encoder
+                    .log_file(&log_file)?
+                    .source_identity("ipc")?
+                    .finish(),
+            )
+        })();
+        self.transmit(on_available_image::TEMPLATE_ID, &buf, length);
+        self.scratch = buf;
+    }
+
+    fn on_add_subscription(
+        &mut self,
+        command: &add_subscription::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let correlation_id = command.correlation_id();
+        self.touch_client(command.client_id(), now_ns);
+        let channel = ChannelUri::parse(command.channel()).map_err(|error| {
+            (
+                correlation_id,
+                CommandError::new(ErrorCode::InvalidChannel, error.to_string()),
+            )
+        })?;
+        if channel.media != Media::Ipc {
+            return Err((
+                correlation_id,
+                CommandError::new(
+                    ErrorCode::NotSupported,
+                    format!(
+                        "{}: UDP channels are not supported by this driver yet",
+                        command.channel()
+                    ),
+                ),
+            ));
+        }
+        let stream_id = command.stream_id();
+        self.subscriptions.push(SubscriptionLink {
+            registration_id: correlation_id,
+            client_id: command.client_id(),
+            stream_id,
+            tether: channel.tether,
+        });
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = (|| {
+            let mut encoder = on_subscription_ready::Encoder::wrap(&mut buf)?;
+            encoder.correlation_id(correlation_id);
+            Ok::<_, tern_codec::EncodeError>(encoder.finish())
+        })();
+        self.transmit(on_subscription_ready::TEMPLATE_ID, &buf, length);
+        self.scratch = buf;
+        let matching: Vec<usize> = self
+            .publications
+            .iter()
+            .enumerate()
+            .filter(|(_, publication)| {
+                publication.stream_id == stream_id && publication.state == PublicationState::Active
+            })
+            .map(|(index, _)| index)
+            .collect();
+        for index in matching {
+            self.link(index, correlation_id, command.client_id(), channel.tether);
+        }
+        Ok(())
+    }
+
+    fn on_remove(
+        &mut self,
+        command: &remove_resource::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let correlation_id = command.correlation_id();
+        let client_id = command.client_id();
+        self.touch_client(client_id, now_ns);
+        let registration_id = command.registration_id();
+        let removed = match command.kind() {
+            ResourceKind::Publication => {
+                self.remove_publication_link(client_id, registration_id, now_ns)
+            }
+            ResourceKind::Subscription => self.remove_subscription(client_id, registration_id),
+            ResourceKind::Counter => self.remove_counter(client_id, registration_id),
+            ResourceKind::Unknown(kind) => {
+                return Err((
+                    correlation_id,
+                    CommandError::new(
+                        ErrorCode::MalformedCommand,
+                        format!("unknown resource kind {kind}"),
+                    ),
+                ));
+            }
+        };
+        if !removed {
+            let code = match command.kind() {
+                ResourceKind::Publication => ErrorCode::UnknownPublication,
+                ResourceKind::Subscription => ErrorCode::UnknownSubscription,
+                _ => ErrorCode::UnknownCounter,
+            };
+            return Err((
+                correlation_id,
+                CommandError::new(
+                    code,
+                    format!("client {client_id} has no resource {registration_id}"),
+                ),
+            ));
+        }
+        self.send_success(correlation_id);
+        Ok(())
+    }
+
+    fn remove_publication_link(
+        &mut self,
+        client_id: i64,
+        registration_id: i64,
+        now_ns: i64,
+    ) -> bool {
+        let Some(index) = self.publication_links.iter().position(|link| {
+            link.client_id == client_id && link.registration_id == registration_id
+        }) else {
+            return false;
+        };
+        let link = self.publication_links.swap_remove(index);
+        if let Some(publication) = self
+            .publications
+            .iter_mut()
+            .find(|publication| publication.registration_id == link.publication_id)
+        {
+            publication.references -= 1;
+            if publication.references == 0 {
+                let end = publication.producer_position();
+                publication.log.metadata().set_end_of_stream_position(end);
+                publication.state = PublicationState::Draining { since_ns: now_ns };
+            }
+        }
+        true
+    }
+
+    fn remove_subscription(&mut self, client_id: i64, registration_id: i64) -> bool {
+        let Some(index) = self.subscriptions.iter().position(|link| {
+            link.client_id == client_id && link.registration_id == registration_id
+        }) else {
+            return false;
+        };
+        self.subscriptions.swap_remove(index);
+        let now_ms = epoch_ms();
+        for publication in &mut self.publications {
+            publication.subscribers.retain(|subscriber| {
+                let keep = subscriber.subscription_id != registration_id;
+                if !keep {
+                    let _ = self.counters.free(subscriber.position.id(), now_ms);
+                }
+                keep
+            });
+        }
+        true
+    }
+
+    fn remove_counter(&mut self, client_id: i64, counter_id_as_registration: i64) -> bool {
+        let Ok(counter_id) = i32::try_from(counter_id_as_registration) else {
+            return false;
+        };
+        let Some(client) = self.clients.get_mut(&client_id) else {
+            return false;
+        };
+        let Some(index) = client.counters.iter().position(|id| *id == counter_id) else {
+            return false;
+        };
+        client.counters.swap_remove(index);
+        let _ = self.counters.free(counter_id, epoch_ms());
+        true
+    }
+
+    fn on_add_counter(
+        &mut self,
+        command: &add_counter::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let correlation_id = command.correlation_id();
+        let client_id = command.client_id();
+        self.touch_client(client_id, now_ns);
+        let spec = CounterSpec {
+            type_id: command.type_id().max(counter_types::CLIENT),
+            key: command.key(),
+            label: command.label(),
+            registration_id: correlation_id,
+            owner_id: client_id,
+            reference_id: 0,
+        };
+        let counter = self.counters.allocate(&spec, epoch_ms()).map_err(|error| {
+            (
+                correlation_id,
+                CommandError::new(ErrorCode::ResourceExhausted, error.to_string()),
+            )
+        })?;
+        if let Some(client) = self.clients.get_mut(&client_id) {
+            client.counters.push(counter.id());
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = (|| {
+            let mut encoder = on_counter_ready::Encoder::wrap(&mut buf)?;
+            encoder
+                .correlation_id(correlation_id)
+                .counter_id(counter.id());
+            Ok::<_, tern_codec::EncodeError>(encoder.finish())
+        })();
+        self.transmit(on_counter_ready::TEMPLATE_ID, &buf, length);
+        self.scratch = buf;
+        Ok(())
+    }
+
+    fn on_client_command(
+        &mut self,
+        command: &client_command::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let client_id = command.client_id();
+        match command.action() {
+            ClientAction::Keepalive => self.touch_client(client_id, now_ns),
+            ClientAction::Close => self.close_client(client_id, now_ns),
+            ClientAction::TerminateDriver => {
+                self.send_success(command.correlation_id());
+                self.terminate_requested = true;
+            }
+            ClientAction::Unknown(action) => {
+                return Err((
+                    command.correlation_id(),
+                    CommandError::new(
+                        ErrorCode::MalformedCommand,
+                        format!("unknown client action {action}"),
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases everything a client holds.
+    fn close_client(&mut self, client_id: i64, now_ns: i64) {
+        let links: Vec<i64> = self
+            .publication_links
+            .iter()
+            .filter(|link| link.client_id == client_id)
+            .map(|link| link.registration_id)
+            .collect();
+        for registration_id in links {
+            self.remove_publication_link(client_id, registration_id, now_ns);
+        }
+        let subscriptions: Vec<i64> = self
+            .subscriptions
+            .iter()
+            .filter(|link| link.client_id == client_id)
+            .map(|link| link.registration_id)
+            .collect();
+        for registration_id in subscriptions {
+            self.remove_subscription(client_id, registration_id);
+        }
+        if let Some(client) = self.clients.remove(&client_id) {
+            for counter_id in client.counters {
+                let _ = self.counters.free(counter_id, epoch_ms());
+            }
+        }
+    }
+
+    fn on_timers(&mut self, now_ns: i64) -> usize {
+        self.to_driver.set_consumer_heartbeat(epoch_ms());
+        let timeout =
+            i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
+        let expired: Vec<i64> = self
+            .clients
+            .iter()
+            .filter(|(_, client)| now_ns - client.last_keepalive_ns > timeout)
+            .map(|(client_id, _)| *client_id)
+            .collect();
+        for client_id in &expired {
+            self.system.increment(SystemCounter::ClientTimeouts);
+            self.record_error(&format!(
+                "client {client_id} timed out: no keepalive for {:?}",
+                self.config.client_liveness_timeout
+            ));
+            self.close_client(*client_id, now_ns);
+            let mut buf = std::mem::take(&mut self.scratch);
+            let length = (|| {
+                let mut encoder = on_client_timeout::Encoder::wrap(&mut buf)?;
+                encoder.client_id(*client_id);
+                Ok::<_, tern_codec::EncodeError>(encoder.finish())
+            })();
+            self.transmit(on_client_timeout::TEMPLATE_ID, &buf, length);
+            self.scratch = buf;
+        }
+        expired.len() + self.check_publications(now_ns)
+    }
+
+    fn check_publications(&mut self, now_ns: i64) -> usize {
+        let linger = i64::try_from(self.config.publication_linger.as_nanos()).unwrap_or(i64::MAX);
+        let mut work = 0;
+        let mut withdrawn: Vec<(i64, i64, i32, bool)> = Vec::new();
+        let mut rejoin: Vec<(usize, i64, i64, bool)> = Vec::new();
+        for (index, publication) in self.publications.iter_mut().enumerate() {
+            for subscriber_index in publication.update(now_ns, &self.timeouts) {
+                let subscriber = &publication.subscribers[subscriber_index];
+                withdrawn.push((
+                    subscriber.image_id,
+                    subscriber.subscription_id,
+                    publication.stream_id,
+                    false,
+                ));
+                self.system.increment(SystemCounter::UntetheredLeftBehind);
+                work += 1;
+            }
+            for subscriber_index in publication.rested(now_ns, &self.timeouts) {
+                let subscriber = &publication.subscribers[subscriber_index];
+                rejoin.push((
+                    index,
+                    subscriber.subscription_id,
+                    subscriber.client_id,
+                    subscriber.tether,
+                ));
+            }
+            if let PublicationState::Draining { since_ns } = publication.state
+                && (publication.drained() || now_ns - since_ns > linger)
+            {
+                publication.state = PublicationState::Done;
+                for subscriber in &publication.subscribers {
+                    withdrawn.push((
+                        subscriber.image_id,
+                        subscriber.subscription_id,
+                        publication.stream_id,
+                        true,
+                    ));
+                }
+                work += 1;
+            }
+        }
+        for (index, subscription_id, client_id, tether) in rejoin {
+            // The rested subscriber gets a new image at the tail; its old position goes.
+            let publication = &mut self.publications[index];
+            if let Some(position) = publication.subscribers.iter().position(|subscriber| {
+                subscriber.subscription_id == subscription_id
+                    && matches!(subscriber.tether_state, TetherState::Resting { .. })
+            }) {
+                let old = publication.subscribers.swap_remove(position);
+                let _ = self.counters.free(old.position.id(), epoch_ms());
+            }
+            self.link(index, subscription_id, client_id, tether);
+        }
+        for (image_id, subscription_id, stream_id, _) in &withdrawn {
+            self.send_unavailable_image(*image_id, *subscription_id, *stream_id);
+        }
+        self.release_done_publications();
+        work
+    }
+
+    fn release_done_publications(&mut self) {
+        let now_ms = epoch_ms();
+        let mut index = 0;
+        while index < self.publications.len() {
+            if self.publications[index].state != PublicationState::Done {
+                index += 1;
+                continue;
+            }
+            let publication = self.publications.swap_remove(index);
+            for subscriber in &publication.subscribers {
+                let _ = self.counters.free(subscriber.position.id(), now_ms);
+            }
+            let _ = self.counters.free(publication.publisher_limit.id(), now_ms);
+            let path = publication.log.path().to_path_buf();
+            drop(publication);
+            if let Err(error) = std::fs::remove_file(&path) {
+                self.record_error(&format!("cannot remove {}: {error}", path.display()));
+            }
+        }
+    }
+
+    fn send_unavailable_image(&mut self, image_id: i64, subscription_id: i64, stream_id: i32) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = (|| {
+            let mut encoder = on_unavailable_image::Encoder::wrap(&mut buf)?;
+            encoder
+                .image_id(image_id)
+                .subscription_registration_id(subscription_id)
+                .stream_id(stream_id);
+            Ok::<_, tern_codec::EncodeError>(encoder.finish())
+        })();
+        self.transmit(on_unavailable_image::TEMPLATE_ID, &buf, length);
+        self.scratch = buf;
+    }
+
+    fn send_success(&mut self, correlation_id: i64) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = (|| {
+            let mut encoder = on_operation_success::Encoder::wrap(&mut buf)?;
+            encoder.correlation_id(correlation_id);
+            Ok::<_, tern_codec::EncodeError>(encoder.finish())
+        })();
+        self.transmit(on_operation_success::TEMPLATE_ID, &buf, length);
+        self.scratch = buf;
+    }
+
+    fn send_error(&mut self, correlation_id: i64, code: ErrorCode, message: &str) {
+        let mut message = message;
+        while message.len() > command::ERROR_MESSAGE_MAX {
+            let mut end = command::ERROR_MESSAGE_MAX;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message = &message[..end];
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = (|| {
+            let mut encoder = on_error::Encoder::wrap(&mut buf)?;
+            encoder.correlation_id(correlation_id).code(code);
+            Ok::<_, tern_codec::EncodeError>(encoder.message(message)?.finish())
+        })();
+        self.transmit(on_error::TEMPLATE_ID, &buf, length);
+        self.scratch = buf;
+    }
+
+    fn transmit(
+        &mut self,
+        template_id: u16,
+        buf: &[u8],
+        length: Result<usize, tern_codec::EncodeError>,
+    ) {
+        let result = length
+            .map_err(|error| error.to_string())
+            .and_then(|length| {
+                self.to_clients
+                    .transmit(i32::from(template_id), &buf[..length])
+                    .map_err(|error| error.to_string())
+            });
+        if let Err(error) = result {
+            self.record_error(&format!("cannot broadcast a response: {error}"));
+        }
+    }
+
+    /// Releases every resource: publications' files, at shutdown.
+    pub(crate) fn close_all(&mut self) {
+        for publication in &mut self.publications {
+            publication.state = PublicationState::Done;
+        }
+        self.release_done_publications();
+    }
+
+    /// The directory the conductor serves.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The CnC file.
+    pub fn cnc(&self) -> &CncFile {
+        &self.cnc
+    }
+}
+
+impl Agent for DriverConductor {
+    fn do_work(&mut self, now_ns: i64) -> usize {
+        let mut work = self.process_commands(now_ns);
+        if now_ns >= self.next_timer_ns {
+            let interval =
+                i64::try_from(self.config.timer_interval.as_nanos()).unwrap_or(1_000_000);
+            self.next_timer_ns = now_ns + interval;
+            work += self.on_timers(now_ns);
+        }
+        work
+    }
+
+    fn role_name(&self) -> &str {
+        "driver-conductor"
+    }
+
+    fn on_close(&mut self) {
+        self.close_all();
+    }
+}
+
+/// The correlation id of a command whose layout is unknown or broken, where the common prefix
+/// (client id at 8, correlation id at 16 after the header) can be read; else -1.
+fn correlation_of(bytes: &[u8]) -> i64 {
+    bytes
+        .get(16..24)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map_or(-1, i64::from_le_bytes)
+}
+
+/// The CnC sections, not tied to a borrow of `cnc`.
+///
+/// # Safety
+/// The caller keeps `cnc` alive for as long as it uses the views.
+unsafe fn cnc_sections_unbounded(cnc: &CncFile) -> crate::cnc::Sections<'static> {
+    let sections = cnc.sections();
+    // SAFETY: the views point into the mapping that `cnc` keeps alive; the caller guarantees it
+    // outlives them. Only the lifetime changes; the memory and lengths are the same.
+    unsafe {
+        std::mem::transmute::<crate::cnc::Sections<'_>, crate::cnc::Sections<'static>>(sections)
+    }
+}

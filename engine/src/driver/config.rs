@@ -1,0 +1,214 @@
+//! Driver configuration: every setting, its default, and where it can be set.
+//!
+//! | setting | CLI flag | environment | TOML key | default |
+//! |---|---|---|---|---|
+//! | directory | `--dir` | `TERN_DIR` | `dir` | `/dev/shm/tern-<user>` |
+//! | threading mode | `--threading-mode` | `TERN_THREADING_MODE` | `threading_mode` | `shared` |
+//! | idle strategy | `--idle` | `TERN_IDLE` | `idle` | `backoff` |
+//! | IPC term length | `--ipc-term-length` | `TERN_IPC_TERM_LENGTH` | `ipc_term_length` | `16m` |
+//! | MTU | `--mtu` | `TERN_MTU` | `mtu` | `1408` |
+//! | client liveness timeout | `--client-liveness-timeout` | `TERN_CLIENT_LIVENESS_TIMEOUT` | `client_liveness_timeout` | `10s` |
+//! | publication unblock timeout | `--unblock-timeout` | `TERN_UNBLOCK_TIMEOUT` | `unblock_timeout` | `15s` |
+//! | publication linger | `--linger` | `TERN_LINGER` | `linger` | `5s` |
+//! | untethered window limit timeout | `--untethered-window-limit-timeout` | `TERN_UNTETHERED_WINDOW_LIMIT_TIMEOUT` | `untethered_window_limit_timeout` | `5s` |
+//! | untethered resting timeout | `--untethered-resting-timeout` | `TERN_UNTETHERED_RESTING_TIMEOUT` | `untethered_resting_timeout` | `10s` |
+//! | driver timeout (stale directory) | `--driver-timeout` | `TERN_DRIVER_TIMEOUT` | `driver_timeout` | `10s` |
+//! | counters | `--counters` | `TERN_COUNTERS` | `counters` | `8192` |
+//!
+//! Precedence: CLI flag, then environment, then the TOML file (`--config`), then the default.
+//! Sizes accept `k`, `m` and `g`; durations `ns`, `us`, `ms` and `s`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::agent::IdleStrategy;
+use crate::cnc::CncLayout;
+
+/// How the driver's agents are spread over threads. IPC needs only the conductor, so today every
+/// mode runs it on one thread; the sender and receiver join with UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThreadingMode {
+    /// Conductor, sender and receiver on three threads.
+    Dedicated,
+    /// Conductor on one thread, sender and receiver on another.
+    SharedNetwork,
+    /// Everything on one thread.
+    #[default]
+    Shared,
+    /// No thread: the embedding application calls the driver's duty cycle itself.
+    Invoker,
+}
+
+impl std::str::FromStr for ThreadingMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "dedicated" => Ok(Self::Dedicated),
+            "shared-network" => Ok(Self::SharedNetwork),
+            "shared" => Ok(Self::Shared),
+            "invoker" => Ok(Self::Invoker),
+            other => Err(format!(
+                "threading mode {other:?} is not dedicated, shared-network, shared or invoker"
+            )),
+        }
+    }
+}
+
+/// Everything a driver needs to start.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The driver directory.
+    pub dir: PathBuf,
+    /// How agents map to threads.
+    pub threading_mode: ThreadingMode,
+    /// What idle threads do.
+    pub idle_strategy: IdleStrategy,
+    /// Term length of IPC publications that do not name one.
+    pub ipc_term_length: u32,
+    /// MTU of publications that do not name one.
+    pub mtu: u32,
+    /// Page size log buffers are aligned to.
+    pub page_size: u32,
+    /// A client silent this long is closed and its resources released.
+    pub client_liveness_timeout: Duration,
+    /// A publication whose consumers have not moved this long while its tail is ahead is
+    /// unblocked (a publisher died mid-claim).
+    pub publication_unblock_timeout: Duration,
+    /// How long a closed publication waits for its subscribers to drain.
+    pub publication_linger: Duration,
+    /// How long an untethered subscriber may hold the publisher at its limit before it is left
+    /// behind.
+    pub untethered_window_limit_timeout: Duration,
+    /// How long a left-behind untethered subscriber rests before it rejoins at the tail.
+    pub untethered_resting_timeout: Duration,
+    /// A driver directory whose driver has not stamped its heartbeat this long is stale.
+    pub driver_timeout: Duration,
+    /// How often the conductor runs its timers.
+    pub timer_interval: Duration,
+    /// Sizes of the CnC file's sections.
+    pub cnc_layout: CncLayout,
+    /// Remove the directory's files when the driver stops.
+    pub delete_on_shutdown: bool,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            dir: crate::directory::default_directory(),
+            threading_mode: ThreadingMode::default(),
+            idle_strategy: IdleStrategy::default(),
+            ipc_term_length: 16 * 1024 * 1024,
+            mtu: tern_codec::frame::MTU_DEFAULT,
+            page_size: 4096,
+            client_liveness_timeout: Duration::from_secs(10),
+            publication_unblock_timeout: Duration::from_secs(15),
+            publication_linger: Duration::from_secs(5),
+            untethered_window_limit_timeout: Duration::from_secs(5),
+            untethered_resting_timeout: Duration::from_secs(10),
+            driver_timeout: Duration::from_secs(10),
+            timer_interval: Duration::from_millis(1),
+            cnc_layout: CncLayout::default(),
+            delete_on_shutdown: true,
+        }
+    }
+}
+
+impl DriverConfig {
+    /// Applies one setting by its TOML key (also used for environment variables and flags).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let size = || {
+            crate::channel::parse_size(value)
+                .and_then(|size| u32::try_from(size).ok())
+                .ok_or_else(|| format!("{key} = {value:?} is not a size such as 64k or 16m"))
+        };
+        let duration = || {
+            crate::channel::parse_duration_ns(value)
+                .map(Duration::from_nanos)
+                .ok_or_else(|| format!("{key} = {value:?} is not a duration such as 10s or 5ms"))
+        };
+        match key {
+            "dir" => self.dir = PathBuf::from(value),
+            "threading_mode" => self.threading_mode = value.parse()?,
+            "idle" => self.idle_strategy = value.parse()?,
+            "ipc_term_length" => {
+                let length = size()?;
+                tern_codec::position::validate_log_term_length(length)
+                    .map_err(|error| format!("{key}: {error}"))?;
+                self.ipc_term_length = length;
+            }
+            "mtu" => {
+                let mtu = size()?;
+                tern_codec::frame::validate_mtu(mtu).map_err(|error| format!("{key}: {error}"))?;
+                self.mtu = mtu;
+            }
+            "client_liveness_timeout" => self.client_liveness_timeout = duration()?,
+            "unblock_timeout" => self.publication_unblock_timeout = duration()?,
+            "linger" => self.publication_linger = duration()?,
+            "untethered_window_limit_timeout" => self.untethered_window_limit_timeout = duration()?,
+            "untethered_resting_timeout" => self.untethered_resting_timeout = duration()?,
+            "driver_timeout" => self.driver_timeout = duration()?,
+            "counters" => {
+                let counters = usize::try_from(size()?).unwrap_or(0);
+                if !(16..=1_000_000).contains(&counters) {
+                    return Err(format!("{key} = {value:?}: from 16 to 1000000 counters"));
+                }
+                self.cnc_layout.counters = counters;
+            }
+            other => return Err(format!("unknown driver setting {other:?}")),
+        }
+        Ok(())
+    }
+
+    /// The settings' keys, in the order of the table above.
+    pub const KEYS: [&'static str; 12] = [
+        "dir",
+        "threading_mode",
+        "idle",
+        "ipc_term_length",
+        "mtu",
+        "client_liveness_timeout",
+        "unblock_timeout",
+        "linger",
+        "untethered_window_limit_timeout",
+        "untethered_resting_timeout",
+        "driver_timeout",
+        "counters",
+    ];
+
+    /// Applies `TERN_<KEY>` environment variables.
+    pub fn apply_environment(&mut self) -> Result<(), String> {
+        for key in Self::KEYS {
+            let variable = format!("TERN_{}", key.to_uppercase());
+            if let Ok(value) = std::env::var(&variable) {
+                self.set(key, &value)
+                    .map_err(|error| format!("{variable}: {error}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_and_refuse_bad_values() {
+        let mut config = DriverConfig::default();
+        config.set("ipc_term_length", "64k").unwrap();
+        config.set("linger", "10ms").unwrap();
+        config.set("threading_mode", "dedicated").unwrap();
+        assert_eq!(config.ipc_term_length, 65536);
+        assert_eq!(config.publication_linger, Duration::from_millis(10));
+        assert_eq!(config.threading_mode, ThreadingMode::Dedicated);
+        assert!(config.set("ipc_term_length", "1000").is_err());
+        assert!(config.set("linger", "soon").is_err());
+        assert!(
+            config
+                .set("colour", "blue")
+                .unwrap_err()
+                .contains("unknown")
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! An IPC publication in the driver: its log, its publisher limit, and the subscribers reading
+//! it in place.
+//!
+//! The conductor owns this state and is its only writer. Each duty cycle it:
+//! 1. reads every subscriber's position (each subscriber writes its own counter);
+//! 2. zeroes the part of the log that every subscriber has left a term behind, so that the
+//!    partition publishers rotate into next is clean;
+//! 3. stores the publisher limit: the slowest tethered subscriber plus the window (release), so
+//!    a publisher never overwrites what someone has not read (back-pressure);
+//! 4. unblocks the log when its consumers have not moved for the unblock timeout while its tail
+//!    is ahead of them (a publisher died mid-claim);
+//! 5. leaves an untethered subscriber behind when it has held the publisher at its limit for
+//!    the window-limit timeout, and lets it rejoin at the tail after the resting timeout.
+
+use std::sync::Arc;
+
+use crate::concurrent::counters::Counter;
+use crate::logbuffer::descriptor::{
+    index_by_term, index_by_term_count, tail_term_id, tail_term_offset,
+};
+use crate::logbuffer::frame_header::HeaderTemplate;
+use crate::logbuffer::log_buffers::LogBuffers;
+use crate::logbuffer::unblocker;
+
+/// The state of an untethered subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TetherState {
+    /// Counted in the publisher limit.
+    Active,
+    /// Held the publisher at its limit since `since_ns`.
+    Limiting { since_ns: i64 },
+    /// Left behind at `since_ns`; rejoins after the resting timeout.
+    Resting { since_ns: i64 },
+}
+
+/// A subscriber reading this publication's log.
+#[derive(Debug)]
+pub(crate) struct SubscriberLink {
+    pub(crate) image_id: i64,
+    pub(crate) subscription_id: i64,
+    pub(crate) client_id: i64,
+    pub(crate) position: Counter<'static>,
+    pub(crate) tether: bool,
+    pub(crate) tether_state: TetherState,
+}
+
+/// Where a publication is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublicationState {
+    /// Publishers attached.
+    Active,
+    /// No publisher left: waiting (up to the linger) for subscribers to drain.
+    Draining { since_ns: i64 },
+    /// Finished: images withdrawn, counters and file to be released.
+    Done,
+}
+
+/// An IPC publication.
+#[derive(Debug)]
+pub(crate) struct IpcPublication {
+    pub(crate) registration_id: i64,
+    pub(crate) session_id: i32,
+    pub(crate) stream_id: i32,
+    pub(crate) exclusive: bool,
+    pub(crate) channel: String,
+    pub(crate) log: Arc<LogBuffers>,
+    pub(crate) publisher_limit: Counter<'static>,
+    pub(crate) subscribers: Vec<SubscriberLink>,
+    pub(crate) state: PublicationState,
+    pub(crate) references: usize,
+    window: i64,
+    clean_position: i64,
+    last_consumer_position: i64,
+    consumer_moved_ns: i64,
+}
+
+impl IpcPublication {
+    pub(crate) fn new(
+        registration_id: i64,
+        exclusive: bool,
+        channel: String,
+        log: Arc<LogBuffers>,
+        publisher_limit: Counter<'static>,
+        now_ns: i64,
+    ) -> Self {
+        let template = HeaderTemplate::new(log.metadata().default_header());
+        let window = i64::from(log.metadata().publication_window());
+        Self {
+            registration_id,
+            session_id: template.session_id(),
+            stream_id: template.stream_id(),
+            exclusive,
+            channel,
+            log,
+            publisher_limit,
+            subscribers: Vec::new(),
+            state: PublicationState::Active,
+            references: 1,
+            window,
+            clean_position: 0,
+            last_consumer_position: 0,
+            consumer_moved_ns: now_ns,
+        }
+    }
+
+    /// Where publishers have written up to.
+    pub(crate) fn producer_position(&self) -> i64 {
+        let metadata = self.log.metadata();
+        let term_count = metadata.active_term_count();
+        let raw_tail = metadata.raw_tail(index_by_term_count(i64::from(term_count)));
+        let geometry = self.log.geometry();
+        geometry.position(
+            tail_term_id(raw_tail),
+            tail_term_offset(raw_tail, geometry.term_length()),
+        )
+    }
+
+    /// Where a new subscriber starts: with the slowest current one, or at the tail.
+    pub(crate) fn join_position(&self) -> i64 {
+        self.consumer_position()
+            .unwrap_or_else(|| self.producer_position())
+    }
+
+    /// The slowest subscriber counted in the limit, if any.
+    fn consumer_position(&self) -> Option<i64> {
+        self.subscribers
+            .iter()
+            .filter(|subscriber| !matches!(subscriber.tether_state, TetherState::Resting { .. }))
+            .map(|subscriber| subscriber.position.get())
+            .min()
+    }
+
+    /// One duty cycle of bookkeeping; returns the subscribers to withdraw (left behind) and
+    /// whether work was done.
+    pub(crate) fn update(&mut self, now_ns: i64, timeouts: &Timeouts) -> Vec<usize> {
+        let producer = self.producer_position();
+        let left_behind = self.check_untethered(now_ns, producer, timeouts);
+        match self.consumer_position() {
+            Some(consumer) => {
+                self.clean_to(consumer - i64::from(self.log.geometry().term_length()));
+                if self.state == PublicationState::Active {
+                    self.publisher_limit.set(consumer + self.window);
+                }
+                self.log.metadata().set_connected(true);
+                if consumer != self.last_consumer_position {
+                    self.last_consumer_position = consumer;
+                    self.consumer_moved_ns = now_ns;
+                } else if producer > consumer
+                    && now_ns - self.consumer_moved_ns > timeouts.unblock_ns
+                    && self.unblock(consumer)
+                {
+                    self.consumer_moved_ns = now_ns;
+                }
+            }
+            None => {
+                // Nobody reads: publishers may not run ahead (offers report not connected).
+                self.publisher_limit.set(producer);
+                self.log.metadata().set_connected(false);
+                self.consumer_moved_ns = now_ns;
+            }
+        }
+        left_behind
+    }
+
+    fn check_untethered(&mut self, now_ns: i64, producer: i64, timeouts: &Timeouts) -> Vec<usize> {
+        let limit = self.publisher_limit.get();
+        let mut left_behind = Vec::new();
+        for (index, subscriber) in self.subscribers.iter_mut().enumerate() {
+            if subscriber.tether {
+                continue;
+            }
+            let position = subscriber.position.get();
+            let at_limit = position + self.window <= limit && producer >= limit;
+            subscriber.tether_state = match subscriber.tether_state {
+                TetherState::Active if at_limit => TetherState::Limiting { since_ns: now_ns },
+                TetherState::Limiting { .. } if !at_limit => TetherState::Active,
+                TetherState::Limiting { since_ns }
+                    if now_ns - since_ns > timeouts.untethered_window_limit_ns =>
+                {
+                    left_behind.push(index);
+                    TetherState::Resting { since_ns: now_ns }
+                }
+                state => state,
+            };
+        }
+        left_behind
+    }
+
+    /// Untethered subscribers whose rest is over; the caller rejoins them at the tail.
+    pub(crate) fn rested(&self, now_ns: i64, timeouts: &Timeouts) -> Vec<usize> {
+        self.subscribers
+            .iter()
+            .enumerate()
+            .filter(|(_, subscriber)| {
+                matches!(subscriber.tether_state, TetherState::Resting { since_ns }
+                    if now_ns - since_ns > timeouts.untethered_resting_ns)
+            })
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    /// Zeroes the log from the clean position up to `position`.
+    fn clean_to(&mut self, position: i64) {
+        // At most one partition per step; the limit (three terms) bounds the loop.
+        for _ in 0..3 {
+            if position <= self.clean_position {
+                return;
+            }
+            self.clean_step(position);
+        }
+    }
+
+    fn clean_step(&mut self, position: i64) {
+        let geometry = self.log.geometry();
+        let term_id = geometry.term_id(self.clean_position);
+        let index = index_by_term(geometry.initial_term_id(), term_id);
+        let term_offset = geometry.term_offset(self.clean_position);
+        let term_length = i64::from(geometry.term_length());
+        let length = (position - self.clean_position).min(term_length - i64::from(term_offset));
+        let offset = usize::try_from(term_offset).unwrap_or(0);
+        let length_bytes = usize::try_from(length).unwrap_or(0);
+        let term = self.log.term(index);
+        // Zero all but the first word plainly, then the first word (release), as publishers
+        // read nothing of a frame until its first word.
+        if length_bytes > 8 {
+            term.set_memory(offset + 8, length_bytes - 8, 0);
+        }
+        term.put_i64_ordered(offset, 0);
+        self.clean_position += length;
+    }
+
+    fn unblock(&self, consumer: i64) -> bool {
+        let geometry = self.log.geometry();
+        let term_id = geometry.term_id(consumer);
+        let index = index_by_term(geometry.initial_term_id(), term_id);
+        let offset = usize::try_from(geometry.term_offset(consumer)).unwrap_or(0);
+        let raw_tail = self.log.metadata().raw_tail(index);
+        let tail_offset = if tail_term_id(raw_tail) == term_id {
+            usize::try_from(tail_term_offset(raw_tail, geometry.term_length())).unwrap_or(0)
+        } else {
+            usize::try_from(geometry.term_length()).unwrap_or(0)
+        };
+        let template = HeaderTemplate::new(self.log.metadata().default_header());
+        unblocker::unblock(
+            &self.log.term(index),
+            &template,
+            term_id,
+            offset,
+            tail_offset,
+        )
+    }
+
+    /// Whether every subscriber has read everything.
+    pub(crate) fn drained(&self) -> bool {
+        let producer = self.producer_position();
+        self.subscribers
+            .iter()
+            .all(|subscriber| subscriber.position.get() >= producer)
+    }
+}
+
+/// The timeouts a publication's bookkeeping uses, in ns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) unblock_ns: i64,
+    pub(crate) untethered_window_limit_ns: i64,
+    pub(crate) untethered_resting_ns: i64,
+}

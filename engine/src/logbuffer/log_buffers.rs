@@ -1,0 +1,159 @@
+//! A log buffer file mapped into this process: its three terms and its metadata.
+//!
+//! The driver creates the file ([`LogBuffers::create`]); publishers and subscribers map it
+//! ([`LogBuffers::map`]), which checks its magic, version and geometry first.
+
+use std::path::Path;
+
+use tern_codec::position::TermGeometry;
+
+use super::descriptor::{
+    LOG_META_DATA_LENGTH, LogBufferError, LogMetadata, LogParameters, PARTITION_COUNT, log_length,
+};
+use crate::concurrent::atomic_buffer::AtomicBuffer;
+use crate::mapped_file::MappedFile;
+
+/// Why a log buffer could not be created or mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum LogFileError {
+    /// The file system said no.
+    #[error("log buffer {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid log buffer.
+    #[error("log buffer {path}: {source}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        source: LogBufferError,
+    },
+}
+
+/// A mapped log buffer.
+#[derive(Debug)]
+pub struct LogBuffers {
+    // Views below borrow this mapping; it is dropped with them and never moved out.
+    file: MappedFile,
+    terms: [AtomicBuffer<'static>; PARTITION_COUNT],
+    metadata: AtomicBuffer<'static>,
+    geometry: TermGeometry,
+}
+
+impl LogBuffers {
+    /// Creates the file at `path` for a new log and writes its metadata.
+    pub fn create(path: &Path, parameters: &LogParameters) -> Result<Self, LogFileError> {
+        let term_length = usize::try_from(parameters.term_length).unwrap_or(0);
+        let page_size = usize::try_from(parameters.page_size).unwrap_or(0);
+        let length = log_length(term_length, page_size);
+        let file = MappedFile::create(path, length).map_err(|source| LogFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let buffers = Self::from_file(file, term_length);
+        buffers.metadata().initialise(parameters);
+        // The geometry depends on the initial term id, which only now is written.
+        let geometry = TermGeometry::new(parameters.term_length, parameters.initial_term_id)
+            .map_err(|error| LogFileError::Invalid {
+                path: path.display().to_string(),
+                source: LogBufferError::TermLength(error),
+            })?;
+        Ok(Self {
+            geometry,
+            ..buffers
+        })
+    }
+
+    /// Maps an existing log buffer, validating it.
+    pub fn map(path: &Path) -> Result<Self, LogFileError> {
+        let file = MappedFile::open(path).map_err(|source| LogFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let invalid = |source| LogFileError::Invalid {
+            path: path.display().to_string(),
+            source,
+        };
+        if file.len() < LOG_META_DATA_LENGTH {
+            return Err(invalid(LogBufferError::Length {
+                expected: LOG_META_DATA_LENGTH,
+                actual: file.len(),
+            }));
+        }
+        // The metadata sits after three terms of a power-of-two length from 64 KiB to 1 GiB:
+        // find the one whose metadata declares that length, then validate it fully.
+        let probe = file.buffer();
+        let term_length_offset = LogMetadata::TERM_LENGTH_OFFSET;
+        let mut candidate = 0;
+        for shift in 16..=30u32 {
+            let term_length = 1usize << shift;
+            let metadata_offset = PARTITION_COUNT * term_length;
+            if metadata_offset + LOG_META_DATA_LENGTH > file.len() {
+                break;
+            }
+            let declared = probe.get_i32(metadata_offset + term_length_offset);
+            if usize::try_from(declared).ok() == Some(term_length) {
+                candidate = term_length;
+                break;
+            }
+        }
+        if candidate == 0 {
+            return Err(invalid(LogBufferError::Length {
+                expected: 0,
+                actual: file.len(),
+            }));
+        }
+        let buffers = Self::from_file(file, candidate);
+        let geometry = buffers
+            .metadata()
+            .validate(buffers.file.len())
+            .map_err(invalid)?;
+        Ok(Self {
+            geometry,
+            ..buffers
+        })
+    }
+
+    fn from_file(file: MappedFile, term_length: usize) -> Self {
+        // SAFETY: the views are stored beside the mapping in this struct, are handed out only
+        // re-borrowed for the lifetime of `&self`, and the mapping is dropped with them.
+        let whole = unsafe { file.buffer_unbounded() };
+        let terms = [0, 1, 2].map(|index| whole.view(index * term_length, term_length));
+        let metadata = whole.view(PARTITION_COUNT * term_length, LOG_META_DATA_LENGTH);
+        let geometry = TermGeometry::new(
+            u32::try_from(term_length).unwrap_or(0),
+            LogMetadata::new(metadata).initial_term_id(),
+        )
+        .unwrap_or_else(|_| TermGeometry::new(65536, 0).expect("a valid geometry"));
+        Self {
+            file,
+            terms,
+            metadata,
+            geometry,
+        }
+    }
+
+    /// Term `index` (0, 1 or 2).
+    pub fn term(&self, index: usize) -> AtomicBuffer<'_> {
+        self.terms[index]
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> LogMetadata<'_> {
+        LogMetadata::new(self.metadata)
+    }
+
+    /// The stream's geometry.
+    pub fn geometry(&self) -> TermGeometry {
+        self.geometry
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}

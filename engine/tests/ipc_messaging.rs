@@ -1,0 +1,386 @@
+//! End to end over `tern:ipc`: an embedded driver, clients that publish and subscribe, back
+//! pressure, fragmentation, claims, images coming and going, and bad commands.
+#![cfg(not(loom))]
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tern_engine::client::{
+    ClientConfig, ClientError, ConductorMode, ControlledAction, FragmentAssembler, ImageInfo,
+    OfferResult, Publication, Subscription, Tern,
+};
+use tern_engine::cnc::CncFile;
+use tern_engine::command::ErrorCode;
+use tern_engine::concurrent::error_log::read_errors;
+use tern_engine::concurrent::ring_buffer::ManyToOneRingBuffer;
+use tern_engine::driver::{DriverConfig, MediaDriver};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tern-test-{name}-{}", std::process::id()))
+}
+
+fn driver_with(name: &str, adjust: impl FnOnce(&mut DriverConfig)) -> MediaDriver {
+    let mut config = DriverConfig {
+        dir: dir(name),
+        ..DriverConfig::default()
+    };
+    config.ipc_term_length = 64 * 1024;
+    config.publication_linger = Duration::from_millis(50);
+    adjust(&mut config);
+    MediaDriver::launch(config).unwrap()
+}
+
+fn driver(name: &str) -> MediaDriver {
+    driver_with(name, |_| {})
+}
+
+fn client_with(driver: &MediaDriver, adjust: impl FnOnce(&mut ClientConfig)) -> Tern {
+    let mut config = ClientConfig {
+        dir: driver.dir().to_path_buf(),
+        ..ClientConfig::default()
+    };
+    adjust(&mut config);
+    Tern::connect(config).unwrap()
+}
+
+fn client(driver: &MediaDriver) -> Tern {
+    client_with(driver, |_| {})
+}
+
+fn offer(publication: &Publication, message: &[u8]) -> i64 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match publication.offer(message) {
+            OfferResult::Ok(position) => return position,
+            OfferResult::BackPressured | OfferResult::AdminAction => {
+                assert!(Instant::now() < deadline, "offer stuck");
+                std::thread::yield_now();
+            }
+            other => panic!("offer failed: {other:?}"),
+        }
+    }
+}
+
+fn poll_until(subscription: &mut Subscription, received: &RefCell<Vec<Vec<u8>>>, count: usize) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
+        received.borrow_mut().push(message.to_vec())
+    });
+    while received.borrow().len() < count {
+        subscription.poll(
+            |fragment, header| assembler.on_fragment(fragment, header),
+            100,
+        );
+        assert!(
+            Instant::now() < deadline,
+            "received {} of {count}",
+            received.borrow().len()
+        );
+    }
+}
+
+#[test]
+fn publish_and_subscribe_with_fragmentation() {
+    let driver = driver("pubsub");
+    let tern = client(&driver);
+    let mut subscription = tern.add_subscription("tern:ipc", 10).unwrap();
+    let publication = tern.add_publication("tern:ipc", 10).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    assert!(subscription.is_connected());
+    let messages: Vec<Vec<u8>> = (0..300usize)
+        .map(|index| vec![u8::try_from(index % 251).unwrap(); (index * 97) % 5000])
+        .collect();
+    let received = RefCell::new(Vec::new());
+    for (index, message) in messages.iter().enumerate() {
+        offer(&publication, message);
+        poll_until(&mut subscription, &received, index + 1);
+    }
+    assert_eq!(received.into_inner(), messages);
+}
+
+#[test]
+fn a_slow_subscriber_halts_the_publisher_at_its_limit_and_loses_nothing() {
+    let driver = driver("backpressure");
+    let tern = client(&driver);
+    let mut subscription = tern.add_subscription("tern:ipc", 11).unwrap();
+    let publication = tern.add_publication("tern:ipc", 11).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let mut sent = 0u32;
+    loop {
+        match publication.offer(&sent.to_le_bytes()) {
+            OfferResult::Ok(_) => sent += 1,
+            OfferResult::AdminAction => {}
+            OfferResult::BackPressured => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(publication.position() <= publication.publisher_limit() + 64);
+    assert_eq!(
+        publication.publisher_limit(),
+        32 * 1024,
+        "the window is half a 64 KiB term"
+    );
+    // Reading releases the publisher, which sends as many again; nothing was overwritten.
+    let target = 2 * sent;
+    let mut next = 0u32;
+    let deadline = Instant::now() + DEADLINE;
+    while next < target {
+        subscription.poll(
+            |message, _| {
+                assert_eq!(u32::from_le_bytes(message.try_into().unwrap()), next);
+                next += 1;
+            },
+            256,
+        );
+        if sent < target && publication.offer(&sent.to_le_bytes()).is_ok() {
+            sent += 1;
+        }
+        assert!(Instant::now() < deadline, "stalled at {next} of {target}");
+    }
+}
+
+#[test]
+fn exclusive_publication_claims_and_controlled_polls() {
+    let driver = driver("exclusive");
+    let tern = client(&driver);
+    let mut subscription = tern.add_subscription("tern:ipc", 12).unwrap();
+    let mut exclusive = tern.add_exclusive_publication("tern:ipc", 12).unwrap();
+    let shared = tern.add_publication("tern:ipc", 12).unwrap();
+    exclusive.wait_connected(DEADLINE).unwrap();
+    shared.wait_connected(DEADLINE).unwrap();
+    assert_ne!(
+        exclusive.session_id(),
+        shared.session_id(),
+        "exclusive has its own log"
+    );
+    assert!(exclusive.offer(b"exclusive").is_ok());
+    let mut claim = shared.try_claim(5).unwrap();
+    claim.with_payload(|payload| payload.copy_from_slice(b"claim"));
+    claim.commit();
+    assert!(matches!(
+        shared.try_claim(100_000),
+        Err(OfferResult::MessageTooLong { .. })
+    ));
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    // Abort the first delivery of each message, then take it: aborted fragments come again.
+    let mut aborted = std::collections::HashSet::new();
+    while seen.len() < 2 {
+        subscription.controlled_poll(
+            |message, _| {
+                if aborted.insert(message.to_vec()) {
+                    return ControlledAction::Abort;
+                }
+                seen.push(message.to_vec());
+                ControlledAction::Commit
+            },
+            10,
+        );
+        assert!(Instant::now() < deadline);
+    }
+    seen.sort();
+    assert_eq!(seen, [b"claim".to_vec(), b"exclusive".to_vec()]);
+}
+
+#[test]
+fn images_come_and_go_with_publications() {
+    let driver = driver("images");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let (available, unavailable) = (Arc::clone(&events), Arc::clone(&events));
+    let tern = client_with(&driver, |config| {
+        config.on_available_image = Some(Arc::new(move |info: &ImageInfo| {
+            available
+                .lock()
+                .unwrap()
+                .push(("available", info.session_id));
+        }));
+        config.on_unavailable_image = Some(Arc::new(move |info: &ImageInfo| {
+            unavailable
+                .lock()
+                .unwrap()
+                .push(("unavailable", info.session_id));
+        }));
+    });
+    let publication = tern.add_publication("tern:ipc", 13).unwrap();
+    assert_eq!(publication.offer(b"x"), OfferResult::NotConnected);
+    // A subscription added after the publication links to it.
+    let mut subscription = tern.add_subscription("tern:ipc", 13).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let session = publication.session_id();
+    drop(publication);
+    let deadline = Instant::now() + DEADLINE;
+    while subscription.is_connected() {
+        assert!(Instant::now() < deadline, "the image never went away");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        *events.lock().unwrap(),
+        [("available", session), ("unavailable", session)]
+    );
+}
+
+#[test]
+fn refused_commands_are_typed_errors() {
+    let driver = driver("refused");
+    let tern = client(&driver);
+    let error = tern
+        .add_publication("tern:ipc?term-length=1000", 1)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::Refused {
+                code: ErrorCode::InvalidChannel,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("term-length"));
+    let error = tern
+        .add_subscription("tern:udp?endpoint=localhost:4000", 1)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::Refused {
+                code: ErrorCode::NotSupported,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let counter = tern.add_counter(1001, b"key", "my counter").unwrap();
+    counter.increment(3);
+    let mut found = false;
+    tern.counters()
+        .for_each(|info| found |= info.label == "my counter" && info.value == 3);
+    assert!(found);
+}
+
+#[test]
+fn malformed_commands_get_an_error_and_the_driver_keeps_serving() {
+    let driver = driver("malformed");
+    let tern = client(&driver);
+    let cnc = CncFile::open(driver.dir()).unwrap();
+    let ring = ManyToOneRingBuffer::new(cnc.sections().to_driver).unwrap();
+    // The add-publication template with a block too short for it: malformed.
+    ring.write(1, &[8, 0, 1, 0, 10, 0, 0, 0, 1, 2, 3, 4])
+        .unwrap();
+    // Bytes of another schema: an unknown command.
+    ring.write(1, b"not a command at all").unwrap();
+    // A valid header for an unknown template of the driver's schema.
+    let mut unknown = vec![0u8; 32];
+    unknown[..8].copy_from_slice(&[8, 0, 0x77, 0x00, 10, 0, 0, 0]);
+    ring.write(0x77, &unknown).unwrap();
+    // The driver still serves this client and others.
+    let publication = tern.add_publication("tern:ipc", 14).unwrap();
+    let other = client(&driver);
+    let _subscription = other.add_subscription("tern:ipc", 14).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let mut errors = Vec::new();
+    read_errors(cnc.sections().error_log, |error| {
+        errors.push(error.text.to_owned())
+    });
+    assert!(
+        errors
+            .iter()
+            .any(|text| text.starts_with("malformed command")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|text| text.starts_with("unknown command")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_client_whose_driver_dies_gets_a_clear_error() {
+    let mut driver = driver_with("dies", |config| config.delete_on_shutdown = false);
+    let tern = client_with(&driver, |config| {
+        config.driver_timeout = Duration::from_millis(300);
+        config.keepalive_interval = Duration::from_millis(20);
+    });
+    let publication = tern.add_publication("tern:ipc", 15).unwrap();
+    driver.close();
+    let deadline = Instant::now() + DEADLINE;
+    while tern.fatal_error().is_none() {
+        assert!(Instant::now() < deadline, "no error after the driver died");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(matches!(
+        tern.fatal_error(),
+        Some(ClientError::DriverTimeout { .. })
+    ));
+    assert_eq!(publication.offer(b"x"), OfferResult::Closed);
+    assert!(matches!(
+        tern.add_subscription("tern:ipc", 15),
+        Err(ClientError::Closed)
+    ));
+    let _ = std::fs::remove_dir_all(dir("dies"));
+}
+
+#[test]
+fn a_silent_client_is_cleaned_up_and_others_carry_on() {
+    let driver = driver_with("silent", |config| {
+        config.client_liveness_timeout = Duration::from_millis(300)
+    });
+    // An invoker-mode client that never runs its conductor sends no keepalives.
+    let silent = client_with(&driver, |config| {
+        config.conductor_mode = ConductorMode::Invoker
+    });
+    let publication = silent.add_publication("tern:ipc", 16).unwrap();
+    let reader = client_with(&driver, |config| {
+        config.keepalive_interval = Duration::from_millis(20)
+    });
+    let mut subscription = reader.add_subscription("tern:ipc", 16).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while subscription.is_connected() {
+        assert!(
+            Instant::now() < deadline,
+            "the silent client's publication was never removed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The reader is unaffected.
+    let publication = reader.add_publication("tern:ipc", 16).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    silent.do_work();
+    assert!(matches!(
+        silent.fatal_error(),
+        Some(ClientError::ClientTimedOut)
+    ));
+}
+
+#[test]
+fn a_second_driver_refuses_a_live_directory() {
+    let driver = driver("second");
+    let error = MediaDriver::launch(DriverConfig {
+        dir: driver.dir().to_path_buf(),
+        ..DriverConfig::default()
+    })
+    .err()
+    .expect("a second driver must not start");
+    assert!(error.to_string().contains("already running"), "{error}");
+}
+
+#[test]
+fn connecting_without_a_driver_is_a_clear_error_not_a_hang() {
+    let error = Tern::connect(ClientConfig {
+        dir: dir("nobody"),
+        timeout: Duration::from_millis(200),
+        ..ClientConfig::default()
+    })
+    .err()
+    .expect("no driver");
+    assert!(matches!(error, ClientError::NoDriver { .. }));
+    assert!(error.to_string().contains("tern driver"), "{error}");
+}
