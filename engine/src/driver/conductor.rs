@@ -772,7 +772,12 @@ impl DriverConductor {
         let mut withdrawn: Vec<(i64, i64, i32, bool)> = Vec::new();
         let mut rejoin: Vec<(usize, i64, i64, bool)> = Vec::new();
         for (index, publication) in self.publications.iter_mut().enumerate() {
-            for subscriber_index in publication.update(now_ns, &self.timeouts) {
+            let outcome = publication.update(now_ns, &self.timeouts);
+            if outcome.unblocked {
+                self.system.increment(SystemCounter::UnblockedPublications);
+                work += 1;
+            }
+            for subscriber_index in outcome.left_behind {
                 let subscriber = &publication.subscribers[subscriber_index];
                 withdrawn.push((
                     subscriber.image_id,

@@ -130,11 +130,11 @@ impl IpcPublication {
             .min()
     }
 
-    /// One duty cycle of bookkeeping; returns the subscribers to withdraw (left behind) and
-    /// whether work was done.
-    pub(crate) fn update(&mut self, now_ns: i64, timeouts: &Timeouts) -> Vec<usize> {
+    /// One duty cycle of bookkeeping.
+    pub(crate) fn update(&mut self, now_ns: i64, timeouts: &Timeouts) -> UpdateOutcome {
         let producer = self.producer_position();
         let left_behind = self.check_untethered(now_ns, producer, timeouts);
+        let mut unblocked = false;
         match self.consumer_position() {
             Some(consumer) => {
                 self.clean_to(consumer - i64::from(self.log.geometry().term_length()));
@@ -150,6 +150,7 @@ impl IpcPublication {
                     && self.unblock(consumer)
                 {
                     self.consumer_moved_ns = now_ns;
+                    unblocked = true;
                 }
             }
             None => {
@@ -159,7 +160,10 @@ impl IpcPublication {
                 self.consumer_moved_ns = now_ns;
             }
         }
-        left_behind
+        UpdateOutcome {
+            left_behind,
+            unblocked,
+        }
     }
 
     fn check_untethered(&mut self, now_ns: i64, producer: i64, timeouts: &Timeouts) -> Vec<usize> {
@@ -257,6 +261,15 @@ impl IpcPublication {
             .iter()
             .all(|subscriber| subscriber.position.get() >= producer)
     }
+}
+
+/// What a publication's bookkeeping did.
+#[derive(Debug)]
+pub(crate) struct UpdateOutcome {
+    /// Untethered subscribers to withdraw.
+    pub(crate) left_behind: Vec<usize>,
+    /// Whether a blocked log was padded over.
+    pub(crate) unblocked: bool,
 }
 
 /// The timeouts a publication's bookkeeping uses, in ns.

@@ -1,0 +1,143 @@
+//! `tern driver`: a standalone media driver.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tern_engine::driver::{DriverConfig, MediaDriver};
+
+/// Arguments of `tern driver`. Each setting may also come from `TERN_<SETTING>` or the TOML
+/// file; see `tern_engine::driver::config` for the table of settings.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DriverArgs {
+    /// The driver directory (default: $TERN_DIR, else /dev/shm/tern-<user>).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A TOML file of settings (keys as in the settings table: ipc_term_length = "64m", ...).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Keep the directory's files when the driver stops.
+    #[arg(long)]
+    keep: bool,
+    /// dedicated, shared-network or shared.
+    #[arg(long)]
+    threading_mode: Option<String>,
+    /// busy-spin, yield, backoff or sleep-<duration>.
+    #[arg(long)]
+    idle: Option<String>,
+    /// Term length of IPC publications (e.g. 16m).
+    #[arg(long)]
+    ipc_term_length: Option<String>,
+    /// Default MTU.
+    #[arg(long)]
+    mtu: Option<String>,
+    /// Close a client silent this long (e.g. 10s).
+    #[arg(long)]
+    client_liveness_timeout: Option<String>,
+    /// Unblock a log stuck this long behind a dead publisher (e.g. 15s).
+    #[arg(long)]
+    unblock_timeout: Option<String>,
+    /// How long a closed publication waits for its subscribers (e.g. 5s).
+    #[arg(long)]
+    linger: Option<String>,
+    /// How long an untethered subscriber may hold publishers at the limit.
+    #[arg(long)]
+    untethered_window_limit_timeout: Option<String>,
+    /// How long a left-behind untethered subscriber rests before rejoining.
+    #[arg(long)]
+    untethered_resting_timeout: Option<String>,
+    /// A directory whose driver is silent this long is stale.
+    #[arg(long)]
+    driver_timeout: Option<String>,
+    /// How many counters the CnC file holds.
+    #[arg(long)]
+    counters: Option<String>,
+}
+
+/// Builds the configuration: defaults, then the TOML file, then the environment, then flags.
+pub(crate) fn config(args: &DriverArgs) -> Result<DriverConfig> {
+    let mut config = DriverConfig::default();
+    if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("parsing {}", path.display()))?;
+        for (key, value) in &table {
+            let value = match value {
+                toml::Value::String(text) => text.clone(),
+                toml::Value::Integer(number) => number.to_string(),
+                toml::Value::Boolean(flag) => flag.to_string(),
+                other => bail!(
+                    "{}: {key} = {other:?} is not a string or number",
+                    path.display()
+                ),
+            };
+            config
+                .set(key, &value)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| path.display().to_string())?;
+        }
+    }
+    config.apply_environment().map_err(anyhow::Error::msg)?;
+    let flags = [
+        ("threading_mode", &args.threading_mode),
+        ("idle", &args.idle),
+        ("ipc_term_length", &args.ipc_term_length),
+        ("mtu", &args.mtu),
+        ("client_liveness_timeout", &args.client_liveness_timeout),
+        ("unblock_timeout", &args.unblock_timeout),
+        ("linger", &args.linger),
+        (
+            "untethered_window_limit_timeout",
+            &args.untethered_window_limit_timeout,
+        ),
+        (
+            "untethered_resting_timeout",
+            &args.untethered_resting_timeout,
+        ),
+        ("driver_timeout", &args.driver_timeout),
+        ("counters", &args.counters),
+    ];
+    for (key, value) in flags {
+        if let Some(value) = value {
+            config
+                .set(key, value)
+                .map_err(|error| anyhow::anyhow!("--{}: {error}", key.replace('_', "-")))?;
+        }
+    }
+    if let Some(dir) = &args.dir {
+        config.dir.clone_from(dir);
+    }
+    config.delete_on_shutdown = !args.keep;
+    Ok(config)
+}
+
+pub(crate) fn run(args: &DriverArgs) -> Result<()> {
+    let config = config(args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let mut driver = MediaDriver::launch(config).context("starting the driver")?;
+    eprintln!(
+        "tern driver {} running in {} (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        driver.dir().display(),
+        std::process::id()
+    );
+    while !stop.load(Ordering::Acquire) && !driver.is_terminated() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reason = if driver.is_terminated() {
+        "terminated by a client"
+    } else {
+        "signalled"
+    };
+    driver.close();
+    eprintln!("tern driver stopped ({reason})");
+    Ok(())
+}
