@@ -24,12 +24,13 @@ pub const DIR_ENV: &str = "TERN_DIR";
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     /// A live driver already uses it.
-    #[error("a driver (pid {pid}) is already running in {dir}; stop it first or use another --dir")]
+    #[error("a driver ({}) is already running in {dir}; stop it first or use another --dir",
+        pid.map_or_else(|| "still starting".to_owned(), |pid| format!("pid {pid}")))]
     DriverActive {
         /// The directory.
         dir: PathBuf,
-        /// The running driver's pid.
-        pid: i64,
+        /// The running driver's pid, unless it is still writing its CnC file.
+        pid: Option<i64>,
     },
     /// It is a symbolic link.
     #[error("{0} is a symbolic link; refusing to use it as a driver directory")]
@@ -135,22 +136,23 @@ pub fn check_directory(dir: &Path) -> Result<(), DirectoryError> {
 }
 
 /// Whether the driver whose CnC file is in `dir` is alive at `now_ms`: its process exists and
-/// it stamped its heartbeat within `driver_timeout_ms`. Returns its pid when alive.
-pub fn live_driver(dir: &Path, now_ms: i64, driver_timeout_ms: i64) -> Option<i64> {
+/// it stamped its heartbeat within `driver_timeout_ms`. Returns `Some(Some(pid))` when alive,
+/// `Some(None)` for a CnC file that cannot be read yet but was written within the timeout (a
+/// driver still creating it), and `None` when nothing live is there.
+pub fn live_driver(dir: &Path, now_ms: i64, driver_timeout_ms: i64) -> Option<Option<i64>> {
     let cnc = match CncFile::open(dir) {
         Ok(cnc) => cnc,
-        // A driver that is still starting counts as alive if its process exists: its pid is not
-        // published yet, so fall back to the file's age.
-        Err(CncError::NotReady(_)) => {
-            return recently_modified(dir, driver_timeout_ms).then_some(0);
-        }
-        Err(_) => return None,
+        Err(CncError::Missing { .. }) => return None,
+        // Not readable yet (header half written, version not yet published) or written by
+        // another version: alive if it was touched recently, since deleting the files of a
+        // driver that is starting would be far worse than asking the user to retry.
+        Err(_) => return recently_modified(dir, driver_timeout_ms).then_some(None),
     };
     let identity = cnc.identity();
     let ring = ManyToOneRingBuffer::new(cnc.sections().to_driver).ok()?;
     let heartbeat_ms = ring.consumer_heartbeat();
     let fresh = now_ms - heartbeat_ms.max(identity.start_timestamp_ms) <= driver_timeout_ms;
-    (fresh && process_exists(identity.pid)).then_some(identity.pid)
+    (fresh && process_exists(identity.pid)).then_some(Some(identity.pid))
 }
 
 fn recently_modified(dir: &Path, timeout_ms: i64) -> bool {
@@ -280,6 +282,13 @@ mod tests {
                 .contains(&format!("pid {}", std::process::id())),
             "{error}"
         );
+        // A CnC file still being written (no magic yet) counts as a driver starting.
+        let starting = dir.join("starting");
+        fs::create_dir_all(&starting).unwrap();
+        fs::write(starting.join(crate::cnc::CNC_FILE), [0u8; 64]).unwrap();
+        let error = prepare_for_driver(&starting, 6_000, 10_000).unwrap_err();
+        assert!(error.to_string().contains("still starting"), "{error}");
+        fs::remove_dir_all(&starting).unwrap();
         // The heartbeat is older than the timeout: stale, cleared and reused.
         prepare_for_driver(&dir, 20_000, 10_000).unwrap();
         assert!(!dir.join(crate::cnc::CNC_FILE).exists());

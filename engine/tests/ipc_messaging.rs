@@ -384,3 +384,113 @@ fn connecting_without_a_driver_is_a_clear_error_not_a_hang() {
     assert!(matches!(error, ClientError::NoDriver { .. }));
     assert!(error.to_string().contains("tern driver"), "{error}");
 }
+
+#[test]
+fn an_untethered_laggard_is_left_behind_and_rejoins_at_the_tail() {
+    let driver = driver_with("untethered", |config| {
+        config.untethered_window_limit_timeout = Duration::from_millis(100);
+        config.untethered_resting_timeout = Duration::from_millis(200);
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let (available, unavailable) = (Arc::clone(&events), Arc::clone(&events));
+    let tern = client_with(&driver, |config| {
+        config.on_available_image = Some(Arc::new(move |info: &ImageInfo| {
+            available
+                .lock()
+                .unwrap()
+                .push(("available", info.subscription_registration_id));
+        }));
+        config.on_unavailable_image = Some(Arc::new(move |info: &ImageInfo| {
+            unavailable
+                .lock()
+                .unwrap()
+                .push(("unavailable", info.subscription_registration_id));
+        }));
+    });
+    let mut keeping_up = tern.add_subscription("tern:ipc", 17).unwrap();
+    let mut laggard = tern.add_subscription("tern:ipc?tether=false", 17).unwrap();
+    let publication = tern.add_publication("tern:ipc", 17).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let laggard_id = laggard.registration_id();
+    let deadline = Instant::now() + DEADLINE;
+    let mut read = 0u64;
+    // The laggard never reads; the publisher must get past it, two windows and more.
+    while publication.position() < 4 * 32 * 1024 {
+        let _ = publication.offer(&[1u8; 100]);
+        read += u64::try_from(keeping_up.poll(|_, _| {}, 64)).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the untethered laggard held the publisher back"
+        );
+    }
+    assert!(read > 0);
+    // After resting it rejoins at the tail with a new image.
+    while events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(kind, id)| *kind == "available" && *id == laggard_id)
+        .count()
+        < 2
+    {
+        let _ = publication.offer(&[1u8; 100]);
+        keeping_up.poll(|_, _| {}, 64);
+        assert!(
+            Instant::now() < deadline,
+            "the laggard never rejoined: {:?}",
+            events.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .contains(&("unavailable", laggard_id))
+    );
+    let image_position = laggard
+        .images()
+        .first()
+        .map(|image| image.position())
+        .unwrap();
+    assert!(
+        image_position > 32 * 1024,
+        "rejoined near the tail, not at the start: {image_position}"
+    );
+}
+
+#[test]
+fn an_exclusive_publication_that_fills_a_term_exactly_rotates() {
+    // 64-byte frames fill a 64 KiB term exactly: the next offer must rotate, not wrap.
+    let driver = driver("exact-fill");
+    let tern = client(&driver);
+    let mut subscription = tern.add_subscription("tern:ipc", 18).unwrap();
+    let mut publication = tern.add_exclusive_publication("tern:ipc", 18).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let total = 5 * 1024u32;
+    let mut sent = 0u32;
+    let mut next = 0u32;
+    let deadline = Instant::now() + DEADLINE;
+    while next < total {
+        if sent < total {
+            let mut body = [0u8; 32];
+            body[..4].copy_from_slice(&sent.to_le_bytes());
+            match publication.offer(&body) {
+                OfferResult::Ok(position) => {
+                    sent += 1;
+                    assert_eq!(position, i64::from(sent) * 64);
+                }
+                OfferResult::BackPressured | OfferResult::AdminAction => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        subscription.poll(
+            |body, _| {
+                assert_eq!(u32::from_le_bytes(body[..4].try_into().unwrap()), next);
+                next += 1;
+            },
+            64,
+        );
+        assert!(Instant::now() < deadline, "stalled at {next}");
+    }
+}

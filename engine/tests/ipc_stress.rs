@@ -1,5 +1,6 @@
-//! Four concurrent publications (sharing one log, each appending by atomic add from its own
-//! thread) of a million messages each to two subscribers over `tern:ipc`:
+//! Four publications, two concurrent (sharing one log, each appending by atomic add from its
+//! own thread) and two exclusive (a log each), of a million messages each to two subscribers
+//! over `tern:ipc`, crossing several term rotations:
 //! every subscriber sees every message exactly once, in order per publication, with its checksum
 //! intact. `TERN_STRESS_MESSAGES` lowers the count for a quick local run.
 #![cfg(not(loom))]
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_engine::client::{ClientConfig, OfferResult, Tern};
+use tern_engine::client::{ClientConfig, ExclusivePublication, OfferResult, Publication, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
 const PUBLISHERS: u32 = 4;
@@ -34,6 +35,35 @@ fn message(publisher: u32, sequence: u32) -> [u8; 24] {
     body
 }
 
+/// Either kind of publication.
+enum AnyPublication {
+    Concurrent(Publication),
+    Exclusive(ExclusivePublication),
+}
+
+impl AnyPublication {
+    fn offer(&mut self, message: &[u8]) -> OfferResult {
+        match self {
+            Self::Concurrent(publication) => publication.offer(message),
+            Self::Exclusive(publication) => publication.offer(message),
+        }
+    }
+
+    fn session_id(&self) -> i32 {
+        match self {
+            Self::Concurrent(publication) => publication.session_id(),
+            Self::Exclusive(publication) => publication.session_id(),
+        }
+    }
+
+    fn wait_connected(&self, timeout: Duration) {
+        match self {
+            Self::Concurrent(publication) => publication.wait_connected(timeout).unwrap(),
+            Self::Exclusive(publication) => publication.wait_connected(timeout).unwrap(),
+        }
+    }
+}
+
 #[test]
 fn four_publications_two_subscribers_exactly_once_in_order() {
     let messages: u32 = std::env::var("TERN_STRESS_MESSAGES")
@@ -57,10 +87,16 @@ fn four_publications_two_subscribers_exactly_once_in_order() {
         .map(|_| tern.add_subscription("tern:ipc", 30).unwrap())
         .collect();
     let publications: Vec<_> = (0..PUBLISHERS)
-        .map(|_| tern.add_publication("tern:ipc", 30).unwrap())
+        .map(|index| {
+            if index < 2 {
+                AnyPublication::Concurrent(tern.add_publication("tern:ipc", 30).unwrap())
+            } else {
+                AnyPublication::Exclusive(tern.add_exclusive_publication("tern:ipc", 30).unwrap())
+            }
+        })
         .collect();
     for publication in &publications {
-        publication.wait_connected(Duration::from_secs(10)).unwrap();
+        publication.wait_connected(Duration::from_secs(10));
     }
     let sessions: Vec<i32> = publications
         .iter()
@@ -81,7 +117,7 @@ fn four_publications_two_subscribers_exactly_once_in_order() {
                             let publisher = u32::from_le_bytes(body[..4].try_into().unwrap());
                             let sequence = u32::from_le_bytes(body[4..8].try_into().unwrap());
                             let index = usize::try_from(publisher).unwrap();
-                            assert_eq!(header.session_id, sessions[index], "from the shared log");
+                            assert_eq!(header.session_id, sessions[index], "from its log");
                             assert_eq!(body, message(publisher, sequence), "checksum intact");
                             assert_eq!(sequence, next[index], "in order, exactly once");
                             next[index] += 1;
@@ -101,7 +137,7 @@ fn four_publications_two_subscribers_exactly_once_in_order() {
     let writers: Vec<_> = publications
         .into_iter()
         .enumerate()
-        .map(|(index, publication)| {
+        .map(|(index, mut publication)| {
             let publisher = u32::try_from(index).unwrap();
             std::thread::spawn(move || {
                 for sequence in 0..messages {

@@ -73,6 +73,31 @@ pub(crate) struct ThroughputArgs {
     /// Seconds before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup_secs: f64,
+    /// Publish through an exclusive publication (one writer, no atomic add).
+    #[arg(long)]
+    exclusive: bool,
+}
+
+/// Either kind of publication, for the throughput loop.
+enum AnyPublication {
+    Concurrent(Publication),
+    Exclusive(tern_engine::client::ExclusivePublication),
+}
+
+impl AnyPublication {
+    fn offer(&mut self, message: &[u8]) -> OfferResult {
+        match self {
+            Self::Concurrent(publication) => publication.offer(message),
+            Self::Exclusive(publication) => publication.offer(message),
+        }
+    }
+
+    fn wait_connected(&self, timeout: Duration) -> Result<(), tern_engine::client::ClientError> {
+        match self {
+            Self::Concurrent(publication) => publication.wait_connected(timeout),
+            Self::Exclusive(publication) => publication.wait_connected(timeout),
+        }
+    }
 }
 
 pub(crate) fn run(command: &BenchCommand) -> Result<()> {
@@ -224,7 +249,15 @@ fn throughput(args: &ThroughputArgs) -> Result<()> {
         &probe_cache_line(&args.common.pin),
     );
     let setup = setup(&args.common)?;
-    let publication = setup.tern.add_publication(&args.common.channel, 1003)?;
+    let mut publication = if args.exclusive {
+        AnyPublication::Exclusive(
+            setup
+                .tern
+                .add_exclusive_publication(&args.common.channel, 1003)?,
+        )
+    } else {
+        AnyPublication::Concurrent(setup.tern.add_publication(&args.common.channel, 1003)?)
+    };
     let mut subscription = setup.tern.add_subscription(&args.common.channel, 1003)?;
     publication.wait_connected(Duration::from_secs(10))?;
     let received = Arc::new(AtomicU64::new(0));
@@ -277,9 +310,10 @@ fn throughput(args: &ThroughputArgs) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the subscriber thread panicked"))?;
     let rate = messages as f64 / elapsed;
     println!(
-        "throughput {} B over {}: {:.2} M msg/s, {:.1} MB/s ({} messages in {:.2} s; {} back-pressured offers)",
+        "throughput {} B over {}{}: {:.2} M msg/s, {:.1} MB/s ({} messages in {:.2} s; {} back-pressured offers)",
         args.common.size,
         args.common.channel,
+        if args.exclusive { " (exclusive)" } else { "" },
         rate / 1e6,
         rate * args.common.size as f64 / 1e6,
         messages,

@@ -6,11 +6,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `tern` to completion; a run longer than a minute is killed and fails the test.
 fn tern(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tern"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(args)
-        .output()
-        .expect("tern runs")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tern runs");
+    finish(child, args)
+}
+
+/// Waits for a child's output; one still running after a minute is killed and fails the test.
+fn finish(child: Child, args: &[&str]) -> Output {
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.expect("tern's output"),
+        Err(_) => {
+            // SAFETY: kill with our own child's pid and a standard signal.
+            unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
+            panic!("tern {args:?} ran for over a minute");
+        }
+    }
 }
 
 fn stdout(output: &Output) -> String {
@@ -110,13 +131,14 @@ fn driver_publisher_and_subscriber_as_three_processes() {
         .unwrap()
         .write_all(b"first\nsecond line\nthird\n")
         .unwrap();
-    let published = publisher.wait_with_output().unwrap();
+    let published = finish(publisher, &["pub"]);
     assert!(published.status.success(), "{}", stderr(&published));
     assert!(stderr(&published).contains("published 3 messages"));
     let mut subscriber = subscriber;
-    let output = std::mem::replace(&mut subscriber.0, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
+    let output = finish(
+        std::mem::replace(&mut subscriber.0, Command::new("true").spawn().unwrap()),
+        &["sub"],
+    );
     assert!(output.status.success());
     assert_eq!(stdout(&output), "first\nsecond line\nthird\n");
 
@@ -161,7 +183,7 @@ fn generated_messages_and_quiet_counting() {
         .unwrap();
     let published = tern(&["pub", "--dir", dir_text, "--count", "5000", "--size", "100"]);
     assert!(published.status.success(), "{}", stderr(&published));
-    let output = subscriber.wait_with_output().unwrap();
+    let output = finish(subscriber, &["sub", "--quiet"]);
     assert_eq!(stdout(&output).trim(), "5000 messages");
     assert!(terminate(&mut driver).success());
     assert!(dir.join("cnc.dat").exists(), "--keep keeps the files");

@@ -1,11 +1,16 @@
 //! The client library: connect to a driver, publish and subscribe.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use tern_engine::client::{ClientConfig, OfferResult, Tern};
+//! use tern_engine::driver::{DriverConfig, MediaDriver};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let tern = Tern::connect(ClientConfig::default())?;
+//! // An embedded driver; `tern driver` runs the same driver as its own process.
+//! let dir = std::env::temp_dir().join(format!("tern-doc-{}", std::process::id()));
+//! let _driver = MediaDriver::launch(DriverConfig { dir: dir.clone(), ..DriverConfig::default() })?;
+//!
+//! let tern = Tern::connect(ClientConfig { dir, ..ClientConfig::default() })?;
 //! let publication = tern.add_publication("tern:ipc", 1001)?;
 //! let mut subscription = tern.add_subscription("tern:ipc", 1001)?;
 //! publication.wait_connected(Duration::from_secs(5))?;
@@ -16,10 +21,11 @@
 //!         other => return Err(format!("offer failed: {other:?}").into()),
 //!     }
 //! }
-//! let mut received = 0;
-//! while received == 0 {
-//!     received = subscription.poll(|payload, _header| println!("{payload:?}"), 10);
+//! let mut received = Vec::new();
+//! while received.is_empty() {
+//!     subscription.poll(|payload, _header| received.push(payload.to_vec()), 10);
 //! }
+//! assert_eq!(received, [b"hello".to_vec()]);
 //! # Ok(())
 //! # }
 //! ```
@@ -117,7 +123,7 @@ impl Default for ClientConfig {
             driver_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_millis(500),
             conductor_mode: ConductorMode::default(),
-            idle_strategy: IdleStrategy::Sleep(Duration::from_millis(1)),
+            idle_strategy: IdleStrategy::Sleep(Duration::from_millis(16)),
             on_available_image: None,
             on_unavailable_image: None,
         }
@@ -173,6 +179,18 @@ pub enum ClientError {
     Resource(String),
 }
 
+/// A value alone on a 128-byte slot, so that writes near it do not evict it.
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// State shared by the client's handles.
 pub(crate) struct ClientShared {
     // Views below borrow this mapping; every handle holds an Arc of this struct.
@@ -180,7 +198,8 @@ pub(crate) struct ClientShared {
     pub(crate) to_driver: ManyToOneRingBuffer<'static>,
     pub(crate) counters: CountersReader<'static>,
     pub(crate) client_id: i64,
-    pub(crate) closed: AtomicBool,
+    /// Read on every offer: on its own cache line, away from the conductor's mutex.
+    pub(crate) closed: CachePadded<AtomicBool>,
     pub(crate) conductor: std::sync::Mutex<ClientConductor>,
     pub(crate) config: ClientConfig,
 }
@@ -293,7 +312,7 @@ impl Tern {
             cnc,
             to_driver,
             counters,
-            closed: AtomicBool::new(false),
+            closed: CachePadded(AtomicBool::new(false)),
             conductor: std::sync::Mutex::new(conductor),
             config: config.clone(),
         });

@@ -121,9 +121,11 @@ impl PublicationCore {
         )
     }
 
-    /// Checks everything but the append; `Ok` carries the term count and position.
+    /// Checks everything but the append; `Ok` carries the term count, the term id, the
+    /// partition index and the tail's offset in the term (at most the term length: a term
+    /// filled exactly is full, not at offset 0 of the next).
     #[inline]
-    fn check(&self, length: usize) -> Result<(i32, i32, usize, i64), OfferResult> {
+    fn check(&self, length: usize) -> Result<(i32, i32, usize, u32), OfferResult> {
         if self.shared.is_closed() {
             return Err(OfferResult::Closed);
         }
@@ -143,8 +145,8 @@ impl PublicationCore {
             // Another publisher is rotating the log.
             return Err(OfferResult::AdminAction);
         }
-        let position =
-            geometry.position(term_id, tail_term_offset(raw_tail, geometry.term_length()));
+        let term_offset = tail_term_offset(raw_tail, geometry.term_length());
+        let position = geometry.position(term_id, term_offset);
         if position >= self.limit.get() {
             return Err(if metadata.is_connected() {
                 OfferResult::BackPressured
@@ -157,7 +159,7 @@ impl PublicationCore {
         {
             return Err(OfferResult::MaxPositionExceeded);
         }
-        Ok((term_count, term_id, index, position))
+        Ok((term_count, term_id, index, term_offset))
     }
 
     fn outcome(&self, term_count: i32, appended: Appended) -> OfferResult {
@@ -372,12 +374,12 @@ impl ExclusivePublication {
     /// Appends one message made of `parts`.
     pub fn offer_parts(&mut self, parts: &[&[u8]]) -> OfferResult {
         let length = parts.iter().map(|part| part.len()).sum();
-        let (term_count, term_id, index, position) = match self.core.check(length) {
+        let (term_count, term_id, index, term_offset) = match self.core.check(length) {
             Ok(checked) => checked,
             Err(result) => return result,
         };
         let log = &self.core.ready.log;
-        let term_offset = usize::try_from(log.geometry().term_offset(position)).unwrap_or(0);
+        let term_offset = usize::try_from(term_offset).unwrap_or(usize::MAX);
         let appender = ExclusiveTermAppender::new(log.term(index), log.metadata(), index);
         let appended = appender.append(
             &self.core.template,

@@ -40,6 +40,8 @@ const COMMAND_LIMIT: usize = 10;
 pub mod counter_types {
     /// A publication's limit.
     pub const PUBLISHER_LIMIT: i32 = 1;
+    /// A publication's position (how far publishers have written).
+    pub const PUBLISHER_POSITION: i32 = 2;
     /// A subscriber's position in an image.
     pub const SUBSCRIBER_POSITION: i32 = 4;
     /// A counter a client asked for.
@@ -392,12 +394,29 @@ impl DriverConductor {
             let _ = std::fs::remove_file(&path);
             CommandError::new(ErrorCode::ResourceExhausted, error.to_string())
         })?;
+        let label = format!("pub-pos: {registration_id} {session_id} {stream_id} {channel_text}");
+        let spec = CounterSpec {
+            type_id: counter_types::PUBLISHER_POSITION,
+            label: &label,
+            ..spec
+        };
+        let position = match self.counters.allocate(&spec, epoch_ms()) {
+            Ok(position) => position,
+            Err(error) => {
+                let _ = self.counters.free(limit.id(), epoch_ms());
+                let _ = std::fs::remove_file(&path);
+                return Err(CommandError::new(
+                    ErrorCode::ResourceExhausted,
+                    error.to_string(),
+                ));
+            }
+        };
         let mut publication = IpcPublication::new(
             registration_id,
             exclusive,
             channel_text.to_owned(),
             Arc::new(log),
-            limit,
+            [limit, position],
             now_ns,
         );
         publication.update(now_ns, &self.timeouts);
@@ -844,6 +863,9 @@ impl DriverConductor {
                 let _ = self.counters.free(subscriber.position.id(), now_ms);
             }
             let _ = self.counters.free(publication.publisher_limit.id(), now_ms);
+            let _ = self
+                .counters
+                .free(publication.publisher_position.id(), now_ms);
             let path = publication.log.path().to_path_buf();
             drop(publication);
             if let Err(error) = std::fs::remove_file(&path) {

@@ -65,6 +65,7 @@ pub(crate) struct IpcPublication {
     pub(crate) channel: String,
     pub(crate) log: Arc<LogBuffers>,
     pub(crate) publisher_limit: Counter<'static>,
+    pub(crate) publisher_position: Counter<'static>,
     pub(crate) subscribers: Vec<SubscriberLink>,
     pub(crate) state: PublicationState,
     pub(crate) references: usize,
@@ -80,7 +81,7 @@ impl IpcPublication {
         exclusive: bool,
         channel: String,
         log: Arc<LogBuffers>,
-        publisher_limit: Counter<'static>,
+        [publisher_limit, publisher_position]: [Counter<'static>; 2],
         now_ns: i64,
     ) -> Self {
         let template = HeaderTemplate::new(log.metadata().default_header());
@@ -93,6 +94,7 @@ impl IpcPublication {
             channel,
             log,
             publisher_limit,
+            publisher_position,
             subscribers: Vec::new(),
             state: PublicationState::Active,
             references: 1,
@@ -133,6 +135,7 @@ impl IpcPublication {
     /// One duty cycle of bookkeeping.
     pub(crate) fn update(&mut self, now_ns: i64, timeouts: &Timeouts) -> UpdateOutcome {
         let producer = self.producer_position();
+        self.publisher_position.propose_max(producer);
         let left_behind = self.check_untethered(now_ns, producer, timeouts);
         let mut unblocked = false;
         match self.consumer_position() {
