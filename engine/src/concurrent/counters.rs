@@ -286,7 +286,7 @@ impl<'a> CountersManager<'a> {
         metadata.put_i64(offset + REUSE_DEADLINE_OFFSET, 0);
         metadata.set_memory(offset + KEY_OFFSET, KEY_MAX_LENGTH, 0);
         metadata.put_bytes(offset + KEY_OFFSET, spec.key);
-        let label = truncate(spec.label, LABEL_MAX_LENGTH);
+        let label = super::truncate_utf8(spec.label, LABEL_MAX_LENGTH);
         metadata.put_i32(
             offset + LABEL_LENGTH_OFFSET,
             i32::try_from(label.len()).expect("label below 380 bytes"),
@@ -358,17 +358,6 @@ impl<'a> CountersManager<'a> {
             id,
         })
     }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// A counter's value, for its owner to write and anyone to read.

@@ -76,7 +76,7 @@ impl<'a> DistinctErrorLog<'a> {
 
     /// Records `text` at `now_ms`. Returns false when it is new and the log is full.
     pub fn record(&mut self, now_ms: i64, text: &str) -> bool {
-        let text = truncate(text, TEXT_MAX_LENGTH);
+        let text = super::truncate_utf8(text, TEXT_MAX_LENGTH);
         if let Some(offset) = self.find(text) {
             let count = self.buffer.get_i32(offset + COUNT_OFFSET);
             self.buffer
@@ -150,17 +150,6 @@ pub fn read_errors(buffer: AtomicBuffer<'_>, mut visit: impl FnMut(ErrorObservat
         offset += align(length);
     }
     count
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(all(test, not(loom)))]

@@ -29,3 +29,15 @@ pub(crate) fn masked_index(position: i64, mask: i64) -> usize {
     // The masked value lies in 0..capacity, so it is non-negative and fits usize.
     usize::try_from(position & mask).unwrap_or(0)
 }
+
+/// `text` cut to at most `max` bytes on a character boundary, for fixed-size text fields.
+pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -324,9 +324,8 @@ impl DriverConductor {
             publication.publisher_limit.id(),
             publication.log.path().display().to_string(),
         );
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = (|| {
-            let mut encoder = on_publication_ready::Encoder::wrap(&mut buf)?;
+        self.respond(on_publication_ready::TEMPLATE_ID, |buf| {
+            let mut encoder = on_publication_ready::Encoder::wrap(buf)?;
             encoder
                 .correlation_id(correlation_id)
                 .registration_id(publication_id)
@@ -334,10 +333,8 @@ impl DriverConductor {
                 .stream_id(stream_id)
                 .publisher_limit_counter_id(limit_id)
                 .exclusive(u8::from(exclusive));
-            Ok::<_, tern_codec::EncodeError>(encoder.log_file(&log_file)?.finish())
-        })();
-        self.transmit(on_publication_ready::TEMPLATE_ID, &buf, length);
-        self.scratch = buf;
+            Ok(encoder.log_file(&log_file)?.finish())
+        });
         Ok(())
     }
 
@@ -485,24 +482,19 @@ impl DriverConductor {
                 publication.log.path().display().to_string(),
             )
         };
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = (|| {
-            let mut encoder = on_available_image::Encoder::wrap(&mut buf)?;
+        self.respond(on_available_image::TEMPLATE_ID, |buf| {
+            let mut encoder = on_available_image::Encoder::wrap(buf)?;
             encoder
                 .image_id(image_id)
                 .subscription_registration_id(subscription_id)
                 .session_id(session_id)
                 .stream_id(stream_id)
                 .subscriber_position_counter_id(position.id());
-            Ok::<_, tern_codec::EncodeError>(
-                encoder
-                    .log_file(&log_file)?
-                    .source_identity("ipc")?
-                    .finish(),
-            )
-        })();
-        self.transmit(on_available_image::TEMPLATE_ID, &buf, length);
-        self.scratch = buf;
+            Ok(encoder
+                .log_file(&log_file)?
+                .source_identity("ipc")?
+                .finish())
+        });
     }
 
     fn on_add_subscription(
@@ -537,14 +529,11 @@ impl DriverConductor {
             stream_id,
             tether: channel.tether,
         });
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = (|| {
-            let mut encoder = on_subscription_ready::Encoder::wrap(&mut buf)?;
+        self.respond(on_subscription_ready::TEMPLATE_ID, |buf| {
+            let mut encoder = on_subscription_ready::Encoder::wrap(buf)?;
             encoder.correlation_id(correlation_id);
-            Ok::<_, tern_codec::EncodeError>(encoder.finish())
-        })();
-        self.transmit(on_subscription_ready::TEMPLATE_ID, &buf, length);
-        self.scratch = buf;
+            Ok(encoder.finish())
+        });
         let matching: Vec<usize> = self
             .publications
             .iter()
@@ -690,16 +679,13 @@ impl DriverConductor {
         if let Some(client) = self.clients.get_mut(&client_id) {
             client.counters.push(counter.id());
         }
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = (|| {
-            let mut encoder = on_counter_ready::Encoder::wrap(&mut buf)?;
+        self.respond(on_counter_ready::TEMPLATE_ID, |buf| {
+            let mut encoder = on_counter_ready::Encoder::wrap(buf)?;
             encoder
                 .correlation_id(correlation_id)
                 .counter_id(counter.id());
-            Ok::<_, tern_codec::EncodeError>(encoder.finish())
-        })();
-        self.transmit(on_counter_ready::TEMPLATE_ID, &buf, length);
-        self.scratch = buf;
+            Ok(encoder.finish())
+        });
         Ok(())
     }
 
@@ -773,14 +759,11 @@ impl DriverConductor {
                 self.config.client_liveness_timeout
             ));
             self.close_client(*client_id, now_ns);
-            let mut buf = std::mem::take(&mut self.scratch);
-            let length = (|| {
-                let mut encoder = on_client_timeout::Encoder::wrap(&mut buf)?;
+            self.respond(on_client_timeout::TEMPLATE_ID, |buf| {
+                let mut encoder = on_client_timeout::Encoder::wrap(buf)?;
                 encoder.client_id(*client_id);
-                Ok::<_, tern_codec::EncodeError>(encoder.finish())
-            })();
-            self.transmit(on_client_timeout::TEMPLATE_ID, &buf, length);
-            self.scratch = buf;
+                Ok(encoder.finish())
+            });
         }
         expired.len() + self.check_publications(now_ns)
     }
@@ -875,28 +858,22 @@ impl DriverConductor {
     }
 
     fn send_unavailable_image(&mut self, image_id: i64, subscription_id: i64, stream_id: i32) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = (|| {
-            let mut encoder = on_unavailable_image::Encoder::wrap(&mut buf)?;
+        self.respond(on_unavailable_image::TEMPLATE_ID, |buf| {
+            let mut encoder = on_unavailable_image::Encoder::wrap(buf)?;
             encoder
                 .image_id(image_id)
                 .subscription_registration_id(subscription_id)
                 .stream_id(stream_id);
-            Ok::<_, tern_codec::EncodeError>(encoder.finish())
-        })();
-        self.transmit(on_unavailable_image::TEMPLATE_ID, &buf, length);
-        self.scratch = buf;
+            Ok(encoder.finish())
+        });
     }
 
     fn send_success(&mut self, correlation_id: i64) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = (|| {
-            let mut encoder = on_operation_success::Encoder::wrap(&mut buf)?;
+        self.respond(on_operation_success::TEMPLATE_ID, |buf| {
+            let mut encoder = on_operation_success::Encoder::wrap(buf)?;
             encoder.correlation_id(correlation_id);
-            Ok::<_, tern_codec::EncodeError>(encoder.finish())
-        })();
-        self.transmit(on_operation_success::TEMPLATE_ID, &buf, length);
-        self.scratch = buf;
+            Ok(encoder.finish())
+        });
     }
 
     fn send_error(&mut self, correlation_id: i64, code: ErrorCode, message: &str) {
@@ -908,13 +885,22 @@ impl DriverConductor {
             }
             message = &message[..end];
         }
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = (|| {
-            let mut encoder = on_error::Encoder::wrap(&mut buf)?;
+        self.respond(on_error::TEMPLATE_ID, |buf| {
+            let mut encoder = on_error::Encoder::wrap(buf)?;
             encoder.correlation_id(correlation_id).code(code);
-            Ok::<_, tern_codec::EncodeError>(encoder.message(message)?.finish())
-        })();
-        self.transmit(on_error::TEMPLATE_ID, &buf, length);
+            Ok(encoder.message(message)?.finish())
+        });
+    }
+
+    /// Encodes a response into the scratch buffer with `encode` and broadcasts it.
+    fn respond(
+        &mut self,
+        template_id: u16,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, tern_codec::EncodeError>,
+    ) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        let length = encode(&mut buf);
+        self.transmit(template_id, &buf, length);
         self.scratch = buf;
     }
 

@@ -92,7 +92,9 @@ pub struct ControlledOutcome {
     pub committed_offset: Option<usize>,
 }
 
-/// Reads like [`read`], but lets the handler stop, abort or commit at each fragment.
+/// Reads like [`read`], but lets the handler stop, abort or commit at each fragment. Kept apart
+/// from [`read`] rather than sharing one loop: measured, the shared loop cost the plain poll a
+/// fifth of its time.
 pub fn read_controlled(
     term: &AtomicBuffer<'_>,
     mut term_offset: usize,
