@@ -369,7 +369,11 @@ impl DriverConductor {
             publication_window: window,
         };
         let dir = self.dir.join("publications");
-        std::fs::create_dir_all(&dir).map_err(|error| {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(|error| {
             CommandError::new(
                 ErrorCode::ResourceExhausted,
                 format!("{}: {error}", dir.display()),

@@ -15,4 +15,5 @@ pub mod frame_header;
 pub mod log_buffers;
 pub mod term_appender;
 pub mod term_reader;
+pub mod term_scanner;
 pub mod unblocker;
