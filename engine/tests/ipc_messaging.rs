@@ -494,3 +494,38 @@ fn an_exclusive_publication_that_fills_a_term_exactly_rotates() {
         assert!(Instant::now() < deadline, "stalled at {next}");
     }
 }
+
+#[test]
+fn a_client_that_died_writing_a_command_does_not_block_the_driver() {
+    let driver = driver_with("ring-unblock", |config| {
+        config.client_liveness_timeout = Duration::from_millis(300);
+    });
+    let cnc = CncFile::open(driver.dir()).unwrap();
+    let ring = ManyToOneRingBuffer::new(cnc.sections().to_driver).unwrap();
+    // A client claims 64 bytes of the command ring by compare-and-set, then dies.
+    let trailer =
+        cnc.sections().to_driver.capacity() - tern_engine::concurrent::ring_buffer::TRAILER_LENGTH;
+    let tail = ring.producer_position();
+    assert!(
+        cnc.sections()
+            .to_driver
+            .compare_and_set_i64(trailer, tail, tail + 64)
+    );
+    // A live client's commands queue behind the dead claim until the driver pads it.
+    let tern = client_with(&driver, |config| {
+        config.keepalive_interval = Duration::from_millis(20)
+    });
+    let publication = tern.add_publication("tern:ipc", 19).unwrap();
+    let _subscription = tern.add_subscription("tern:ipc", 19).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let mut errors = Vec::new();
+    read_errors(cnc.sections().error_log, |error| {
+        errors.push(error.text.to_owned())
+    });
+    assert!(
+        errors
+            .iter()
+            .any(|text| text.contains("unblocked the command ring")),
+        "{errors:?}"
+    );
+}

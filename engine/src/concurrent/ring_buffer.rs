@@ -295,13 +295,8 @@ impl<'a> ManyToOneRingBuffer<'a> {
 
     /// Bytes written and not yet read.
     pub fn size(&self) -> usize {
-        let head = self
-            .buffer
-            .get_i64_volatile(self.trailer(HEAD_POSITION_OFFSET));
-        let tail = self
-            .buffer
-            .get_i64_volatile(self.trailer(TAIL_POSITION_OFFSET));
-        usize::try_from(tail - head).unwrap_or(0)
+        let head = self.consumer_position();
+        usize::try_from(self.producer_position() - head).unwrap_or(0)
     }
 
     /// The consumer's position.
@@ -321,12 +316,8 @@ impl<'a> ManyToOneRingBuffer<'a> {
     /// it only after the head has not moved for longer than any live producer takes to publish.
     /// Returns whether it unblocked anything.
     pub fn unblock(&self) -> bool {
-        let head = self
-            .buffer
-            .get_i64_volatile(self.trailer(HEAD_POSITION_OFFSET));
-        let tail = self
-            .buffer
-            .get_i64_volatile(self.trailer(TAIL_POSITION_OFFSET));
+        let head = self.consumer_position();
+        let tail = self.producer_position();
         if head == tail {
             return false;
         }

@@ -89,6 +89,9 @@ pub struct DriverConductor {
     subscriptions: Vec<SubscriptionLink>,
     timeouts: Timeouts,
     next_timer_ns: i64,
+    /// The command ring's consumer position at its last change, and when: a client that died
+    /// mid-write leaves the ring blocked, and is padded over after the client liveness timeout.
+    command_position: (i64, i64),
     next_image_id: i64,
     random: u64,
     scratch: Vec<u8>,
@@ -153,6 +156,7 @@ impl DriverConductor {
             subscriptions: Vec::new(),
             timeouts,
             next_timer_ns: now_ns,
+            command_position: (0, now_ns),
             next_image_id: 1,
             random: seed,
             scratch: vec![0u8; 8192],
@@ -748,6 +752,7 @@ impl DriverConductor {
 
     fn on_timers(&mut self, now_ns: i64) -> usize {
         self.to_driver.set_consumer_heartbeat(epoch_ms());
+        let unblocked = self.check_command_ring(now_ns);
         let timeout =
             i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
         let expired: Vec<i64> = self
@@ -769,7 +774,25 @@ impl DriverConductor {
                 Ok(encoder.finish())
             });
         }
-        expired.len() + self.check_publications(now_ns)
+        expired.len() + self.check_publications(now_ns) + unblocked
+    }
+
+    /// Pads over a command a client claimed in the ring and never finished (it died mid-write),
+    /// once the ring has not moved for the client liveness timeout.
+    fn check_command_ring(&mut self, now_ns: i64) -> usize {
+        let position = self.to_driver.consumer_position();
+        if position != self.command_position.0 || self.to_driver.size() == 0 {
+            self.command_position = (position, now_ns);
+            return 0;
+        }
+        let timeout =
+            i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
+        if now_ns - self.command_position.1 <= timeout || !self.to_driver.unblock() {
+            return 0;
+        }
+        self.command_position = (position, now_ns);
+        self.record_error("unblocked the command ring: a client died while writing a command");
+        1
     }
 
     fn check_publications(&mut self, now_ns: i64) -> usize {
