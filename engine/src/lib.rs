@@ -1,9 +1,17 @@
 //! # tern-engine
 //!
 //! The media driver and the client library that applications link (see `../shared/DESIGN.md`
-//! §1–§5). Built so far: the shared-memory primitives in [`concurrent`]. The log buffers, the
-//! driver's conductor, sender and receiver agents, the client API, channel URIs and idle
-//! strategies arrive in the next increments of the engine issue.
+//! §1–§5), over IPC today; UDP comes next.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`concurrent`] | shared-memory primitives: atomic buffer, ring buffer, broadcast, counters, error log |
+//! | [`cnc`], [`directory`], [`mapped_file`] | the CnC file, the driver directory and its rules, mapped files |
+//! | [`logbuffer`] | log buffers: layout, appenders, reader, scanner, unblocker |
+//! | [`command`] | the driver protocol: versioned commands and responses |
+//! | [`driver`] | the media driver (conductor agent), embedded or standalone |
+//! | [`client`] | the client library: publications, subscriptions, images, fragment assembly |
+//! | [`channel`], [`agent`] | channel URIs; agents, runners and idle strategies |
 //!
 //! ## Threads and memory
 //!
