@@ -196,13 +196,19 @@ impl Image {
             |offset| term_base + i64::try_from(offset).unwrap_or(0),
             &mut handler,
         );
-        let position = term_base + i64::try_from(outcome.term_offset).unwrap_or(0);
+        self.advance(term_base, outcome.term_offset);
+        outcome.fragments
+    }
+
+    /// Moves this subscriber's position to `term_offset` of the term at `term_base`.
+    #[inline]
+    fn advance(&mut self, term_base: i64, term_offset: usize) {
+        let position = term_base + i64::try_from(term_offset).unwrap_or(0);
         if position > self.position {
             self.position = position;
             // Releases the space to publishers: pairs with the driver's acquire of the counter.
             self.shared.position.set(position);
         }
-        outcome.fragments
     }
 
     /// Reads like [`Image::poll`], with the handler choosing to continue, break, abort or
@@ -216,18 +222,22 @@ impl Image {
             return 0;
         }
         let (index, term_offset, term_base) = self.locate();
+        let shared = &self.shared;
         let outcome = term_reader::read_controlled(
-            &self.shared.log.term(index),
+            &shared.log.term(index),
             term_offset,
             fragment_limit,
             |offset| term_base + i64::try_from(offset).unwrap_or(0),
-            &mut handler,
+            |payload, header| {
+                let action = handler(payload, header);
+                if action == ControlledAction::Commit {
+                    // Commit: make the progress visible to the driver now, not at the end.
+                    shared.position.set(header.position);
+                }
+                action
+            },
         );
-        let position = term_base + i64::try_from(outcome.term_offset).unwrap_or(0);
-        if position > self.position {
-            self.position = position;
-            self.shared.position.set(position);
-        }
+        self.advance(term_base, outcome.term_offset);
         outcome.fragments
     }
 }

@@ -88,8 +88,6 @@ pub struct ControlledOutcome {
     pub fragments: usize,
     /// The term offset after the last consumed frame.
     pub term_offset: usize,
-    /// Term offsets at which the handler asked to commit, the last one only.
-    pub committed_offset: Option<usize>,
 }
 
 /// Reads like [`read`], but lets the handler stop, abort or commit at each fragment. Kept apart
@@ -104,7 +102,6 @@ pub fn read_controlled(
 ) -> ControlledOutcome {
     let term_length = term.capacity();
     let mut fragments = 0;
-    let mut committed_offset = None;
     while fragments < fragment_limit && term_offset < term_length {
         // Pairs with the release store of the length in `frame_header::publish`.
         let frame_length = term.get_i32_volatile(term_offset);
@@ -139,15 +136,12 @@ pub fn read_controlled(
         }
         term_offset = next_offset;
         fragments += 1;
-        match action {
-            ControlledAction::Break => break,
-            ControlledAction::Commit => committed_offset = Some(term_offset),
-            _ => {}
+        if action == ControlledAction::Break {
+            break;
         }
     }
     ControlledOutcome {
         fragments,
         term_offset,
-        committed_offset,
     }
 }
