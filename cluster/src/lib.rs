@@ -1,14 +1,37 @@
 //! # tern-cluster
 //!
-//! Raft consensus over a log of byte positions, deterministic replicated services, snapshots and
-//! log replay, disaster-recovery standby and rolling upgrades with versioned protocols (see
-//! `../shared/DESIGN.md` §7). Consensus logic is sans-IO: a state machine that takes the time and
-//! its inputs and returns messages and log actions, tested under a seeded deterministic simulator.
+//! Raft consensus over a log of byte positions, deterministic replicated services, and the seeded
+//! deterministic simulator that proves them (see `../shared/DESIGN.md` §5 and §7).
 //!
-//! Status: not built yet; it arrives with the cluster issue. Every consensus message will be a
-//! [`tern_codec`] schema with the *terminate* unknown-message policy, because a member must never
-//! guess at a message that changes replicated state.
+//! - [`consensus`]: the sans-IO consensus core, one state machine per member. Its module docs
+//!   state the model and the five Raft safety properties.
+//! - [`protocol`]: consensus messages as `tern-codec` schemas (terminate policy).
+//! - [`log_entry`]: the replicated log's framing (checksummed entries) and its events.
+//! - [`term_history`]: which term wrote which range of the log.
+//! - [`service`] and [`container`]: the clustered-service interface and the container that feeds a
+//!   service only committed entries, fires timers through the log and compares state digests.
+//! - [`kv`]: a sample deterministic service (a key-value store with expiry timers).
+//! - [`sim`]: the deterministic simulator: members, network, storage with fsync semantics,
+//!   crashes, clocks, clients and the checkers.
 //!
-//! Threads and memory: none yet.
+//! The crate depends on `tern-codec` only: the adapters that run the core over real streams and
+//! the archive come with the engine and archive integration.
+//!
+//! Threads and memory: everything here is single-threaded state owned by its caller; the
+//! simulator runs a whole cluster on one thread.
 
 #![forbid(unsafe_code)]
+
+pub mod consensus;
+pub mod container;
+pub mod digest;
+pub mod kv;
+pub mod log_entry;
+pub mod planted;
+pub mod protocol;
+pub mod rng;
+pub mod service;
+pub mod session_protocol;
+pub mod sim;
+pub mod snapshot;
+pub mod term_history;

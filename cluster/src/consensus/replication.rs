@@ -1,0 +1,459 @@
+//! Log replication: the leader's appends, heartbeats and commit; the follower's consistency check,
+//! truncation of divergent suffixes and acknowledgements (Raft §5.3–5.4, over byte positions).
+
+use super::{AppendError, Consensus, LogView, Role};
+use crate::log_entry::{
+    self, digest_checkpoint, new_leadership_term, session_message, timer_fired,
+};
+use crate::planted::PlantedBug;
+use crate::protocol::{append_request, append_response};
+
+const RESPONSE_BUFFER: usize = 64;
+const REQUEST_HEADER_MAX: usize = 128;
+/// Appended bytes the leader lets wait for its own fsync before it refuses more commands.
+const UNSYNCED_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+impl Consensus {
+    pub(super) fn become_leader(&mut self) {
+        self.leader = Some(self.id);
+        self.become_role(Role::Leader);
+        let appended = self.appended_position;
+        let now_ns = self.now_ns;
+        for peer in &mut self.peers {
+            peer.next_position = appended;
+            peer.matched_position = 0;
+            // A grace period: a leader counts every member as heard from when it starts.
+            peer.last_contact_ns = now_ns;
+            peer.last_sent_ns = 0;
+        }
+        self.leader_term_base = appended;
+        let term = self.current_term;
+        let leader_id = self.id;
+        let version = self.config.protocol_version.compose();
+        let timestamp_ns = self.next_timestamp();
+        let mut entries = Vec::with_capacity(64);
+        log_entry::append_entry(&mut entries, |buf| {
+            let mut encoder = new_leadership_term::Encoder::wrap(buf)?;
+            encoder
+                .term(term)
+                .timestamp_ns(timestamp_ns)
+                .leader_id(leader_id)
+                .protocol_version(version);
+            Ok(encoder.finish())
+        })
+        .expect("a new-leadership-term entry fits");
+        self.append_local(term, entries);
+        if self.config.member_count == 1 {
+            self.update_commit();
+        }
+    }
+
+    pub(super) fn leader_tick(&mut self, log: &(impl LogView + ?Sized)) {
+        // Check quorum: a leader cut off from a majority steps down rather than keep a client
+        // waiting on commands that cannot commit.
+        let timeout_ns = self.config.leader_heartbeat_timeout_ns;
+        let heard = self
+            .other_members()
+            .filter(|&member| {
+                let peer = &self.peers[usize::try_from(member).expect("small")];
+                self.now_ns.saturating_sub(peer.last_contact_ns) < timeout_ns
+            })
+            .count();
+        if u32::try_from(heard).expect("small") + 1 < self.config.quorum() {
+            self.start_canvass();
+            return;
+        }
+        for member in self.other_members() {
+            self.replicate_to(member, log);
+        }
+    }
+
+    /// Sends `member` what it lacks, within the in-flight window, or a heartbeat when it is due.
+    fn replicate_to(&mut self, member: u32, log: &(impl LogView + ?Sized)) {
+        let window = self.config.inflight_bytes_max;
+        let heartbeat_due = {
+            let peer = &self.peers[usize::try_from(member).expect("small")];
+            self.now_ns.saturating_sub(peer.last_sent_ns) >= self.config.heartbeat_interval_ns
+        };
+        let probing = self.peers[usize::try_from(member).expect("small")].probing;
+        if probing {
+            let in_flight = self.peers[usize::try_from(member).expect("small")].probe_in_flight;
+            if heartbeat_due || !in_flight {
+                let from = self.peer(member).next_position;
+                self.send_append(member, log);
+                let peer = self.peer(member);
+                peer.probe_in_flight = true;
+                peer.probe_position = from;
+            }
+            return;
+        }
+        let mut sent = false;
+        for _ in 0..16 {
+            let peer = &self.peers[usize::try_from(member).expect("small")];
+            let lacks = peer.next_position < self.appended_position;
+            let in_window = peer.next_position.saturating_sub(peer.matched_position) < window;
+            if !(lacks && in_window) {
+                break;
+            }
+            if !self.send_append(member, log) {
+                break;
+            }
+            sent = true;
+        }
+        if !sent && heartbeat_due {
+            self.send_append(member, log);
+        }
+    }
+
+    /// Sends one append request from the member's next position. Returns whether it carried
+    /// entries.
+    fn send_append(&mut self, member: u32, log: &(impl LogView + ?Sized)) -> bool {
+        let appended = self.appended_position;
+        let from = self.peer(member).next_position.min(appended);
+        let prev_term = self.history.term_before(from);
+        let (entry_term, length) = if from < appended {
+            let term_end = self.history.next_base_after(from).unwrap_or(appended);
+            let limit = term_end.min(from + self.config.append_bytes_max);
+            (self.history.term_at(from), whole_entries(log, from, limit))
+        } else {
+            (self.current_term, 0)
+        };
+        let entries = log.read(from, length);
+        let entries = if u64::try_from(entries.len()).expect("fits") == length {
+            entries
+        } else {
+            // The caller has not written what it was asked to: send a heartbeat only.
+            &[]
+        };
+        let mut buf = vec![0u8; REQUEST_HEADER_MAX + entries.len()];
+        let mut encoder = append_request::Encoder::wrap(&mut buf).expect("fits");
+        encoder
+            .term(self.current_term)
+            .prev_position(from)
+            .prev_term(prev_term)
+            .entry_term(entry_term)
+            .commit_position(self.commit_position)
+            .leader_id(self.id);
+        let message_length = encoder
+            .entries(entries)
+            .expect("entries are within the append limit")
+            .finish();
+        buf.truncate(message_length);
+        let carried = u64::try_from(entries.len()).expect("fits");
+        let now_ns = self.now_ns;
+        let peer = self.peer(member);
+        peer.next_position = from + carried;
+        peer.last_sent_ns = now_ns;
+        self.send(member, buf);
+        carried > 0
+    }
+
+    pub(super) fn on_append_request(
+        &mut self,
+        message: &append_request::Decoder<'_>,
+    ) -> Result<(), crate::protocol::ProtocolError> {
+        let term = message.term();
+        let leader = message.leader_id();
+        let entries = message.entries();
+        let prev_position = message.prev_position();
+        let entries_length = u64::try_from(entries.len()).expect("fits");
+        if !prev_position.is_multiple_of(log_entry::ENTRY_ALIGNMENT)
+            || entries_length % log_entry::ENTRY_ALIGNMENT != 0
+            || message.entry_term() > term
+            || message.prev_term() > message.entry_term()
+            || (entries_length > 0 && message.entry_term() == 0)
+        {
+            return Err(crate::protocol::ProtocolError::Malformed(
+                tern_codec::DecodeError::InvalidValue {
+                    field: "append_request",
+                    value: i64::try_from(prev_position).unwrap_or(i64::MAX),
+                    reason: "positions must be entry-aligned and terms ordered",
+                },
+            ));
+        }
+        let stale = term < self.current_term;
+        if stale && !self.config.planted(PlantedBug::AcceptStaleTermAppend) {
+            let reply = self.encode_response(false, self.appended_position, 0, 0);
+            self.send(leader, reply);
+            return Ok(());
+        }
+        if term > self.current_term {
+            self.adopt_term(term);
+        }
+        if !stale {
+            if self.role == Role::Leader {
+                // Another leader in this term would break election safety; ignore it and let the
+                // checkers (or an operator) see both.
+                return Ok(());
+            }
+            if self.role != Role::Follower {
+                self.become_role(Role::Follower);
+            }
+            if self.leader != Some(leader) {
+                self.leader = Some(leader);
+                self.leader_matched_position = 0;
+                self.push_role_change();
+            }
+            self.leader_contact_ns = self.now_ns;
+        }
+        if prev_position > self.appended_position {
+            let reply = self.encode_response(false, self.appended_position, 0, 0);
+            self.send(leader, reply);
+            return Ok(());
+        }
+        let own_prev_term = self.history.term_before(prev_position);
+        if own_prev_term != message.prev_term() {
+            let base = self.history.base_of(own_prev_term).unwrap_or(0);
+            let reply = self.encode_response(false, self.appended_position, own_prev_term, base);
+            self.send(leader, reply);
+            return Ok(());
+        }
+        self.accept_entries(prev_position, message.entry_term(), entries);
+        let end = prev_position + entries_length;
+        self.leader_matched_position = self.leader_matched_position.max(end);
+        let commit = message.commit_position().min(self.leader_matched_position);
+        if commit > self.commit_position {
+            self.commit_position = commit;
+        }
+        self.acknowledge_leader_to(leader);
+        Ok(())
+    }
+
+    /// Appends the entries that follow a matching `prev_position`, truncating only where this
+    /// log holds bytes of another term: a duplicate or reordered request never cuts bytes that a
+    /// later request delivered (Raft figure 2, "append entries" rule 3).
+    fn accept_entries(&mut self, prev_position: u64, entry_term: u64, entries: &[u8]) {
+        let end = prev_position + u64::try_from(entries.len()).expect("fits");
+        let overlap_end = end.min(self.appended_position);
+        if prev_position < overlap_end {
+            let conflict = if self.history.term_at(prev_position) != entry_term {
+                Some(prev_position)
+            } else {
+                let term_end = self
+                    .history
+                    .end_of(entry_term, self.appended_position)
+                    .expect("the term covers prev_position");
+                (term_end < overlap_end).then_some(term_end)
+            };
+            if let Some(position) = conflict {
+                self.truncate_log(position);
+            }
+        }
+        if end > self.appended_position {
+            let skip = usize::try_from(self.appended_position - prev_position).expect("fits");
+            self.append_local(entry_term, entries[skip..].to_vec());
+        }
+    }
+
+    /// Tells the current leader how far this log is durable and matches its own.
+    pub(super) fn acknowledge_leader(&mut self) {
+        if let Some(leader) = self.leader
+            && leader != self.id
+        {
+            self.acknowledge_leader_to(leader);
+        }
+    }
+
+    fn acknowledge_leader_to(&mut self, leader: u32) {
+        let local = if self.config.planted(PlantedBug::AckBeforeFsync) {
+            self.appended_position
+        } else {
+            self.durable_position
+        };
+        let position = local.min(self.leader_matched_position);
+        let reply = self.encode_response(true, position, 0, 0);
+        self.send(leader, reply);
+    }
+
+    pub(super) fn on_append_response(
+        &mut self,
+        message: &append_response::Decoder<'_>,
+        log: &(impl LogView + ?Sized),
+    ) {
+        if message.term() > self.current_term {
+            self.adopt_term(message.term());
+            return;
+        }
+        if self.role != Role::Leader || message.term() != self.current_term {
+            return;
+        }
+        let member = message.follower_id();
+        let appended = self.appended_position;
+        let now_ns = self.now_ns;
+        if message.success() != 0 {
+            let peer = self.peer(member);
+            peer.last_contact_ns = now_ns;
+            peer.matched_position = peer.matched_position.max(message.position().min(appended));
+            peer.next_position = peer.next_position.max(peer.matched_position);
+            if peer.probing {
+                // The probe found the match point: pipeline again from there.
+                peer.probing = false;
+                peer.probe_in_flight = false;
+                peer.next_position = peer.matched_position;
+            }
+            self.update_commit();
+        } else {
+            let next = if message.conflict_term() == 0 {
+                message.position().min(appended)
+            } else {
+                let term = message.conflict_term();
+                self.history
+                    .end_of(term, appended)
+                    .unwrap_or(message.conflict_base())
+                    .min(appended)
+            };
+            let peer = self.peer(member);
+            peer.last_contact_ns = now_ns;
+            let next = next.max(peer.matched_position);
+            if peer.probing && peer.probe_in_flight && peer.probe_position == next {
+                // A duplicate of a refusal already answered, or one that crossed the probe.
+                return;
+            }
+            peer.probing = true;
+            peer.probe_in_flight = false;
+            peer.next_position = next;
+        }
+        self.replicate_to(member, log);
+    }
+
+    /// The leader's commit rule: the quorum position of the members' durable, matching
+    /// positions, only once it covers an entry of the leader's own term (Raft §5.4.2).
+    pub(super) fn update_commit(&mut self) {
+        let own = if self.config.planted(PlantedBug::AckBeforeFsync) {
+            self.appended_position
+        } else {
+            self.durable_position
+        };
+        let mut positions: Vec<u64> = self
+            .other_members()
+            .map(|member| self.peers[usize::try_from(member).expect("small")].matched_position)
+            .collect();
+        positions.push(own);
+        positions.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = usize::try_from(self.config.quorum() - 1).expect("small");
+        let quorum_position = positions[quorum_index];
+        let own_term_reached = quorum_position > self.leader_term_base
+            || self.config.planted(PlantedBug::CommitPriorTermByCounting);
+        if quorum_position > self.commit_position && own_term_reached {
+            self.commit_position = quorum_position;
+        }
+    }
+
+    fn encode_response(
+        &self,
+        success: bool,
+        position: u64,
+        conflict_term: u64,
+        conflict_base: u64,
+    ) -> Vec<u8> {
+        let mut buf = vec![0u8; RESPONSE_BUFFER];
+        let mut encoder = append_response::Encoder::wrap(&mut buf).expect("fits");
+        encoder
+            .term(self.current_term)
+            .position(position)
+            .conflict_term(conflict_term)
+            .conflict_base(conflict_base)
+            .follower_id(self.id)
+            .success(u8::from(success));
+        let length = encoder.finish();
+        buf.truncate(length);
+        buf
+    }
+
+    /// Cluster time for a new entry: the leader's clock, never behind an entry it wrote.
+    fn next_timestamp(&mut self) -> u64 {
+        self.last_timestamp_ns = self.last_timestamp_ns.max(self.now_ns);
+        self.last_timestamp_ns
+    }
+
+    fn append_event(
+        &mut self,
+        now_ns: u64,
+        write: impl FnOnce(&mut [u8], u64) -> Result<usize, tern_codec::EncodeError>,
+    ) -> Result<u64, AppendError> {
+        self.advance_clock(now_ns);
+        if self.role != Role::Leader {
+            return Err(AppendError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let unsynced_bytes = self.appended_position - self.durable_position;
+        if unsynced_bytes > UNSYNCED_BYTES_MAX {
+            return Err(AppendError::BackPressure { unsynced_bytes });
+        }
+        let timestamp_ns = self.next_timestamp();
+        let mut entries = Vec::with_capacity(128);
+        log_entry::append_entry(&mut entries, |buf| write(buf, timestamp_ns))?;
+        let position = self.appended_position;
+        let term = self.current_term;
+        self.append_local(term, entries);
+        if self.config.member_count == 1 {
+            self.update_commit();
+        }
+        Ok(position)
+    }
+
+    /// Leader: appends a client session's command. Returns the entry's position.
+    pub fn append_session_message(
+        &mut self,
+        now_ns: u64,
+        session_id: u64,
+        request_id: u64,
+        payload: &[u8],
+    ) -> Result<u64, AppendError> {
+        self.append_event(now_ns, |buf, timestamp_ns| {
+            let mut encoder = session_message::Encoder::wrap(buf)?;
+            encoder
+                .session_id(session_id)
+                .request_id(request_id)
+                .timestamp_ns(timestamp_ns);
+            Ok(encoder.payload(payload)?.finish())
+        })
+    }
+
+    /// Leader: appends a timer whose deadline passed. Returns the entry's position.
+    pub fn append_timer(&mut self, now_ns: u64, correlation_id: u64) -> Result<u64, AppendError> {
+        self.append_event(now_ns, |buf, timestamp_ns| {
+            let mut encoder = timer_fired::Encoder::wrap(buf)?;
+            encoder
+                .correlation_id(correlation_id)
+                .timestamp_ns(timestamp_ns);
+            Ok(encoder.finish())
+        })
+    }
+
+    /// Leader: appends its service-state digest at `position` for every replica to compare.
+    pub fn append_digest(
+        &mut self,
+        now_ns: u64,
+        position: u64,
+        digest: u64,
+    ) -> Result<u64, AppendError> {
+        self.append_event(now_ns, |buf, timestamp_ns| {
+            let mut encoder = digest_checkpoint::Encoder::wrap(buf)?;
+            encoder
+                .position(position)
+                .digest(digest)
+                .timestamp_ns(timestamp_ns);
+            Ok(encoder.finish())
+        })
+    }
+}
+
+/// The length of the whole entries in `log` from `from`, ending at or before `limit`.
+fn whole_entries(log: &(impl LogView + ?Sized), from: u64, limit: u64) -> u64 {
+    let bytes = log.read(from, limit - from);
+    let mut length = 0u64;
+    while length < limit - from {
+        let start = usize::try_from(length).expect("fits");
+        // Only the length is read here: the entries were checked when they were appended.
+        let Some(entry_length) = log_entry::padded_length(&bytes[start..]) else {
+            break;
+        };
+        if length + entry_length > limit - from {
+            break;
+        }
+        length += entry_length;
+    }
+    length
+}

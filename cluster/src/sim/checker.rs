@@ -1,0 +1,444 @@
+//! The simulator's checkers: the five Raft safety properties, the client oracle, digests and
+//! monotonic state, checked as each event happens.
+//!
+//! The checkers build *canonical* records as the run goes: the bytes each term's leader wrote
+//! (from its own appends), the committed log prefix (from the first member to commit each byte),
+//! what was applied at each position (from the first member to apply it) and the digest at each
+//! checkpoint. Every later observation must agree with them:
+//!
+//! | property | checked when |
+//! |---|---|
+//! | election safety | a member becomes leader: no other leader in its term |
+//! | leader append-only | a member truncates while leading |
+//! | log matching | a member appends: its bytes of term T equal T's leader's bytes at those positions, and a term's first byte follows the same term as in the leader's log (so, by induction over terms, equal terms at a position mean equal prefixes) |
+//! | leader completeness | a member becomes leader of term T: its log holds everything committed in terms before T |
+//! | state-machine safety | a member commits (its committed bytes equal the canonical committed prefix) or applies (the same session request at the same position) |
+//! | committed immutable | a member truncates below its own commit position |
+//! | client oracle | a client gets an answer: the request was applied exactly once, at the answered position, with the answered response, and that position is in the committed prefix |
+//! | digests | a member records a digest at a position another member recorded a different one for |
+//! | monotonic | a member's term decreases, or its vote changes within a term, or a restart forgets a persisted term or vote |
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::consensus::Role;
+use crate::log_entry::{Entry, LogEvent};
+use crate::term_history::TermHistory;
+
+/// A broken property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The checker that found it.
+    pub checker: &'static str,
+    /// Simulated time.
+    pub time_ns: u64,
+    /// What was seen.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+struct TermRecord {
+    leader: u32,
+    base: u64,
+    prev_term: u64,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Application {
+    session_id: u64,
+    request_id: u64,
+    duplicate: bool,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Ack {
+    session_id: u64,
+    request_id: u64,
+    position: u64,
+    payload: Vec<u8>,
+}
+
+/// The checkers' state for one run.
+#[derive(Debug, Default)]
+pub struct Checker {
+    now_ns: u64,
+    leaders: BTreeMap<u64, u32>,
+    terms: HashMap<u64, TermRecord>,
+    committed: Vec<u8>,
+    /// The highest position committed as known in each term.
+    committed_in_term: BTreeMap<u64, u64>,
+    applied: HashMap<u64, Application>,
+    first_application: HashMap<(u64, u64), u64>,
+    digests: HashMap<u64, u64>,
+    votes: HashMap<u32, (u64, Option<u32>)>,
+    acks_waiting: Vec<Ack>,
+    acks_verified: u64,
+    violations: Vec<Violation>,
+}
+
+fn widen(length: usize) -> u64 {
+    u64::try_from(length).expect("fits")
+}
+
+impl Checker {
+    /// Sets the simulated time for the violations found next.
+    pub fn set_time(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+    }
+
+    /// Violations found so far.
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// Client answers verified against the committed log.
+    pub fn acks_verified(&self) -> u64 {
+        self.acks_verified
+    }
+
+    /// The canonical committed prefix's length.
+    pub fn committed_length(&self) -> u64 {
+        widen(self.committed.len())
+    }
+
+    /// Records a violation found outside the checkers (recovery, liveness, divergence).
+    pub fn record(&mut self, checker: &'static str, detail: String) {
+        self.fail(checker, detail);
+    }
+
+    fn fail(&mut self, checker: &'static str, detail: String) {
+        self.violations.push(Violation {
+            checker,
+            time_ns: self.now_ns,
+            detail,
+        });
+    }
+
+    /// A member's role changed.
+    pub fn on_role(&mut self, member: u32, role: Role, term: u64, log: &[u8]) {
+        if role != Role::Leader {
+            return;
+        }
+        if let Some(&other) = self.leaders.get(&term)
+            && other != member
+        {
+            self.fail(
+                "election safety",
+                format!("members {other} and {member} both lead term {term}"),
+            );
+        }
+        self.leaders.insert(term, member);
+        let required = self
+            .committed_in_term
+            .range(..term)
+            .map(|(_, &position)| position)
+            .max()
+            .unwrap_or(0);
+        let required_bytes = usize::try_from(required).expect("fits");
+        if log.len() < required_bytes || log[..required_bytes] != self.committed[..required_bytes] {
+            self.fail(
+                "leader completeness",
+                format!(
+                    "member {member} leads term {term} without the {required} bytes committed \
+                     before it (its log holds {} bytes)",
+                    log.len()
+                ),
+            );
+        }
+    }
+
+    /// A member persisted its term and vote.
+    pub fn on_vote(&mut self, member: u32, term: u64, voted_for: Option<u32>) {
+        if let Some(&(last_term, last_vote)) = self.votes.get(&member) {
+            if term < last_term {
+                self.fail(
+                    "monotonic term",
+                    format!("member {member}'s term went from {last_term} back to {term}"),
+                );
+            }
+            if term == last_term && last_vote.is_some() && voted_for != last_vote {
+                self.fail(
+                    "vote changed",
+                    format!(
+                        "member {member} voted for {last_vote:?} and then {voted_for:?} in term {term}"
+                    ),
+                );
+            }
+            if term == last_term && voted_for.is_none() && last_vote.is_some() {
+                // A restart that lost the vote shows when it votes again; keep the old one.
+                return;
+            }
+        }
+        self.votes.insert(member, (term, voted_for));
+    }
+
+    /// A member (re)started holding `term` and `voted_for` in memory: it must not have lost a
+    /// term or vote it persisted.
+    pub fn on_start(&mut self, member: u32, term: u64, voted_for: Option<u32>) {
+        let Some(&(last_term, last_vote)) = self.votes.get(&member) else {
+            return;
+        };
+        if term < last_term || (term == last_term && last_vote.is_some() && voted_for != last_vote)
+        {
+            self.fail(
+                "vote forgotten",
+                format!(
+                    "member {member} persisted term {last_term} vote {last_vote:?} but restarted \
+                     with term {term} vote {voted_for:?}"
+                ),
+            );
+        }
+    }
+
+    /// A member appended bytes of `term` at `position`; `history` is its term history after the
+    /// append and `leading` whether it leads `term`.
+    pub fn on_append(
+        &mut self,
+        member: u32,
+        leading: bool,
+        position: u64,
+        term: u64,
+        bytes: &[u8],
+        history: &TermHistory,
+    ) {
+        let prev_term = history.term_before(position);
+        if leading {
+            let record = self.terms.entry(term).or_insert_with(|| TermRecord {
+                leader: member,
+                base: position,
+                prev_term,
+                bytes: Vec::new(),
+            });
+            if record.leader == member && record.base + widen(record.bytes.len()) == position {
+                record.bytes.extend_from_slice(bytes);
+                return;
+            }
+        }
+        let Some(record) = self.terms.get(&term) else {
+            self.fail(
+                "log matching",
+                format!("member {member} appended bytes of term {term}, which no leader wrote"),
+            );
+            return;
+        };
+        let mismatch = if position < record.base {
+            Some("before the term's first byte")
+        } else {
+            let offset = usize::try_from(position - record.base).expect("fits");
+            let expected = record.bytes.get(offset..offset + bytes.len());
+            (expected != Some(bytes)).then_some("bytes differ from the term leader's")
+        };
+        let base = history.base_of(term);
+        let structure =
+            base == Some(position) && (record.base != position || record.prev_term != prev_term);
+        if let Some(reason) = mismatch {
+            self.fail(
+                "log matching",
+                format!("member {member} appended term {term} at {position}: {reason}"),
+            );
+        } else if structure {
+            self.fail(
+                "log matching",
+                format!(
+                    "member {member} starts term {term} at {position} after term {prev_term}; \
+                     its leader started it at {} after term {}",
+                    record.base, record.prev_term
+                ),
+            );
+        }
+    }
+
+    /// A member cut its log at `position` while its role was `role` and its commit `commit`.
+    pub fn on_truncate(&mut self, member: u32, role: Role, position: u64, commit: u64) {
+        if role == Role::Leader {
+            self.fail(
+                "leader append-only",
+                format!("leader {member} truncated its log to {position}"),
+            );
+        }
+        if position < commit {
+            self.fail(
+                "committed immutable",
+                format!("member {member} truncated to {position}, below its commit {commit}"),
+            );
+        }
+    }
+
+    /// A member's commit position advanced from `from` to `to` in `term`.
+    pub fn on_commit(&mut self, member: u32, term: u64, from: u64, to: u64, log: &[u8]) {
+        let known = self.committed_in_term.entry(term).or_insert(0);
+        *known = (*known).max(to);
+        let start = usize::try_from(from).expect("fits");
+        let end = usize::try_from(to).expect("fits");
+        if log.len() < end {
+            self.fail(
+                "state-machine safety",
+                format!(
+                    "member {member} committed to {to} with only {} bytes",
+                    log.len()
+                ),
+            );
+            return;
+        }
+        let overlap = end.min(self.committed.len());
+        if start < overlap && log[start..overlap] != self.committed[start..overlap] {
+            self.fail(
+                "state-machine safety",
+                format!(
+                    "member {member} committed bytes in {from}..{to} that differ from the \
+                     committed log"
+                ),
+            );
+            return;
+        }
+        if end > self.committed.len() && start <= self.committed.len() {
+            let extension = log[self.committed.len()..end].to_vec();
+            self.committed.extend_from_slice(&extension);
+            self.verify_acks(false);
+        }
+    }
+
+    /// A member applied a session message at `position`.
+    pub fn on_apply(
+        &mut self,
+        member: u32,
+        position: u64,
+        session_id: u64,
+        request_id: u64,
+        duplicate: bool,
+        payload: &[u8],
+    ) {
+        let application = Application {
+            session_id,
+            request_id,
+            duplicate,
+            payload: payload.to_vec(),
+        };
+        if let Some(canonical) = self.applied.get(&position) {
+            if *canonical != application {
+                self.fail(
+                    "state-machine safety",
+                    format!(
+                        "member {member} applied session {session_id} request {request_id} \
+                         (duplicate {duplicate}) at {position}, where session {} request {} \
+                         (duplicate {}) was applied before",
+                        canonical.session_id, canonical.request_id, canonical.duplicate
+                    ),
+                );
+            }
+            return;
+        }
+        if !duplicate {
+            let first = *self
+                .first_application
+                .entry((session_id, request_id))
+                .or_insert(position);
+            if first != position {
+                self.fail(
+                    "exactly once",
+                    format!(
+                        "session {session_id} request {request_id} applied at {first} and again \
+                         at {position}"
+                    ),
+                );
+            }
+        }
+        self.applied.insert(position, application);
+    }
+
+    /// A member recorded its state digest at `position`.
+    pub fn on_checkpoint(&mut self, member: u32, position: u64, digest: u64) {
+        let canonical = *self.digests.entry(position).or_insert(digest);
+        if canonical != digest {
+            self.fail(
+                "digest",
+                format!(
+                    "member {member}'s digest at {position} is {digest:#018x}; another member's \
+                     is {canonical:#018x}"
+                ),
+            );
+        }
+    }
+
+    /// A client got an "applied" answer.
+    pub fn on_ack(&mut self, session_id: u64, request_id: u64, position: u64, payload: &[u8]) {
+        self.acks_waiting.push(Ack {
+            session_id,
+            request_id,
+            position,
+            payload: payload.to_vec(),
+        });
+        self.verify_acks(false);
+    }
+
+    /// Checks waiting answers against the committed log and what was applied; with `final_check`
+    /// every answer must be covered by the committed log by now.
+    pub fn verify_acks(&mut self, final_check: bool) {
+        let acks = std::mem::take(&mut self.acks_waiting);
+        for ack in acks {
+            if ack.position >= widen(self.committed.len()) {
+                if final_check {
+                    self.fail(
+                        "client oracle",
+                        format!(
+                            "session {} request {} was answered as applied at {}, beyond the \
+                             committed log's {} bytes",
+                            ack.session_id,
+                            ack.request_id,
+                            ack.position,
+                            self.committed.len()
+                        ),
+                    );
+                } else {
+                    self.acks_waiting.push(ack);
+                }
+                continue;
+            }
+            self.verify_ack(&ack);
+        }
+    }
+
+    fn verify_ack(&mut self, ack: &Ack) {
+        let start = usize::try_from(ack.position).expect("fits");
+        let in_log = Entry::read(&self.committed[start..], ack.position)
+            .ok()
+            .and_then(|entry| entry.event().ok().flatten())
+            .and_then(|event| match event {
+                LogEvent::SessionMessage(message) => {
+                    Some((message.session_id(), message.request_id()))
+                }
+                _ => None,
+            });
+        if in_log != Some((ack.session_id, ack.request_id)) {
+            self.fail(
+                "client oracle",
+                format!(
+                    "session {} request {} was answered as applied at {}, but the committed log \
+                     holds {in_log:?} there",
+                    ack.session_id, ack.request_id, ack.position
+                ),
+            );
+            return;
+        }
+        let first = self
+            .first_application
+            .get(&(ack.session_id, ack.request_id))
+            .copied();
+        let applied = self.applied.get(&ack.position).cloned();
+        let matches = first == Some(ack.position)
+            && applied.is_some_and(|applied| !applied.duplicate && applied.payload == ack.payload);
+        if matches {
+            self.acks_verified += 1;
+        } else {
+            self.fail(
+                "client oracle",
+                format!(
+                    "session {} request {} answered at {} does not match its first application \
+                     ({first:?})",
+                    ack.session_id, ack.request_id, ack.position
+                ),
+            );
+        }
+    }
+}
