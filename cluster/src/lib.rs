@@ -11,8 +11,13 @@
 //! - [`service`] and [`container`]: the clustered-service interface and the container that feeds a
 //!   service only committed entries, fires timers through the log and compares state digests.
 //! - [`kv`]: a sample deterministic service (a key-value store with expiry timers).
+//! - [`session_protocol`]: what clients send the cluster and what they get back.
+//! - [`snapshot`]: the versioned, checksummed snapshot format.
 //! - [`sim`]: the deterministic simulator: members, network, storage with fsync semantics,
-//!   crashes, clocks, clients and the checkers.
+//!   crashes, clocks, clients and the checkers; [`planted`]: the bugs it must catch.
+//! - [`local`]: an in-process cluster with zero network delay, for tests and the benchmark.
+//! - [`rng`] and [`digest`]: the seeded generator and the state digests; [`fuzz_checks`]: what
+//!   the fuzz targets check.
 //!
 //! The crate depends on `tern-codec` only: the adapters that run the core over real streams and
 //! the archive come with the engine and archive integration.
@@ -25,7 +30,9 @@
 pub mod consensus;
 pub mod container;
 pub mod digest;
+pub mod fuzz_checks;
 pub mod kv;
+pub mod local;
 pub mod log_entry;
 pub mod planted;
 pub mod protocol;

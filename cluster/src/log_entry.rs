@@ -30,6 +30,10 @@ use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion, UnknownAct
 pub const LOG_PROTOCOL: Schema = Schema::new("log", 21, SemanticVersion::new(1, 0, 0));
 /// Every entry starts at a multiple of this.
 pub const ENTRY_ALIGNMENT: u64 = 8;
+const _: () = assert!(
+    ENTRY_ALIGNMENT == 8,
+    "write_frame pads from an 8-byte array"
+);
 /// Bytes of framing before an entry's message.
 pub const FRAME_HEADER_LENGTH: usize = 8;
 /// The largest payload a session message may carry.
@@ -207,27 +211,29 @@ pub fn append_entry(
     out: &mut Vec<u8>,
     write: impl FnOnce(&mut [u8]) -> Result<usize, tern_codec::EncodeError>,
 ) -> Result<u64, tern_codec::EncodeError> {
-    let start = out.len();
-    out.resize(start + ENTRY_LENGTH_MAX, 0);
-    let written = write(&mut out[start + FRAME_HEADER_LENGTH..]);
-    let message_length = match written {
-        Ok(length) => length,
-        Err(error) => {
-            out.truncate(start);
-            return Err(error);
-        }
-    };
-    let frame_length = FRAME_HEADER_LENGTH + message_length;
-    let frame_length_u32 = u32::try_from(frame_length).expect("frames are under 8 KiB");
-    let sum = checksum(
-        frame_length_u32,
-        &out[start + FRAME_HEADER_LENGTH..start + frame_length],
+    let mut scratch = [0u8; ENTRY_LENGTH_MAX - FRAME_HEADER_LENGTH];
+    let length = write(&mut scratch)?;
+    Ok(write_frame(out, &scratch[..length]))
+}
+
+/// Appends a frame around an encoded message (at most
+/// `ENTRY_LENGTH_MAX - FRAME_HEADER_LENGTH` bytes) to `out`, padding included. Returns the
+/// frame's padded length.
+pub fn write_frame(out: &mut Vec<u8>, message: &[u8]) -> u64 {
+    assert!(
+        message.len() <= ENTRY_LENGTH_MAX - FRAME_HEADER_LENGTH,
+        "a log entry's message is at most {} bytes",
+        ENTRY_LENGTH_MAX - FRAME_HEADER_LENGTH
     );
-    out[start..start + 4].copy_from_slice(&frame_length_u32.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&sum.to_le_bytes());
+    let frame_length = FRAME_HEADER_LENGTH + message.len();
+    let frame_length_u32 = u32::try_from(frame_length).expect("frames are under 8 KiB");
     let padded = aligned(widen(frame_length));
-    out.truncate(start + usize::try_from(padded).expect("frames are under 8 KiB"));
-    Ok(padded)
+    let padding = usize::try_from(padded).expect("frames are under 8 KiB") - frame_length;
+    out.extend_from_slice(&frame_length_u32.to_le_bytes());
+    out.extend_from_slice(&checksum(frame_length_u32, message).to_le_bytes());
+    out.extend_from_slice(message);
+    out.extend_from_slice(&[0u8; 8][..padding]);
+    padded
 }
 
 /// The padded length of the frame at the start of `bytes`, without checking its checksum; `None`

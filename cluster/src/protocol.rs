@@ -4,7 +4,7 @@
 //! changes replicated state, so a template it does not know ends the exchange with an error
 //! rather than being skipped. Canvass and vote messages also carry the sender's protocol version
 //! (composed `major.minor.patch`): a member refuses to take part in an election with a member of
-//! another major version and reports it ([`crate::consensus::Event::IncompatiblePeer`]).
+//! another major version and reports it ([`crate::consensus::Output::IncompatiblePeer`]).
 //!
 //! Positions are byte positions in the log; terms are leadership term ids. Layouts (all little-
 //! endian, offsets in bytes after the 8-byte message header):

@@ -9,8 +9,11 @@
 //! | `tern bench ping` / `tern bench throughput` | IPC round trip and throughput benchmarks |
 //! | `tern decode` | decodes the Aeron frames of a captured datagram |
 //! | `tern position` | position math between a stream position and term coordinates |
+//! | `tern cluster sim` | the deterministic consensus simulator: many seeds, or one replayed with its trace |
+//! | `tern cluster bench` | commands committed per second and commit round trip of the consensus core |
 
 mod bench;
+mod cluster;
 mod decode;
 mod driver;
 mod inspect;
@@ -48,6 +51,9 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Convert between a stream position and its term id and offset.
     Position(decode::PositionArgs),
+    /// Consensus tools: the deterministic simulator and the core benchmark.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// The driver directory option every client command shares.
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench::run(&command),
         Command::Decode(args) => decode::decode(&args),
         Command::Position(args) => decode::position(&args),
+        Command::Cluster(command) => cluster::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

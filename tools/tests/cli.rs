@@ -341,3 +341,87 @@ fn position_math_both_ways() {
     let output = tern(&["position", "--term-length", "1000", "--position", "1"]);
     assert!(stderr(&output).contains("power of two"));
 }
+
+#[test]
+fn the_cluster_simulator_summarises_replays_and_fails_loudly() {
+    let output = tern(&[
+        "cluster",
+        "sim",
+        "--members",
+        "3",
+        "--seeds",
+        "4",
+        "--threads",
+        "1",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = stdout(&output);
+    for expected in [
+        "seeds 4",
+        "members 3",
+        "simulated",
+        "crash",
+        "commands committed",
+        "violations 0",
+        "real time",
+    ] {
+        assert!(
+            summary.contains(expected),
+            "{expected:?} missing from {summary}"
+        );
+    }
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["cluster", "sim", "--members", "3", "--seed", "11"];
+        args.extend_from_slice(extra);
+        let output = tern(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let first = replay(&[]);
+    let hash = first
+        .split("trace hash ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a trace hash")
+        .to_string();
+    assert!(
+        replay(&[]).contains(&hash),
+        "the same seed gives the same hash"
+    );
+    let traced = replay(&["--trace"]);
+    assert!(traced.contains("is Leader in term") && traced.contains(&hash));
+    let refused = tern(&["cluster", "sim", "--members", "9", "--seeds", "1"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("1 to 7 members"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn the_cluster_benchmark_prints_rates_and_percentiles() {
+    let output = tern(&[
+        "cluster",
+        "bench",
+        "--round-trips",
+        "2000",
+        "--commands",
+        "40000",
+        "--clients",
+        "64",
+        "--sim-seeds",
+        "2",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "one client",
+        "p99.99",
+        "64 clients",
+        "batches of 4",
+        "x real time",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from {text}");
+    }
+}

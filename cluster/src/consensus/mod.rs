@@ -58,6 +58,10 @@ use crate::protocol::{CONSENSUS_PROTOCOL, Message, ProtocolError};
 use crate::rng::Rng;
 use crate::term_history::{TermHistory, TermHistoryError};
 
+/// Appends are coalesced into one output up to about this many bytes, so a burst of commands is
+/// one write without growing one buffer without bound.
+const APPEND_COALESCE_BYTES: usize = 64 * 1024;
+
 /// The most members a cluster may have.
 pub const MEMBERS_MAX: u32 = 7;
 
@@ -386,6 +390,8 @@ pub struct Consensus {
     pending_syncs: VecDeque<(u64, u64)>,
     now_ns: u64,
     outputs: VecDeque<Output>,
+    /// Where the leader encodes an entry's message before framing it into the log.
+    scratch: Vec<u8>,
 }
 
 impl Consensus {
@@ -443,6 +449,10 @@ impl Consensus {
             pending_syncs: VecDeque::new(),
             now_ns,
             outputs: VecDeque::new(),
+            scratch: vec![
+                0;
+                crate::log_entry::ENTRY_LENGTH_MAX - crate::log_entry::FRAME_HEADER_LENGTH
+            ],
             config,
         };
         consensus.push_role_change();
@@ -676,26 +686,51 @@ impl Consensus {
     }
 
     fn append_local(&mut self, term: u64, entries: Vec<u8>) {
+        let length = u64::try_from(entries.len()).expect("fits");
+        let target = self.append_target(term);
+        if target.is_empty() {
+            *target = entries;
+        } else {
+            target.extend_from_slice(&entries);
+        }
+        self.appended_position += length;
+    }
+
+    /// Frames the message in the scratch buffer into the log at its end, as an entry of `term`.
+    fn append_scratch(&mut self, term: u64, message_length: usize) {
+        let scratch = std::mem::take(&mut self.scratch);
+        let target = self.append_target(term);
+        let length = crate::log_entry::write_frame(target, &scratch[..message_length]);
+        self.scratch = scratch;
+        self.appended_position += length;
+    }
+
+    /// The entries of the append output that the next bytes of `term` at the end of the log join:
+    /// the last output when it is an append that ends there (a burst of commands is one write),
+    /// else a new one.
+    fn append_target(&mut self, term: u64) -> &mut Vec<u8> {
         let position = self.appended_position;
         self.history.record(term, position);
-        self.appended_position += u64::try_from(entries.len()).expect("fits");
-        // Coalesce with the append just before, so a burst of commands is one write.
-        if let Some(Output::Append {
-            position: last_position,
-            term: last_term,
-            entries: last_entries,
-        }) = self.outputs.back_mut()
-        {
-            let last_end = *last_position + u64::try_from(last_entries.len()).expect("fits");
-            if *last_term == term && last_end == position {
-                last_entries.extend_from_slice(&entries);
-                return;
-            }
+        let coalesce = matches!(
+            self.outputs.back(),
+            Some(Output::Append { position: last_position, term: last_term, entries })
+                if *last_term == term
+                    && entries.len() < APPEND_COALESCE_BYTES
+                    && *last_position + u64::try_from(entries.len()).expect("fits") == position
+        );
+        if !coalesce {
+            self.outputs.push_back(Output::Append {
+                position,
+                term,
+                entries: Vec::new(),
+            });
         }
-        self.outputs.push_back(Output::Append {
-            position,
-            term,
-            entries,
-        });
+        let Some(Output::Append { entries, .. }) = self.outputs.back_mut() else {
+            unreachable!("the last output is an append");
+        };
+        entries
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -125,20 +125,7 @@ impl Consensus {
             // The caller has not written what it was asked to: send a heartbeat only.
             &[]
         };
-        let mut buf = vec![0u8; REQUEST_HEADER_MAX + entries.len()];
-        let mut encoder = append_request::Encoder::wrap(&mut buf).expect("fits");
-        encoder
-            .term(self.current_term)
-            .prev_position(from)
-            .prev_term(prev_term)
-            .entry_term(entry_term)
-            .commit_position(self.commit_position)
-            .leader_id(self.id);
-        let message_length = encoder
-            .entries(entries)
-            .expect("entries are within the append limit")
-            .finish();
-        buf.truncate(message_length);
+        let buf = self.encode_append_request(from, prev_term, entry_term, entries);
         let carried = u64::try_from(entries.len()).expect("fits");
         let now_ns = self.now_ns;
         let peer = self.peer(member);
@@ -146,6 +133,39 @@ impl Consensus {
         peer.last_sent_ns = now_ns;
         self.send(member, buf);
         carried > 0
+    }
+
+    /// Encodes an append request. The fixed part is encoded with the codec into a small buffer;
+    /// the entries then follow it directly, so the (up to 64 KiB) message is written once rather
+    /// than zeroed and then copied into.
+    fn encode_append_request(
+        &self,
+        from: u64,
+        prev_term: u64,
+        entry_term: u64,
+        entries: &[u8],
+    ) -> Vec<u8> {
+        let mut head = [0u8; REQUEST_HEADER_MAX];
+        let mut encoder = append_request::Encoder::wrap(&mut head).expect("fits");
+        encoder
+            .term(self.current_term)
+            .prev_position(from)
+            .prev_term(prev_term)
+            .entry_term(entry_term)
+            .commit_position(self.commit_position)
+            .leader_id(self.id);
+        let head_length = encoder
+            .entries(&[])
+            .expect("an empty var-data field fits")
+            .finish();
+        // The message ends with the entries' var-data field: a u32 length, then the bytes.
+        let length_offset = head_length - 4;
+        let entries_length = u32::try_from(entries.len()).expect("entries are within 64 KiB");
+        head[length_offset..head_length].copy_from_slice(&entries_length.to_le_bytes());
+        let mut buf = Vec::with_capacity(head_length + entries.len());
+        buf.extend_from_slice(&head[..head_length]);
+        buf.extend_from_slice(entries);
+        buf
     }
 
     pub(super) fn on_append_request(
@@ -324,11 +344,13 @@ impl Consensus {
         } else {
             self.durable_position
         };
-        let mut positions: Vec<u64> = self
-            .other_members()
-            .map(|member| self.peers[usize::try_from(member).expect("small")].matched_position)
-            .collect();
-        positions.push(own);
+        let mut positions = [0u64; super::MEMBERS_MAX as usize];
+        let count = self.peers.len();
+        for (member, peer) in self.peers.iter().enumerate() {
+            positions[member] = peer.matched_position;
+        }
+        positions[usize::try_from(self.id).expect("small")] = own;
+        let positions = &mut positions[..count];
         positions.sort_unstable_by(|a, b| b.cmp(a));
         let quorum_index = usize::try_from(self.config.quorum() - 1).expect("small");
         let quorum_position = positions[quorum_index];
@@ -382,11 +404,10 @@ impl Consensus {
             return Err(AppendError::BackPressure { unsynced_bytes });
         }
         let timestamp_ns = self.next_timestamp();
-        let mut entries = Vec::with_capacity(128);
-        log_entry::append_entry(&mut entries, |buf| write(buf, timestamp_ns))?;
+        let message_length = write(&mut self.scratch, timestamp_ns)?;
         let position = self.appended_position;
         let term = self.current_term;
-        self.append_local(term, entries);
+        self.append_scratch(term, message_length);
         if self.config.member_count == 1 {
             self.update_commit();
         }

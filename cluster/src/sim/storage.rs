@@ -155,7 +155,7 @@ impl SimStorage {
         self.vote = (term, voted_for);
     }
 
-    /// Persists a snapshot durably (the newest [`SNAPSHOTS_KEPT`] are kept).
+    /// Persists a snapshot durably (the newest two are kept).
     pub fn save_snapshot(&mut self, position: u64, bytes: Vec<u8>) {
         self.snapshots.push((position, bytes));
         if self.snapshots.len() > SNAPSHOTS_KEPT {

@@ -1,0 +1,345 @@
+//! Example-based tests of the consensus core on a local cluster (zero-delay, in-memory logs).
+//! The seeded simulator (`tests/simulation.rs`) covers the fault space; these pin each rule.
+
+use super::*;
+use crate::kv::{Command, decode_response};
+use crate::local::LocalCluster;
+use crate::protocol::{append_request, append_response, request_vote};
+
+const MS: u64 = 1_000_000;
+
+fn elected(cluster: &mut LocalCluster) -> u32 {
+    cluster
+        .elect(MS, 10_000 * MS)
+        .expect("a leader within 10 s of virtual time")
+}
+
+fn put(key: u64, value: u64) -> [u8; 32] {
+    Command::Put { key, value }.encode(0)
+}
+
+#[test]
+fn a_single_member_leads_and_commits_what_is_durable() {
+    let mut cluster = LocalCluster::new(1, 1).unwrap();
+    let leader = elected(&mut cluster);
+    cluster.set_auto_sync(leader, false);
+    cluster.submit(leader, 1, 1, &put(1, 2)).unwrap();
+    cluster.tick();
+    let member = cluster.member(leader);
+    assert!(member.consensus.commit_position() < member.consensus.appended_position());
+    assert!(
+        cluster.answers().is_empty(),
+        "nothing applies before it is durable"
+    );
+    cluster.complete_syncs(leader);
+    let member = cluster.member(leader);
+    assert_eq!(
+        member.consensus.commit_position(),
+        member.consensus.appended_position()
+    );
+    assert_eq!(cluster.take_answers().len(), 1);
+}
+
+#[test]
+fn three_members_elect_one_leader_and_replicate_every_command() {
+    let mut cluster = LocalCluster::new(3, 7).unwrap();
+    let leader = elected(&mut cluster);
+    for request in 1..=10 {
+        cluster
+            .submit(leader, 1, request, &put(request, request))
+            .unwrap();
+    }
+    cluster.tick();
+    let answers = cluster.take_answers();
+    assert_eq!(answers.len(), 10);
+    // Followers learn the commit position from the next heartbeat.
+    cluster.advance(100 * MS);
+    let end = cluster.member(leader).consensus.appended_position();
+    for id in 0..3 {
+        let member = cluster.member(id);
+        assert_eq!(member.log, cluster.member(leader).log, "member {id}");
+        assert_eq!(member.consensus.commit_position(), end);
+        assert_eq!(member.container.applied_position(), end);
+        assert_eq!(member.consensus.current_term(), 1);
+    }
+    assert_eq!(decode_response(&answers[9].payload), Some((0, 10)));
+}
+
+#[test]
+fn the_commit_waits_for_a_durable_quorum() {
+    let mut cluster = LocalCluster::new(3, 3).unwrap();
+    let leader = elected(&mut cluster);
+    let followers: Vec<u32> = (0..3).filter(|&id| id != leader).collect();
+    for &follower in &followers {
+        cluster.set_auto_sync(follower, false);
+    }
+    let before = cluster.member(leader).consensus.commit_position();
+    cluster.submit(leader, 1, 1, &put(1, 1)).unwrap();
+    cluster.tick();
+    assert_eq!(
+        cluster.member(leader).consensus.commit_position(),
+        before,
+        "appended but not durable on any follower: not committed"
+    );
+    cluster.complete_syncs(followers[0]);
+    let leader_state = &cluster.member(leader).consensus;
+    assert_eq!(
+        leader_state.commit_position(),
+        leader_state.appended_position()
+    );
+}
+
+#[test]
+fn a_partitioned_member_neither_raises_its_term_nor_disrupts_the_leader() {
+    let mut cluster = LocalCluster::new(3, 11).unwrap();
+    let leader = elected(&mut cluster);
+    let isolated = (leader + 1) % 3;
+    cluster.set_isolated(isolated, true);
+    for _ in 0..500 {
+        cluster.advance(10 * MS);
+    }
+    assert_eq!(
+        cluster.member(isolated).consensus.current_term(),
+        1,
+        "canvassing keeps the term"
+    );
+    assert_eq!(cluster.member(isolated).consensus.role(), Role::Canvass);
+    cluster.set_isolated(isolated, false);
+    for _ in 0..100 {
+        cluster.advance(10 * MS);
+    }
+    assert_eq!(cluster.leader(), Some(leader));
+    assert_eq!(cluster.member(leader).consensus.current_term(), 1);
+    assert_eq!(cluster.member(isolated).consensus.leader(), Some(leader));
+}
+
+#[test]
+fn a_new_leader_truncates_an_old_leaders_uncommitted_suffix() {
+    let mut cluster = LocalCluster::new(3, 5).unwrap();
+    let old = elected(&mut cluster);
+    cluster.submit(old, 1, 1, &put(1, 1)).unwrap();
+    cluster.tick();
+    let committed = cluster.member(old).consensus.commit_position();
+    cluster.set_isolated(old, true);
+    cluster.submit(old, 1, 2, &put(2, 2)).unwrap();
+    cluster.submit(old, 1, 3, &put(3, 3)).unwrap();
+    cluster.tick();
+    assert!(cluster.member(old).consensus.appended_position() > committed);
+    let mut new = None;
+    for _ in 0..1000 {
+        cluster.advance(10 * MS);
+        new = (0..3).find(|&id| id != old && cluster.member(id).consensus.role() == Role::Leader);
+        if new.is_some() {
+            break;
+        }
+    }
+    let new = new.expect("the majority elects a new leader");
+    assert_ne!(
+        cluster.member(old).consensus.role(),
+        Role::Leader,
+        "check quorum stepped down"
+    );
+    cluster.submit(new, 2, 1, &put(4, 4)).unwrap();
+    cluster.tick();
+    cluster.set_isolated(old, false);
+    for _ in 0..100 {
+        cluster.advance(10 * MS);
+    }
+    assert_eq!(cluster.member(old).log, cluster.member(new).log);
+    assert_eq!(cluster.member(old).consensus.current_term(), 2);
+    let store = cluster.member(old).container.service();
+    assert_eq!(
+        (store.get(1), store.get(2), store.get(3), store.get(4)),
+        (Some(1), None, None, Some(4))
+    );
+}
+
+fn member(config: ConsensusConfig, id: u32, term: u64) -> Consensus {
+    let recovered = RecoveredState {
+        current_term: term,
+        ..RecoveredState::default()
+    };
+    Consensus::new(config, id, recovered, 1, 0).unwrap()
+}
+
+fn sent(consensus: &mut Consensus) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| consensus.poll_output())
+        .filter_map(|output| match output {
+            Output::Send { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect()
+}
+
+fn encode_append(term: u64, leader: u32) -> Vec<u8> {
+    let mut buf = vec![0u8; 128];
+    let mut encoder = append_request::Encoder::wrap(&mut buf).unwrap();
+    encoder.term(term).entry_term(term).leader_id(leader);
+    let length = encoder.entries(&[]).unwrap().finish();
+    buf.truncate(length);
+    buf
+}
+
+#[test]
+fn an_append_from_a_stale_term_is_refused_with_the_current_term() {
+    let mut follower = member(ConsensusConfig::new(3), 1, 5);
+    let _ = sent(&mut follower);
+    follower
+        .on_message(0, &encode_append(3, 0), &Vec::new())
+        .unwrap();
+    let replies = sent(&mut follower);
+    let response = append_response::Decoder::decode(&replies[0]).unwrap();
+    assert_eq!((response.term(), response.success()), (5, 0));
+    assert_eq!(follower.current_term(), 5);
+    assert_eq!(follower.leader(), None);
+}
+
+fn encode_vote_request(term: u64, candidate: u32, version: SemanticVersion) -> Vec<u8> {
+    let mut buf = vec![0u8; 64];
+    let mut encoder = request_vote::Encoder::wrap(&mut buf).unwrap();
+    encoder
+        .candidate_term(term)
+        .candidate_id(candidate)
+        .protocol_version(version.compose());
+    let length = encoder.finish();
+    buf.truncate(length);
+    buf
+}
+
+#[test]
+fn a_member_of_another_major_version_gets_no_vote_and_is_reported() {
+    let mut voter = member(ConsensusConfig::new(3), 1, 1);
+    let _ = sent(&mut voter);
+    let newer = SemanticVersion::new(2, 0, 0);
+    voter
+        .on_message(0, &encode_vote_request(2, 0, newer), &Vec::new())
+        .unwrap();
+    let outputs: Vec<Output> = std::iter::from_fn(|| voter.poll_output()).collect();
+    assert!(outputs.contains(&Output::IncompatiblePeer {
+        member: 0,
+        version: newer
+    }));
+    let vote = outputs.iter().find_map(|output| match output {
+        Output::Send { message, .. } => Some(
+            crate::protocol::vote::Decoder::decode(message)
+                .unwrap()
+                .granted(),
+        ),
+        _ => None,
+    });
+    assert_eq!(vote, Some(0));
+    assert_eq!(
+        voter.current_term(),
+        1,
+        "an incompatible request changes nothing"
+    );
+    assert_eq!(voter.voted_for(), None);
+}
+
+#[test]
+fn a_vote_is_persisted_before_it_is_sent_and_given_once_per_term() {
+    let mut voter = member(ConsensusConfig::new(3), 1, 1);
+    let _ = sent(&mut voter);
+    let version = CONSENSUS_PROTOCOL.version;
+    voter
+        .on_message(0, &encode_vote_request(2, 0, version), &Vec::new())
+        .unwrap();
+    let outputs: Vec<Output> = std::iter::from_fn(|| voter.poll_output()).collect();
+    let persisted = outputs
+        .iter()
+        .position(|o| {
+            matches!(
+                o,
+                Output::PersistVote {
+                    voted_for: Some(0),
+                    term: 2
+                }
+            )
+        })
+        .expect("the vote is persisted");
+    let sent_at = outputs
+        .iter()
+        .position(|o| matches!(o, Output::Send { .. }))
+        .unwrap();
+    assert!(persisted < sent_at, "persist before send");
+    voter
+        .on_message(0, &encode_vote_request(2, 2, version), &Vec::new())
+        .unwrap();
+    let second = sent(&mut voter);
+    let vote = crate::protocol::vote::Decoder::decode(&second[0]).unwrap();
+    assert_eq!(
+        (vote.candidate_id(), vote.granted()),
+        (2, 0),
+        "one vote per term"
+    );
+}
+
+#[test]
+fn a_member_following_a_live_leader_ignores_a_disruptive_vote_request() {
+    let mut follower = member(ConsensusConfig::new(3), 1, 1);
+    follower
+        .on_message(0, &encode_append(1, 0), &Vec::new())
+        .unwrap();
+    let _ = sent(&mut follower);
+    follower
+        .on_message(
+            MS,
+            &encode_vote_request(9, 2, CONSENSUS_PROTOCOL.version),
+            &Vec::new(),
+        )
+        .unwrap();
+    assert!(sent(&mut follower).is_empty());
+    assert_eq!(follower.current_term(), 1);
+    assert_eq!(follower.leader(), Some(0));
+}
+
+#[test]
+fn bad_bytes_are_errors_that_change_nothing() {
+    let mut consensus = member(ConsensusConfig::new(3), 1, 4);
+    let _ = sent(&mut consensus);
+    let valid = encode_append(4, 0);
+    assert!(
+        consensus
+            .on_message(0, &valid[..valid.len() - 1], &Vec::new())
+            .is_err()
+    );
+    assert!(consensus.on_message(0, &[0xFF; 40], &Vec::new()).is_err());
+    assert!(
+        consensus
+            .on_message(0, &encode_append(4, 9), &Vec::new())
+            .is_err(),
+        "not a member"
+    );
+    assert!(
+        consensus
+            .on_message(0, &encode_append(4, 1), &Vec::new())
+            .is_err(),
+        "itself"
+    );
+    let mut misaligned = valid.clone();
+    misaligned[8 + 8] = 3;
+    assert!(consensus.on_message(0, &misaligned, &Vec::new()).is_err());
+    assert!(sent(&mut consensus).is_empty());
+    assert_eq!((consensus.current_term(), consensus.leader()), (4, None));
+}
+
+#[test]
+fn configurations_and_recovered_states_are_checked() {
+    assert!(matches!(
+        Consensus::new(ConsensusConfig::new(0), 0, RecoveredState::default(), 1, 0),
+        Err(ConfigError::MemberCount(0))
+    ));
+    assert!(matches!(
+        Consensus::new(ConsensusConfig::new(3), 3, RecoveredState::default(), 1, 0),
+        Err(ConfigError::MemberId { .. })
+    ));
+    let recovered = RecoveredState {
+        commit_position: 64,
+        log_end: 8,
+        ..RecoveredState::default()
+    };
+    assert!(matches!(
+        Consensus::new(ConsensusConfig::new(3), 0, recovered, 1, 0),
+        Err(ConfigError::Positions { .. })
+    ));
+}

@@ -1,0 +1,4 @@
+//! Fuzz target: `tern_cluster::fuzz_checks::snapshot` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_cluster::fuzz_checks::snapshot(data));
