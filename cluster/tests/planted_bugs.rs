@@ -9,7 +9,7 @@ use tern_cluster::planted::PlantedBug;
 use tern_cluster::sim::{SimConfig, run_seed};
 
 /// Seeds tried per bug before the test gives up.
-const SEEDS_MAX: u64 = 300;
+const SEEDS_MAX: u64 = 500;
 
 fn first_catch(bug: PlantedBug, members: u32) -> Option<(u64, &'static str, String)> {
     let mut config = SimConfig::new(members);

@@ -191,6 +191,15 @@ impl Consensus {
                 },
             ));
         }
+        if !whole_frames(entries) {
+            return Err(crate::protocol::ProtocolError::Malformed(
+                tern_codec::DecodeError::InvalidValue {
+                    field: "entries",
+                    value: i64::try_from(entries_length).unwrap_or(i64::MAX),
+                    reason: "entries must be whole log entries",
+                },
+            ));
+        }
         let stale = term < self.current_term;
         if stale && !self.config.planted(PlantedBug::AcceptStaleTermAppend) {
             let reply = self.encode_response(false, self.appended_position, 0, 0);
@@ -322,6 +331,9 @@ impl Consensus {
                     .unwrap_or(message.conflict_base())
                     .min(appended)
             };
+            // The follower's positions are boundaries of its own log; where the logs diverge
+            // they need not be boundaries of this one, and a probe must start at an entry.
+            let next = self.entry_boundary_at_or_before(next, log);
             let peer = self.peer(member);
             peer.last_contact_ns = now_ns;
             let next = next.max(peer.matched_position);
@@ -334,6 +346,26 @@ impl Consensus {
             peer.next_position = next;
         }
         self.replicate_to(member, log);
+    }
+
+    /// The last entry boundary of this log at or before `position`: walks entry lengths forward
+    /// from the base of the term that holds the byte before `position` (a term's base is always
+    /// a boundary).
+    fn entry_boundary_at_or_before(&self, position: u64, log: &(impl LogView + ?Sized)) -> u64 {
+        let position = position.min(self.appended_position);
+        if position == 0 {
+            return 0;
+        }
+        let term = self.history.term_at(position - 1);
+        let mut boundary = self.history.base_of(term).unwrap_or(0);
+        while boundary < position {
+            let bytes = log.read(boundary, position - boundary);
+            match log_entry::padded_length(bytes) {
+                Some(length) if boundary + length <= position => boundary += length,
+                _ => break,
+            }
+        }
+        boundary
     }
 
     /// The leader's commit rule: the quorum position of the members' durable, matching
@@ -459,6 +491,19 @@ impl Consensus {
             Ok(encoder.finish())
         })
     }
+}
+
+/// Whether `entries` is a run of whole frames, by their lengths (their checksums are checked when
+/// they are applied).
+fn whole_frames(entries: &[u8]) -> bool {
+    let mut offset = 0;
+    while offset < entries.len() {
+        match log_entry::padded_length(&entries[offset..]) {
+            Some(length) => offset += usize::try_from(length).expect("frames are small"),
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The length of the whole entries in `log` from `from`, ending at or before `limit`.

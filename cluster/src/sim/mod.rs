@@ -52,7 +52,8 @@ pub struct SimConfig {
     /// Keep a readable trace of the run.
     pub trace: bool,
     /// Leader churn in every seed (a quarter of the seeds churn anyway): every newly elected
-    /// leader is struck (isolated or crashed) at once or within 200 ms, on top of the seed's
+    /// leader is struck (isolated or crashed) at once or within 200 ms, and partitions last up to
+    /// 6 s instead of 3, on top of the seed's
     /// other faults. The schedule that exposes Raft's figure-8 bug
     /// (committing an earlier term's entry by counting) needs several leaders in a row to lose
     /// their followers just after election.
@@ -125,6 +126,8 @@ pub struct Swarm {
     pub pause_per_million: u32,
     /// Chance that a newly elected leader is isolated or crashed a few milliseconds later.
     pub leader_strike_per_million: u32,
+    /// Whether this seed churns leaders (every new leader struck, partitions short).
+    pub leader_churn: bool,
     /// Whether member clocks drift.
     pub drift: bool,
 }
@@ -165,6 +168,7 @@ impl Swarm {
             },
             pause_per_million: pause,
             leader_strike_per_million: if churn { 1_000_000 } else { leader_strike },
+            leader_churn: churn,
             fsync_min_ns: 50_000.min(fsync_max_ns),
             fsync_max_ns,
             partition_per_million: partition,

@@ -1041,7 +1041,14 @@ impl<'a> World<'a> {
         for &(from, to) in &links {
             self.network.block(from, to);
         }
-        let duration = self.fault_rng.between(200_000_000, 3_000_000_000);
+        // Under leader churn partitions last longer: the figure-8 schedule needs a struck
+        // leader to stay away while two more terms come and go.
+        let longest = if self.swarm.leader_churn {
+            6_000_000_000
+        } else {
+            3_000_000_000
+        };
+        let duration = self.fault_rng.between(200_000_000, longest);
         self.schedule(duration, Event::EndPartition { links });
     }
 
