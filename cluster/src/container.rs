@@ -392,3 +392,101 @@ impl<S: ClusteredService> ServiceContainer<S> {
         Ok(container)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Command, KvStore};
+    use crate::log_entry::{append_entry, digest_checkpoint, session_message};
+
+    fn put(log: &mut Vec<u8>, request: u64, value: u64) {
+        append_entry(log, |buf| {
+            let mut encoder = session_message::Encoder::wrap(buf)?;
+            encoder
+                .session_id(1)
+                .request_id(request)
+                .timestamp_ns(request);
+            Ok(encoder
+                .payload(&Command::Put { key: 1, value }.encode(0))?
+                .finish())
+        })
+        .unwrap();
+    }
+
+    fn checkpoint(log: &mut Vec<u8>, position: u64, digest: u64) {
+        append_entry(log, |buf| {
+            let mut encoder = digest_checkpoint::Encoder::wrap(buf)?;
+            encoder.position(position).digest(digest);
+            Ok(encoder.finish())
+        })
+        .unwrap();
+    }
+
+    fn end(log: &[u8]) -> u64 {
+        u64::try_from(log.len()).unwrap()
+    }
+
+    /// The leader's log, and the digest its container recorded at the first checkpoint.
+    fn leader_log() -> (Vec<u8>, u64, u64) {
+        let mut log = Vec::new();
+        put(&mut log, 1, 10);
+        put(&mut log, 2, 20);
+        let mut leader = ServiceContainer::new(KvStore::default(), 64);
+        leader.apply(&log, end(&log)).unwrap();
+        let (position, digest) = std::iter::from_fn(|| leader.poll_output())
+            .find_map(|output| match output {
+                ContainerOutput::Checkpoint { position, digest } => Some((position, digest)),
+                ContainerOutput::Response { .. } => None,
+            })
+            .expect("a checkpoint within the first 64 bytes' interval");
+        (log, position, digest)
+    }
+
+    #[test]
+    fn replicas_with_equal_state_pass_the_leaders_checkpoint() {
+        let (mut log, position, digest) = leader_log();
+        checkpoint(&mut log, position, digest);
+        let mut replica = ServiceContainer::new(KvStore::default(), 64);
+        replica.apply(&log, end(&log)).unwrap();
+        assert_eq!(replica.divergence(), None);
+        assert_eq!(replica.applied_position(), end(&log));
+    }
+
+    #[test]
+    fn a_replica_whose_digest_differs_stops_and_says_where() {
+        let (mut log, position, digest) = leader_log();
+        checkpoint(&mut log, position, digest ^ 1);
+        put(&mut log, 3, 30);
+        let mut replica = ServiceContainer::new(KvStore::default(), 64);
+        let error = replica.apply(&log, end(&log)).unwrap_err();
+        let ApplyError::Diverged(divergence) = error else {
+            panic!("expected a divergence, got {error}");
+        };
+        assert_eq!(divergence.position, position);
+        assert_eq!(divergence.local_digest, digest);
+        assert!(error.to_string().contains("diverged"), "{error}");
+        let stopped_at = replica.applied_position();
+        assert!(
+            stopped_at < end(&log),
+            "it stops before the checkpoint entry"
+        );
+        assert!(replica.apply(&log, end(&log)).is_err(), "and stays stopped");
+        assert_eq!(replica.applied_position(), stopped_at);
+        assert_eq!(
+            replica.service().get(1),
+            Some(20),
+            "nothing after the checkpoint applied"
+        );
+    }
+
+    #[test]
+    fn a_commit_position_inside_an_entry_is_an_error_not_a_misread() {
+        let (log, _, _) = leader_log();
+        let mut replica = ServiceContainer::new(KvStore::default(), 64);
+        let error = replica.apply(&log, end(&log) - 8).unwrap_err();
+        assert!(matches!(
+            error,
+            ApplyError::Entry(EntryError::Truncated { .. })
+        ));
+    }
+}

@@ -6,11 +6,9 @@
 //! without a live leader has answered. The delay before standing is random in `[0,
 //! election_timeout / 2)`, so members with equal logs rarely collide.
 
-use super::{CanvassInfo, Consensus, Output, Role};
+use super::{CanvassInfo, Consensus, Output, Role, encode_fixed};
 use crate::protocol::{canvass_position, request_vote, vote};
 use tern_codec::SemanticVersion;
-
-const MESSAGE_BUFFER: usize = 64;
 
 impl Consensus {
     pub(super) fn follower_tick(&mut self) {
@@ -231,44 +229,41 @@ impl Consensus {
     }
 
     fn encode_canvass(&self) -> Vec<u8> {
-        let mut buf = vec![0u8; MESSAGE_BUFFER];
-        let mut encoder = canvass_position::Encoder::wrap(&mut buf).expect("fits");
-        encoder
-            .current_term(self.current_term)
-            .log_term(self.history.last_term())
-            .log_position(self.appended_position)
-            .protocol_version(self.config.protocol_version.compose())
-            .member_id(self.id)
-            .follows_live_leader(u8::from(self.has_live_leader()));
-        let length = encoder.finish();
-        buf.truncate(length);
-        buf
+        encode_fixed(|buf| {
+            let mut encoder = canvass_position::Encoder::wrap(buf).expect("fits");
+            encoder
+                .current_term(self.current_term)
+                .log_term(self.history.last_term())
+                .log_position(self.appended_position)
+                .protocol_version(self.config.protocol_version.compose())
+                .member_id(self.id)
+                .follows_live_leader(u8::from(self.has_live_leader()));
+            encoder.finish()
+        })
     }
 
     fn encode_request_vote(&self) -> Vec<u8> {
-        let mut buf = vec![0u8; MESSAGE_BUFFER];
-        let mut encoder = request_vote::Encoder::wrap(&mut buf).expect("fits");
-        encoder
-            .candidate_term(self.current_term)
-            .log_term(self.history.last_term())
-            .log_position(self.appended_position)
-            .protocol_version(self.config.protocol_version.compose())
-            .candidate_id(self.id);
-        let length = encoder.finish();
-        buf.truncate(length);
-        buf
+        encode_fixed(|buf| {
+            let mut encoder = request_vote::Encoder::wrap(buf).expect("fits");
+            encoder
+                .candidate_term(self.current_term)
+                .log_term(self.history.last_term())
+                .log_position(self.appended_position)
+                .protocol_version(self.config.protocol_version.compose())
+                .candidate_id(self.id);
+            encoder.finish()
+        })
     }
 
     fn encode_vote(&self, candidate: u32, granted: bool) -> Vec<u8> {
-        let mut buf = vec![0u8; MESSAGE_BUFFER];
-        let mut encoder = vote::Encoder::wrap(&mut buf).expect("fits");
-        encoder
-            .term(self.current_term)
-            .candidate_id(candidate)
-            .voter_id(self.id)
-            .granted(u8::from(granted));
-        let length = encoder.finish();
-        buf.truncate(length);
-        buf
+        encode_fixed(|buf| {
+            let mut encoder = vote::Encoder::wrap(buf).expect("fits");
+            encoder
+                .term(self.current_term)
+                .candidate_id(candidate)
+                .voter_id(self.id)
+                .granted(u8::from(granted));
+            encoder.finish()
+        })
     }
 }

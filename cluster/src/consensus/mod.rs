@@ -325,6 +325,18 @@ impl LogView for Vec<u8> {
     }
 }
 
+/// The most bytes a message without var data takes (header and block).
+const FIXED_MESSAGE_MAX: usize = 64;
+
+/// Encodes a message without var data: `write` encodes into a zeroed buffer and returns the
+/// length; the buffer comes back cut to it.
+fn encode_fixed(write: impl FnOnce(&mut [u8]) -> usize) -> Vec<u8> {
+    let mut buf = vec![0u8; FIXED_MESSAGE_MAX];
+    let length = write(&mut buf);
+    buf.truncate(length);
+    buf
+}
+
 /// What this member knows of another.
 #[derive(Debug, Clone, Default)]
 struct Peer {

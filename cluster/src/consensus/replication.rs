@@ -1,14 +1,13 @@
 //! Log replication: the leader's appends, heartbeats and commit; the follower's consistency check,
 //! truncation of divergent suffixes and acknowledgements (Raft §5.3–5.4, over byte positions).
 
-use super::{AppendError, Consensus, LogView, Role};
+use super::{AppendError, Consensus, LogView, Role, encode_fixed};
 use crate::log_entry::{
     self, digest_checkpoint, new_leadership_term, session_message, timer_fired,
 };
 use crate::planted::PlantedBug;
 use crate::protocol::{append_request, append_response};
 
-const RESPONSE_BUFFER: usize = 64;
 const REQUEST_HEADER_MAX: usize = 128;
 /// Appended bytes the leader lets wait for its own fsync before it refuses more commands.
 const UNSYNCED_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -400,18 +399,17 @@ impl Consensus {
         conflict_term: u64,
         conflict_base: u64,
     ) -> Vec<u8> {
-        let mut buf = vec![0u8; RESPONSE_BUFFER];
-        let mut encoder = append_response::Encoder::wrap(&mut buf).expect("fits");
-        encoder
-            .term(self.current_term)
-            .position(position)
-            .conflict_term(conflict_term)
-            .conflict_base(conflict_base)
-            .follower_id(self.id)
-            .success(u8::from(success));
-        let length = encoder.finish();
-        buf.truncate(length);
-        buf
+        encode_fixed(|buf| {
+            let mut encoder = append_response::Encoder::wrap(buf).expect("fits");
+            encoder
+                .term(self.current_term)
+                .position(position)
+                .conflict_term(conflict_term)
+                .conflict_base(conflict_base)
+                .follower_id(self.id)
+                .success(u8::from(success));
+            encoder.finish()
+        })
     }
 
     /// Cluster time for a new entry: the leader's clock, never behind an entry it wrote.
