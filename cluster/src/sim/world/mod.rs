@@ -4,6 +4,10 @@
 //! random draw comes from generators forked from the seed, so a seed replays exactly. Each event
 //! is folded into the trace hash as it is processed.
 
+mod clients;
+mod faults;
+mod liveness;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -13,13 +17,13 @@ use super::clock::Clock;
 use super::network::{Fate, Network, NetworkFaults};
 use super::storage::SimStorage;
 use super::{FaultCounts, SimConfig, Swarm};
-use crate::consensus::{AppendError, Consensus, Output, RecoveredState, Role};
+use crate::consensus::{Consensus, Output, RecoveredState, Role};
 use crate::container::{ContainerOutput, ServiceContainer};
 use crate::digest::{hash_bytes, hash_words};
 use crate::kv::KvStore;
 use crate::protocol::Message;
 use crate::rng::Rng;
-use crate::session_protocol::{NO_LEADER, Response, ResponseCode, session_request};
+use crate::session_protocol::{Response, ResponseCode};
 
 #[derive(Debug)]
 enum Event {
@@ -53,6 +57,45 @@ enum Event {
         client: usize,
         generation: u64,
     },
+}
+
+impl Event {
+    /// What the trace hash folds in for the event.
+    fn signature(&self) -> [u64; 4] {
+        let index = |value: usize| u64::try_from(value).expect("fits");
+        match self {
+            Event::Tick => [1, 0, 0, 0],
+            Event::Deliver { from, to, bytes } => [2, index(*from), index(*to), hash_bytes(bytes)],
+            Event::SyncDone {
+                member,
+                sync_id,
+                marker,
+                ..
+            } => [3, index(*member), *sync_id, *marker],
+            Event::Restart {
+                member,
+                incarnation,
+            } => [4, index(*member), *incarnation, 0],
+            Event::Nemesis => [5, 0, 0, 0],
+            Event::EndPartition { links } => [6, index(links.len()), 0, 0],
+            Event::Heal => [7, 0, 0, 0],
+            Event::ClientWake { client, generation } => [8, index(*client), *generation, 0],
+            Event::StrikeLeader {
+                member,
+                incarnation,
+            } => [9, index(*member), *incarnation, 0],
+        }
+    }
+
+    /// The endpoint whose process handles the event (a member, or a client past the members), when
+    /// a paused process must wait for it.
+    fn receiver(&self) -> Option<usize> {
+        match self {
+            Event::Deliver { to, .. } => Some(*to),
+            Event::SyncDone { member, .. } => Some(*member),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -292,90 +335,36 @@ impl<'a> World<'a> {
     }
 
     fn handle(&mut self, event: Event) {
+        let [kind, a, b, c] = event.signature();
+        self.hash_event(kind, a, b, c);
+        let members = self.members.len();
+        if let Some(member) = event.receiver().filter(|&member| member < members) {
+            let paused_until = self.members[member].paused_until_ns;
+            if paused_until > self.now_ns {
+                // A paused process reads its socket and its completions when it wakes.
+                self.schedule(paused_until - self.now_ns, event);
+                return;
+            }
+        }
         match event {
-            Event::Tick => {
-                self.hash_event(1, 0, 0, 0);
-                for member in 0..self.members.len() {
-                    if self.members[member].paused_until_ns > self.now_ns {
-                        continue;
-                    }
-                    let now = self.local_now(member);
-                    let slot = &mut self.members[member];
-                    if let Some(node) = &mut slot.node {
-                        node.consensus.on_tick(now, slot.storage.log());
-                        self.drain(member);
-                    }
-                }
-                if self.healed_at_ns.is_some() {
-                    self.check_liveness();
-                }
-                self.schedule(self.config.tick_ns, Event::Tick);
-            }
-            Event::Deliver { from, to, bytes } => {
-                self.hash_event(
-                    2,
-                    u64::try_from(from).expect("fits"),
-                    u64::try_from(to).expect("fits"),
-                    hash_bytes(&bytes),
-                );
-                let paused_until = self
-                    .members
-                    .get(to)
-                    .map_or(0, |member| member.paused_until_ns);
-                if paused_until > self.now_ns {
-                    // A paused process reads its socket when it wakes.
-                    self.schedule(
-                        paused_until - self.now_ns,
-                        Event::Deliver { from, to, bytes },
-                    );
-                    return;
-                }
-                self.deliver(from, to, &bytes);
-            }
+            Event::Tick => self.tick_members(),
+            Event::Deliver { from, to, bytes } => self.deliver(from, to, &bytes),
             Event::SyncDone {
                 member,
                 incarnation,
                 sync_id,
                 marker,
-            } => {
-                self.hash_event(3, u64::try_from(member).expect("fits"), sync_id, marker);
-                if self.members[member].incarnation != incarnation {
-                    return;
-                }
-                let paused_until = self.members[member].paused_until_ns;
-                if paused_until > self.now_ns {
-                    self.schedule(
-                        paused_until - self.now_ns,
-                        Event::SyncDone {
-                            member,
-                            incarnation,
-                            sync_id,
-                            marker,
-                        },
-                    );
-                    return;
-                }
-                let now = self.local_now(member);
-                let slot = &mut self.members[member];
-                slot.storage.sync_to(marker);
-                if let Some(node) = &mut slot.node {
-                    node.consensus.on_durable(now, sync_id);
-                    self.drain(member);
-                }
-            }
+            } => self.sync_done(member, incarnation, sync_id, marker),
             Event::Restart {
                 member,
                 incarnation,
             } => {
-                self.hash_event(4, u64::try_from(member).expect("fits"), incarnation, 0);
-                if self.members[member].incarnation == incarnation
-                    && self.members[member].node.is_none()
-                {
+                let slot = &self.members[member];
+                if slot.incarnation == incarnation && slot.node.is_none() {
                     self.start_member(member);
                 }
             }
             Event::Nemesis => {
-                self.hash_event(5, 0, 0, 0);
                 if self.healed_at_ns.is_none() {
                     self.nemesis();
                     self.schedule(NEMESIS_INTERVAL_NS, Event::Nemesis);
@@ -384,37 +373,46 @@ impl<'a> World<'a> {
             Event::StrikeLeader {
                 member,
                 incarnation,
-            } => {
-                self.hash_event(9, u64::try_from(member).expect("fits"), incarnation, 0);
-                let live = self.members[member].incarnation == incarnation
-                    && self.members[member].node.is_some();
-                if live && self.healed_at_ns.is_none() {
-                    if self.fault_rng.chance(500_000) {
-                        self.faults.leader_strikes += 1;
-                        self.crash(member);
-                    } else {
-                        self.faults.leader_strikes += 1;
-                        self.isolate(member);
-                    }
-                }
-            }
-            Event::EndPartition { links } => {
-                self.hash_event(6, u64::try_from(links.len()).expect("fits"), 0, 0);
-                for (from, to) in links {
-                    self.network.unblock(from, to);
-                }
-                self.note(|| "partition healed".to_string());
-            }
-            Event::Heal => {
-                self.hash_event(7, 0, 0, 0);
-                self.heal();
-            }
+            } => self.strike_leader(member, incarnation),
+            Event::EndPartition { links } => self.end_partition(links),
+            Event::Heal => self.heal(),
             Event::ClientWake { client, generation } => {
-                self.hash_event(8, u64::try_from(client).expect("fits"), generation, 0);
                 if self.clients[client].generation == generation {
                     self.client_wake(client);
                 }
             }
+        }
+    }
+
+    fn tick_members(&mut self) {
+        for member in 0..self.members.len() {
+            if self.members[member].paused_until_ns > self.now_ns {
+                continue;
+            }
+            let now = self.local_now(member);
+            let slot = &mut self.members[member];
+            if let Some(node) = &mut slot.node {
+                node.consensus.on_tick(now, slot.storage.log());
+                self.drain(member);
+            }
+        }
+        if self.healed_at_ns.is_some() {
+            self.check_liveness();
+        }
+        self.schedule(self.config.tick_ns, Event::Tick);
+    }
+
+    fn sync_done(&mut self, member: usize, incarnation: u64, sync_id: u64, marker: u64) {
+        if self.members[member].incarnation != incarnation {
+            // The sync belonged to an incarnation that crashed before it completed.
+            return;
+        }
+        let now = self.local_now(member);
+        let slot = &mut self.members[member];
+        slot.storage.sync_to(marker);
+        if let Some(node) = &mut slot.node {
+            node.consensus.on_durable(now, sync_id);
+            self.drain(member);
         }
     }
 
@@ -711,144 +709,6 @@ impl<'a> World<'a> {
         fired
     }
 
-    fn member_receive_request(&mut self, member: usize, from: usize, bytes: &[u8]) {
-        let now = self.local_now(member);
-        let stopped = self.members[member].stopped;
-        let node = self.members[member].node.as_mut().expect("live");
-        let Ok(request) = session_request::Decoder::decode(bytes) else {
-            self.checker.record(
-                "protocol",
-                format!("member {member} got a malformed client request"),
-            );
-            return;
-        };
-        let session_id = request.session_id();
-        let request_id = request.request_id();
-        let refusal = if stopped {
-            Some((ResponseCode::Busy, None))
-        } else {
-            match node.consensus.append_session_message(
-                now,
-                session_id,
-                request_id,
-                request.payload(),
-            ) {
-                Ok(_) => None,
-                Err(AppendError::NotLeader { leader }) => Some((ResponseCode::Redirect, leader)),
-                Err(AppendError::BackPressure { .. } | AppendError::Encode(_)) => {
-                    Some((ResponseCode::Busy, None))
-                }
-            }
-        };
-        if let Some((code, leader)) = refusal {
-            let response = Response {
-                session_id,
-                request_id,
-                position: 0,
-                leader_hint: leader.unwrap_or(NO_LEADER),
-                code,
-                payload: Vec::new(),
-            };
-            self.send(member, from, response.encode().expect("responses fit"));
-        }
-        self.drain(member);
-    }
-
-    fn schedule_client(&mut self, client: usize, delay_ns: u64) {
-        let state = &mut self.clients[client];
-        state.generation += 1;
-        let generation = state.generation;
-        self.schedule(delay_ns, Event::ClientWake { client, generation });
-    }
-
-    fn client_wants_more(&self, client: usize) -> bool {
-        self.healed_at_ns.is_none() || self.clients[client].acked_after_heal < COMMANDS_AFTER_HEAL
-    }
-
-    fn client_wake(&mut self, client: usize) {
-        let members = self.config.members;
-        let state = &mut self.clients[client];
-        if state.outstanding.is_some() {
-            // The answer did not come in time: try another member.
-            state.next_target(members);
-        } else {
-            if !self.client_wants_more(client) {
-                return;
-            }
-            self.clients[client].next_request();
-        }
-        self.client_send(client);
-    }
-
-    fn client_send(&mut self, client: usize) {
-        let state = &mut self.clients[client];
-        let outstanding = state.outstanding.clone().expect("a request to send");
-        state.sends += 1;
-        let target = usize::try_from(state.target).expect("fits");
-        let bytes = crate::session_protocol::encode_request(
-            state.session_id,
-            outstanding.request_id,
-            &outstanding.payload,
-        )
-        .expect("commands fit");
-        let endpoint = self.member_count() + client;
-        self.send(endpoint, target, bytes);
-        self.schedule_client(client, CLIENT_RETRY_NS);
-    }
-
-    fn client_receive(&mut self, client: usize, bytes: &[u8]) {
-        let Ok(response) = Response::decode(bytes) else {
-            self.checker.record(
-                "protocol",
-                format!("client {client} got a malformed response"),
-            );
-            return;
-        };
-        let state = &mut self.clients[client];
-        let current = state
-            .outstanding
-            .as_ref()
-            .map(|outstanding| outstanding.request_id);
-        if current != Some(response.request_id) {
-            return;
-        }
-        match response.code {
-            ResponseCode::Applied => {
-                state.outstanding = None;
-                state.acked += 1;
-                if self.healed_at_ns.is_some() {
-                    state.acked_after_heal += 1;
-                }
-                let think = state.think_ns();
-                self.checker.on_ack(
-                    response.session_id,
-                    response.request_id,
-                    response.position,
-                    &response.payload,
-                );
-                self.note(|| {
-                    format!(
-                        "client {client} request {} applied at {}",
-                        response.request_id, response.position
-                    )
-                });
-                self.schedule_client(client, think);
-            }
-            ResponseCode::Redirect => {
-                if response.leader_hint == NO_LEADER || response.leader_hint == state.target {
-                    state.next_target(self.config.members);
-                    self.schedule_client(client, 20_000_000);
-                } else {
-                    state.target = response.leader_hint % self.config.members;
-                    self.client_send(client);
-                }
-            }
-            ResponseCode::Busy | ResponseCode::Unknown(_) => {
-                self.schedule_client(client, 20_000_000);
-            }
-        }
-    }
-
     fn start_member(&mut self, member: usize) {
         let now = self.local_now(member);
         let config = self.config.consensus_config();
@@ -908,281 +768,6 @@ impl<'a> World<'a> {
                 );
             }
         }
-    }
-
-    fn crash(&mut self, member: usize) {
-        let tear_snapshot = self.fault_rng.chance(100_000);
-        let slot = &mut self.members[member];
-        slot.node = None;
-        slot.incarnation += 1;
-        let damage = slot.storage.crash(&mut self.storage_rng, tear_snapshot);
-        self.faults.crashes += 1;
-        self.faults.lost_writes += damage.lost_operations;
-        self.faults.torn_writes += u64::from(damage.torn);
-        self.faults.torn_snapshots += u64::from(tear_snapshot);
-        let incarnation = slot.incarnation;
-        self.note(|| {
-            format!(
-                "m{member} crashes ({} pending writes lost, torn {})",
-                damage.lost_operations, damage.torn
-            )
-        });
-        let downtime = self.fault_rng.between(100_000_000, 2_000_000_000);
-        self.schedule(
-            downtime,
-            Event::Restart {
-                member,
-                incarnation,
-            },
-        );
-    }
-
-    fn nemesis(&mut self) {
-        let members = self.member_count();
-        let live: Vec<usize> = (0..members)
-            .filter(|&m| self.members[m].node.is_some())
-            .collect();
-        if self.swarm.crash_per_million > 0
-            && !live.is_empty()
-            && self.fault_rng.chance(self.swarm.crash_per_million)
-        {
-            let victim = live[usize::try_from(
-                self.fault_rng
-                    .below(u64::try_from(live.len()).expect("fits")),
-            )
-            .expect("fits")];
-            self.crash(victim);
-        }
-        if self.fault_rng.chance(self.swarm.partition_per_million) {
-            self.partition();
-        }
-        if self.fault_rng.chance(self.swarm.clog_per_million) {
-            let from = self.pick_member();
-            let to = (from + 1 + self.pick_below(members - 1)) % members;
-            let until = self.now_ns + self.fault_rng.between(100_000_000, 2_000_000_000);
-            self.network.clog(from, to, until);
-            self.faults.clogs += 1;
-            self.note(|| format!("link m{from} -> m{to} clogged"));
-        }
-        if self.fault_rng.chance(self.swarm.pause_per_million) {
-            let member = self.pick_member();
-            let until = self.now_ns + self.fault_rng.between(200_000_000, 3_000_000_000);
-            self.members[member].paused_until_ns = until;
-            self.faults.pauses += 1;
-            self.note(|| format!("m{member} pauses until {until}"));
-        }
-        if self.fault_rng.chance(self.swarm.clock_jump_per_million) {
-            let member = self.pick_member();
-            let delta = if self.fault_rng.chance(500_000) {
-                i64::try_from(self.fault_rng.between(100_000_000, 3_000_000_000)).expect("fits")
-            } else {
-                -i64::try_from(self.fault_rng.between(100_000_000, 1_000_000_000)).expect("fits")
-            };
-            self.members[member].clock.jump(delta);
-            self.faults.clock_jumps += 1;
-            self.note(|| format!("m{member}'s clock jumps {delta} ns"));
-        }
-    }
-
-    fn pick_below(&mut self, bound: usize) -> usize {
-        usize::try_from(self.fault_rng.below(u64::try_from(bound).expect("fits"))).expect("fits")
-    }
-
-    fn pick_member(&mut self) -> usize {
-        self.pick_below(self.member_count())
-    }
-
-    fn partition(&mut self) {
-        let members = self.member_count();
-        let mut links = Vec::new();
-        match self.fault_rng.below(3) {
-            0 => {
-                let isolated = self.pick_member();
-                self.isolate(isolated);
-                return;
-            }
-            1 => {
-                let member = self.pick_member();
-                let outgoing = self.fault_rng.chance(500_000);
-                for other in (0..members).filter(|&other| other != member) {
-                    links.push(if outgoing {
-                        (member, other)
-                    } else {
-                        (other, member)
-                    });
-                }
-                self.faults.asymmetric_partitions += 1;
-                self.note(|| format!("partition: m{member} one-way (outgoing cut: {outgoing})"));
-            }
-            _ => {
-                let minority = 1 + self.pick_below(members / 2);
-                let mut order: Vec<usize> = (0..members).collect();
-                for index in (1..members).rev() {
-                    let swap = self.pick_below(index + 1);
-                    order.swap(index, swap);
-                }
-                let (side, rest) = order.split_at(minority);
-                for &a in side {
-                    for &b in rest {
-                        links.push((a, b));
-                        links.push((b, a));
-                    }
-                }
-                self.faults.symmetric_partitions += 1;
-                let side = side.to_vec();
-                self.note(|| format!("partition: {side:?} split from the rest"));
-            }
-        }
-        self.cut(links);
-    }
-
-    /// Cuts the given directions for a random while.
-    fn cut(&mut self, links: Vec<(usize, usize)>) {
-        for &(from, to) in &links {
-            self.network.block(from, to);
-        }
-        // Under leader churn partitions last longer: the figure-8 schedule needs a struck
-        // leader to stay away while two more terms come and go.
-        let longest = if self.swarm.leader_churn {
-            6_000_000_000
-        } else {
-            3_000_000_000
-        };
-        let duration = self.fault_rng.between(200_000_000, longest);
-        self.schedule(duration, Event::EndPartition { links });
-    }
-
-    /// Cuts a member off from every other member, both ways, for a random while.
-    fn isolate(&mut self, isolated: usize) {
-        let members = self.member_count();
-        let mut links = Vec::new();
-        for other in (0..members).filter(|&other| other != isolated) {
-            links.push((isolated, other));
-            links.push((other, isolated));
-        }
-        self.faults.symmetric_partitions += 1;
-        self.note(|| format!("partition: m{isolated} isolated"));
-        self.cut(links);
-    }
-
-    fn heal(&mut self) {
-        self.healed_at_ns = Some(self.now_ns);
-        self.network.set_faults(NetworkFaults::CALM);
-        self.network.heal();
-        self.note(|| "heal: faults stop, crashed members restart".to_string());
-        for member in 0..self.member_count() {
-            self.members[member].paused_until_ns = 0;
-            if self.members[member].node.is_none() {
-                self.members[member].incarnation += 1;
-                self.start_member(member);
-            }
-        }
-        for client in 0..self.clients.len() {
-            if self.clients[client].outstanding.is_none() {
-                self.schedule_client(client, 0);
-            }
-        }
-    }
-
-    /// After the heal: a leader that every member follows within the election bound, then every
-    /// member converged and every client's commands answered.
-    fn check_liveness(&mut self) {
-        let healed_at = self.healed_at_ns.expect("healed");
-        let nodes: Vec<&Node> = self
-            .members
-            .iter()
-            .filter_map(|m| m.node.as_ref())
-            .collect();
-        if nodes.len() < self.members.len() {
-            return;
-        }
-        let leader = nodes
-            .iter()
-            .find(|node| node.consensus.role() == Role::Leader);
-        if self.leader_found_ns.is_none() {
-            if let Some(leader) = leader {
-                let term = leader.consensus.current_term();
-                let id = leader.consensus.id();
-                if nodes.iter().all(|node| {
-                    node.consensus.current_term() == term && node.consensus.leader() == Some(id)
-                }) {
-                    self.leader_found_ns = Some(self.now_ns);
-                }
-            }
-            let bound = self.config.leader_bound_ns();
-            if self.leader_found_ns.is_none() && self.now_ns > healed_at + bound {
-                self.checker.record(
-                    "liveness",
-                    format!(
-                        "no leader followed by every member {} ms after the heal",
-                        bound / 1_000_000
-                    ),
-                );
-                self.finished = true;
-            }
-            return;
-        }
-        let Some(leader) = leader else { return };
-        let end = leader.consensus.appended_position();
-        let converged = nodes.iter().all(|node| {
-            node.consensus.appended_position() == end
-                && node.consensus.commit_position() == end
-                && node.container.applied_position() == end
-        }) && self.clients.iter().all(|client| {
-            client.outstanding.is_none() && client.acked_after_heal >= COMMANDS_AFTER_HEAL
-        });
-        if !converged {
-            return;
-        }
-        let digest = nodes[0].container.state_digest();
-        if nodes
-            .iter()
-            .any(|node| node.container.state_digest() != digest)
-        {
-            self.checker.record(
-                "convergence",
-                "members hold equal logs but different service digests".to_string(),
-            );
-        }
-        let log = self.members[0].storage.log().clone();
-        if self
-            .members
-            .iter()
-            .any(|member| *member.storage.log() != log)
-        {
-            self.checker.record(
-                "convergence",
-                "members converged to different log bytes".to_string(),
-            );
-        }
-        self.checker.verify_acks(true);
-        self.note(|| format!("converged at {end}"));
-        self.finished = true;
-    }
-
-    fn liveness_failure(&mut self) {
-        let detail = match self.leader_found_ns {
-            None => "no leader before the run's deadline".to_string(),
-            Some(_) => {
-                let states: Vec<String> = self
-                    .members
-                    .iter()
-                    .map(|member| match &member.node {
-                        Some(node) => format!(
-                            "{:?} t{} app {} com {} applied {}",
-                            node.consensus.role(),
-                            node.consensus.current_term(),
-                            node.consensus.appended_position(),
-                            node.consensus.commit_position(),
-                            node.container.applied_position()
-                        ),
-                        None => "down".to_string(),
-                    })
-                    .collect();
-                format!("members did not converge before the run's deadline: {states:?}")
-            }
-        };
-        self.checker.record("liveness", detail);
     }
 }
 
