@@ -18,6 +18,7 @@ use crate::consensus::{
 };
 use crate::container::{ContainerOutput, ServiceContainer};
 use crate::kv::KvStore;
+use tern_codec::SemanticVersion;
 
 /// Log bytes between digest checkpoints in a local cluster.
 const DIGEST_INTERVAL_BYTES: u64 = 64 * 1024;
@@ -74,6 +75,8 @@ pub struct LocalCluster {
     answers: Vec<Answer>,
     /// The first messages exchanged, kept as examples (fuzz corpus seeds, traces).
     sent: Vec<Vec<u8>>,
+    /// Reports of incompatible members, as (reporter, member, version).
+    incompatible: Vec<(u32, u32, SemanticVersion)>,
     mode: Mode,
     /// Commit-only mode: commands waiting for the commit, as (session, request, start, end).
     waiting: VecDeque<(u64, u64, u64, u64)>,
@@ -87,12 +90,24 @@ impl LocalCluster {
 
     /// A cluster of fresh members with `config`.
     pub fn with_config(config: ConsensusConfig, seed: u64) -> Result<Self, ConfigError> {
-        let count = config.member_count;
-        let members = (0..count)
-            .map(|id| {
+        let configs = vec![config.clone(); usize::try_from(config.member_count).expect("fits")];
+        Self::with_configs(configs, seed)
+    }
+
+    /// A cluster whose member `i` runs `configs[i]` (all must agree on the member count): for
+    /// members of different protocol versions, as in a rolling upgrade.
+    pub fn with_configs(configs: Vec<ConsensusConfig>, seed: u64) -> Result<Self, ConfigError> {
+        let count = u32::try_from(configs.len()).unwrap_or(u32::MAX);
+        if configs.iter().any(|config| config.member_count != count) {
+            return Err(ConfigError::MemberCount(count));
+        }
+        let members = configs
+            .into_iter()
+            .zip(0..count)
+            .map(|(config, id)| {
                 Ok(LocalMember {
                     consensus: Consensus::new(
-                        config.clone(),
+                        config,
                         id,
                         RecoveredState::default(),
                         seed.wrapping_add(u64::from(id)),
@@ -113,9 +128,16 @@ impl LocalCluster {
             now_ns: 0,
             answers: Vec::new(),
             sent: Vec::new(),
+            incompatible: Vec::new(),
             mode: Mode::Apply,
             waiting: VecDeque::new(),
         })
+    }
+
+    /// Every report of a member of another major protocol version, as (reporter, member,
+    /// version).
+    pub fn incompatible_reports(&self) -> &[(u32, u32, SemanticVersion)] {
+        &self.incompatible
     }
 
     /// Reserves and touches room for `bytes` of log on every member, so a benchmark measures
@@ -312,9 +334,16 @@ impl LocalCluster {
                         member.pending_syncs.push(sync_id);
                     }
                 }
-                Output::PersistVote { .. }
-                | Output::RoleChanged { .. }
-                | Output::IncompatiblePeer { .. } => {}
+                Output::IncompatiblePeer {
+                    member: peer,
+                    version,
+                } => {
+                    let reporter = u32::try_from(id).expect("fits");
+                    if self.incompatible.len() < SENT_KEPT {
+                        self.incompatible.push((reporter, peer, version));
+                    }
+                }
+                Output::PersistVote { .. } | Output::RoleChanged { .. } => {}
             }
         }
         let leading = member.consensus.role() == Role::Leader;

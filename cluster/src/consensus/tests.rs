@@ -343,3 +343,47 @@ fn configurations_and_recovered_states_are_checked() {
         Err(ConfigError::Positions { .. })
     ));
 }
+
+#[test]
+fn a_member_of_another_major_version_is_kept_out_of_elections_and_the_rest_carry_on() {
+    let mut configs = vec![ConsensusConfig::new(3); 3];
+    configs[2].protocol_version = SemanticVersion::new(2, 0, 0);
+    let mut cluster = LocalCluster::with_configs(configs, 21).unwrap();
+    let leader = elected(&mut cluster);
+    assert_ne!(leader, 2, "the incompatible member cannot win an election");
+    cluster.submit(leader, 1, 1, &put(1, 1)).unwrap();
+    cluster.tick();
+    assert_eq!(
+        cluster.take_answers().len(),
+        1,
+        "the compatible majority commits"
+    );
+    // Knock the leader out: the incompatible member still cannot win, nor let the third do so.
+    cluster.set_isolated(leader, true);
+    for _ in 0..300 {
+        cluster.advance(10 * MS);
+    }
+    assert!((0..3).all(|id| id == leader || cluster.member(id).consensus.role() != Role::Leader));
+    let reports = cluster.incompatible_reports();
+    assert!(
+        reports
+            .iter()
+            .any(|&(reporter, member, version)| reporter != 2 && member == 2 && version.major == 2),
+        "the compatible members say who is incompatible: {reports:?}"
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|&(reporter, _, version)| reporter == 2 && version.major == 1),
+        "and so does the incompatible one: {reports:?}"
+    );
+}
+
+#[test]
+fn a_newer_minor_version_takes_part_as_usual() {
+    let mut configs = vec![ConsensusConfig::new(3); 3];
+    configs[1].protocol_version = SemanticVersion::new(1, 3, 2);
+    let mut cluster = LocalCluster::with_configs(configs, 4).unwrap();
+    elected(&mut cluster);
+    assert!(cluster.incompatible_reports().is_empty());
+}
