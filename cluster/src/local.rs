@@ -267,6 +267,11 @@ impl LocalCluster {
         &self.sent
     }
 
+    /// Forgets the answers produced so far, keeping their buffer.
+    pub fn clear_answers(&mut self) {
+        self.answers.clear();
+    }
+
     /// Answers produced so far, without taking them.
     pub fn answers(&self) -> &[Answer] {
         &self.answers
@@ -295,6 +300,7 @@ impl LocalCluster {
                         .on_message(now, &bytes, &member.log)
                         .expect("members exchange valid messages");
                 }
+                self.members[index(from)].consensus.recycle(bytes);
             }
             if !progressed {
                 return;
@@ -321,6 +327,7 @@ impl LocalCluster {
                 } => {
                     assert_eq!(u64::try_from(member.log.len()).expect("fits"), position);
                     member.log.extend_from_slice(&entries);
+                    member.consensus.recycle(entries);
                 }
                 Output::Truncate { position } => {
                     member

@@ -6,7 +6,7 @@
 //! without a live leader has answered. The delay before standing is random in `[0,
 //! election_timeout / 2)`, so members with equal logs rarely collide.
 
-use super::{CanvassInfo, Consensus, Output, Role, encode_fixed};
+use super::{CanvassInfo, Consensus, Output, Role};
 use crate::protocol::{canvass_position, request_vote, vote};
 use tern_codec::SemanticVersion;
 
@@ -228,40 +228,40 @@ impl Consensus {
         }
     }
 
-    fn encode_canvass(&self) -> Vec<u8> {
-        encode_fixed(|buf| {
+    fn encode_canvass(&mut self) -> Vec<u8> {
+        self.encode_fixed(|this, buf| {
             let mut encoder = canvass_position::Encoder::wrap(buf).expect("fits");
             encoder
-                .current_term(self.current_term)
-                .log_term(self.history.last_term())
-                .log_position(self.appended_position)
-                .protocol_version(self.config.protocol_version.compose())
-                .member_id(self.id)
-                .follows_live_leader(u8::from(self.has_live_leader()));
+                .current_term(this.current_term)
+                .log_term(this.history.last_term())
+                .log_position(this.appended_position)
+                .protocol_version(this.config.protocol_version.compose())
+                .member_id(this.id)
+                .follows_live_leader(u8::from(this.has_live_leader()));
             encoder.finish()
         })
     }
 
-    fn encode_request_vote(&self) -> Vec<u8> {
-        encode_fixed(|buf| {
+    fn encode_request_vote(&mut self) -> Vec<u8> {
+        self.encode_fixed(|this, buf| {
             let mut encoder = request_vote::Encoder::wrap(buf).expect("fits");
             encoder
-                .candidate_term(self.current_term)
-                .log_term(self.history.last_term())
-                .log_position(self.appended_position)
-                .protocol_version(self.config.protocol_version.compose())
-                .candidate_id(self.id);
+                .candidate_term(this.current_term)
+                .log_term(this.history.last_term())
+                .log_position(this.appended_position)
+                .protocol_version(this.config.protocol_version.compose())
+                .candidate_id(this.id);
             encoder.finish()
         })
     }
 
-    fn encode_vote(&self, candidate: u32, granted: bool) -> Vec<u8> {
-        encode_fixed(|buf| {
+    fn encode_vote(&mut self, candidate: u32, granted: bool) -> Vec<u8> {
+        self.encode_fixed(|this, buf| {
             let mut encoder = vote::Encoder::wrap(buf).expect("fits");
             encoder
-                .term(self.current_term)
+                .term(this.current_term)
                 .candidate_id(candidate)
-                .voter_id(self.id)
+                .voter_id(this.id)
                 .granted(u8::from(granted));
             encoder.finish()
         })

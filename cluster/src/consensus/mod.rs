@@ -327,15 +327,10 @@ impl LogView for Vec<u8> {
 
 /// The most bytes a message without var data takes (header and block).
 const FIXED_MESSAGE_MAX: usize = 64;
-
-/// Encodes a message without var data: `write` encodes into a zeroed buffer and returns the
-/// length; the buffer comes back cut to it.
-fn encode_fixed(write: impl FnOnce(&mut [u8]) -> usize) -> Vec<u8> {
-    let mut buf = vec![0u8; FIXED_MESSAGE_MAX];
-    let length = write(&mut buf);
-    buf.truncate(length);
-    buf
-}
+/// Buffers kept for reuse at most.
+const POOL_BUFFERS_MAX: usize = 256;
+/// Larger buffers are not kept for reuse.
+const POOL_BUFFER_CAPACITY_MAX: usize = 256 * 1024;
 
 /// What this member knows of another.
 #[derive(Debug, Clone, Default)]
@@ -404,6 +399,9 @@ pub struct Consensus {
     outputs: VecDeque<Output>,
     /// Where the leader encodes an entry's message before framing it into the log.
     scratch: Vec<u8>,
+    /// Buffers the caller handed back ([`Consensus::recycle`]), reused for messages and appends
+    /// so that a steady state allocates nothing.
+    pool: Vec<Vec<u8>>,
 }
 
 impl Consensus {
@@ -465,6 +463,7 @@ impl Consensus {
                 0;
                 crate::log_entry::ENTRY_LENGTH_MAX - crate::log_entry::FRAME_HEADER_LENGTH
             ],
+            pool: Vec::with_capacity(POOL_BUFFERS_MAX),
             config,
         };
         consensus.push_role_change();
@@ -528,6 +527,33 @@ impl Consensus {
     /// The configuration.
     pub const fn config(&self) -> &ConsensusConfig {
         &self.config
+    }
+
+    /// Hands back the buffer of an output that has been carried out (a sent message, an append
+    /// that was written), so that the core reuses it instead of allocating: with every buffer
+    /// handed back, a steady state allocates nothing. Optional; small and bounded in number.
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if self.pool.len() < POOL_BUFFERS_MAX && buffer.capacity() <= POOL_BUFFER_CAPACITY_MAX {
+            buffer.clear();
+            self.pool.push(buffer);
+        }
+    }
+
+    /// An empty buffer, reused when one was handed back.
+    fn buffer(&mut self, capacity: usize) -> Vec<u8> {
+        let mut buffer = self.pool.pop().unwrap_or_default();
+        buffer.reserve(capacity);
+        buffer
+    }
+
+    /// Encodes a message without var data: `write` encodes into a zeroed buffer and returns the
+    /// length; the buffer comes back cut to it.
+    fn encode_fixed(&mut self, write: impl FnOnce(&Self, &mut [u8]) -> usize) -> Vec<u8> {
+        let mut buffer = self.buffer(FIXED_MESSAGE_MAX);
+        buffer.resize(FIXED_MESSAGE_MAX, 0);
+        let length = write(self, &mut buffer);
+        buffer.truncate(length);
+        buffer
     }
 
     /// The next output to carry out, in order.
@@ -699,13 +725,30 @@ impl Consensus {
 
     fn append_local(&mut self, term: u64, entries: Vec<u8>) {
         let length = u64::try_from(entries.len()).expect("fits");
-        let target = self.append_target(term);
-        if target.is_empty() {
-            *target = entries;
-        } else {
-            target.extend_from_slice(&entries);
-        }
+        let position = self.appended_position;
+        self.history.record(term, position);
         self.appended_position += length;
+        if let Some(Output::Append {
+            position: last_position,
+            term: last_term,
+            entries: last_entries,
+        }) = self.outputs.back_mut()
+        {
+            let last_end = *last_position + u64::try_from(last_entries.len()).expect("fits");
+            if *last_term == term
+                && last_entries.len() < APPEND_COALESCE_BYTES
+                && last_end == position
+            {
+                last_entries.extend_from_slice(&entries);
+                self.recycle(entries);
+                return;
+            }
+        }
+        self.outputs.push_back(Output::Append {
+            position,
+            term,
+            entries,
+        });
     }
 
     /// Frames the message in the scratch buffer into the log at its end, as an entry of `term`.
@@ -731,10 +774,11 @@ impl Consensus {
                     && *last_position + u64::try_from(entries.len()).expect("fits") == position
         );
         if !coalesce {
+            let entries = self.buffer(APPEND_COALESCE_BYTES);
             self.outputs.push_back(Output::Append {
                 position,
                 term,
-                entries: Vec::new(),
+                entries,
             });
         }
         let Some(Output::Append { entries, .. }) = self.outputs.back_mut() else {

@@ -1,7 +1,7 @@
 //! Log replication: the leader's appends, heartbeats and commit; the follower's consistency check,
 //! truncation of divergent suffixes and acknowledgements (Raft §5.3–5.4, over byte positions).
 
-use super::{AppendError, Consensus, LogView, Role, encode_fixed};
+use super::{AppendError, Consensus, LogView, Role};
 use crate::log_entry::{
     self, digest_checkpoint, new_leadership_term, session_message, timer_fired,
 };
@@ -138,7 +138,7 @@ impl Consensus {
     /// the entries then follow it directly, so the (up to 64 KiB) message is written once rather
     /// than zeroed and then copied into.
     fn encode_append_request(
-        &self,
+        &mut self,
         from: u64,
         prev_term: u64,
         entry_term: u64,
@@ -161,7 +161,7 @@ impl Consensus {
         let length_offset = head_length - 4;
         let entries_length = u32::try_from(entries.len()).expect("entries are within 64 KiB");
         head[length_offset..head_length].copy_from_slice(&entries_length.to_le_bytes());
-        let mut buf = Vec::with_capacity(head_length + entries.len());
+        let mut buf = self.buffer(head_length + entries.len());
         buf.extend_from_slice(&head[..head_length]);
         buf.extend_from_slice(entries);
         buf
@@ -269,7 +269,9 @@ impl Consensus {
         }
         if end > self.appended_position {
             let skip = usize::try_from(self.appended_position - prev_position).expect("fits");
-            self.append_local(entry_term, entries[skip..].to_vec());
+            let mut owned = self.buffer(entries.len() - skip);
+            owned.extend_from_slice(&entries[skip..]);
+            self.append_local(entry_term, owned);
         }
     }
 
@@ -393,20 +395,20 @@ impl Consensus {
     }
 
     fn encode_response(
-        &self,
+        &mut self,
         success: bool,
         position: u64,
         conflict_term: u64,
         conflict_base: u64,
     ) -> Vec<u8> {
-        encode_fixed(|buf| {
+        self.encode_fixed(|this, buf| {
             let mut encoder = append_response::Encoder::wrap(buf).expect("fits");
             encoder
-                .term(self.current_term)
+                .term(this.current_term)
                 .position(position)
                 .conflict_term(conflict_term)
                 .conflict_base(conflict_base)
-                .follower_id(self.id)
+                .follower_id(this.id)
                 .success(u8::from(success));
             encoder.finish()
         })
