@@ -178,10 +178,11 @@ fn one_client(round_trips: u64, mode: Mode) -> anyhow::Result<(Histogram<u64>, f
         let sent = Instant::now();
         cluster.submit(leader, 1, request, &command(request))?;
         cluster.tick();
-        let answers = cluster.take_answers();
+        let answers = cluster.answers();
         if answers.len() != 1 || answers[0].request_id != request {
             bail!("request {request} was not answered in its round trip");
         }
+        cluster.clear_answers();
         if request > warm_up {
             histogram.record(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX))?;
             measured += 1;
@@ -217,7 +218,8 @@ fn throughput(commands: u64, clients: u64, batch: u64, mode: Mode) -> anyhow::Re
             }
         }
         cluster.tick();
-        let answered = u64::try_from(cluster.take_answers().len())?;
+        let answered = u64::try_from(cluster.answers().len())?;
+        cluster.clear_answers();
         if answered != per_round {
             bail!("{answered} of {per_round} commands were answered in a round");
         }
