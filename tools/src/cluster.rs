@@ -192,6 +192,10 @@ fn one_client(round_trips: u64, mode: Mode) -> anyhow::Result<(Histogram<u64>, f
     Ok((histogram, rate(measured, seconds)))
 }
 
+/// Commands a leader takes from its clients in one duty cycle before it replicates them, as a
+/// consensus module agent polls its ingress with a bounded limit (1024 commands are 80 KiB of log).
+const DUTY_CYCLE_COMMANDS: u64 = 1024;
+
 /// `clients` sessions with one command each in flight, or one session sending `batch` commands
 /// per round trip: commands committed per second.
 fn throughput(commands: u64, clients: u64, batch: u64, mode: Mode) -> anyhow::Result<f64> {
@@ -206,6 +210,7 @@ fn throughput(commands: u64, clients: u64, batch: u64, mode: Mode) -> anyhow::Re
     let mut committed = 0u64;
     let started = Instant::now();
     for _ in 0..rounds {
+        let mut taken = 0u64;
         for (session, request) in next_request.iter_mut().enumerate() {
             for _ in 0..batch {
                 cluster.submit(
@@ -215,6 +220,10 @@ fn throughput(commands: u64, clients: u64, batch: u64, mode: Mode) -> anyhow::Re
                     &command(*request),
                 )?;
                 *request += 1;
+                taken += 1;
+                if taken.is_multiple_of(DUTY_CYCLE_COMMANDS) {
+                    cluster.tick();
+                }
             }
         }
         cluster.tick();
