@@ -43,8 +43,12 @@
 //! follower only reports bytes that are durable and known to match the current leader's log.
 //!
 //! # Threads and memory
-//! One thread owns a `Consensus` (the consensus module agent, or the simulator). It allocates
-//! messages and log actions as `Vec<u8>` outputs; the caller drops them once carried out.
+//! One thread owns a `Consensus` (the consensus module agent, or the simulator). Messages and log
+//! actions are `Vec<u8>` outputs; a caller that hands each one back once carried out
+//! ([`Consensus::recycle`]) lets the core reuse them, so its steady state allocates nothing
+//! (`tests/allocation_free.rs`). Every positional limit is explicit: at most [`MEMBERS_MAX`]
+//! members, 64 KiB per append request, [`ConsensusConfig::inflight_bytes_max`] unacknowledged
+//! per follower, 16 MiB appended but not yet durable on the leader before commands are refused.
 
 mod election;
 mod replication;
