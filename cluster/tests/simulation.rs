@@ -137,3 +137,15 @@ fn a_trace_reads_as_the_story_of_the_run() {
     );
     assert!(quiet.trace.is_empty());
 }
+
+#[test]
+fn a_panic_in_a_run_is_reported_with_its_seed() {
+    // A cluster of no members makes the world's start-up panic (clients pick a member modulo the
+    // member count); the batch runner turns that into the seed's violation instead of aborting
+    // the whole batch. (A member count the core refuses is a "recovery" violation, not a panic.)
+    let config = SimConfig::new(0);
+    let summary = run_seeds(&config, &[3, 4], 1);
+    assert_eq!(summary.failures.len(), 2);
+    assert_eq!(summary.failures[0].0, 3);
+    assert_eq!(summary.failures[0].1.checker, "panic");
+}

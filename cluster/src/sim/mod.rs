@@ -308,6 +308,38 @@ pub fn run_seed(config: &SimConfig, seed: u64) -> SeedOutcome {
     }
 }
 
+/// Runs one seed; a panic anywhere in the run (an assertion in the core, the container or the
+/// simulator) becomes the seed's violation instead of taking the whole batch down unnamed.
+pub fn run_seed_catching_panics(config: &SimConfig, seed: u64) -> SeedOutcome {
+    let started = Instant::now();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(config, seed))) {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            SeedOutcome {
+                seed,
+                members: config.members,
+                trace_hash: 0,
+                simulated_ns: 0,
+                real: started.elapsed(),
+                faults: FaultCounts::default(),
+                commands_committed: 0,
+                elections: 0,
+                violations: vec![Violation {
+                    checker: "panic",
+                    time_ns: 0,
+                    detail,
+                }],
+                trace: Vec::new(),
+            }
+        }
+    }
+}
+
 /// The totals of many seeds.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -388,7 +420,7 @@ pub fn run_seeds(config: &SimConfig, seeds: &[u64], threads: usize) -> Summary {
                     let Some(&seed) = seeds.get(index) else {
                         break;
                     };
-                    let outcome = run_seed(config, seed);
+                    let outcome = run_seed_catching_panics(config, seed);
                     outcomes
                         .lock()
                         .expect("no thread panics holding it")
