@@ -8,6 +8,77 @@
 //! reads of files or the network. Its [`ClusteredService::state_digest`] is what catches a
 //! service that breaks the rule: replicas compare digests at equal log positions and a replica
 //! whose digest differs stops ([`crate::container::Divergence`]).
+//!
+//! A counter service, fed a committed log by a [`ServiceContainer`](crate::container::ServiceContainer)
+//! (in a cluster the log comes from the consensus core; here it is built by hand):
+//!
+//! ```
+//! use tern_cluster::container::{ContainerOutput, ServiceContainer};
+//! use tern_cluster::log_entry::{append_entry, session_message};
+//! use tern_cluster::service::{ClusteredService, ServiceContext, SnapshotError};
+//!
+//! #[derive(Default)]
+//! struct Counter {
+//!     total: u64,
+//! }
+//!
+//! impl ClusteredService for Counter {
+//!     fn on_session_message(
+//!         &mut self,
+//!         context: &mut ServiceContext<'_>,
+//!         _session_id: u64,
+//!         payload: &[u8],
+//!         response: &mut Vec<u8>,
+//!     ) {
+//!         self.total += payload.len() as u64;
+//!         // Timers are replicated state too: this one fires through the log a second later.
+//!         context.schedule_timer(7, context.cluster_time_ns() + 1_000_000_000);
+//!         response.extend_from_slice(&self.total.to_le_bytes());
+//!     }
+//!
+//!     fn on_timer(&mut self, _context: &mut ServiceContext<'_>, _correlation_id: u64) {
+//!         self.total = 0;
+//!     }
+//!
+//!     fn take_snapshot(&self, out: &mut Vec<u8>) {
+//!         out.extend_from_slice(&self.total.to_le_bytes());
+//!     }
+//!
+//!     fn load_snapshot(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
+//!         let bytes: [u8; 8] = snapshot.try_into().map_err(|_| SnapshotError::Invalid {
+//!             field: "total",
+//!             reason: "a counter snapshot is 8 bytes",
+//!         })?;
+//!         self.total = u64::from_le_bytes(bytes);
+//!         Ok(())
+//!     }
+//!
+//!     fn state_digest(&self) -> u64 {
+//!         self.total
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut log = Vec::new();
+//! for (request, payload) in [(1, &b"abc"[..]), (2, &b"de"[..]), (2, &b"de"[..])] {
+//!     append_entry(&mut log, |buf| {
+//!         let mut encoder = session_message::Encoder::wrap(buf)?;
+//!         encoder.session_id(9).request_id(request).timestamp_ns(request * 1_000);
+//!         Ok(encoder.payload(payload)?.finish())
+//!     })?;
+//! }
+//! let mut container = ServiceContainer::new(Counter::default(), 4096);
+//! let commit_position = log.len() as u64;
+//! container.apply(&log, commit_position)?;
+//! assert_eq!(container.service().total, 5, "the retried request applied once");
+//! let duplicates = std::iter::from_fn(|| container.poll_output())
+//!     .filter(|output| matches!(output, ContainerOutput::Response { duplicate: true, .. }))
+//!     .count();
+//! assert_eq!(duplicates, 1);
+//! assert_eq!(container.poll_due_timer(1_000_002_000, 1), Some(7), "the leader appends it");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 
