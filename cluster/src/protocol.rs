@@ -21,7 +21,7 @@
 //!                   success@36
 //! ```
 
-use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion, UnknownAction, on_unknown};
+use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion};
 
 /// The consensus protocol's schema and semantic version.
 pub const CONSENSUS_PROTOCOL: Schema = Schema::new("consensus", 20, SemanticVersion::new(1, 0, 0));
@@ -189,19 +189,14 @@ impl<'a> Message<'a> {
             append_response::TEMPLATE_ID => {
                 Self::AppendResponse(append_response::Decoder::decode(bytes)?)
             }
+            // Every consensus template is terminate, so whatever the unknown one's policy bits
+            // say, decoding cannot skip it: it is reported, and the caller stops the exchange.
             _ => {
-                return Err(match on_unknown(&header) {
-                    UnknownAction::Terminate(message) | UnknownAction::Reject(message) => {
-                        ProtocolError::Unknown(message)
-                    }
-                    // Every consensus template is terminate; an ignorable one from a newer
-                    // minor would be skipped, which decoding cannot express, so it is reported.
-                    UnknownAction::Ignore => ProtocolError::Unknown(tern_codec::UnknownMessage {
-                        schema_id: header.schema_id,
-                        template_id: header.template_id,
-                        version: header.version,
-                    }),
-                });
+                return Err(ProtocolError::Unknown(tern_codec::UnknownMessage {
+                    schema_id: header.schema_id,
+                    template_id: header.template_id,
+                    version: header.version,
+                }));
             }
         })
     }

@@ -729,30 +729,16 @@ impl Consensus {
 
     fn append_local(&mut self, term: u64, entries: Vec<u8>) {
         let length = u64::try_from(entries.len()).expect("fits");
-        let position = self.appended_position;
-        self.history.record(term, position);
+        let target = self.append_target(term);
+        // A fresh append takes the entries' buffer whole; a coalescing one copies them in.
+        let spare = if target.is_empty() {
+            std::mem::replace(target, entries)
+        } else {
+            target.extend_from_slice(&entries);
+            entries
+        };
+        self.recycle(spare);
         self.appended_position += length;
-        if let Some(Output::Append {
-            position: last_position,
-            term: last_term,
-            entries: last_entries,
-        }) = self.outputs.back_mut()
-        {
-            let last_end = *last_position + u64::try_from(last_entries.len()).expect("fits");
-            if *last_term == term
-                && last_entries.len() < APPEND_COALESCE_BYTES
-                && last_end == position
-            {
-                last_entries.extend_from_slice(&entries);
-                self.recycle(entries);
-                return;
-            }
-        }
-        self.outputs.push_back(Output::Append {
-            position,
-            term,
-            entries,
-        });
     }
 
     /// Frames the message in the scratch buffer into the log at its end, as an entry of `term`.
