@@ -4,24 +4,105 @@
 //! work and says how much. An agent runs on its own thread under an [`IdleStrategy`]
 //! ([`AgentRunner`]), is composed with others onto one thread ([`CompositeAgent`]: the driver's
 //! *shared* and *shared-network* modes), or is invoked by the application on its own thread.
-//! The clock is read once per duty cycle and handed to the agent, which never reads it itself.
+//! The runner reads its [`Clock`] once per duty cycle and hands the reading ([`Now`]) to the
+//! agent, which never reads a clock itself: tests give a [`ManualClock`] and step agents by hand.
+//!
+//! A panic in an agent's duty cycle is caught by its runner, handed to the agent's
+//! [`Agent::on_panic`] (the driver writes it to its error log), kept for
+//! [`AgentRunner::failure`], and stops that runner: a dead agent never looks alive.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The time as one duty cycle sees it: read once by the runner, the same for every agent it runs
+/// in that cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// A monotonic clock in nanoseconds, for timeouts and intervals.
+    pub nanos: i64,
+    /// Milliseconds since the Unix epoch, for timestamps people read and other processes compare
+    /// (heartbeats, error log times, counter reuse deadlines).
+    pub epoch_ms: i64,
+}
+
+/// Where runners read the time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The time now.
+    fn now(&self) -> Now;
+}
+
+/// The machine's clocks: [`nano_time`] and [`epoch_ms`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now(&self) -> Now {
+        Now {
+            nanos: nano_time(),
+            epoch_ms: epoch_ms(),
+        }
+    }
+}
+
+/// A clock that moves only when told: tests step agents through timeouts without sleeping.
+#[derive(Debug)]
+pub struct ManualClock {
+    nanos: AtomicI64,
+    epoch_ms: AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock at `now`.
+    pub fn new(now: Now) -> Self {
+        Self {
+            nanos: AtomicI64::new(now.nanos),
+            epoch_ms: AtomicI64::new(now.epoch_ms),
+        }
+    }
+
+    /// A clock reading what the system clock reads now, then moving only when advanced.
+    pub fn starting_now() -> Self {
+        Self::new(SystemClock.now())
+    }
+
+    /// Moves both readings forward by `step`.
+    pub fn advance(&self, step: Duration) {
+        let nanos = i64::try_from(step.as_nanos()).unwrap_or(i64::MAX);
+        let millis = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::AcqRel);
+        self.epoch_ms.fetch_add(millis, Ordering::AcqRel);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Now {
+        Now {
+            nanos: self.nanos.load(Ordering::Acquire),
+            epoch_ms: self.epoch_ms.load(Ordering::Acquire),
+        }
+    }
+}
+
 /// A unit of work run in a loop.
 pub trait Agent: Send {
-    /// Does at most a bounded amount of work at `now_ns` (a monotonic clock) and returns how
-    /// much: 0 tells the idle strategy there was nothing to do.
-    fn do_work(&mut self, now_ns: i64) -> usize;
+    /// Does at most a bounded amount of work at `now` and returns how much: 0 tells the idle
+    /// strategy there was nothing to do.
+    fn do_work(&mut self, now: Now) -> usize;
 
     /// A name for threads and logs.
     fn role_name(&self) -> &str;
 
     /// Called once when the agent stops.
     fn on_close(&mut self) {}
+
+    /// Called once, on the agent's thread, when its duty cycle panicked with `message`, before
+    /// the runner stops: record it where operators look. The agent's state may be part-updated.
+    fn on_panic(&mut self, message: &str) {
+        let _ = message;
+    }
 }
 
 /// Several agents on one thread, each given every duty cycle.
@@ -43,11 +124,8 @@ impl CompositeAgent {
 }
 
 impl Agent for CompositeAgent {
-    fn do_work(&mut self, now_ns: i64) -> usize {
-        self.agents
-            .iter_mut()
-            .map(|agent| agent.do_work(now_ns))
-            .sum()
+    fn do_work(&mut self, now: Now) -> usize {
+        self.agents.iter_mut().map(|agent| agent.do_work(now)).sum()
     }
 
     fn role_name(&self) -> &str {
@@ -57,6 +135,12 @@ impl Agent for CompositeAgent {
     fn on_close(&mut self) {
         for agent in &mut self.agents {
             agent.on_close();
+        }
+    }
+
+    fn on_panic(&mut self, message: &str) {
+        for agent in &mut self.agents {
+            agent.on_panic(message);
         }
     }
 }
@@ -181,7 +265,7 @@ impl Idler {
 
 /// The monotonic clock agents are given: nanoseconds since the first call in this process.
 pub fn nano_time() -> i64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    static START: OnceLock<Instant> = OnceLock::new();
     let start = START.get_or_init(Instant::now);
     i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX)
 }
@@ -195,28 +279,30 @@ pub fn epoch_ms() -> i64 {
         })
 }
 
-/// An agent running on its own thread until closed.
+/// An agent running on its own thread until closed, or until it panics.
 pub struct AgentRunner {
     running: Arc<AtomicBool>,
+    failure: Arc<OnceLock<String>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl AgentRunner {
-    /// Starts `agent` on a thread named after its role.
-    pub fn start(mut agent: Box<dyn Agent>, strategy: IdleStrategy) -> std::io::Result<Self> {
+    /// Starts `agent` on a thread named after its role, reading `clock` once per duty cycle.
+    pub fn start(
+        agent: Box<dyn Agent>,
+        strategy: IdleStrategy,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
         let running = Arc::new(AtomicBool::new(true));
-        let flag = Arc::clone(&running);
+        let failure = Arc::new(OnceLock::new());
+        let (flag, failed) = (Arc::clone(&running), Arc::clone(&failure));
         let name = agent.role_name().to_owned();
-        let thread = std::thread::Builder::new().name(name).spawn(move || {
-            let mut idler = Idler::new(strategy);
-            while flag.load(Ordering::Acquire) {
-                let work = agent.do_work(nano_time());
-                idler.idle(work);
-            }
-            agent.on_close();
-        })?;
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(agent, strategy, &*clock, &flag, &failed))?;
         Ok(Self {
             running,
+            failure,
             thread: Some(thread),
         })
     }
@@ -228,14 +314,54 @@ impl AgentRunner {
             .is_some_and(|thread| !thread.is_finished())
     }
 
+    /// The panic that stopped the agent, if one did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
     /// Stops the agent after its current duty cycle and waits for its thread.
     pub fn close(&mut self) {
         self.running.store(false, Ordering::Release);
         if let Some(thread) = self.thread.take() {
-            // A panic in the agent has already been reported on its thread.
+            // The loop catches the agent's panics; the thread itself ends normally.
             let _ = thread.join();
         }
     }
+}
+
+/// The runner's loop: duty cycles until stopped or until the agent panics.
+fn run(
+    mut agent: Box<dyn Agent>,
+    strategy: IdleStrategy,
+    clock: &dyn Clock,
+    running: &AtomicBool,
+    failure: &OnceLock<String>,
+) {
+    let mut idler = Idler::new(strategy);
+    while running.load(Ordering::Acquire) {
+        match guarded(|| agent.do_work(clock.now())) {
+            Ok(work) => idler.idle(work),
+            Err(message) => {
+                let message = format!("agent {} panicked: {message}", agent.role_name());
+                // The agent's own recording may panic too; the failure is kept either way.
+                let _ = guarded(|| agent.on_panic(&message));
+                let _ = failure.set(message);
+                break;
+            }
+        }
+    }
+    let _ = guarded(|| agent.on_close());
+}
+
+/// Runs `work`, turning a panic into its message.
+pub fn guarded<R>(work: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned())
+    })
 }
 
 impl Drop for AgentRunner {
@@ -252,7 +378,7 @@ mod tests {
     struct Counting(Arc<AtomicUsize>);
 
     impl Agent for Counting {
-        fn do_work(&mut self, _now_ns: i64) -> usize {
+        fn do_work(&mut self, _now: Now) -> usize {
             self.0.fetch_add(1, Ordering::Relaxed);
             0
         }
@@ -270,7 +396,12 @@ mod tests {
             Box::new(Counting(Arc::clone(&count))),
         ]);
         assert_eq!(composite.role_name(), "counting+counting");
-        let mut runner = AgentRunner::start(Box::new(composite), IdleStrategy::default()).unwrap();
+        let mut runner = AgentRunner::start(
+            Box::new(composite),
+            IdleStrategy::default(),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
         while count.load(Ordering::Relaxed) < 100 {
             std::thread::yield_now();
         }
@@ -279,6 +410,52 @@ mod tests {
         let stopped_at = count.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(count.load(Ordering::Relaxed), stopped_at);
+    }
+
+    struct Panicking(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Agent for Panicking {
+        fn do_work(&mut self, now: Now) -> usize {
+            assert!(now.nanos < 5_000, "the clock passed 5 us");
+            1
+        }
+
+        fn role_name(&self) -> &str {
+            "panicking"
+        }
+
+        fn on_panic(&mut self, message: &str) {
+            self.0.lock().unwrap().push(message.to_owned());
+        }
+    }
+
+    #[test]
+    fn a_panicking_agent_is_recorded_and_its_runner_stops() {
+        let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let clock = Arc::new(ManualClock::new(Now {
+            nanos: 0,
+            epoch_ms: 0,
+        }));
+        let mut runner = AgentRunner::start(
+            Box::new(Panicking(Arc::clone(&recorded))),
+            IdleStrategy::Yield,
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        )
+        .unwrap();
+        assert!(runner.failure().is_none());
+        clock.advance(Duration::from_micros(10));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while runner.is_running() {
+            assert!(Instant::now() < deadline, "the runner did not stop");
+            std::thread::yield_now();
+        }
+        let failure = runner.failure().unwrap().to_owned();
+        assert!(
+            failure.starts_with("agent panicking panicked: the clock passed 5 us"),
+            "{failure}"
+        );
+        assert_eq!(*recorded.lock().unwrap(), [failure]);
+        runner.close();
     }
 
     #[test]

@@ -10,7 +10,9 @@
 use tern_codec::{Schema, SemanticVersion};
 
 /// The driver protocol's schema.
-pub const DRIVER_PROTOCOL: Schema = Schema::new("driver", 10, SemanticVersion::new(0, 1, 0));
+///
+/// 0.2 added [`release_image`].
+pub const DRIVER_PROTOCOL: Schema = Schema::new("driver", 10, SemanticVersion::new(0, 2, 0));
 
 /// The longest error message in a response.
 pub const ERROR_MESSAGE_MAX: usize = 1024;
@@ -155,6 +157,27 @@ tern_codec::enumeration! {
         Close = 1,
         /// Stop the driver.
         TerminateDriver = 2,
+    }
+}
+
+tern_codec::message! {
+    /// A client gives up an image it cannot read (its log would not map, its position counter is
+    /// not its own): the driver stops counting it in the publisher limit and records why. Added
+    /// in 0.2; a 0.1 driver answers it with [`ErrorCode::UnknownCommand`].
+    pub mod release_image (schema = DRIVER_PROTOCOL, template = 6, policy = Reject) {
+        block {
+            /// The client.
+            client_id @ 0 since 0: i64,
+            /// Echoed in the response.
+            correlation_id @ 8 since 0: i64,
+            /// The image.
+            image_id @ 16 since 0: i64,
+        }
+        groups {}
+        var_data {
+            /// Why, for the driver's error log.
+            reason (max = 1024) since 0: str,
+        }
     }
 }
 

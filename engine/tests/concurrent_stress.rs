@@ -59,17 +59,19 @@ fn many_producers_one_consumer_exactly_once_in_order() {
     let mut received = 0;
     let start = Instant::now();
     while received < PRODUCERS * MESSAGES {
-        let read = ring.read(
-            |kind, bytes| {
-                assert_eq!(kind, 1);
-                let producer = u32::from_le_bytes(bytes[..4].try_into().unwrap());
-                let sequence = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
-                assert_eq!(bytes, body(producer, sequence), "payload intact");
-                assert_eq!(sequence, next[producer as usize], "in order per producer");
-                next[producer as usize] += 1;
-            },
-            64,
-        );
+        let read = ring
+            .read(
+                |kind, bytes| {
+                    assert_eq!(kind, 1);
+                    let producer = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+                    let sequence = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
+                    assert_eq!(bytes, body(producer, sequence), "payload intact");
+                    assert_eq!(sequence, next[producer as usize], "in order per producer");
+                    next[producer as usize] += 1;
+                },
+                64,
+            )
+            .messages;
         received += u32::try_from(read).unwrap();
         if read == 0 {
             assert!(

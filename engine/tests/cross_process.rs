@@ -97,18 +97,20 @@ fn a_producer_process_feeds_a_consumer_process() {
     let mut next = 0u64;
     let start = Instant::now();
     while next < MESSAGES {
-        let read = ring.read(
-            |kind, body| {
-                assert_eq!(kind, 5);
-                assert_eq!(
-                    u64::from_le_bytes(body.try_into().unwrap()),
-                    next,
-                    "in order"
-                );
-                next += 1;
-            },
-            100,
-        );
+        let read = ring
+            .read(
+                |kind, body| {
+                    assert_eq!(kind, 5);
+                    assert_eq!(
+                        u64::from_le_bytes(body.try_into().unwrap()),
+                        next,
+                        "in order"
+                    );
+                    next += 1;
+                },
+                100,
+            )
+            .messages;
         if read == 0 {
             assert!(start.elapsed() < DEADLINE, "producer stalled at {next}");
             if let Some(status) = child.0.try_wait().unwrap() {

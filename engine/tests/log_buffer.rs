@@ -17,6 +17,7 @@ use tern_engine::logbuffer::frame_header::{FragmentHeader, HeaderTemplate};
 use tern_engine::logbuffer::term_appender::{
     Appended, ExclusiveTermAppender, TermAppender, align_frame, framed_length,
 };
+use tern_engine::logbuffer::unblocker::Unblocked;
 use tern_engine::logbuffer::{term_reader, unblocker};
 
 const TERM_LENGTH: usize = 64 * 1024;
@@ -291,13 +292,16 @@ fn a_dead_publishers_claim_is_padded_over() {
     let read = |offset| term_reader::read(&log.term(0), offset, 10, |_| 0, |_, _| {});
     assert_eq!(read(0).fragments, 0, "blocked");
     let tail = tail_term_offset(log.metadata().raw_tail(0), 65536);
-    assert!(unblocker::unblock(
-        &log.term(0),
-        &template,
-        0,
-        0,
-        usize::try_from(tail).unwrap()
-    ));
+    assert_eq!(
+        unblocker::unblock(
+            &log.term(0),
+            &template,
+            0,
+            0,
+            usize::try_from(tail).unwrap()
+        ),
+        Unblocked::Padded
+    );
     let outcome = read(0);
     assert_eq!(outcome.fragments, 1);
 
@@ -308,15 +312,74 @@ fn a_dead_publishers_claim_is_padded_over() {
     log.offer(&[b"next"]);
     assert_eq!(read(blocked).fragments, 0);
     let tail = usize::try_from(tail_term_offset(log.metadata().raw_tail(0), 65536)).unwrap();
-    assert!(unblocker::unblock(
-        &log.term(0),
-        &template,
-        0,
-        blocked,
-        tail
-    ));
+    assert_eq!(
+        unblocker::unblock(&log.term(0), &template, 0, blocked, tail),
+        Unblocked::Padded
+    );
     assert_eq!(read(blocked).fragments, 1);
-    assert!(!unblocker::unblock(&log.term(0), &template, 0, tail, tail));
+    assert_eq!(
+        unblocker::unblock(&log.term(0), &template, 0, tail, tail),
+        Unblocked::No
+    );
+}
+
+#[test]
+fn unblocking_never_pads_over_a_live_publishers_unwritten_claim() {
+    let log = Log::new(0);
+    let template = log.template();
+    // A dead publisher claims 96 bytes and writes nothing; a live one claims the 64 bytes after
+    // it and has not written its header yet.
+    log.metadata().buffer().get_and_add_i64(0, 96);
+    let mut live = TermAppender::new(log.term(0), log.metadata(), 0)
+        .claim(&template, 32, 0)
+        .unwrap();
+    log.term(0).put_i32_ordered(96, 0); // as if its header were not stored yet
+    let tail = usize::try_from(tail_term_offset(log.metadata().raw_tail(0), 65536)).unwrap();
+    assert_eq!(
+        unblocker::unblock(&log.term(0), &template, 0, 0, tail),
+        Unblocked::No,
+        "no started frame proves where the dead claim ends"
+    );
+    // The live publisher writes its header and commits: now the dead claim is bounded.
+    log.term(0).put_i32_ordered(96, -64);
+    live.with_payload(|payload| payload[..5].copy_from_slice(b"alive"));
+    live.commit();
+    assert_eq!(
+        unblocker::unblock(&log.term(0), &template, 0, 0, tail),
+        Unblocked::Padded
+    );
+    let mut payloads = Vec::new();
+    term_reader::read(
+        &log.term(0),
+        0,
+        10,
+        |_| 0,
+        |payload, _| payloads.push(payload[..5].to_vec()),
+    );
+    assert_eq!(
+        payloads,
+        [b"alive".to_vec()],
+        "the live publisher's message is delivered"
+    );
+}
+
+#[test]
+fn unblocking_survives_any_frame_length_a_publisher_leaves() {
+    let template = Log::new(0).template();
+    for hostile in [i32::MIN, i32::MIN + 1, -1, -31, -65537, -160, 1 - 65536] {
+        let log = Log::new(0);
+        log.metadata().buffer().get_and_add_i64(0, 64);
+        log.offer(&[b"after"]);
+        log.term(0).put_i32_ordered(0, hostile);
+        let tail = usize::try_from(tail_term_offset(log.metadata().raw_tail(0), 65536)).unwrap();
+        let outcome = unblocker::unblock(&log.term(0), &template, 0, 0, tail);
+        assert_eq!(outcome, Unblocked::Padded, "length {hostile}");
+        let fragments = term_reader::read(&log.term(0), 0, 10, |_| 0, |_, _| {}).fragments;
+        assert_eq!(
+            fragments, 1,
+            "length {hostile}: padded only up to the next frame"
+        );
+    }
 }
 
 #[test]

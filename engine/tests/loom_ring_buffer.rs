@@ -43,7 +43,11 @@ fn two_producers_one_consumer() {
         let ring = ManyToOneRingBuffer::new(memory.buffer()).unwrap();
         let mut seen = Vec::new();
         while seen.len() < 2 {
-            if ring.read(|kind, body| seen.push((kind, body.to_vec())), 10) == 0 {
+            if ring
+                .read(|kind, body| seen.push((kind, body.to_vec())), 10)
+                .messages
+                == 0
+            {
                 thread::yield_now();
             }
         }
@@ -71,7 +75,7 @@ fn one_producer_wraps_past_the_consumer() {
         let ring = ManyToOneRingBuffer::new(memory.buffer()).unwrap();
         let mut seen = Vec::new();
         while seen.len() < 3 {
-            if ring.read(|_, body| seen.push(body[0]), 1) == 0 {
+            if ring.read(|_, body| seen.push(body[0]), 1).messages == 0 {
                 thread::yield_now();
             }
         }

@@ -129,8 +129,14 @@ pub(crate) fn run(args: &DriverArgs) -> Result<()> {
         driver.dir().display(),
         std::process::id()
     );
-    while !stop.load(Ordering::Acquire) && !driver.is_terminated() {
+    while !stop.load(Ordering::Acquire) && !driver.is_terminated() && driver.failure().is_none() {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(failure) = driver.failure() {
+        // A dead agent must not look alive: stop, and say why with a non-zero exit. The error
+        // log (`tern errors`) holds the same text until the directory is removed.
+        driver.close();
+        anyhow::bail!("the driver stopped because {failure}");
     }
     let reason = if driver.is_terminated() {
         "terminated by a client"

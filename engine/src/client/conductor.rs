@@ -12,15 +12,16 @@ use std::sync::atomic::Ordering;
 use tern_codec::{MessageHeader, UnknownAction, on_unknown};
 
 use super::subscription::{ImageInfo, ImageShared, SubscriptionState};
-use super::{ClientConfig, ClientError, ClientShared, ImageHandler};
-use crate::agent::epoch_ms;
+use super::{ClientConfig, ClientError, ClientShared, ImageHandler, UnusableImageHandler};
+use crate::agent::Now;
 use crate::command::{
     self, ClientAction, client_command, on_available_image, on_client_timeout, on_counter_ready,
     on_error, on_operation_success, on_publication_ready, on_subscription_ready,
-    on_unavailable_image,
+    on_unavailable_image, release_image,
 };
 use crate::concurrent::atomic_buffer::AtomicBuffer;
 use crate::concurrent::broadcast::{BroadcastError, BroadcastReceiver};
+use crate::concurrent::counters::CounterReader;
 use crate::logbuffer::log_buffers::LogBuffers;
 
 /// Broadcast messages handled per duty cycle at most.
@@ -31,7 +32,7 @@ pub(crate) struct PublicationReady {
     pub(crate) registration_id: i64,
     pub(crate) session_id: i32,
     pub(crate) stream_id: i32,
-    pub(crate) limit_counter_id: i32,
+    pub(crate) limit: CounterReader<'static>,
     pub(crate) log: Arc<LogBuffers>,
 }
 
@@ -56,13 +57,14 @@ pub(crate) struct ClientConductor {
     fatal: Option<ClientError>,
     on_available: Option<ImageHandler>,
     on_unavailable: Option<ImageHandler>,
+    on_unusable: Option<UnusableImageHandler>,
 }
 
 impl ClientConductor {
     pub(crate) fn new(
         to_clients: AtomicBuffer<'static>,
         config: &ClientConfig,
-        now_ns: i64,
+        now: Now,
     ) -> Result<Self, BroadcastError> {
         let receiver = BroadcastReceiver::new(to_clients)?;
         let scratch = vec![0u8; to_clients.capacity() / 8];
@@ -72,13 +74,14 @@ impl ClientConductor {
             awaiting: HashSet::new(),
             responses: HashMap::new(),
             subscriptions: HashMap::new(),
-            last_keepalive_ns: now_ns,
+            last_keepalive_ns: now.nanos,
             keepalive_interval_ns: i64::try_from(config.keepalive_interval.as_nanos())
                 .unwrap_or(i64::MAX),
             driver_timeout_ms: i64::try_from(config.driver_timeout.as_millis()).unwrap_or(i64::MAX),
             fatal: None,
             on_available: config.on_available_image.clone(),
             on_unavailable: config.on_unavailable_image.clone(),
+            on_unusable: config.on_unusable_image.clone(),
         })
     }
 
@@ -169,7 +172,7 @@ impl ClientConductor {
     }
 
     /// One duty cycle: responses, keepalive, driver liveness.
-    pub(crate) fn do_work(&mut self, shared: &ClientShared, now_ns: i64) -> usize {
+    pub(crate) fn do_work(&mut self, shared: &ClientShared, now: Now) -> usize {
         if self.fatal.is_some() {
             return 0;
         }
@@ -186,10 +189,10 @@ impl ClientConductor {
                     return work;
                 }
                 Err(error) => {
-                    // A message too long for the scratch buffer: skip it, keep serving.
-                    let _ = error;
-                    work += 1;
-                    continue;
+                    // Longer than the transmitter ever writes: the CnC file is corrupt, and the
+                    // message skipped might have been this client's response. Fail loudly.
+                    self.fail(shared, ClientError::BadDriverMessage(error.to_string()));
+                    return work;
                 }
             }
             work += 1;
@@ -199,9 +202,9 @@ impl ClientConductor {
                 self.scratch = bytes;
             }
         }
-        if now_ns - self.last_keepalive_ns > self.keepalive_interval_ns {
-            self.send_keepalive(shared, now_ns);
-            let silent_ms = epoch_ms() - shared.to_driver.consumer_heartbeat();
+        if now.nanos - self.last_keepalive_ns > self.keepalive_interval_ns {
+            self.send_keepalive(shared, now.nanos);
+            let silent_ms = now.epoch_ms - shared.to_driver.consumer_heartbeat();
             if silent_ms > self.driver_timeout_ms {
                 self.fail(shared, ClientError::DriverTimeout { silent_ms });
             }
@@ -219,16 +222,25 @@ impl ClientConductor {
 
     fn on_message(&mut self, shared: &ClientShared, bytes: &[u8]) {
         let Ok(header) = MessageHeader::decode(bytes) else {
+            // Not even a header: nothing says whether it mattered. Records are written whole
+            // by the driver, so this is corruption.
+            self.fail(
+                shared,
+                ClientError::BadDriverMessage(format!(
+                    "a {}-byte broadcast record without a message header",
+                    bytes.len()
+                )),
+            );
             return;
         };
         if header.schema_id != command::DRIVER_PROTOCOL.id {
-            let _ = on_unknown(&header);
+            self.on_unknown_message(shared, &header);
             return;
         }
         match header.template_id {
             on_publication_ready::TEMPLATE_ID => {
                 if let Ok(ready) = on_publication_ready::Decoder::decode(bytes) {
-                    self.on_publication_ready(&ready);
+                    self.on_publication_ready(shared, &ready);
                 }
             }
             on_subscription_ready::TEMPLATE_ID => {
@@ -286,30 +298,49 @@ impl ClientConductor {
                     self.fail(shared, ClientError::ClientTimedOut);
                 }
             }
-            _ => {
-                if let UnknownAction::Terminate(message) = on_unknown(&header) {
-                    self.fail(
-                        shared,
-                        ClientError::Resource(format!("unknown critical message {message}")),
-                    );
-                }
-            }
+            _ => self.on_unknown_message(shared, &header),
         }
     }
 
-    fn on_publication_ready(&mut self, ready: &on_publication_ready::Decoder<'_>) {
+    /// A message this client does not know: its template's policy decides (DESIGN §6). A
+    /// terminate-if-unknown message stops the client, since going on without understanding it
+    /// could misread everything after; reject asks the reader to answer with an error, and a
+    /// client has nobody to answer, so it skips those as it skips ignorable ones.
+    fn on_unknown_message(&mut self, shared: &ClientShared, header: &MessageHeader) {
+        match on_unknown(header) {
+            UnknownAction::Ignore | UnknownAction::Reject(_) => {}
+            UnknownAction::Terminate(message) => self.fail(
+                shared,
+                ClientError::BadDriverMessage(format!("unknown critical message {message}")),
+            ),
+        }
+    }
+
+    fn on_publication_ready(
+        &mut self,
+        shared: &ClientShared,
+        ready: &on_publication_ready::Decoder<'_>,
+    ) {
         let correlation_id = ready.correlation_id();
         if !self.awaiting.remove(&correlation_id) {
             return;
         }
+        let limit_id = ready.publisher_limit_counter_id();
         let result = LogBuffers::map(Path::new(ready.log_file()))
             .map_err(|error| ClientError::Resource(error.to_string()))
-            .map(|log| PublicationReady {
-                registration_id: correlation_id,
-                session_id: ready.session_id(),
-                stream_id: ready.stream_id(),
-                limit_counter_id: ready.publisher_limit_counter_id(),
-                log: Arc::new(log),
+            .and_then(|log| {
+                let limit = shared.counters.counter_reader(limit_id).ok_or_else(|| {
+                    ClientError::Resource(format!(
+                        "the publisher limit counter {limit_id} is not allocated"
+                    ))
+                })?;
+                Ok(PublicationReady {
+                    registration_id: correlation_id,
+                    session_id: ready.session_id(),
+                    stream_id: ready.stream_id(),
+                    limit,
+                    log: Arc::new(log),
+                })
             });
         self.responses
             .insert(correlation_id, Response::Publication(result));
@@ -335,20 +366,40 @@ impl ClientConductor {
         };
         let log = match LogBuffers::map(Path::new(image.log_file())) {
             Ok(log) => Arc::new(log),
-            Err(error) => {
-                let _ = error;
-                return;
-            }
+            Err(error) => return self.release_image(shared, &info, &error.to_string()),
         };
-        let Some(position) = shared
-            .counters
-            .owned_counter(image.subscriber_position_counter_id())
-        else {
-            return;
+        let counter_id = image.subscriber_position_counter_id();
+        let Some(position) = shared.counters.owned_counter(counter_id, shared.client_id) else {
+            let reason = format!("position counter {counter_id} is not this client's");
+            return self.release_image(shared, &info, &reason);
         };
         subscription.add_image(Arc::new(ImageShared::new(info.clone(), log, position)));
         if let Some(handler) = &self.on_available {
             handler(&info);
+        }
+    }
+
+    /// Gives up an image this client cannot read: the driver must stop holding publishers for
+    /// it, and the application hears of it through its unusable-image handler.
+    fn release_image(&mut self, shared: &ClientShared, info: &ImageInfo, reason: &str) {
+        let reason = crate::concurrent::truncate_utf8(reason, 1024);
+        let mut buf = [0u8; 1100];
+        let sent = release_image::Encoder::wrap(&mut buf)
+            .and_then(|mut encoder| {
+                encoder
+                    .client_id(shared.client_id)
+                    .correlation_id(0)
+                    .image_id(info.image_id);
+                Ok(encoder.reason(reason)?.finish())
+            })
+            .map_err(|error| ClientError::Resource(error.to_string()))
+            .and_then(|length| write_command(shared, release_image::TEMPLATE_ID, &buf[..length]));
+        if let Some(handler) = &self.on_unusable {
+            handler(info, reason);
+        }
+        if let Err(error) = sent {
+            // The driver would go on counting an image nobody reads: the client cannot go on.
+            self.fail(shared, error);
         }
     }
 

@@ -53,7 +53,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use fragment_assembler::FragmentAssembler;
+pub use fragment_assembler::{AssemblerLimits, FragmentAssembler};
 pub use publication::{ExclusivePublication, OfferResult, Publication};
 pub use subscription::{Image, ImageInfo, Subscription};
 
@@ -61,7 +61,7 @@ pub use crate::logbuffer::frame_header::FragmentHeader;
 pub use crate::logbuffer::term_appender::BufferClaim;
 pub use crate::logbuffer::term_reader::ControlledAction;
 
-use crate::agent::{Agent, AgentRunner, IdleStrategy, nano_time};
+use crate::agent::{Agent, AgentRunner, Clock, IdleStrategy, Now, SystemClock};
 use crate::cnc::{CncError, CncFile};
 use crate::command::ErrorCode;
 use crate::concurrent::counters::CountersReader;
@@ -82,6 +82,10 @@ pub enum ConductorMode {
 /// A callback for image changes.
 pub type ImageHandler = Arc<dyn Fn(&ImageInfo) + Send + Sync>;
 
+/// A callback for an image the client could not use (its log would not map, say), with why.
+/// The client has already told the driver to stop counting it.
+pub type UnusableImageHandler = Arc<dyn Fn(&ImageInfo, &str) + Send + Sync>;
+
 /// Client settings.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -101,6 +105,11 @@ pub struct ClientConfig {
     pub on_available_image: Option<ImageHandler>,
     /// Called when a subscription loses an image.
     pub on_unavailable_image: Option<ImageHandler>,
+    /// Called when the driver offered an image this client could not use.
+    pub on_unusable_image: Option<UnusableImageHandler>,
+    /// Where the client conductor reads the time for keepalives and the driver's liveness:
+    /// the system clock, or a [`ManualClock`](crate::agent::ManualClock) in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -126,6 +135,8 @@ impl Default for ClientConfig {
             idle_strategy: IdleStrategy::Sleep(Duration::from_millis(16)),
             on_available_image: None,
             on_unavailable_image: None,
+            on_unusable_image: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -155,6 +166,10 @@ pub enum ClientError {
     /// The client fell so far behind the driver's broadcasts that it missed responses.
     #[error("the client fell behind the driver's broadcast buffer and missed responses")]
     Lapped,
+    /// The driver's broadcast carried a message this client cannot read and must not skip
+    /// (corrupt, oversized, or unknown and marked terminate-if-unknown).
+    #[error("the driver sent a message this client cannot read: {0}")]
+    BadDriverMessage(String),
     /// The client is closed.
     #[error("the client is closed")]
     Closed,
@@ -219,7 +234,7 @@ impl ClientShared {
         loop {
             {
                 let mut conductor = self.lock();
-                conductor.do_work(self, nano_time());
+                conductor.do_work(self, self.config.clock.now());
                 if let Some(error) = conductor.fatal_error() {
                     return Err(error);
                 }
@@ -256,11 +271,11 @@ pub struct Tern {
 struct ConductorAgent(Arc<ClientShared>);
 
 impl Agent for ConductorAgent {
-    fn do_work(&mut self, now_ns: i64) -> usize {
+    fn do_work(&mut self, now: Now) -> usize {
         if self.0.is_closed() {
             return 0;
         }
-        self.0.lock().do_work(&self.0, now_ns)
+        self.0.lock().do_work(&self.0, now)
     }
 
     fn role_name(&self) -> &str {
@@ -305,7 +320,7 @@ impl Tern {
             .map_err(|error| ClientError::Resource(error.to_string()))?;
         let counters = CountersReader::new(sections.counters_metadata, sections.counters_values)
             .map_err(|error| ClientError::Resource(error.to_string()))?;
-        let conductor = ClientConductor::new(sections.to_clients, &config, nano_time())
+        let conductor = ClientConductor::new(sections.to_clients, &config, config.clock.now())
             .map_err(|error| ClientError::Resource(error.to_string()))?;
         let shared = Arc::new(ClientShared {
             client_id: to_driver.next_correlation_id(),
@@ -316,12 +331,15 @@ impl Tern {
             conductor: std::sync::Mutex::new(conductor),
             config: config.clone(),
         });
-        shared.lock().send_keepalive(&shared, nano_time());
+        shared
+            .lock()
+            .send_keepalive(&shared, shared.config.clock.now().nanos);
         let runner = match config.conductor_mode {
             ConductorMode::Thread => Some(
                 AgentRunner::start(
                     Box::new(ConductorAgent(Arc::clone(&shared))),
                     config.idle_strategy,
+                    Arc::clone(&config.clock),
                 )
                 .map_err(|error| ClientError::Resource(error.to_string()))?,
             ),
@@ -340,7 +358,9 @@ impl Tern {
         if self.shared.is_closed() {
             return 0;
         }
-        self.shared.lock().do_work(&self.shared, nano_time())
+        self.shared
+            .lock()
+            .do_work(&self.shared, self.shared.config.clock.now())
     }
 
     /// A fatal error the conductor met (driver dead, client timed out, lapped), if any.
@@ -359,7 +379,7 @@ impl Tern {
         registration_id: i64,
     ) -> Option<Result<Publication, ClientError>> {
         let mut conductor = self.shared.lock();
-        conductor.do_work(&self.shared, nano_time());
+        conductor.do_work(&self.shared, self.shared.config.clock.now());
         conductor
             .take_publication(&self.shared, registration_id)
             .map(|result| result.map(|ready| Publication::new(Arc::clone(&self.shared), ready)))
@@ -409,7 +429,7 @@ impl Tern {
         registration_id: i64,
     ) -> Option<Result<Subscription, ClientError>> {
         let mut conductor = self.shared.lock();
-        conductor.do_work(&self.shared, nano_time());
+        conductor.do_work(&self.shared, self.shared.config.clock.now());
         conductor
             .take_subscription(registration_id)
             .map(|result| result.map(|state| Subscription::new(Arc::clone(&self.shared), state)))
@@ -471,8 +491,10 @@ impl Tern {
         let counter = self
             .shared
             .counters
-            .owned_counter(id)
-            .ok_or_else(|| ClientError::Resource(format!("counter {id} is not allocated")))?;
+            .owned_counter(id, self.shared.client_id)
+            .ok_or_else(|| {
+                ClientError::Resource(format!("counter {id} is not allocated to this client"))
+            })?;
         Ok(UserCounter {
             shared: Arc::clone(&self.shared),
             counter,
@@ -578,7 +600,7 @@ impl Drop for UserCounter {
 fn check_heartbeat(cnc: &CncFile, config: &ClientConfig) -> Result<(), ClientError> {
     let ring = ManyToOneRingBuffer::new(cnc.sections().to_driver)
         .map_err(|error| ClientError::Resource(error.to_string()))?;
-    let silent_ms = crate::agent::epoch_ms() - ring.consumer_heartbeat();
+    let silent_ms = config.clock.now().epoch_ms - ring.consumer_heartbeat();
     if silent_ms > i64::try_from(config.driver_timeout.as_millis()).unwrap_or(i64::MAX) {
         return Err(ClientError::DriverTimeout { silent_ms });
     }

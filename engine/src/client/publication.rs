@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::conductor::{PublicationReady, write_command};
 use super::{ClientError, ClientShared};
 use crate::command::{ResourceKind, add_publication, remove_resource};
-use crate::concurrent::counters::Counter;
+use crate::concurrent::counters::CounterReader;
 use crate::logbuffer::descriptor::{index_by_term_count, tail_term_id, tail_term_offset};
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::term_appender::{
@@ -83,7 +83,7 @@ pub(crate) fn send_add(
 struct PublicationCore {
     shared: Arc<ClientShared>,
     ready: PublicationReady,
-    limit: Counter<'static>,
+    limit: CounterReader<'static>,
     template: HeaderTemplate,
     max_payload: usize,
     max_message_length: usize,
@@ -94,10 +94,7 @@ impl PublicationCore {
     fn new(shared: Arc<ClientShared>, ready: PublicationReady) -> Self {
         let metadata = ready.log.metadata();
         let geometry = ready.log.geometry();
-        let limit = shared
-            .counters
-            .owned_counter(ready.limit_counter_id)
-            .expect("the driver allocated the publisher limit before announcing the publication");
+        let limit = ready.limit;
         Self {
             template: HeaderTemplate::new(metadata.default_header()),
             max_payload: usize::try_from(tern_codec::frame::max_payload_length(metadata.mtu()))

@@ -171,6 +171,44 @@ impl<'a> AtomicBuffer<'a> {
         self.store_i32(offset, value, Ordering::Release);
     }
 
+    /// Copies `source` to `offset` (8-aligned) as relaxed 8-byte stores, the last word completed
+    /// with zeros: for memory that a reader may copy while it is written (a seqlock), where a
+    /// plain copy would be a data race. The zeroed tail of the last word must be the caller's.
+    pub fn put_words(&self, offset: usize, source: &[u8]) {
+        let mut chunks = source.chunks_exact(WORD);
+        let mut at = offset;
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; WORD]));
+            self.word(at).store(word, Ordering::Relaxed);
+            at += WORD;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; WORD];
+            word[..rest.len()].copy_from_slice(rest);
+            self.word(at)
+                .store(u64::from_le_bytes(word), Ordering::Relaxed);
+        }
+    }
+
+    /// Copies bytes at `offset` (8-aligned) into `destination` with relaxed 8-byte loads: the
+    /// reading side of [`AtomicBuffer::put_words`]. What it copies may be torn if a writer was
+    /// at work; the caller checks afterwards whether it was (a seqlock's validation).
+    pub fn get_words(&self, offset: usize, destination: &mut [u8]) {
+        let mut chunks = destination.chunks_exact_mut(WORD);
+        let mut at = offset;
+        for chunk in &mut chunks {
+            chunk.copy_from_slice(&self.word(at).load(Ordering::Relaxed).to_le_bytes());
+            at += WORD;
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let word = self.word(at).load(Ordering::Relaxed).to_le_bytes();
+            let length = rest.len();
+            rest.copy_from_slice(&word[..length]);
+        }
+    }
+
     fn check_range(&self, offset: usize, length: usize) {
         let end = offset.checked_add(length);
         assert!(

@@ -15,6 +15,12 @@
 //! record, 8-byte aligned: | length i32 | type i32 | body ... |
 //! ```
 //!
+//! Receivers copy records while the transmitter may be overwriting them (they find out
+//! afterwards), so both sides touch record memory only with relaxed 8-byte atomic accesses:
+//! the header as one word (length in the low half, type in the high half), the body as whole
+//! words ([`AtomicBuffer::put_words`] / [`AtomicBuffer::get_words`]). A racing copy may be torn,
+//! and is then discarded, but it is never a data race, and every location has one width.
+//!
 //! The transmitter never waits for receivers: it overwrites the oldest records. It announces
 //! each write by storing the *tail intent* before touching record bytes (release, then a
 //! release fence so that no record byte is written before the intent is visible), and stores the
@@ -64,6 +70,20 @@ pub enum BroadcastError {
         /// How far behind the receiver was, in bytes.
         missed_bytes: i64,
     },
+}
+
+/// A record header as the one word both sides access: length low, type high.
+fn record_header(length: usize, message_type: i32) -> i64 {
+    // Lengths are below the capacity, far below i32::MAX.
+    let length = u32::try_from(length).expect("record lengths fit u32");
+    (i64::from(message_type) << 32) | i64::from(length)
+}
+
+/// A record header word split into its length (negative lengths read as 0) and type.
+fn split_header(word: i64) -> (usize, i32) {
+    let [l0, l1, l2, l3, t0, t1, t2, t3] = word.to_le_bytes();
+    let length = usize::try_from(i32::from_le_bytes([l0, l1, l2, l3])).unwrap_or(0);
+    (length, i32::from_le_bytes([t0, t1, t2, t3]))
 }
 
 fn check_capacity(buffer: &AtomicBuffer<'_>) -> Result<usize, BroadcastError> {
@@ -121,18 +141,16 @@ impl<'a> BroadcastTransmitter<'a> {
         let to_end = self.capacity - index;
         if to_end < aligned {
             self.signal_intent(tail + as_position(to_end + aligned));
-            self.buffer.put_i32(index + 4, PADDING_MESSAGE_TYPE);
             self.buffer
-                .put_i32(index, i32::try_from(to_end).expect("below capacity"));
+                .put_i64(index, record_header(to_end, PADDING_MESSAGE_TYPE));
             tail += as_position(to_end);
             index = 0;
         } else {
             self.signal_intent(tail + as_position(aligned));
         }
         self.buffer
-            .put_i32(index, i32::try_from(record_length).expect("below capacity"));
-        self.buffer.put_i32(index + 4, message_type);
-        self.buffer.put_bytes(index + RECORD_HEADER_LENGTH, body);
+            .put_i64(index, record_header(record_length, message_type));
+        self.buffer.put_words(index + RECORD_HEADER_LENGTH, body);
         self.buffer
             .put_i64_ordered(self.capacity + LATEST_OFFSET, tail);
         // Publishes the record: pairs with the acquire load of the tail in `receive_next`.
@@ -190,9 +208,8 @@ impl<'a> BroadcastReceiver<'a> {
         }
         self.advance()?;
         let offset = self.record_offset;
-        let length = usize::try_from(self.buffer.get_i32(offset)).unwrap_or(0);
+        let (length, message_type) = split_header(self.buffer.get_i64(offset));
         let body_length = length.saturating_sub(RECORD_HEADER_LENGTH);
-        let message_type = self.buffer.get_i32(offset + 4);
         if body_length > scratch.len() || body_length > self.capacity / 8 {
             // A torn length if lapped; a message larger than promised otherwise.
             self.validate()?;
@@ -202,7 +219,7 @@ impl<'a> BroadcastReceiver<'a> {
             });
         }
         let body = &mut scratch[..body_length];
-        self.buffer.get_bytes(offset + RECORD_HEADER_LENGTH, body);
+        self.buffer.get_words(offset + RECORD_HEADER_LENGTH, body);
         self.validate()?;
         handler(message_type, body);
         Ok(true)
@@ -214,24 +231,25 @@ impl<'a> BroadcastReceiver<'a> {
         self.cursor = cursor;
         self.record_offset = masked_index(cursor, self.mask);
         self.validate()?;
-        let length = self.record_length(self.record_offset);
-        let message_type = self.buffer.get_i32(self.record_offset + 4);
+        let (length, message_type) = self.header_at(self.record_offset);
         self.next_record = cursor + as_position(align(length));
         if message_type == PADDING_MESSAGE_TYPE {
             self.cursor = self.next_record;
             self.record_offset = 0;
             self.validate()?;
-            let length = self.record_length(0);
+            let (length, _) = self.header_at(0);
             self.next_record += as_position(align(length));
         }
         Ok(())
     }
 
-    /// A record's length, at least a header so that the cursor always moves.
-    fn record_length(&self, offset: usize) -> usize {
-        usize::try_from(self.buffer.get_i32(offset))
-            .unwrap_or(0)
-            .clamp(RECORD_HEADER_LENGTH, self.capacity)
+    /// A record's length, at least a header so that the cursor always moves, and its type.
+    fn header_at(&self, offset: usize) -> (usize, i32) {
+        let (length, message_type) = split_header(self.buffer.get_i64(offset));
+        (
+            length.clamp(RECORD_HEADER_LENGTH, self.capacity),
+            message_type,
+        )
     }
 
     fn validate(&self) -> Result<(), BroadcastError> {

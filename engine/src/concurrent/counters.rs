@@ -155,16 +155,33 @@ impl<'a> CountersReader<'a> {
         })
     }
 
-    /// The writer of counter `id`'s value, for the client that owns it (the driver allocated it
-    /// for that client, such as a subscriber's position). `None` unless allocated.
-    pub fn owned_counter(&self, id: i32) -> Option<Counter<'a>> {
-        if self.state(id) != CounterState::Allocated {
+    /// The writer of counter `id`'s value, for the client `owner_id` that owns it (the driver
+    /// allocated it for that client, such as a subscriber's position or a counter the client
+    /// added). `None` unless it is allocated and owned by `owner_id`: a client never gets a
+    /// writer for the driver's counters (owner 0) or another client's.
+    pub fn owned_counter(&self, id: i32, owner_id: i64) -> Option<Counter<'a>> {
+        let offset = self.value_offset(id)?;
+        if owner_id == 0
+            || self.state(id) != CounterState::Allocated
+            || self.values.get_i64(offset + OWNER_ID_OFFSET) != owner_id
+        {
             return None;
         }
         Some(Counter {
             values: self.values,
-            offset: self.value_offset(id)?,
+            offset,
             id,
+        })
+    }
+
+    /// A reader of counter `id`'s value (a publisher's limit, say). `None` unless allocated.
+    pub fn counter_reader(&self, id: i32) -> Option<CounterReader<'a>> {
+        if self.state(id) != CounterState::Allocated {
+            return None;
+        }
+        Some(CounterReader {
+            values: self.values,
+            offset: self.value_offset(id)?,
         })
     }
 
@@ -357,6 +374,21 @@ impl<'a> CountersManager<'a> {
                 .expect("allocated ids are in range"),
             id,
         })
+    }
+}
+
+/// A counter's value, for reading only.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterReader<'a> {
+    values: AtomicBuffer<'a>,
+    offset: usize,
+}
+
+impl CounterReader<'_> {
+    /// Reads the value (acquire).
+    #[inline]
+    pub fn get(&self) -> i64 {
+        self.values.get_i64_volatile(self.offset + VALUE_OFFSET)
     }
 }
 

@@ -70,6 +70,17 @@ pub enum WriteError {
     InvalidType(i32),
 }
 
+/// What one [`ManyToOneRingBuffer::read`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Records handed to the handler.
+    pub messages: usize,
+    /// Bytes released unread because a record's length was corrupt; 0 normally.
+    pub skipped_bytes: usize,
+    /// The first corrupt length met (when `skipped_bytes > 0`).
+    pub corrupt_length: i32,
+}
+
 /// Why memory cannot hold a ring buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -215,47 +226,74 @@ impl<'a> ManyToOneRingBuffer<'a> {
     }
 
     /// Reads up to `limit` records in order, calling `handler(type, body)` for each, then
-    /// releases their space. Returns how many it read. Consumer only.
-    pub fn read(&self, mut handler: impl FnMut(i32, &[u8]), limit: usize) -> usize {
+    /// releases their space. Consumer only.
+    ///
+    /// Producers are other processes, so every record length is input: a record must start with
+    /// a length of at least a header whose aligned extent stays inside the bytes producers have
+    /// claimed (below the tail) and before the end of the records. A length that breaks this is
+    /// never trusted: the reader releases one aligned word and reads on from the next, so the
+    /// records producers claimed after it still arrive. The outcome says how many bytes were
+    /// skipped.
+    pub fn read(&self, mut handler: impl FnMut(i32, &[u8]), limit: usize) -> ReadOutcome {
         // The records may wrap: read to the end of the buffer, then once more from its start.
-        let mut messages = 0;
+        let mut outcome = ReadOutcome::default();
         for _ in 0..2 {
-            let (read, reached_end) = self.read_contiguous(&mut handler, limit - messages);
-            messages += read;
-            if !reached_end || messages == limit {
+            let reached_end = self.read_contiguous(&mut handler, limit, &mut outcome);
+            if !reached_end || outcome.messages == limit {
                 break;
             }
         }
-        messages
+        outcome
     }
 
-    /// Reads records from the head to the end of the buffer at most; returns how many and
-    /// whether it reached the end.
-    fn read_contiguous(&self, handler: &mut impl FnMut(i32, &[u8]), limit: usize) -> (usize, bool) {
+    /// Reads records from the head to the end of the buffer at most; returns whether it reached
+    /// the end.
+    fn read_contiguous(
+        &self,
+        handler: &mut impl FnMut(i32, &[u8]),
+        limit: usize,
+        outcome: &mut ReadOutcome,
+    ) -> bool {
         let head = self.buffer.get_i64(self.trailer(HEAD_POSITION_OFFSET));
         let head_index = masked_index(head, self.mask);
-        let contiguous = self.capacity - head_index;
+        let to_end = self.capacity - head_index;
+        // Only claimed bytes may hold records: a tail that is behind the head or more than a
+        // capacity ahead (written by a broken producer) claims nothing readable.
+        let claimed = self.producer_position().wrapping_sub(head);
+        let claimed = usize::try_from(claimed).map_or(0, |claimed| claimed.min(self.capacity));
+        let readable = to_end.min(claimed);
         let mut bytes_read = 0;
-        let mut messages = 0;
-        while bytes_read < contiguous && messages < limit {
+        while bytes_read < readable && outcome.messages < limit {
             let index = head_index + bytes_read;
             // Pairs with the release store of the length in `write_parts` and `claim`.
             let length = self.buffer.get_i32_volatile(index);
-            let Ok(length) = usize::try_from(length) else {
+            if length <= 0 {
                 break;
-            };
-            if length == 0 {
-                break;
+            }
+            let length = usize::try_from(length).unwrap_or(usize::MAX);
+            if length < RECORD_HEADER_LENGTH || align(length) > readable - bytes_read {
+                // Not a record any producer claimed. Step over one aligned word and look for the
+                // next record there: the records other producers claimed after this one are
+                // still delivered, and bytes a broken producer left behind it are skipped (or,
+                // if they parse as a record, read as one, which that producer could have
+                // written anyway).
+                if outcome.skipped_bytes == 0 {
+                    outcome.corrupt_length = i32::try_from(length).unwrap_or(i32::MAX);
+                }
+                outcome.skipped_bytes += RECORD_ALIGNMENT;
+                bytes_read += RECORD_ALIGNMENT;
+                continue;
             }
             bytes_read += align(length);
             let message_type = self.buffer.get_i32(index + 4);
             if message_type == PADDING_MESSAGE_TYPE {
                 continue;
             }
-            messages += 1;
-            // SAFETY: the record was published to the consumer (acquire of its positive length)
-            // and its space is released only after the handler returns, so no producer writes
-            // these bytes while they are lent.
+            outcome.messages += 1;
+            // SAFETY: the record was published to the consumer (acquire of its positive length),
+            // lies inside the records below the tail (checked above), and its space is released
+            // only after the handler returns, so no producer writes these bytes while they are
+            // lent.
             unsafe {
                 self.buffer.with_bytes(
                     index + RECORD_HEADER_LENGTH,
@@ -272,7 +310,7 @@ impl<'a> ManyToOneRingBuffer<'a> {
                 head + as_position(bytes_read),
             );
         }
-        (messages, bytes_read == contiguous)
+        bytes_read == to_end
     }
 
     /// A new id, unique among all users of this buffer (for correlating requests).
@@ -406,7 +444,7 @@ mod tests {
             ring.write(1, &[1; 8]).unwrap();
         }
         assert_eq!(ring.write(1, &[1; 8]), Err(WriteError::Full));
-        assert_eq!(ring.read(|_, _| {}, 1), 1);
+        assert_eq!(ring.read(|_, _| {}, 1).messages, 1);
         ring.write(1, &[2; 8]).unwrap();
         assert_eq!(
             drain(&ring),
@@ -435,7 +473,7 @@ mod tests {
         buffer.put_i32_ordered(0, -24);
         ring.write(3, b"after").unwrap();
         assert_eq!(
-            ring.read(|_, _| {}, 10),
+            ring.read(|_, _| {}, 10).messages,
             0,
             "blocked behind the dead record"
         );
@@ -449,6 +487,52 @@ mod tests {
         assert!(ring.unblock());
         assert_eq!(drain(&ring), [(4, b"next".to_vec())]);
         assert!(!ring.unblock());
+    }
+
+    #[test]
+    fn a_record_length_past_the_claimed_records_is_skipped_not_lent() {
+        let memory = ring(256);
+        let buffer = memory.buffer();
+        let ring = ManyToOneRingBuffer::new(buffer).unwrap();
+        ring.write(1, b"first").unwrap();
+        ring.write(2, b"second").unwrap();
+        // A broken producer rewrites the second record's length to run into the trailer.
+        buffer.put_i32_ordered(16, 1000);
+        let mut seen = Vec::new();
+        let outcome = ring.read(|kind, body| seen.push((kind, body.to_vec())), 10);
+        assert_eq!(seen, [(1, b"first".to_vec())]);
+        assert_eq!(outcome.messages, 1);
+        assert_eq!(outcome.skipped_bytes, 16);
+        assert_eq!(outcome.corrupt_length, 1000);
+        assert_eq!(ring.size(), 0, "head caught up with the tail, not past it");
+        assert_eq!(
+            ring.producer_position(),
+            32,
+            "the trailer was neither lent nor zeroed"
+        );
+        // A length too short to hold a header is corrupt too; records after the skip flow.
+        ring.write(3, b"x").unwrap();
+        buffer.put_i32_ordered(32, 3);
+        assert_eq!(ring.read(|_, _| {}, 10).skipped_bytes, 16);
+        ring.write(4, b"after").unwrap();
+        assert_eq!(drain(&ring), [(4, b"after".to_vec())]);
+    }
+
+    #[test]
+    fn a_tail_behind_the_head_claims_nothing() {
+        let memory = ring(64);
+        let buffer = memory.buffer();
+        let ring = ManyToOneRingBuffer::new(buffer).unwrap();
+        ring.write(1, b"a").unwrap();
+        assert_eq!(ring.read(|_, _| {}, 10).messages, 1);
+        // Leftover bytes that look like a record, and a tail a broken producer moved back.
+        buffer.put_i32_ordered(16, 16);
+        buffer.put_i32(20, 9);
+        buffer.put_i64_ordered(64, 0);
+        assert_eq!(
+            ring.read(|_, _| panic!("nothing is claimed"), 10).messages,
+            0
+        );
     }
 
     #[test]

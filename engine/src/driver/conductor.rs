@@ -18,14 +18,14 @@ use super::ipc_publication::{
     IpcPublication, PublicationState, SubscriberLink, TetherState, Timeouts,
 };
 use super::system_counters::{SystemCounter, SystemCounters};
-use crate::agent::{Agent, epoch_ms};
+use crate::agent::{Agent, Now};
 use crate::channel::{ChannelUri, Media};
 use crate::cnc::CncFile;
 use crate::command::{
     self, ClientAction, ErrorCode, ResourceKind, add_counter, add_publication, add_subscription,
     client_command, on_available_image, on_client_timeout, on_counter_ready, on_error,
     on_operation_success, on_publication_ready, on_subscription_ready, on_unavailable_image,
-    remove_resource,
+    release_image, remove_resource,
 };
 use crate::concurrent::broadcast::BroadcastTransmitter;
 use crate::concurrent::counters::{CounterSpec, CountersManager};
@@ -96,6 +96,8 @@ pub struct DriverConductor {
     random: u64,
     scratch: Vec<u8>,
     terminate_requested: bool,
+    /// This duty cycle's time, read once by the runner.
+    now: Now,
 }
 
 /// What went wrong with a command, for the client and the error log.
@@ -115,16 +117,16 @@ impl CommandError {
 
 impl DriverConductor {
     /// A conductor over a published CnC file.
-    pub(crate) fn new(
-        cnc: Arc<CncFile>,
-        config: DriverConfig,
-        now_ns: i64,
-    ) -> Result<Self, String> {
+    pub(crate) fn new(cnc: Arc<CncFile>, config: DriverConfig, now: Now) -> Result<Self, String> {
         // SAFETY: `cnc` (an Arc of the mapping) is a field of the conductor, so the mapping
         // outlives every view stored beside it; no view is handed out beyond `&self`.
         let sections = unsafe { cnc_sections_unbounded(&cnc) };
         let to_driver =
             ManyToOneRingBuffer::new(sections.to_driver).map_err(|error| error.to_string())?;
+        // Client ids come from the ring's correlation counter. The driver takes id 0 before any
+        // client can, so that owner 0 on a counter always means the driver.
+        let driver_id = to_driver.next_correlation_id();
+        debug_assert_eq!(driver_id, 0, "the conductor starts on a new CnC file");
         let to_clients =
             BroadcastTransmitter::new(sections.to_clients).map_err(|error| error.to_string())?;
         let mut counters =
@@ -140,7 +142,7 @@ impl DriverConductor {
             untethered_resting_ns: nanos(config.untethered_resting_timeout),
         };
         let seed =
-            u64::try_from(epoch_ms()).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
+            u64::try_from(now.epoch_ms).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
         Ok(Self {
             dir: config.dir.clone(),
             cnc,
@@ -155,12 +157,13 @@ impl DriverConductor {
             publication_links: Vec::new(),
             subscriptions: Vec::new(),
             timeouts,
-            next_timer_ns: now_ns,
-            command_position: (0, now_ns),
+            next_timer_ns: now.nanos,
+            command_position: (0, now.nanos),
             next_image_id: 1,
             random: seed,
             scratch: vec![0u8; 8192],
             terminate_requested: false,
+            now,
         })
     }
 
@@ -184,19 +187,28 @@ impl DriverConductor {
 
     fn record_error(&mut self, text: &str) {
         self.system.increment(SystemCounter::Errors);
-        self.errors.record(epoch_ms(), text);
+        self.errors.record(self.now.epoch_ms, text);
     }
 
     fn process_commands(&mut self, now_ns: i64) -> usize {
         // A copy of the ring's view, so the handler may borrow the conductor mutably.
         let ring = self.to_driver;
-        ring.read(
+        let outcome = ring.read(
             |_, body| {
                 self.system.increment(SystemCounter::CommandsReceived);
                 self.on_command(body, now_ns);
             },
             COMMAND_LIMIT,
-        )
+        );
+        if outcome.skipped_bytes > 0 {
+            self.system
+                .add(SystemCounter::CorruptCommandBytes, outcome.skipped_bytes);
+            self.record_error(&format!(
+                "corrupt command record (length {}): {} bytes of the command ring skipped",
+                outcome.corrupt_length, outcome.skipped_bytes
+            ));
+        }
+        outcome.messages + usize::from(outcome.skipped_bytes > 0)
     }
 
     fn on_command(&mut self, bytes: &[u8], now_ns: i64) {
@@ -218,6 +230,8 @@ impl DriverConductor {
                 .map(|command| self.on_add_counter(&command, now_ns)),
             client_command::TEMPLATE_ID => client_command::Decoder::decode(bytes)
                 .map(|command| self.on_client_command(&command, now_ns)),
+            release_image::TEMPLATE_ID => release_image::Decoder::decode(bytes)
+                .map(|command| self.on_release_image(&command, now_ns)),
             _ => return self.unknown(bytes, &header),
         };
         match result {
@@ -395,20 +409,23 @@ impl DriverConductor {
             owner_id: 0,
             reference_id: 0,
         };
-        let limit = self.counters.allocate(&spec, epoch_ms()).map_err(|error| {
-            let _ = std::fs::remove_file(&path);
-            CommandError::new(ErrorCode::ResourceExhausted, error.to_string())
-        })?;
+        let limit = self
+            .counters
+            .allocate(&spec, self.now.epoch_ms)
+            .map_err(|error| {
+                let _ = std::fs::remove_file(&path);
+                CommandError::new(ErrorCode::ResourceExhausted, error.to_string())
+            })?;
         let label = format!("pub-pos: {registration_id} {session_id} {stream_id} {channel_text}");
         let spec = CounterSpec {
             type_id: counter_types::PUBLISHER_POSITION,
             label: &label,
             ..spec
         };
-        let position = match self.counters.allocate(&spec, epoch_ms()) {
+        let position = match self.counters.allocate(&spec, self.now.epoch_ms) {
             Ok(position) => position,
             Err(error) => {
-                let _ = self.counters.free(limit.id(), epoch_ms());
+                let _ = self.counters.free(limit.id(), self.now.epoch_ms);
                 let _ = std::fs::remove_file(&path);
                 return Err(CommandError::new(
                     ErrorCode::ResourceExhausted,
@@ -464,7 +481,7 @@ impl DriverConductor {
             owner_id: client_id,
             reference_id: publication.registration_id,
         };
-        let position = match self.counters.allocate(&spec, epoch_ms()) {
+        let position = match self.counters.allocate(&spec, self.now.epoch_ms) {
             Ok(position) => position,
             Err(error) => {
                 self.record_error(&format!(
@@ -483,7 +500,12 @@ impl DriverConductor {
                 position,
                 tether,
                 tether_state: TetherState::Active,
+                join_position: join,
+                observed: join,
             });
+            // The publisher limit and connected flag follow at once, not at the next timer.
+            let outcome = publication.update(self.now.nanos, &self.timeouts);
+            debug_assert!(outcome.left_behind.is_empty() && outcome.invalid_positions.is_empty());
             (
                 publication.session_id,
                 publication.stream_id,
@@ -634,7 +656,7 @@ impl DriverConductor {
             return false;
         };
         self.subscriptions.swap_remove(index);
-        let now_ms = epoch_ms();
+        let now_ms = self.now.epoch_ms;
         for publication in &mut self.publications {
             publication.subscribers.retain(|subscriber| {
                 let keep = subscriber.subscription_id != registration_id;
@@ -645,6 +667,45 @@ impl DriverConductor {
             });
         }
         true
+    }
+
+    /// A client cannot read an image: stop counting it, free its position and record why.
+    fn on_release_image(
+        &mut self,
+        command: &release_image::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let (client_id, image_id) = (command.client_id(), command.image_id());
+        self.touch_client(client_id, now_ns);
+        let found = self.publications.iter_mut().find_map(|publication| {
+            let index = publication.subscribers.iter().position(|subscriber| {
+                subscriber.image_id == image_id && subscriber.client_id == client_id
+            })?;
+            Some((
+                publication.subscribers.swap_remove(index),
+                publication.stream_id,
+            ))
+        });
+        let Some((subscriber, stream_id)) = found else {
+            return Err((
+                command.correlation_id(),
+                CommandError::new(
+                    ErrorCode::UnknownSubscription,
+                    format!("client {client_id} has no image {image_id}"),
+                ),
+            ));
+        };
+        let _ = self
+            .counters
+            .free(subscriber.position.id(), self.now.epoch_ms);
+        self.record_error(&format!(
+            "client {client_id} released image {image_id} of stream {stream_id} (subscription \
+             {}): {}",
+            subscriber.subscription_id,
+            command.reason()
+        ));
+        self.send_success(command.correlation_id());
+        Ok(())
     }
 
     fn remove_counter(&mut self, client_id: i64, counter_id_as_registration: i64) -> bool {
@@ -658,7 +719,7 @@ impl DriverConductor {
             return false;
         };
         client.counters.swap_remove(index);
-        let _ = self.counters.free(counter_id, epoch_ms());
+        let _ = self.counters.free(counter_id, self.now.epoch_ms);
         true
     }
 
@@ -678,12 +739,15 @@ impl DriverConductor {
             owner_id: client_id,
             reference_id: 0,
         };
-        let counter = self.counters.allocate(&spec, epoch_ms()).map_err(|error| {
-            (
-                correlation_id,
-                CommandError::new(ErrorCode::ResourceExhausted, error.to_string()),
-            )
-        })?;
+        let counter = self
+            .counters
+            .allocate(&spec, self.now.epoch_ms)
+            .map_err(|error| {
+                (
+                    correlation_id,
+                    CommandError::new(ErrorCode::ResourceExhausted, error.to_string()),
+                )
+            })?;
         if let Some(client) = self.clients.get_mut(&client_id) {
             client.counters.push(counter.id());
         }
@@ -745,13 +809,13 @@ impl DriverConductor {
         }
         if let Some(client) = self.clients.remove(&client_id) {
             for counter_id in client.counters {
-                let _ = self.counters.free(counter_id, epoch_ms());
+                let _ = self.counters.free(counter_id, self.now.epoch_ms);
             }
         }
     }
 
     fn on_timers(&mut self, now_ns: i64) -> usize {
-        self.to_driver.set_consumer_heartbeat(epoch_ms());
+        self.to_driver.set_consumer_heartbeat(self.now.epoch_ms);
         let unblocked = self.check_command_ring(now_ns);
         let timeout =
             i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
@@ -800,10 +864,36 @@ impl DriverConductor {
         let mut work = 0;
         let mut withdrawn: Vec<(i64, i64, i32, bool)> = Vec::new();
         let mut rejoin: Vec<(usize, i64, i64, bool)> = Vec::new();
+        let mut invalid: Vec<(usize, i64, String)> = Vec::new();
         for (index, publication) in self.publications.iter_mut().enumerate() {
             let outcome = publication.update(now_ns, &self.timeouts);
             if outcome.unblocked {
                 self.system.increment(SystemCounter::UnblockedPublications);
+                work += 1;
+            }
+            for subscriber_index in outcome.invalid_positions {
+                let subscriber = &publication.subscribers[subscriber_index];
+                invalid.push((
+                    index,
+                    subscriber.image_id,
+                    format!(
+                        "client {} wrote position {} to image {} of stream {} (subscription {}), \
+                         outside [{}, {}]: image withdrawn",
+                        subscriber.client_id,
+                        subscriber.observed,
+                        subscriber.image_id,
+                        publication.stream_id,
+                        subscriber.subscription_id,
+                        subscriber.join_position,
+                        publication.producer_position(),
+                    ),
+                ));
+                withdrawn.push((
+                    subscriber.image_id,
+                    subscriber.subscription_id,
+                    publication.stream_id,
+                    false,
+                ));
                 work += 1;
             }
             for subscriber_index in outcome.left_behind {
@@ -841,6 +931,19 @@ impl DriverConductor {
                 work += 1;
             }
         }
+        for (index, image_id, text) in invalid {
+            self.system.increment(SystemCounter::InvalidPositions);
+            self.record_error(&text);
+            let publication = &mut self.publications[index];
+            if let Some(position) = publication
+                .subscribers
+                .iter()
+                .position(|subscriber| subscriber.image_id == image_id)
+            {
+                let removed = publication.subscribers.swap_remove(position);
+                let _ = self.counters.free(removed.position.id(), self.now.epoch_ms);
+            }
+        }
         for (index, subscription_id, client_id, tether) in rejoin {
             // The rested subscriber gets a new image at the tail; its old position goes.
             let publication = &mut self.publications[index];
@@ -849,7 +952,7 @@ impl DriverConductor {
                     && matches!(subscriber.tether_state, TetherState::Resting { .. })
             }) {
                 let old = publication.subscribers.swap_remove(position);
-                let _ = self.counters.free(old.position.id(), epoch_ms());
+                let _ = self.counters.free(old.position.id(), self.now.epoch_ms);
             }
             self.link(index, subscription_id, client_id, tether);
         }
@@ -861,7 +964,7 @@ impl DriverConductor {
     }
 
     fn release_done_publications(&mut self) {
-        let now_ms = epoch_ms();
+        let now_ms = self.now.epoch_ms;
         let mut index = 0;
         while index < self.publications.len() {
             if self.publications[index].state != PublicationState::Done {
@@ -969,7 +1072,9 @@ impl DriverConductor {
 }
 
 impl Agent for DriverConductor {
-    fn do_work(&mut self, now_ns: i64) -> usize {
+    fn do_work(&mut self, now: Now) -> usize {
+        self.now = now;
+        let now_ns = now.nanos;
         let mut work = self.process_commands(now_ns);
         if now_ns >= self.next_timer_ns {
             let interval =
@@ -986,6 +1091,11 @@ impl Agent for DriverConductor {
 
     fn on_close(&mut self) {
         self.close_all();
+    }
+
+    fn on_panic(&mut self, message: &str) {
+        self.system.increment(SystemCounter::AgentPanics);
+        self.record_error(message);
     }
 }
 

@@ -21,7 +21,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::IdleStrategy;
+use std::sync::Arc;
+
+use crate::agent::{Clock, IdleStrategy, SystemClock};
 use crate::cnc::CncLayout;
 
 /// How the driver's agents are spread over threads. IPC needs only the conductor, so today every
@@ -90,6 +92,9 @@ pub struct DriverConfig {
     pub cnc_layout: CncLayout,
     /// Remove the directory's files when the driver stops.
     pub delete_on_shutdown: bool,
+    /// Where the driver's agents read the time (once per duty cycle): the system clock, or a
+    /// [`ManualClock`](crate::agent::ManualClock) that tests step. Not a setting operators make.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for DriverConfig {
@@ -110,6 +115,7 @@ impl Default for DriverConfig {
             timer_interval: Duration::from_millis(1),
             cnc_layout: CncLayout::default(),
             delete_on_shutdown: true,
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -2,7 +2,11 @@
 //! it in place.
 //!
 //! The conductor owns this state and is its only writer. Each duty cycle it:
-//! 1. reads every subscriber's position (each subscriber writes its own counter);
+//! 1. reads every subscriber's position (each subscriber writes its own counter, in shared
+//!    memory any process of the driver's user can write) and clamps it to [join position,
+//!    producer position]; a position no subscriber could have reached (below its join, or more
+//!    than a term past the producer) is input gone bad, and that subscriber is reported and
+//!    withdrawn rather than trusted with the cleaner and the publisher limit;
 //! 2. zeroes the part of the log that every subscriber has left a term behind, so that the
 //!    partition publishers rotate into next is clean;
 //! 3. stores the publisher limit: the slowest tethered subscriber plus the window (release), so
@@ -20,7 +24,7 @@ use crate::logbuffer::descriptor::{
 };
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::log_buffers::LogBuffers;
-use crate::logbuffer::unblocker;
+use crate::logbuffer::unblocker::{self, Unblocked};
 
 /// The state of an untethered subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,26 @@ pub(crate) struct SubscriberLink {
     pub(crate) position: Counter<'static>,
     pub(crate) tether: bool,
     pub(crate) tether_state: TetherState,
+    /// Where the subscriber joined: the lowest position it may report.
+    pub(crate) join_position: i64,
+    /// Its position as read this duty cycle, before validation.
+    pub(crate) observed: i64,
+}
+
+impl SubscriberLink {
+    /// Whether this cycle's observed position is one a subscriber could have reached: from its
+    /// join position to a term past `producer`. The slack is real: an exclusive publisher
+    /// publishes a frame before it stores its tail, so a subscriber may be up to a message past
+    /// the producer position the driver read.
+    fn position_is_valid(&self, producer: i64, term_length: i64) -> bool {
+        self.observed >= self.join_position && self.observed <= producer.saturating_add(term_length)
+    }
+
+    /// This cycle's position clamped to [join position, `producer`]: what the cleaner and the
+    /// publisher limit may use.
+    fn clamped(&self, producer: i64) -> i64 {
+        self.observed.min(producer).max(self.join_position)
+    }
 }
 
 /// Where a publication is in its life.
@@ -105,6 +129,10 @@ impl IpcPublication {
         }
     }
 
+    fn term_length(&self) -> i64 {
+        i64::from(self.log.geometry().term_length())
+    }
+
     /// Where publishers have written up to.
     pub(crate) fn producer_position(&self) -> i64 {
         let metadata = self.log.metadata();
@@ -119,30 +147,54 @@ impl IpcPublication {
 
     /// Where a new subscriber starts: with the slowest current one, or at the tail.
     pub(crate) fn join_position(&self) -> i64 {
-        self.consumer_position()
-            .unwrap_or_else(|| self.producer_position())
+        let producer = self.producer_position();
+        self.observed_consumer_position(producer)
+            .unwrap_or(producer)
     }
 
-    /// The slowest subscriber counted in the limit, if any.
-    fn consumer_position(&self) -> Option<i64> {
+    /// The slowest valid subscriber counted in the limit, from this cycle's observations.
+    fn observed_consumer_position(&self, producer: i64) -> Option<i64> {
         self.subscribers
             .iter()
             .filter(|subscriber| !matches!(subscriber.tether_state, TetherState::Resting { .. }))
-            .map(|subscriber| subscriber.position.get())
+            .filter(|subscriber| subscriber.position_is_valid(producer, self.term_length()))
+            .map(|subscriber| subscriber.clamped(producer))
             .min()
+    }
+
+    /// Reads every subscriber's position, then the producer position, in that order: a
+    /// subscriber reads only what publishers have claimed, so read first its position can never
+    /// exceed a producer position read after. Returns the producer position and the subscribers
+    /// whose positions are out of range.
+    fn observe(&mut self) -> (i64, Vec<usize>) {
+        for subscriber in &mut self.subscribers {
+            subscriber.observed = subscriber.position.get();
+        }
+        let producer = self.producer_position();
+        let term_length = self.term_length();
+        let invalid = self
+            .subscribers
+            .iter()
+            .enumerate()
+            .filter(|(_, subscriber)| !subscriber.position_is_valid(producer, term_length))
+            .map(|(index, _)| index)
+            .collect();
+        (producer, invalid)
     }
 
     /// One duty cycle of bookkeeping.
     pub(crate) fn update(&mut self, now_ns: i64, timeouts: &Timeouts) -> UpdateOutcome {
-        let producer = self.producer_position();
+        let (producer, invalid_positions) = self.observe();
         self.publisher_position.propose_max(producer);
         let left_behind = self.check_untethered(now_ns, producer, timeouts);
         let mut unblocked = false;
-        match self.consumer_position() {
+        match self.observed_consumer_position(producer) {
             Some(consumer) => {
                 self.clean_to(consumer - i64::from(self.log.geometry().term_length()));
                 if self.state == PublicationState::Active {
-                    self.publisher_limit.set(consumer + self.window);
+                    // consumer <= producer, which stays far below i64::MAX - window.
+                    self.publisher_limit
+                        .set(consumer.saturating_add(self.window));
                 }
                 self.log.metadata().set_connected(true);
                 if consumer != self.last_consumer_position {
@@ -165,18 +217,20 @@ impl IpcPublication {
         }
         UpdateOutcome {
             left_behind,
+            invalid_positions,
             unblocked,
         }
     }
 
     fn check_untethered(&mut self, now_ns: i64, producer: i64, timeouts: &Timeouts) -> Vec<usize> {
         let limit = self.publisher_limit.get();
+        let term_length = self.term_length();
         let mut left_behind = Vec::new();
         for (index, subscriber) in self.subscribers.iter_mut().enumerate() {
-            if subscriber.tether {
+            if subscriber.tether || !subscriber.position_is_valid(producer, term_length) {
                 continue;
             }
-            let position = subscriber.position.get();
+            let position = subscriber.clamped(producer);
             let at_limit = position + self.window <= limit && producer >= limit;
             subscriber.tether_state = match subscriber.tether_state {
                 TetherState::Active if at_limit => TetherState::Limiting { since_ns: now_ns },
@@ -254,7 +308,7 @@ impl IpcPublication {
             term_id,
             offset,
             tail_offset,
-        )
+        ) != Unblocked::No
     }
 
     /// Whether every subscriber has read everything.
@@ -271,6 +325,8 @@ impl IpcPublication {
 pub(crate) struct UpdateOutcome {
     /// Untethered subscribers to withdraw.
     pub(crate) left_behind: Vec<usize>,
+    /// Subscribers whose position counter holds a value outside [join, producer].
+    pub(crate) invalid_positions: Vec<usize>,
     /// Whether a blocked log was padded over.
     pub(crate) unblocked: bool,
 }

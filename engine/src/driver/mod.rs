@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use config::{DriverConfig, ThreadingMode};
 
-use crate::agent::{Agent, AgentRunner, epoch_ms, nano_time};
+use crate::agent::{Agent, AgentRunner, Now, guarded};
 use crate::cnc::{CncError, CncFile, DriverIdentity};
 use crate::directory::{DirectoryError, prepare_for_driver};
 use conductor::DriverConductor;
@@ -50,6 +50,7 @@ pub struct MediaDriver {
     config: DriverConfig,
     running: Option<Running>,
     terminated: Arc<std::sync::atomic::AtomicBool>,
+    invoked_failure: Option<String>,
 }
 
 /// The conductor wrapped so that a terminate command stops the thread's loop.
@@ -59,8 +60,8 @@ struct Watched {
 }
 
 impl Agent for Watched {
-    fn do_work(&mut self, now_ns: i64) -> usize {
-        let work = self.conductor.do_work(now_ns);
+    fn do_work(&mut self, now: Now) -> usize {
+        let work = self.conductor.do_work(now);
         if self.conductor.terminate_requested() {
             self.terminated
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -75,6 +76,10 @@ impl Agent for Watched {
     fn on_close(&mut self) {
         self.conductor.on_close();
     }
+
+    fn on_panic(&mut self, message: &str) {
+        self.conductor.on_panic(message);
+    }
 }
 
 impl MediaDriver {
@@ -82,18 +87,19 @@ impl MediaDriver {
     pub fn launch(config: DriverConfig) -> Result<Self, DriverError> {
         let driver_timeout_ms =
             i64::try_from(config.driver_timeout.as_millis()).unwrap_or(i64::MAX);
-        prepare_for_driver(&config.dir, epoch_ms(), driver_timeout_ms)?;
+        let now = config.clock.now();
+        prepare_for_driver(&config.dir, now.epoch_ms, driver_timeout_ms)?;
         let identity = DriverIdentity {
             pid: i64::from(std::process::id()),
-            start_timestamp_ms: epoch_ms(),
+            start_timestamp_ms: now.epoch_ms,
             client_liveness_timeout_ns: i64::try_from(config.client_liveness_timeout.as_nanos())
                 .unwrap_or(i64::MAX),
         };
         let cnc = Arc::new(CncFile::create(&config.dir, config.cnc_layout, identity)?);
-        let mut conductor = DriverConductor::new(Arc::clone(&cnc), config.clone(), nano_time())
+        let mut conductor = DriverConductor::new(Arc::clone(&cnc), config.clone(), now)
             .map_err(DriverError::Setup)?;
         // A first duty cycle stamps the heartbeat before any client can look.
-        conductor.do_work(nano_time());
+        conductor.do_work(now);
         cnc.publish();
         let terminated = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let running = match config.threading_mode {
@@ -104,8 +110,12 @@ impl MediaDriver {
                     terminated: Arc::clone(&terminated),
                 };
                 Running::Thread(
-                    AgentRunner::start(Box::new(watched), config.idle_strategy)
-                        .map_err(DriverError::Thread)?,
+                    AgentRunner::start(
+                        Box::new(watched),
+                        config.idle_strategy,
+                        Arc::clone(&config.clock),
+                    )
+                    .map_err(DriverError::Thread)?,
                 )
             }
         };
@@ -113,6 +123,7 @@ impl MediaDriver {
             config,
             running: Some(running),
             terminated,
+            invoked_failure: None,
         })
     }
 
@@ -121,19 +132,31 @@ impl MediaDriver {
         &self.config.dir
     }
 
-    /// Runs one duty cycle ([`ThreadingMode::Invoker`] only; otherwise does nothing). Returns
-    /// the work done.
+    /// Runs one duty cycle ([`ThreadingMode::Invoker`] only; otherwise does nothing), at the
+    /// configured clock's time. Returns the work done. A panic in the duty cycle is recorded
+    /// like a driver thread's ([`MediaDriver::failure`]) and the driver does nothing after it.
     pub fn invoke(&mut self) -> usize {
-        match &mut self.running {
-            Some(Running::Invoked(conductor)) => {
-                let work = conductor.do_work(nano_time());
+        if self.invoked_failure.is_some() {
+            return 0;
+        }
+        let now = self.config.clock.now();
+        let Some(Running::Invoked(conductor)) = &mut self.running else {
+            return 0;
+        };
+        match guarded(|| conductor.do_work(now)) {
+            Ok(work) => {
                 if conductor.terminate_requested() {
                     self.terminated
                         .store(true, std::sync::atomic::Ordering::Release);
                 }
                 work
             }
-            _ => 0,
+            Err(message) => {
+                let message = format!("agent {} panicked: {message}", conductor.role_name());
+                let _ = guarded(|| conductor.on_panic(&message));
+                self.invoked_failure = Some(message);
+                0
+            }
         }
     }
 
@@ -142,14 +165,26 @@ impl MediaDriver {
         self.terminated.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Stops the driver and releases its files.
+    /// Why the driver stopped working, if an agent panicked: the driver is dead even though its
+    /// files are still there, and whoever runs it must stop it (`tern driver` exits non-zero).
+    pub fn failure(&self) -> Option<String> {
+        match &self.running {
+            Some(Running::Thread(runner)) => runner.failure().map(str::to_owned),
+            _ => self.invoked_failure.clone(),
+        }
+    }
+
+    /// Stops the driver and releases its files. After an agent's panic the directory is kept,
+    /// whatever the configuration says, so that `tern errors` can still show what happened (the
+    /// next driver to start there clears it).
     pub fn close(&mut self) {
+        let failed = self.failure().is_some();
         match self.running.take() {
             Some(Running::Thread(mut runner)) => runner.close(),
             Some(Running::Invoked(mut conductor)) => conductor.on_close(),
             None => return,
         }
-        if self.config.delete_on_shutdown {
+        if self.config.delete_on_shutdown && !failed {
             let _ = std::fs::remove_dir_all(&self.config.dir);
         }
     }

@@ -22,9 +22,15 @@ pub enum SystemCounter {
     UnblockedPublications,
     /// Untethered subscribers left behind.
     UntetheredLeftBehind,
+    /// Bytes of the command ring skipped because a record's length was corrupt.
+    CorruptCommandBytes,
+    /// Subscriber positions outside [join, producer] (the image was withdrawn).
+    InvalidPositions,
+    /// Agents that panicked (the driver stops after recording it).
+    AgentPanics,
 }
 
-const ALL: [(SystemCounter, &str); 7] = [
+const ALL: [(SystemCounter, &str); 10] = [
     (SystemCounter::Errors, "errors"),
     (SystemCounter::CommandsReceived, "commands received"),
     (SystemCounter::InvalidCommands, "invalid commands"),
@@ -41,6 +47,9 @@ const ALL: [(SystemCounter, &str); 7] = [
         SystemCounter::UntetheredLeftBehind,
         "untethered subscribers left behind",
     ),
+    (SystemCounter::CorruptCommandBytes, "corrupt command bytes"),
+    (SystemCounter::InvalidPositions, "invalid positions"),
+    (SystemCounter::AgentPanics, "agent panics"),
 ];
 
 /// The allocated system counters.
@@ -70,10 +79,15 @@ impl SystemCounters {
 
     /// Adds one to `counter`.
     pub(crate) fn increment(&self, counter: SystemCounter) {
+        self.add(counter, 1);
+    }
+
+    /// Adds `amount` to `counter`.
+    pub(crate) fn add(&self, counter: SystemCounter, amount: usize) {
         let index = ALL
             .iter()
             .position(|(candidate, _)| *candidate == counter)
             .unwrap_or(0);
-        self.counters[index].increment(1);
+        self.counters[index].increment(i64::try_from(amount).unwrap_or(i64::MAX));
     }
 }
