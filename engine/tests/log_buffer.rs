@@ -11,12 +11,13 @@ use tern_codec::position::TermGeometry;
 use tern_engine::concurrent::atomic_buffer::{AlignedBuffer, AtomicBuffer};
 use tern_engine::logbuffer::descriptor::{
     LOG_META_DATA_LENGTH, LogMetadata, LogParameters, index_by_term, index_by_term_count,
-    tail_term_id, tail_term_offset,
+    tail_term_id, tail_term_offset, zero_slots,
 };
-use tern_engine::logbuffer::frame_header::{FragmentHeader, HeaderTemplate};
+use tern_engine::logbuffer::frame_header::{self, FragmentHeader, HeaderTemplate};
 use tern_engine::logbuffer::term_appender::{
     Appended, ExclusiveTermAppender, TermAppender, align_frame, framed_length,
 };
+use tern_engine::logbuffer::term_reader::ControlledAction;
 use tern_engine::logbuffer::unblocker::Unblocked;
 use tern_engine::logbuffer::{term_reader, unblocker};
 
@@ -485,4 +486,65 @@ fn a_corrupt_frame_length_stops_the_reader_instead_of_reading_past_the_term() {
     );
     assert_eq!(payloads, [b"good".to_vec()]);
     assert_eq!(outcome.term_offset, 64);
+}
+
+/// A reader that may be lapped (an untethered subscriber the driver left behind) while it reads:
+/// the cleaner announces, zeroes and a publisher rewrites the next frame from inside the
+/// handler of the frame before it. Lent in place, the rewritten frame would be delivered as if
+/// it were the old one; copied and checked, it is not, and the reader learns it was lapped.
+#[test]
+fn a_reader_lapped_while_it_reads_delivers_no_rewritten_frame() {
+    let log = Log::new(0);
+    log.offer(&[b"first"]);
+    log.offer(&[b"second"]);
+    let term = log.term(0);
+    let lap = |term: &AtomicBuffer<'_>| {
+        // The driver cleans term 0 (every subscriber it counts is past it)...
+        log.metadata()
+            .announce_clean_position(i64::try_from(TERM_LENGTH).unwrap());
+        zero_slots(term, 0, TERM_LENGTH);
+        // ...and a publisher three terms on writes its own frame where "second" was.
+        let template = log.template();
+        template.write(term, 64, 32 + 6, 0xC0, 3, 0);
+        term.put_bytes(64 + 32, b"SECOND");
+        frame_header::publish(term, 64, 38);
+    };
+    let mut scratch = vec![0u8; MTU];
+    let mut delivered = Vec::new();
+    let mut lapped_once = false;
+    let outcome = term_reader::read_copied(
+        &term,
+        &log.metadata(),
+        0,
+        0,
+        10,
+        &mut scratch,
+        |payload, _| {
+            delivered.push(payload.to_vec());
+            if !lapped_once {
+                lapped_once = true;
+                lap(&term);
+            }
+            ControlledAction::Continue
+        },
+    );
+    assert_eq!(delivered, [b"first".to_vec()]);
+    assert!(outcome.lapped);
+    assert_eq!(outcome.fragments, 1);
+    // A reader that starts below the clean position finds out before it reads anything.
+    let again =
+        term_reader::read_copied(&term, &log.metadata(), 0, 64, 10, &mut scratch, |_, _| {
+            panic!("nothing is delivered to a lapped reader")
+        });
+    assert!(again.lapped);
+    // The same bytes lent in place: the rewritten frame reads as valid (the defect).
+    let mut in_place = Vec::new();
+    term_reader::read(
+        &term,
+        64,
+        10,
+        |_| 0,
+        |payload, _| in_place.push(payload.to_vec()),
+    );
+    assert_eq!(in_place, [b"SECOND".to_vec()]);
 }

@@ -373,7 +373,12 @@ impl ClientConductor {
             let reason = format!("position counter {counter_id} is not this client's");
             return self.release_image(shared, &info, &reason);
         };
-        subscription.add_image(Arc::new(ImageShared::new(info.clone(), log, position)));
+        subscription.add_image(Arc::new(ImageShared::new(
+            info.clone(),
+            log,
+            position,
+            subscription.tethered,
+        )));
         if let Some(handler) = &self.on_available {
             handler(&info);
         }

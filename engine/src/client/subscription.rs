@@ -5,12 +5,21 @@
 //! (release), so the driver can hold publishers back to it. The client conductor adds and
 //! removes images under a mutex and bumps an atomic version; `poll` compares the version (one
 //! acquire load) and takes the mutex only when the set of images changed.
+//!
+//! A tethered image (the default) is read in place: the driver never cleans or lets publishers
+//! rewrite what a tethered subscriber has not read, so the handler may borrow the payload where
+//! it lies. An untethered image (`tether=false`) can be left behind by the driver while its
+//! subscriber is still polling, so it is read by copying each frame out and checking the log's
+//! clean position afterwards ([`term_reader::read_copied`]): it never hands out bytes that were
+//! zeroed or rewritten under it. Either kind checks the clean position before it reads; an
+//! image that finds it has been lapped reads nothing more ([`Image::is_lapped`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::conductor::write_command;
 use super::{ClientError, ClientShared};
+use crate::channel::ChannelUri;
 use crate::command::{ResourceKind, add_subscription, remove_resource};
 use crate::concurrent::counters::Counter;
 use crate::logbuffer::descriptor::index_by_term;
@@ -39,15 +48,22 @@ pub(crate) struct ImageShared {
     log: Arc<LogBuffers>,
     position: Counter<'static>,
     closed: AtomicBool,
+    tethered: bool,
 }
 
 impl ImageShared {
-    pub(crate) fn new(info: ImageInfo, log: Arc<LogBuffers>, position: Counter<'static>) -> Self {
+    pub(crate) fn new(
+        info: ImageInfo,
+        log: Arc<LogBuffers>,
+        position: Counter<'static>,
+        tethered: bool,
+    ) -> Self {
         Self {
             info,
             log,
             position,
             closed: AtomicBool::new(false),
+            tethered,
         }
     }
 }
@@ -55,14 +71,17 @@ impl ImageShared {
 /// The subscription's state shared with the conductor.
 pub(crate) struct SubscriptionState {
     pub(crate) registration_id: i64,
+    /// Whether the channel keeps the subscriber tethered (`tether=false` says not).
+    pub(crate) tethered: bool,
     images: Mutex<Vec<Arc<ImageShared>>>,
     version: AtomicU64,
 }
 
 impl SubscriptionState {
-    pub(crate) fn new(registration_id: i64) -> Self {
+    pub(crate) fn new(registration_id: i64, tethered: bool) -> Self {
         Self {
             registration_id,
+            tethered,
             images: Mutex::new(Vec::new()),
             version: AtomicU64::new(0),
         }
@@ -110,6 +129,9 @@ pub(crate) fn send_add(
     if shared.is_closed() {
         return Err(ClientError::Closed);
     }
+    // The driver validates the channel and answers with an error; a channel that does not
+    // parse here reads as tethered until it does.
+    let tethered = ChannelUri::parse(channel).map_or(true, |uri| uri.tether);
     let correlation_id = shared.to_driver.next_correlation_id();
     let mut buf = vec![0u8; 64 + channel.len()];
     let mut encoder = add_subscription::Encoder::wrap(&mut buf)
@@ -124,7 +146,7 @@ pub(crate) fn send_add(
         .finish();
     shared
         .lock()
-        .expect_subscription(Arc::new(SubscriptionState::new(correlation_id)));
+        .expect_subscription(Arc::new(SubscriptionState::new(correlation_id, tethered)));
     write_command(shared, add_subscription::TEMPLATE_ID, &buf[..length])?;
     Ok(correlation_id)
 }
@@ -133,6 +155,9 @@ pub(crate) fn send_add(
 pub struct Image {
     shared: Arc<ImageShared>,
     position: i64,
+    /// Frames of an untethered image are copied here before delivery; empty when tethered.
+    scratch: Vec<u8>,
+    lapped: bool,
 }
 
 impl std::fmt::Debug for Image {
@@ -140,6 +165,7 @@ impl std::fmt::Debug for Image {
         f.debug_struct("Image")
             .field("info", &self.shared.info)
             .field("position", &self.position)
+            .field("lapped", &self.lapped)
             .finish()
     }
 }
@@ -147,7 +173,18 @@ impl std::fmt::Debug for Image {
 impl Image {
     fn new(shared: Arc<ImageShared>) -> Self {
         let position = shared.position.get();
-        Self { shared, position }
+        let scratch = if shared.tethered {
+            Vec::new()
+        } else {
+            // A frame is at most an MTU; the log's MTU was validated when it was mapped.
+            vec![0u8; usize::try_from(shared.log.metadata().mtu()).unwrap_or(0)]
+        };
+        Self {
+            shared,
+            position,
+            scratch,
+            lapped: false,
+        }
     }
 
     /// What identifies the image.
@@ -170,6 +207,13 @@ impl Image {
         self.shared.closed.load(Ordering::Acquire)
     }
 
+    /// Whether the log was cleaned past this subscriber's position (an untethered subscriber
+    /// the driver left behind): the image reads nothing more. The driver withdraws it and, after
+    /// its rest, offers a new image at the tail.
+    pub fn is_lapped(&self) -> bool {
+        self.lapped
+    }
+
     fn locate(&self) -> (usize, usize, i64) {
         let geometry = self.shared.log.geometry();
         let term_id = geometry.term_id(self.position);
@@ -179,13 +223,35 @@ impl Image {
         (index, term_offset, term_base)
     }
 
+    /// Whether this image may read: open, and (checked before any byte is read) not lapped.
+    #[inline]
+    fn readable(&mut self) -> bool {
+        if self.lapped || self.is_closed() {
+            return false;
+        }
+        if self.shared.log.metadata().clean_position() > self.position {
+            self.lapped = true;
+            return false;
+        }
+        true
+    }
+
     /// Reads up to `fragment_limit` fragments; returns how many.
     pub fn poll(
         &mut self,
         mut handler: impl FnMut(&[u8], &FragmentHeader),
         fragment_limit: usize,
     ) -> usize {
-        if self.is_closed() {
+        if !self.shared.tethered {
+            return self.poll_copied(
+                |payload, header| {
+                    handler(payload, header);
+                    ControlledAction::Continue
+                },
+                fragment_limit,
+            );
+        }
+        if !self.readable() {
             return 0;
         }
         let (index, term_offset, term_base) = self.locate();
@@ -218,7 +284,10 @@ impl Image {
         mut handler: impl FnMut(&[u8], &FragmentHeader) -> ControlledAction,
         fragment_limit: usize,
     ) -> usize {
-        if self.is_closed() {
+        if !self.shared.tethered {
+            return self.poll_copied(handler, fragment_limit);
+        }
+        if !self.readable() {
             return 0;
         }
         let (index, term_offset, term_base) = self.locate();
@@ -237,6 +306,39 @@ impl Image {
                 action
             },
         );
+        self.advance(term_base, outcome.term_offset);
+        outcome.fragments
+    }
+
+    /// The untethered read: each frame copied out and checked before it is delivered.
+    fn poll_copied(
+        &mut self,
+        mut handler: impl FnMut(&[u8], &FragmentHeader) -> ControlledAction,
+        fragment_limit: usize,
+    ) -> usize {
+        if !self.readable() {
+            return 0;
+        }
+        let (index, term_offset, term_base) = self.locate();
+        let Self {
+            shared, scratch, ..
+        } = self;
+        let outcome = term_reader::read_copied(
+            &shared.log.term(index),
+            &shared.log.metadata(),
+            term_base,
+            term_offset,
+            fragment_limit,
+            scratch,
+            |payload, header| {
+                let action = handler(payload, header);
+                if action == ControlledAction::Commit {
+                    shared.position.set(header.position);
+                }
+                action
+            },
+        );
+        self.lapped = outcome.lapped;
         self.advance(term_base, outcome.term_offset);
         outcome.fragments
     }

@@ -18,9 +18,10 @@
 
 use std::sync::Arc;
 
+use crate::concurrent::as_position;
 use crate::concurrent::counters::Counter;
 use crate::logbuffer::descriptor::{
-    index_by_term, index_by_term_count, tail_term_id, tail_term_offset,
+    ALIGNMENT, index_by_term, index_by_term_count, tail_term_id, tail_term_offset, zero_slots,
 };
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::log_buffers::LogBuffers;
@@ -260,8 +261,9 @@ impl IpcPublication {
             .collect()
     }
 
-    /// Zeroes the log from the clean position up to `position`.
+    /// Zeroes the log from the clean position up to `position` (rounded down to a frame).
     fn clean_to(&mut self, position: i64) {
+        let position = position & !(as_position(ALIGNMENT) - 1);
         // At most one partition per step; the limit (three terms) bounds the loop.
         for _ in 0..3 {
             if position <= self.clean_position {
@@ -281,12 +283,18 @@ impl IpcPublication {
         let offset = usize::try_from(term_offset).unwrap_or(0);
         let length_bytes = usize::try_from(length).unwrap_or(0);
         let term = self.log.term(index);
-        // Zero all but the first word plainly, then the first word (release), as publishers
-        // read nothing of a frame until its first word.
-        if length_bytes > 8 {
-            term.set_memory(offset + 8, length_bytes - 8, 0);
-        }
-        term.put_i64_ordered(offset, 0);
+        // Announced first: a lapped reader that copies a byte zeroed below finds out.
+        self.log
+            .metadata()
+            .announce_clean_position(self.clean_position + length);
+        // Zero all but the first frame length, at the slot widths every term access uses, then
+        // the first frame length (release), as readers read nothing of a frame before it.
+        zero_slots(&term, offset + ALIGNMENT, length_bytes - ALIGNMENT);
+        term.put_i32(offset + 4, 0);
+        term.put_i64(offset + 8, 0);
+        term.put_i64(offset + 16, 0);
+        term.put_i64(offset + 24, 0);
+        term.put_i32_ordered(offset, 0);
         self.clean_position += length;
     }
 

@@ -19,6 +19,8 @@
 //!  128  end of stream pos.   i64   driver: where a closed publication ends
 //!  136  is connected         i32   driver: whether any subscriber is attached
 //!  140  active transports    i32   driver
+//!  192  clean position       i64   driver: bytes below this position may be zeroed or
+//!                                  rewritten (stored before the cleaner touches them)
 //!  256  correlation id       i64   the registration that created the log
 //!  264  initial term id      i32
 //!  268  default header len.  i32   32
@@ -30,6 +32,11 @@
 //!  448  magic                u64   "TERNLOG1"
 //!  456  layout version       u32   semantic version, composed
 //! ```
+//!
+//! Term memory is accessed in 32-byte slots (the frame alignment) at fixed widths, whoever
+//! touches it: a 4-byte word at +0 (where a frame length lives when a frame starts there), a
+//! 4-byte word at +4, and 8-byte words at +8, +16 and +24. The cleaner zeroes at those widths and
+//! a reader that may be lapped copies at them ([`zero_slots`], [`copy_slots`]).
 //!
 //! A frame in a term is a wire frame: the Aeron DATA header of `tern_codec::frame`, 32-byte
 //! aligned, so the sender can send term bytes as they are. Each partition's tail counter packs
@@ -47,7 +54,9 @@ pub const PARTITION_COUNT: usize = 3;
 /// Bytes in the metadata section.
 pub const LOG_META_DATA_LENGTH: usize = 4096;
 /// The version of this layout.
-pub const LOG_LAYOUT_VERSION: SemanticVersion = SemanticVersion::new(0, 1, 0);
+///
+/// 0.2 added the clean position.
+pub const LOG_LAYOUT_VERSION: SemanticVersion = SemanticVersion::new(0, 2, 0);
 /// Identifies a tern log buffer.
 pub const LOG_MAGIC: u64 = u64::from_le_bytes(*b"TERNLOG1");
 /// The smallest page size a log may declare.
@@ -60,6 +69,7 @@ const ACTIVE_TERM_COUNT_OFFSET: usize = 24;
 const END_OF_STREAM_POSITION_OFFSET: usize = 128;
 const IS_CONNECTED_OFFSET: usize = 136;
 const ACTIVE_TRANSPORT_COUNT_OFFSET: usize = 140;
+const CLEAN_POSITION_OFFSET: usize = 192;
 const CORRELATION_ID_OFFSET: usize = 256;
 const INITIAL_TERM_ID_OFFSET: usize = 264;
 const DEFAULT_HEADER_LENGTH_OFFSET: usize = 268;
@@ -203,6 +213,7 @@ impl<'a> LogMetadata<'a> {
         }
         buffer.put_i64(ACTIVE_TERM_COUNT_OFFSET, 0);
         buffer.put_i64(END_OF_STREAM_POSITION_OFFSET, i64::MAX);
+        buffer.put_i64(CLEAN_POSITION_OFFSET, 0);
         buffer.put_i64(CORRELATION_ID_OFFSET, parameters.correlation_id);
         buffer.put_i32(INITIAL_TERM_ID_OFFSET, initial);
         buffer.put_i32(DEFAULT_HEADER_LENGTH_OFFSET, 32);
@@ -372,6 +383,21 @@ impl<'a> LogMetadata<'a> {
             .put_i32_ordered(ACTIVE_TRANSPORT_COUNT_OFFSET, count);
     }
 
+    /// The position below which the driver may be zeroing or publishers rewriting term bytes
+    /// (acquire): a reader whose position is below it has been lapped.
+    pub fn clean_position(&self) -> i64 {
+        self.buffer.get_i64_volatile(CLEAN_POSITION_OFFSET)
+    }
+
+    /// Announces that the driver is about to clean term bytes below `position`: the driver,
+    /// before it touches them. The release fence after the store keeps every cleaning store
+    /// after it, so a reader that copied a cleaned byte and then fences (acquire) sees the
+    /// announcement (pairs with the acquire fence in the checked term reader).
+    pub fn announce_clean_position(&self, position: i64) {
+        self.buffer.put_i64_ordered(CLEAN_POSITION_OFFSET, position);
+        crate::sync::fence(crate::sync::Ordering::Release);
+    }
+
     /// Where the stream ends, `i64::MAX` while it is open (acquire).
     pub fn end_of_stream_position(&self) -> i64 {
         self.buffer.get_i64_volatile(END_OF_STREAM_POSITION_OFFSET)
@@ -386,6 +412,38 @@ impl<'a> LogMetadata<'a> {
 
 /// Frames in a term start at multiples of this.
 pub const ALIGNMENT: usize = FRAME_ALIGNMENT;
+
+/// Zeroes `length` bytes of `term` at `offset` (both slot-aligned) at the slot widths, every
+/// store relaxed; the caller publishes with an ordering of its own.
+pub fn zero_slots(term: &AtomicBuffer<'_>, offset: usize, length: usize) {
+    debug_assert!(offset.is_multiple_of(ALIGNMENT) && length.is_multiple_of(ALIGNMENT));
+    for slot in (offset..offset + length).step_by(ALIGNMENT) {
+        term.put_i32(slot, 0);
+        term.put_i32(slot + 4, 0);
+        term.put_i64(slot + 8, 0);
+        term.put_i64(slot + 16, 0);
+        term.put_i64(slot + 24, 0);
+    }
+}
+
+/// Copies `destination.len()` bytes of `term` from `offset` (slot-aligned) at the slot widths,
+/// every load relaxed: a copy that may race with the cleaner or a publisher and is validated
+/// afterwards, never a data race. Reads whole slots; bytes past the copy's end in its last slot
+/// are read and dropped.
+pub fn copy_slots(term: &AtomicBuffer<'_>, offset: usize, destination: &mut [u8]) {
+    debug_assert!(offset.is_multiple_of(ALIGNMENT));
+    let mut slot_bytes = [0u8; ALIGNMENT];
+    for (index, chunk) in destination.chunks_mut(ALIGNMENT).enumerate() {
+        let slot = offset + index * ALIGNMENT;
+        slot_bytes[..4].copy_from_slice(&term.get_i32(slot).to_le_bytes());
+        slot_bytes[4..8].copy_from_slice(&term.get_i32(slot + 4).to_le_bytes());
+        slot_bytes[8..16].copy_from_slice(&term.get_i64(slot + 8).to_le_bytes());
+        slot_bytes[16..24].copy_from_slice(&term.get_i64(slot + 16).to_le_bytes());
+        slot_bytes[24..].copy_from_slice(&term.get_i64(slot + 24).to_le_bytes());
+        let length = chunk.len();
+        chunk.copy_from_slice(&slot_bytes[..length]);
+    }
+}
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -139,6 +139,11 @@ impl FragmentHeader {
     pub(crate) fn read(term: &AtomicBuffer<'_>, term_offset: usize, position: i64) -> Self {
         let mut bytes = [0u8; DATA_HEADER_LENGTH];
         term.get_bytes(term_offset, &mut bytes);
+        Self::parse(&bytes, position)
+    }
+
+    /// The header at the start of `bytes` (at least a header long); `position` is the caller's.
+    pub(crate) fn parse(bytes: &[u8], position: i64) -> Self {
         let field = |offset: usize| {
             i32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap_or([0; 4]))
         };
@@ -150,7 +155,9 @@ impl FragmentHeader {
             stream_id: field(STREAM_ID_OFFSET),
             term_id: field(TERM_ID_OFFSET),
             reserved_value: i64::from_le_bytes(
-                bytes[RESERVED_VALUE_OFFSET..].try_into().unwrap_or([0; 8]),
+                bytes[RESERVED_VALUE_OFFSET..RESERVED_VALUE_OFFSET + 8]
+                    .try_into()
+                    .unwrap_or([0; 8]),
             ),
             position,
         }

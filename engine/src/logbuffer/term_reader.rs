@@ -4,10 +4,19 @@
 //! first that is not positive: that frame is not published yet. PAD frames are skipped. The
 //! number of fragments handled per call is bounded by the caller's limit. A length that does not
 //! fit the rest of the term is never trusted: the reader stops there.
+//!
+//! [`read`] and [`read_controlled`] lend the handler the payload where it lies: sound only for a
+//! reader that no cleaner or publisher can lap while it reads, which the driver guarantees for a
+//! tethered subscriber (it holds publishers and the cleaner behind the slowest one).
+//! [`read_copied`] is for a reader that may be lapped (an untethered subscriber, which the driver
+//! leaves behind when it is slow): it copies each frame out at the slot widths with relaxed
+//! atomic loads, then checks the log's clean position, and hands the handler the copy only if no
+//! byte of the frame can have been cleaned or rewritten while it was copied.
 
-use super::descriptor::ALIGNMENT;
+use super::descriptor::{ALIGNMENT, LogMetadata, copy_slots};
 use super::frame_header::{FragmentHeader, PAD_TYPE, TYPE_OFFSET};
 use crate::concurrent::atomic_buffer::AtomicBuffer;
+use crate::sync::{Ordering, fence};
 use tern_codec::frame::DATA_HEADER_LENGTH;
 
 /// What a read did.
@@ -144,4 +153,78 @@ pub fn read_controlled(
         fragments,
         term_offset,
     }
+}
+
+/// What a copying read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopiedOutcome {
+    /// Fragments handed to the handler.
+    pub fragments: usize,
+    /// The term offset after the last frame read (padding included).
+    pub term_offset: usize,
+    /// Whether the reader found it had been lapped: it must stop reading this log.
+    pub lapped: bool,
+}
+
+/// Reads like [`read_controlled`] for a reader that may be lapped: each frame is copied into
+/// `scratch` and delivered from there, only once the log's clean position shows that no byte of
+/// it was cleaned while it was copied. `term_base` is the stream position of the term's start.
+/// A frame longer than `scratch` is not delivered (the reader stops, as for a corrupt length).
+pub fn read_copied(
+    term: &AtomicBuffer<'_>,
+    metadata: &LogMetadata<'_>,
+    term_base: i64,
+    mut term_offset: usize,
+    fragment_limit: usize,
+    scratch: &mut [u8],
+    mut handler: impl FnMut(&[u8], &FragmentHeader) -> ControlledAction,
+) -> CopiedOutcome {
+    let term_length = term.capacity();
+    let position_of = |offset: usize| term_base + i64::try_from(offset).unwrap_or(i64::MAX);
+    let mut outcome = CopiedOutcome {
+        fragments: 0,
+        term_offset,
+        lapped: metadata.clean_position() > position_of(term_offset),
+    };
+    while !outcome.lapped && outcome.fragments < fragment_limit && term_offset < term_length {
+        // Pairs with the release store of the length in `frame_header::publish`.
+        let frame_length = term.get_i32_volatile(term_offset);
+        let Ok(frame_length) = usize::try_from(frame_length) else {
+            break;
+        };
+        if frame_length < DATA_HEADER_LENGTH
+            || frame_length > term_length - term_offset
+            || frame_length > scratch.len()
+        {
+            break;
+        }
+        let frame = &mut scratch[..frame_length];
+        copy_slots(term, term_offset, frame);
+        // Every byte copied happens-before this fence; a byte the cleaner zeroed after
+        // announcing makes its announcement visible here (pairs with the release fence in
+        // `LogMetadata::announce_clean_position`).
+        fence(Ordering::Acquire);
+        if metadata.clean_position() > position_of(term_offset) {
+            outcome.lapped = true;
+            break;
+        }
+        let next_offset = term_offset + frame_length.next_multiple_of(ALIGNMENT);
+        if u16::from_le_bytes([frame[TYPE_OFFSET], frame[TYPE_OFFSET + 1]]) == PAD_TYPE {
+            term_offset = next_offset;
+            outcome.term_offset = term_offset;
+            continue;
+        }
+        let header = FragmentHeader::parse(frame, position_of(next_offset));
+        let action = handler(&frame[DATA_HEADER_LENGTH..], &header);
+        if action == ControlledAction::Abort {
+            break;
+        }
+        term_offset = next_offset;
+        outcome.term_offset = term_offset;
+        outcome.fragments += 1;
+        if action == ControlledAction::Break {
+            break;
+        }
+    }
+    outcome
 }
