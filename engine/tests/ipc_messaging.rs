@@ -1,15 +1,15 @@
 //! End to end over `tern:ipc`: an embedded driver, clients that publish and subscribe, back
-//! pressure, fragmentation, claims, images coming and going, and bad commands.
+//! pressure, fragmentation, claims and bad commands. What happens because time passes is in
+//! `driver_timeouts.rs`, stepped on a manual clock.
 #![cfg(not(loom))]
 
 use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_engine::client::{
-    ClientConfig, ClientError, ConductorMode, ControlledAction, FragmentAssembler, ImageInfo,
-    OfferResult, Publication, Subscription, Tern,
+    ClientConfig, ClientError, ControlledAction, FragmentAssembler, OfferResult, Publication,
+    Subscription, Tern,
 };
 use tern_engine::cnc::CncFile;
 use tern_engine::command::ErrorCode;
@@ -188,43 +188,6 @@ fn exclusive_publication_claims_and_controlled_polls() {
 }
 
 #[test]
-fn images_come_and_go_with_publications() {
-    let driver = driver("images");
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let (available, unavailable) = (Arc::clone(&events), Arc::clone(&events));
-    let tern = client_with(&driver, |config| {
-        config.on_available_image = Some(Arc::new(move |info: &ImageInfo| {
-            available
-                .lock()
-                .unwrap()
-                .push(("available", info.session_id));
-        }));
-        config.on_unavailable_image = Some(Arc::new(move |info: &ImageInfo| {
-            unavailable
-                .lock()
-                .unwrap()
-                .push(("unavailable", info.session_id));
-        }));
-    });
-    let publication = tern.add_publication("tern:ipc", 13).unwrap();
-    assert_eq!(publication.offer(b"x"), OfferResult::NotConnected);
-    // A subscription added after the publication links to it.
-    let mut subscription = tern.add_subscription("tern:ipc", 13).unwrap();
-    publication.wait_connected(DEADLINE).unwrap();
-    let session = publication.session_id();
-    drop(publication);
-    let deadline = Instant::now() + DEADLINE;
-    while subscription.is_connected() {
-        assert!(Instant::now() < deadline, "the image never went away");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        *events.lock().unwrap(),
-        [("available", session), ("unavailable", session)]
-    );
-}
-
-#[test]
 fn refused_commands_are_typed_errors() {
     let driver = driver("refused");
     let tern = client(&driver);
@@ -302,68 +265,6 @@ fn malformed_commands_get_an_error_and_the_driver_keeps_serving() {
 }
 
 #[test]
-fn a_client_whose_driver_dies_gets_a_clear_error() {
-    let mut driver = driver_with("dies", |config| config.delete_on_shutdown = false);
-    let tern = client_with(&driver, |config| {
-        config.driver_timeout = Duration::from_millis(300);
-        config.keepalive_interval = Duration::from_millis(20);
-    });
-    let publication = tern.add_publication("tern:ipc", 15).unwrap();
-    driver.close();
-    let deadline = Instant::now() + DEADLINE;
-    while tern.fatal_error().is_none() {
-        assert!(Instant::now() < deadline, "no error after the driver died");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(matches!(
-        tern.fatal_error(),
-        Some(ClientError::DriverTimeout { .. })
-    ));
-    assert_eq!(publication.offer(b"x"), OfferResult::Closed);
-    assert!(matches!(
-        tern.add_subscription("tern:ipc", 15),
-        Err(ClientError::Closed)
-    ));
-    let _ = std::fs::remove_dir_all(dir("dies"));
-}
-
-#[test]
-fn a_silent_client_is_cleaned_up_and_others_carry_on() {
-    // Long enough that a reader starved by the tests running beside it on a 2-core machine still
-    // keeps alive (at 300 ms the test failed once in about fifteen suite runs; a starved reader
-    // timing out is the likely cause), short enough to keep the test quick.
-    let driver = driver_with("silent", |config| {
-        config.client_liveness_timeout = Duration::from_millis(1_000)
-    });
-    // An invoker-mode client that never runs its conductor sends no keepalives.
-    let silent = client_with(&driver, |config| {
-        config.conductor_mode = ConductorMode::Invoker
-    });
-    let publication = silent.add_publication("tern:ipc", 16).unwrap();
-    let reader = client_with(&driver, |config| {
-        config.keepalive_interval = Duration::from_millis(20)
-    });
-    let mut subscription = reader.add_subscription("tern:ipc", 16).unwrap();
-    publication.wait_connected(DEADLINE).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while subscription.is_connected() {
-        assert!(
-            Instant::now() < deadline,
-            "the silent client's publication was never removed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The reader is unaffected.
-    let publication = reader.add_publication("tern:ipc", 16).unwrap();
-    publication.wait_connected(DEADLINE).unwrap();
-    silent.do_work();
-    assert!(matches!(
-        silent.fatal_error(),
-        Some(ClientError::ClientTimedOut)
-    ));
-}
-
-#[test]
 fn a_second_driver_refuses_a_live_directory() {
     let driver = driver("second");
     let error = MediaDriver::launch(DriverConfig {
@@ -386,80 +287,6 @@ fn connecting_without_a_driver_is_a_clear_error_not_a_hang() {
     .expect("no driver");
     assert!(matches!(error, ClientError::NoDriver { .. }));
     assert!(error.to_string().contains("tern driver"), "{error}");
-}
-
-#[test]
-fn an_untethered_laggard_is_left_behind_and_rejoins_at_the_tail() {
-    let driver = driver_with("untethered", |config| {
-        config.untethered_window_limit_timeout = Duration::from_millis(100);
-        config.untethered_resting_timeout = Duration::from_millis(200);
-    });
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let (available, unavailable) = (Arc::clone(&events), Arc::clone(&events));
-    let tern = client_with(&driver, |config| {
-        config.on_available_image = Some(Arc::new(move |info: &ImageInfo| {
-            available
-                .lock()
-                .unwrap()
-                .push(("available", info.subscription_registration_id));
-        }));
-        config.on_unavailable_image = Some(Arc::new(move |info: &ImageInfo| {
-            unavailable
-                .lock()
-                .unwrap()
-                .push(("unavailable", info.subscription_registration_id));
-        }));
-    });
-    let mut keeping_up = tern.add_subscription("tern:ipc", 17).unwrap();
-    let mut laggard = tern.add_subscription("tern:ipc?tether=false", 17).unwrap();
-    let publication = tern.add_publication("tern:ipc", 17).unwrap();
-    publication.wait_connected(DEADLINE).unwrap();
-    let laggard_id = laggard.registration_id();
-    let deadline = Instant::now() + DEADLINE;
-    let mut read = 0u64;
-    // The laggard never reads; the publisher must get past it, two windows and more.
-    while publication.position() < 4 * 32 * 1024 {
-        let _ = publication.offer(&[1u8; 100]);
-        read += u64::try_from(keeping_up.poll(|_, _| {}, 64)).unwrap();
-        assert!(
-            Instant::now() < deadline,
-            "the untethered laggard held the publisher back"
-        );
-    }
-    assert!(read > 0);
-    // After resting it rejoins at the tail with a new image.
-    while events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(kind, id)| *kind == "available" && *id == laggard_id)
-        .count()
-        < 2
-    {
-        let _ = publication.offer(&[1u8; 100]);
-        keeping_up.poll(|_, _| {}, 64);
-        assert!(
-            Instant::now() < deadline,
-            "the laggard never rejoined: {:?}",
-            events.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(
-        events
-            .lock()
-            .unwrap()
-            .contains(&("unavailable", laggard_id))
-    );
-    let image_position = laggard
-        .images()
-        .first()
-        .map(|image| image.position())
-        .unwrap();
-    assert!(
-        image_position > 32 * 1024,
-        "rejoined near the tail, not at the start: {image_position}"
-    );
 }
 
 #[test]
@@ -496,39 +323,4 @@ fn an_exclusive_publication_that_fills_a_term_exactly_rotates() {
         );
         assert!(Instant::now() < deadline, "stalled at {next}");
     }
-}
-
-#[test]
-fn a_client_that_died_writing_a_command_does_not_block_the_driver() {
-    let driver = driver_with("ring-unblock", |config| {
-        config.client_liveness_timeout = Duration::from_millis(300);
-    });
-    let cnc = CncFile::open(driver.dir()).unwrap();
-    let ring = ManyToOneRingBuffer::new(cnc.sections().to_driver).unwrap();
-    // A client claims 64 bytes of the command ring by compare-and-set, then dies.
-    let trailer =
-        cnc.sections().to_driver.capacity() - tern_engine::concurrent::ring_buffer::TRAILER_LENGTH;
-    let tail = ring.producer_position();
-    assert!(
-        cnc.sections()
-            .to_driver
-            .compare_and_set_i64(trailer, tail, tail + 64)
-    );
-    // A live client's commands queue behind the dead claim until the driver pads it.
-    let tern = client_with(&driver, |config| {
-        config.keepalive_interval = Duration::from_millis(20)
-    });
-    let publication = tern.add_publication("tern:ipc", 19).unwrap();
-    let _subscription = tern.add_subscription("tern:ipc", 19).unwrap();
-    publication.wait_connected(DEADLINE).unwrap();
-    let mut errors = Vec::new();
-    read_errors(cnc.sections().error_log, |error| {
-        errors.push(error.text.to_owned())
-    });
-    assert!(
-        errors
-            .iter()
-            .any(|text| text.contains("unblocked the command ring")),
-        "{errors:?}"
-    );
 }

@@ -1,6 +1,7 @@
 //! Processes that die: a publisher killed with SIGKILL in the middle of a claim. The driver
-//! unblocks the log after its timeout, cleans up the dead client, and every other publisher and
-//! subscriber carries on. This test binary runs itself again as the doomed publisher.
+//! unblocks the log after its timeout (and not before), cleans up the dead client, and every
+//! other publisher and subscriber carries on. This test binary runs itself again as the doomed
+//! publisher; the driver's time is stepped on a manual clock.
 #![cfg(all(not(loom), unix))]
 
 use std::io::{BufRead, BufReader};
@@ -8,10 +9,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::Stepped;
 use tern_engine::client::{ClientConfig, OfferResult, Tern};
 use tern_engine::cnc::CncFile;
 use tern_engine::concurrent::counters::CountersReader;
-use tern_engine::driver::{DriverConfig, MediaDriver};
 
 const ROLE: &str = "TERN_PROCESS_FAILURE_ROLE";
 const DIR: &str = "TERN_PROCESS_FAILURE_DIR";
@@ -51,75 +54,93 @@ fn counter_value(dir: &std::path::Path, label: &str) -> i64 {
 
 #[test]
 fn a_publisher_killed_mid_claim_does_not_stop_the_others() {
-    let dir = std::env::temp_dir().join(format!("tern-test-sigkill-{}", std::process::id()));
-    let mut config = DriverConfig {
-        dir: dir.clone(),
-        ..DriverConfig::default()
+    // The driver runs in this process, stepped on a manual clock; the doomed publisher is a
+    // real process on the real clock, which only needs the driver's heartbeat to look fresh
+    // while it starts (the manual clock starts at the real time).
+    let mut stepped = Stepped::new("sigkill", |config| {
+        config.publication_unblock_timeout = Duration::from_secs(15);
+        config.client_liveness_timeout = Duration::from_secs(10);
+    });
+    let dir = stepped.driver.dir().to_path_buf();
+    let tern = stepped.client(|_| {});
+    let mut subscription = stepped.add_subscription(&tern, "tern:ipc", 40);
+    let survivor = stepped.add_publication(&tern, "tern:ipc", 40);
+
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "doomed_publisher",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(ROLE, "doomed")
+            .env(DIR, &dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (claimed_tx, claimed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let claimed = BufReader::new(stdout)
+            .lines()
+            .any(|line| line.is_ok_and(|line| line.contains("claimed")));
+        let _ = claimed_tx.send(claimed);
+    });
+    // Serve the doomed publisher's commands (in real time: it waits on its own clock) until it
+    // has claimed, then kill it mid-claim.
+    let started = Instant::now();
+    let claimed = loop {
+        stepped.step(&[&tern]);
+        if let Ok(claimed) = claimed.try_recv() {
+            break claimed;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the doomed publisher never claimed"
+        );
+        std::thread::yield_now();
     };
-    config.ipc_term_length = 64 * 1024;
-    config.publication_unblock_timeout = Duration::from_millis(300);
-    config.client_liveness_timeout = Duration::from_millis(500);
-    let driver = MediaDriver::launch(config).unwrap();
-    let tern = Tern::connect(ClientConfig {
-        dir: dir.clone(),
-        keepalive_interval: Duration::from_millis(50),
-        ..ClientConfig::default()
-    })
-    .unwrap();
-    let mut subscription = tern.add_subscription("tern:ipc", 40).unwrap();
-    let survivor = tern.add_publication("tern:ipc", 40).unwrap();
+    assert!(claimed, "the doomed publisher exited without claiming");
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "doomed_publisher",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE, "doomed")
-        .env(DIR, &dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let claimed = lines.any(|line| line.is_ok_and(|line| line.contains("claimed")));
-    assert!(claimed, "the doomed publisher never claimed");
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    // The survivor's messages land behind the dead claim; they arrive once the driver pads it.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The survivor's messages land behind the dead claim. They stay there until the unblock
+    // timeout, and arrive once the driver pads the claim.
     let mut sent = 0u32;
     let mut received = Vec::new();
-    while received.len() < 100 {
-        if sent < 100 {
-            match survivor.offer(&sent.to_le_bytes()) {
-                OfferResult::Ok(_) => sent += 1,
-                OfferResult::BackPressured | OfferResult::AdminAction => {}
-                other => panic!("{other:?}"),
-            }
+    for step in 0..160 {
+        if step == 140 {
+            // 14 s: all sent, nothing delivered past the unpublished claim yet.
+            assert_eq!(sent, 100);
+            assert_eq!(received.len(), 0, "delivered past an unpublished claim");
+        }
+        stepped.clock.advance(Duration::from_millis(100));
+        if sent < 100
+            && let OfferResult::Ok(_) = survivor.offer(&sent.to_le_bytes())
+        {
+            sent += 1;
         }
         subscription.poll(
             |body, _| received.push(u32::from_le_bytes(body.try_into().unwrap())),
             100,
         );
-        assert!(
-            Instant::now() < deadline,
-            "still blocked after {} messages",
-            received.len()
-        );
-        std::thread::sleep(Duration::from_micros(100));
+        stepped.step(&[&tern]);
     }
     assert_eq!(received, (0..100).collect::<Vec<_>>());
-    assert!(counter_value(&dir, "unblocked publications") >= 1);
-    // The dead client is closed by its liveness timeout.
-    while counter_value(&dir, "client timeouts") < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the dead client was never timed out"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(counter_value(&dir, "unblocked publications"), 1);
+    // The dead client was closed by its liveness timeout, which is shorter.
+    assert_eq!(counter_value(&dir, "client timeouts"), 1);
+}
+
+/// Kills the child process if the test fails before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-    drop(driver);
 }

@@ -838,7 +838,7 @@ impl DriverConductor {
                 Ok(encoder.finish())
             });
         }
-        expired.len() + self.check_publications(now_ns) + unblocked
+        expired.len() + unblocked
     }
 
     /// Pads over a command a client claimed in the ring and never finished (it died mid-write),
@@ -867,6 +867,7 @@ impl DriverConductor {
         let mut invalid: Vec<(usize, i64, String)> = Vec::new();
         for (index, publication) in self.publications.iter_mut().enumerate() {
             let outcome = publication.update(now_ns, &self.timeouts);
+            work += outcome.work;
             if outcome.unblocked {
                 self.system.increment(SystemCounter::UnblockedPublications);
                 work += 1;
@@ -1076,6 +1077,9 @@ impl Agent for DriverConductor {
         self.now = now;
         let now_ns = now.nanos;
         let mut work = self.process_commands(now_ns);
+        // Positions, limits, cleaning and lifecycles every duty cycle: a publisher is never
+        // held back waiting for a timer, and a parked conductor wakes to work it can see.
+        work += self.check_publications(now_ns);
         if now_ns >= self.next_timer_ns {
             let interval =
                 i64::try_from(self.config.timer_interval.as_nanos()).unwrap_or(1_000_000);

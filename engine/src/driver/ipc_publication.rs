@@ -95,6 +95,10 @@ pub(crate) struct IpcPublication {
     pub(crate) state: PublicationState,
     pub(crate) references: usize,
     window: i64,
+    /// The limit is stored again only once it would pass this.
+    trip_limit: i64,
+    /// How far past the stored limit the trip limit lies: an eighth of the window.
+    trip_gain: i64,
     clean_position: i64,
     last_consumer_position: i64,
     consumer_moved_ns: i64,
@@ -124,6 +128,8 @@ impl IpcPublication {
             state: PublicationState::Active,
             references: 1,
             window,
+            trip_limit: 0,
+            trip_gain: window / 8,
             clean_position: 0,
             last_consumer_position: 0,
             consumer_moved_ns: now_ns,
@@ -189,15 +195,27 @@ impl IpcPublication {
         self.publisher_position.propose_max(producer);
         let left_behind = self.check_untethered(now_ns, producer, timeouts);
         let mut unblocked = false;
+        let mut work = 0;
         match self.observed_consumer_position(producer) {
             Some(consumer) => {
-                self.clean_to(consumer - i64::from(self.log.geometry().term_length()));
-                if self.state == PublicationState::Active {
-                    // consumer <= producer, which stays far below i64::MAX - window.
-                    self.publisher_limit
-                        .set(consumer.saturating_add(self.window));
+                let clean_target = consumer - self.term_length();
+                if clean_target > self.clean_position {
+                    self.clean_to(clean_target);
+                    work += 1;
                 }
-                self.log.metadata().set_connected(true);
+                // consumer <= producer, which stays far below i64::MAX - window.
+                let proposed = consumer.saturating_add(self.window);
+                // The limit moves in steps of at least the trip gain (Aeron's rule), so the
+                // line publishers read on every offer changes a few times a window, not on
+                // every read a subscriber makes.
+                if self.state == PublicationState::Active && proposed > self.trip_limit {
+                    self.publisher_limit.set(proposed);
+                    self.trip_limit = proposed.saturating_add(self.trip_gain);
+                    work += 1;
+                }
+                if !self.log.metadata().is_connected() {
+                    self.log.metadata().set_connected(true);
+                }
                 if consumer != self.last_consumer_position {
                     self.last_consumer_position = consumer;
                     self.consumer_moved_ns = now_ns;
@@ -211,8 +229,14 @@ impl IpcPublication {
             }
             None => {
                 // Nobody reads: publishers may not run ahead (offers report not connected).
-                self.publisher_limit.set(producer);
-                self.log.metadata().set_connected(false);
+                if self.publisher_limit.get() != producer {
+                    self.publisher_limit.set(producer);
+                    work += 1;
+                }
+                self.trip_limit = producer;
+                if self.log.metadata().is_connected() {
+                    self.log.metadata().set_connected(false);
+                }
                 self.consumer_moved_ns = now_ns;
             }
         }
@@ -220,6 +244,7 @@ impl IpcPublication {
             left_behind,
             invalid_positions,
             unblocked,
+            work,
         }
     }
 
@@ -337,6 +362,8 @@ pub(crate) struct UpdateOutcome {
     pub(crate) invalid_positions: Vec<usize>,
     /// Whether a blocked log was padded over.
     pub(crate) unblocked: bool,
+    /// Limit moves and cleaning done (for the idle strategy).
+    pub(crate) work: usize,
 }
 
 /// The timeouts a publication's bookkeeping uses, in ns.
