@@ -33,12 +33,39 @@ use crate::wire::{read_field, write_field};
 /// Bytes in a DATA or PAD header.
 pub const DATA_HEADER_LENGTH: usize = 32;
 
-const TERM_OFFSET_OFFSET: usize = 8;
-const SESSION_ID_OFFSET: usize = 12;
-const STREAM_ID_OFFSET: usize = 16;
-const TERM_ID_OFFSET: usize = 20;
-const RESERVED_VALUE_OFFSET: usize = 24;
-const _: () = assert!(RESERVED_VALUE_OFFSET + 8 == DATA_HEADER_LENGTH);
+/// Where each field of a DATA or PAD header lies: the one definition the engine's term code
+/// (appenders, readers, scanner, unblocker) and this codec share.
+pub mod data_offsets {
+    /// Frame length, i32 (a reader loads it first, with acquire).
+    pub const FRAME_LENGTH: usize = 0;
+    /// Version, u8.
+    pub const VERSION: usize = 4;
+    /// Flags, u8 ([`super::data_flags`]).
+    pub const FLAGS: usize = 5;
+    /// Frame type, u16.
+    pub const TYPE: usize = 6;
+    /// Term offset, i32.
+    pub const TERM_OFFSET: usize = 8;
+    /// Session id, i32.
+    pub const SESSION_ID: usize = 12;
+    /// Stream id, i32.
+    pub const STREAM_ID: usize = 16;
+    /// Term id, i32.
+    pub const TERM_ID: usize = 20;
+    /// Reserved value, i64.
+    pub const RESERVED_VALUE: usize = 24;
+    const _: () = assert!(FLAGS == VERSION + 1 && TYPE == FLAGS + 1 && TERM_OFFSET == TYPE + 2);
+    const _: () = assert!(RESERVED_VALUE + 8 == super::DATA_HEADER_LENGTH);
+}
+
+use data_offsets::TERM_OFFSET as TERM_OFFSET_OFFSET;
+use data_offsets::{RESERVED_VALUE as RESERVED_VALUE_OFFSET, SESSION_ID as SESSION_ID_OFFSET};
+use data_offsets::{STREAM_ID as STREAM_ID_OFFSET, TERM_ID as TERM_ID_OFFSET};
+
+/// The frame type of a DATA frame, as the u16 at [`data_offsets::TYPE`].
+pub const DATA_FRAME_TYPE: u16 = 0x01;
+/// The frame type of a PAD frame.
+pub const PAD_FRAME_TYPE: u16 = 0x00;
 
 /// Flags of DATA frames.
 pub mod data_flags {

@@ -27,7 +27,10 @@ mod error_frame;
 mod fixed;
 mod status;
 
-pub use data::{DATA_HEADER_LENGTH, DataFrame, DataHeader, data_flags};
+pub use data::{
+    DATA_FRAME_TYPE, DATA_HEADER_LENGTH, DataFrame, DataHeader, PAD_FRAME_TYPE, data_flags,
+    data_offsets,
+};
 pub use datagram::DatagramFrames;
 pub use error_frame::{ERROR_FRAME_LENGTH, ERROR_TEXT_MAX, ErrorFrame, error_flags};
 pub use fixed::{

@@ -44,7 +44,7 @@
 //! publishers append to (`count % 3`).
 
 use tern_codec::SemanticVersion;
-use tern_codec::frame::{DATA_HEADER_LENGTH, FRAME_ALIGNMENT};
+use tern_codec::frame::{DATA_HEADER_LENGTH, FRAME_ALIGNMENT, data_offsets};
 use tern_codec::position::{TermGeometry, validate_log_term_length};
 
 use crate::concurrent::atomic_buffer::AtomicBuffer;
@@ -226,10 +226,14 @@ impl<'a> LogMetadata<'a> {
         );
         let mut header = [0u8; DATA_HEADER_LENGTH];
         // version 0, flags BEGIN|END, type DATA, then session and stream ids.
-        header[5] = tern_codec::frame::data_flags::UNFRAGMENTED;
-        header[6] = 1;
-        header[12..16].copy_from_slice(&parameters.session_id.to_le_bytes());
-        header[16..20].copy_from_slice(&parameters.stream_id.to_le_bytes());
+        header[data_offsets::VERSION] = tern_codec::frame::FRAME_VERSION;
+        header[data_offsets::FLAGS] = tern_codec::frame::data_flags::UNFRAGMENTED;
+        header[data_offsets::TYPE..data_offsets::TYPE + 2]
+            .copy_from_slice(&tern_codec::frame::DATA_FRAME_TYPE.to_le_bytes());
+        header[data_offsets::SESSION_ID..data_offsets::SESSION_ID + 4]
+            .copy_from_slice(&parameters.session_id.to_le_bytes());
+        header[data_offsets::STREAM_ID..data_offsets::STREAM_ID + 4]
+            .copy_from_slice(&parameters.stream_id.to_le_bytes());
         buffer.put_bytes(DEFAULT_HEADER_OFFSET, &header);
         buffer.put_i64(MAGIC_OFFSET, LOG_MAGIC.cast_signed());
         // Published last: a reader that sees the version sees the whole layout.

@@ -6,30 +6,32 @@
 //! negative length also tells the driver's unblocker how long a frame was claimed to be when its
 //! writer died before publishing it.
 
-use tern_codec::frame::{DATA_HEADER_LENGTH, data_flags};
+use tern_codec::frame::{
+    DATA_FRAME_TYPE, DATA_HEADER_LENGTH, PAD_FRAME_TYPE, data_flags, data_offsets,
+};
 
 use crate::concurrent::atomic_buffer::AtomicBuffer;
 
-/// Offset of the frame length in a header.
-pub const FRAME_LENGTH_OFFSET: usize = 0;
+/// Offset of the frame length in a header (the layout is `tern_codec::frame::data_offsets`).
+pub const FRAME_LENGTH_OFFSET: usize = data_offsets::FRAME_LENGTH;
 /// Offset of the flags byte.
-pub const FLAGS_OFFSET: usize = 5;
+pub const FLAGS_OFFSET: usize = data_offsets::FLAGS;
 /// Offset of the frame type.
-pub const TYPE_OFFSET: usize = 6;
+pub const TYPE_OFFSET: usize = data_offsets::TYPE;
 /// Offset of the term offset.
-pub const TERM_OFFSET_OFFSET: usize = 8;
+pub const TERM_OFFSET_OFFSET: usize = data_offsets::TERM_OFFSET;
 /// Offset of the session id.
-pub const SESSION_ID_OFFSET: usize = 12;
+pub const SESSION_ID_OFFSET: usize = data_offsets::SESSION_ID;
 /// Offset of the stream id.
-pub const STREAM_ID_OFFSET: usize = 16;
+pub const STREAM_ID_OFFSET: usize = data_offsets::STREAM_ID;
 /// Offset of the term id.
-pub const TERM_ID_OFFSET: usize = 20;
+pub const TERM_ID_OFFSET: usize = data_offsets::TERM_ID;
 /// Offset of the reserved value.
-pub const RESERVED_VALUE_OFFSET: usize = 24;
+pub const RESERVED_VALUE_OFFSET: usize = data_offsets::RESERVED_VALUE;
 /// The PAD frame type.
-pub const PAD_TYPE: u16 = 0;
+pub const PAD_TYPE: u16 = PAD_FRAME_TYPE;
 /// The DATA frame type.
-pub const DATA_TYPE: u16 = 1;
+pub const DATA_TYPE: u16 = DATA_FRAME_TYPE;
 
 /// The parts of a DATA header that are the same for every frame of a publication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +49,14 @@ impl HeaderTemplate {
 
     /// The session id.
     pub fn session_id(&self) -> i32 {
-        i32::from_le_bytes(self.header[12..16].try_into().unwrap_or([0; 4]))
+        let field = &self.header[SESSION_ID_OFFSET..SESSION_ID_OFFSET + 4];
+        i32::from_le_bytes(field.try_into().unwrap_or([0; 4]))
     }
 
     /// The stream id.
     pub fn stream_id(&self) -> i32 {
-        i32::from_le_bytes(self.header[16..20].try_into().unwrap_or([0; 4]))
+        let field = &self.header[STREAM_ID_OFFSET..STREAM_ID_OFFSET + 4];
+        i32::from_le_bytes(field.try_into().unwrap_or([0; 4]))
     }
 
     /// Writes the header of a frame of `frame_length` bytes at `term_offset` of `term`, with the

@@ -9,7 +9,7 @@
 
 use tern_codec::frame::{DATA_HEADER_LENGTH, data_flags};
 
-use super::descriptor::{ALIGNMENT, LogMetadata, pack_tail, tail_term_id};
+use super::descriptor::{LogMetadata, pack_tail, tail_term_id};
 use super::frame_header::{HeaderTemplate, publish, write_padding};
 use crate::concurrent::atomic_buffer::AtomicBuffer;
 
@@ -33,7 +33,7 @@ pub enum Appended {
 /// Rounds up to the frame alignment.
 #[inline]
 pub const fn align_frame(length: usize) -> usize {
-    (length + ALIGNMENT - 1) & !(ALIGNMENT - 1)
+    tern_codec::frame::align(length)
 }
 
 /// Bytes of term that a message of `length` bytes takes in frames of at most `max_payload`.

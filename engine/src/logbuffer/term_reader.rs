@@ -51,7 +51,7 @@ pub fn read(
             break;
         }
         let frame_offset = term_offset;
-        let aligned = (frame_length + ALIGNMENT - 1) & !(ALIGNMENT - 1);
+        let aligned = tern_codec::frame::align(frame_length);
         term_offset += aligned;
         let mut frame_type = [0u8; 2];
         term.get_bytes(frame_offset + TYPE_OFFSET, &mut frame_type);
@@ -123,7 +123,7 @@ pub fn read_controlled(
             break;
         }
         let frame_offset = term_offset;
-        let next_offset = term_offset + ((frame_length + ALIGNMENT - 1) & !(ALIGNMENT - 1));
+        let next_offset = term_offset + (tern_codec::frame::align(frame_length));
         let mut frame_type = [0u8; 2];
         term.get_bytes(frame_offset + TYPE_OFFSET, &mut frame_type);
         if u16::from_le_bytes(frame_type) == PAD_TYPE {

@@ -5,7 +5,6 @@
 //! would take the batch past `max_length`, or at a PAD frame, which ends the batch: only the
 //! PAD's header travels, and the receiver regenerates the padding.
 
-use super::descriptor::ALIGNMENT;
 use super::frame_header::{PAD_TYPE, TYPE_OFFSET};
 use crate::concurrent::atomic_buffer::AtomicBuffer;
 use tern_codec::frame::DATA_HEADER_LENGTH;
@@ -36,7 +35,7 @@ pub fn scan_for_availability(
         if frame_length < DATA_HEADER_LENGTH || frame_length > term_length - offset {
             break;
         }
-        let aligned = (frame_length + ALIGNMENT - 1) & !(ALIGNMENT - 1);
+        let aligned = tern_codec::frame::align(frame_length);
         let mut frame_type = [0u8; 2];
         term.get_bytes(offset + TYPE_OFFSET, &mut frame_type);
         if u16::from_le_bytes(frame_type) == PAD_TYPE {
@@ -77,7 +76,8 @@ mod tests {
         let memory = AlignedBuffer::new(4096);
         let term = memory.buffer();
         let mut header = [0u8; 32];
-        header[6] = 1; // DATA
+        header[TYPE_OFFSET..TYPE_OFFSET + 2]
+            .copy_from_slice(&crate::logbuffer::frame_header::DATA_TYPE.to_le_bytes());
         let template = HeaderTemplate::new(header);
         let mut offset = 0;
         for _ in 0..4 {
