@@ -98,6 +98,17 @@ pub trait Agent: Send {
     /// Called once when the agent stops.
     fn on_close(&mut self) {}
 
+    /// Whether the runner should time this agent's duty cycles (a second clock read per cycle)
+    /// and report them to [`Agent::on_duty_cycle`].
+    fn tracks_duty_cycle(&self) -> bool {
+        false
+    }
+
+    /// A duty cycle took `cycle_ns` and ended at `end` (agents that track them only).
+    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
+        let _ = (cycle_ns, end);
+    }
+
     /// Called once, on the agent's thread, when its duty cycle panicked with `message`, before
     /// the runner stops: record it where operators look. The agent's state may be part-updated.
     fn on_panic(&mut self, message: &str) {
@@ -141,6 +152,18 @@ impl Agent for CompositeAgent {
     fn on_panic(&mut self, message: &str) {
         for agent in &mut self.agents {
             agent.on_panic(message);
+        }
+    }
+
+    fn tracks_duty_cycle(&self) -> bool {
+        self.agents.iter().any(|agent| agent.tracks_duty_cycle())
+    }
+
+    /// Each agent that tracks duty cycles is told the whole thread's cycle: that is what delays
+    /// its next turn.
+    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
+        for agent in &mut self.agents {
+            agent.on_duty_cycle(cycle_ns, end);
         }
     }
 }
@@ -338,8 +361,18 @@ fn run(
     failure: &OnceLock<String>,
 ) {
     let mut idler = Idler::new(strategy);
+    let tracks = agent.tracks_duty_cycle();
     while running.load(Ordering::Acquire) {
-        match guarded(|| agent.do_work(clock.now())) {
+        let cycle = guarded(|| {
+            let start = clock.now();
+            let work = agent.do_work(start);
+            if tracks {
+                let end = clock.now();
+                agent.on_duty_cycle(end.nanos - start.nanos, end);
+            }
+            work
+        });
+        match cycle {
             Ok(work) => idler.idle(work),
             Err(message) => {
                 let message = format!("agent {} panicked: {message}", agent.role_name());

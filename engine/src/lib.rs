@@ -11,7 +11,7 @@
 //! | [`command`] | the driver protocol: versioned commands and responses |
 //! | [`driver`] | the media driver (conductor agent), embedded or standalone |
 //! | [`client`] | the client library: publications, subscriptions, images, fragment assembly |
-//! | [`channel`], [`agent`] | channel URIs; agents, runners and idle strategies |
+//! | [`channel`], [`agent`], [`duty_cycle`] | channel URIs; agents, runners, clocks and idle strategies; duty-cycle timing |
 //!
 //! ## Threads and memory
 //!
@@ -33,6 +33,7 @@ pub mod concurrent;
 pub mod directory;
 #[cfg(not(loom))]
 pub mod driver;
+pub mod duty_cycle;
 pub mod logbuffer;
 pub mod mapped_file;
 mod sync;

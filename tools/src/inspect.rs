@@ -1,6 +1,6 @@
 //! `tern stat` and `tern errors`: look inside a running driver through its CnC file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -8,6 +8,7 @@ use tern_engine::cnc::CncFile;
 use tern_engine::concurrent::counters::CountersReader;
 use tern_engine::concurrent::error_log::read_errors;
 use tern_engine::concurrent::ring_buffer::ManyToOneRingBuffer;
+use tern_engine::driver::conductor::counter_types;
 
 use crate::DirArg;
 
@@ -65,12 +66,102 @@ pub(crate) fn stat(args: &StatArgs) -> Result<()> {
             println!("{:>4}: {:>20} - {}{rate}", info.id, info.value, info.label);
             previous.insert(info.id, info.value);
         });
+        print_publications(counters);
         printed += 1;
         if !args.watch || (args.iterations > 0 && printed >= args.iterations) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(args.interval_ms));
         println!();
+    }
+}
+
+/// What `tern stat` shows of one publication.
+#[derive(Debug, Default)]
+struct PublicationStat {
+    description: String,
+    position: i64,
+    limit: i64,
+    back_pressured: i64,
+    not_connected: i64,
+    /// (position, client id, image id) of each subscriber.
+    subscribers: Vec<(i64, i64, i64)>,
+}
+
+/// Per publication: where publishers are, their limit, how often they were refused, and who
+/// holds the limit — the subscriber furthest behind ("who is slow?").
+fn print_publications(counters: CountersReader<'_>) {
+    let mut publications: BTreeMap<i64, PublicationStat> = BTreeMap::new();
+    let mut subscribers = Vec::new();
+    counters.for_each(|info| {
+        let stat = || PublicationStat::default();
+        match info.type_id {
+            counter_types::PUBLISHER_LIMIT => {
+                let entry = publications
+                    .entry(info.registration_id)
+                    .or_insert_with(stat);
+                entry.limit = info.value;
+                entry.description = info
+                    .label
+                    .strip_prefix("pub-lmt: ")
+                    .unwrap_or(info.label)
+                    .to_owned();
+            }
+            counter_types::PUBLISHER_POSITION => {
+                publications
+                    .entry(info.registration_id)
+                    .or_insert_with(stat)
+                    .position = info.value;
+            }
+            counter_types::PUBLISHER_BACK_PRESSURED => {
+                publications
+                    .entry(info.registration_id)
+                    .or_insert_with(stat)
+                    .back_pressured = info.value;
+            }
+            counter_types::PUBLISHER_NOT_CONNECTED => {
+                publications
+                    .entry(info.registration_id)
+                    .or_insert_with(stat)
+                    .not_connected = info.value;
+            }
+            counter_types::SUBSCRIBER_POSITION => subscribers.push((
+                info.reference_id,
+                info.value,
+                info.owner_id,
+                info.registration_id,
+            )),
+            _ => {}
+        }
+    });
+    for (publication, position, client, image) in subscribers {
+        if let Some(stat) = publications.get_mut(&publication) {
+            stat.subscribers.push((position, client, image));
+        }
+    }
+    if publications.is_empty() {
+        return;
+    }
+    println!("publications (registration id, session, stream, channel):");
+    for stat in publications.values() {
+        println!(
+            "  {}: position {}, limit {}; offers refused: {} back-pressured, {} not connected",
+            stat.description, stat.position, stat.limit, stat.back_pressured, stat.not_connected
+        );
+        match stat.subscribers.iter().min() {
+            Some((position, client, image)) => println!(
+                "    slowest of {} subscribers: client {client}, image {image} at {position}, \
+                 {} behind{}",
+                stat.subscribers.len(),
+                stat.position - position,
+                if stat.position >= stat.limit {
+                    " (holding the publisher at its limit)"
+                } else {
+                    ""
+                }
+            ),
+            None => println!("    no subscribers"),
+        }
     }
 }
 

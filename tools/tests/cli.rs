@@ -425,3 +425,60 @@ fn the_cluster_benchmark_prints_rates_and_percentiles() {
         assert!(text.contains(expected), "{expected:?} missing from {text}");
     }
 }
+
+#[test]
+fn stat_says_who_holds_a_publisher_back() {
+    let dir = scratch("slow");
+    let mut driver = start_driver(&dir, &["--ipc-term-length", "64k"]);
+    let dir_text = dir.to_str().unwrap();
+    let tern_client = |dir: &Path| {
+        tern_engine::client::Tern::connect(tern_engine::client::ClientConfig {
+            dir: dir.to_path_buf(),
+            ..tern_engine::client::ClientConfig::default()
+        })
+        .unwrap()
+    };
+    let publisher = tern_client(&dir);
+    let slow = tern_client(&dir);
+    let publication = publisher.add_publication("tern:ipc", 9).unwrap();
+    let _slow_subscription = slow.add_subscription("tern:ipc", 9).unwrap();
+    publication.wait_connected(Duration::from_secs(10)).unwrap();
+    // The slow subscriber reads nothing: fill the window until the publisher is refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refused = 0;
+    while refused < 100 {
+        assert!(Instant::now() < deadline, "never back-pressured");
+        match publication.offer(&[0u8; 100]) {
+            tern_engine::client::OfferResult::BackPressured => refused += 1,
+            tern_engine::client::OfferResult::Ok(_)
+            | tern_engine::client::OfferResult::AdminAction => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The driver mirrors the refusals into its counters on its next duty cycles.
+    let stat = loop {
+        let stat = tern(&["stat", "--dir", dir_text]);
+        assert!(stat.status.success(), "{}", stderr(&stat));
+        if stdout(&stat).contains("100 back-pressured") || Instant::now() > deadline {
+            break stdout(&stat);
+        }
+    };
+    assert!(stat.contains("100 back-pressured"), "{stat}");
+    assert!(
+        stat.contains(&format!(
+            "slowest of 1 subscribers: client {}",
+            slow.client_id()
+        )),
+        "{stat}"
+    );
+    assert!(
+        stat.contains("(holding the publisher at its limit)"),
+        "{stat}"
+    );
+    assert!(
+        stat.contains("driver-conductor duty cycle max ns"),
+        "{stat}"
+    );
+    drop((publication, publisher, slow));
+    assert!(terminate(&mut driver).success());
+}

@@ -145,9 +145,12 @@ impl PublicationCore {
         let term_offset = tail_term_offset(raw_tail, geometry.term_length());
         let position = geometry.position(term_id, term_offset);
         if position >= self.limit.get() {
+            // Counted where `tern stat` can show them: who is being held back, and how often.
             return Err(if metadata.is_connected() {
+                metadata.count_back_pressured();
                 OfferResult::BackPressured
             } else {
+                metadata.count_not_connected();
                 OfferResult::NotConnected
             });
         }

@@ -15,7 +15,7 @@ use tern_codec::{DecodeError, MessageHeader, UnknownAction, on_unknown};
 
 use super::config::DriverConfig;
 use super::ipc_publication::{
-    IpcPublication, PublicationState, SubscriberLink, TetherState, Timeouts,
+    IpcPublication, PublicationCounters, PublicationState, SubscriberLink, TetherState, Timeouts,
 };
 use super::system_counters::{SystemCounter, SystemCounters};
 use crate::agent::{Agent, Now};
@@ -28,9 +28,10 @@ use crate::command::{
     release_image, remove_resource,
 };
 use crate::concurrent::broadcast::BroadcastTransmitter;
-use crate::concurrent::counters::{CounterSpec, CountersManager};
+use crate::concurrent::counters::{Counter, CounterSpec, CountersManager};
 use crate::concurrent::error_log::DistinctErrorLog;
 use crate::concurrent::ring_buffer::ManyToOneRingBuffer;
+use crate::duty_cycle::DutyCycleTracker;
 use crate::logbuffer::descriptor::LogParameters;
 use crate::logbuffer::log_buffers::LogBuffers;
 
@@ -44,9 +45,23 @@ pub mod counter_types {
     pub const PUBLISHER_POSITION: i32 = 2;
     /// A subscriber's position in an image.
     pub const SUBSCRIBER_POSITION: i32 = 4;
+    /// A publication's offers refused at its limit.
+    pub const PUBLISHER_BACK_PRESSURED: i32 = 5;
+    /// A publication's offers refused with no subscriber connected.
+    pub const PUBLISHER_NOT_CONNECTED: i32 = 6;
+    /// An agent thread's duty-cycle time (the longest, or a recent high percentile), in ns.
+    pub const DUTY_CYCLE_TIME: i32 = 7;
     /// A counter a client asked for.
     pub const CLIENT: i32 = 1000;
 }
+
+/// The counters of each publication, with the label prefix `tern stat` knows them by.
+const PUBLICATION_COUNTERS: [(i32, &str); 4] = [
+    (counter_types::PUBLISHER_LIMIT, "pub-lmt"),
+    (counter_types::PUBLISHER_POSITION, "pub-pos"),
+    (counter_types::PUBLISHER_BACK_PRESSURED, "pub-bp"),
+    (counter_types::PUBLISHER_NOT_CONNECTED, "pub-nc"),
+];
 
 /// A client the driver knows.
 #[derive(Debug)]
@@ -98,6 +113,9 @@ pub struct DriverConductor {
     terminate_requested: bool,
     /// This duty cycle's time, read once by the runner.
     now: Now,
+    duty_cycle: DutyCycleTracker,
+    /// The longest duty cycle, and the p99.9 of the last second's.
+    duty_cycle_counters: [Counter<'static>; 2],
 }
 
 /// What went wrong with a command, for the client and the error log.
@@ -133,6 +151,23 @@ impl DriverConductor {
             CountersManager::new(sections.counters_metadata, sections.counters_values, 1000)
                 .map_err(|error| error.to_string())?;
         let system = SystemCounters::allocate(&mut counters).map_err(|error| error.to_string())?;
+        let mut duty_cycle_counter = |label: &str| {
+            let spec = CounterSpec {
+                type_id: counter_types::DUTY_CYCLE_TIME,
+                key: &[],
+                label,
+                registration_id: 0,
+                owner_id: 0,
+                reference_id: 0,
+            };
+            counters
+                .allocate(&spec, now.epoch_ms)
+                .map_err(|error| error.to_string())
+        };
+        let duty_cycle_counters = [
+            duty_cycle_counter("driver-conductor duty cycle max ns")?,
+            duty_cycle_counter("driver-conductor duty cycle p99.9 ns (last second)")?,
+        ];
         let errors = DistinctErrorLog::new(sections.error_log);
         let nanos =
             |duration: std::time::Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
@@ -164,6 +199,8 @@ impl DriverConductor {
             scratch: vec![0u8; 8192],
             terminate_requested: false,
             now,
+            duty_cycle: DutyCycleTracker::new(1_000_000_000, now.nanos),
+            duty_cycle_counters,
         })
     }
 
@@ -339,7 +376,7 @@ impl DriverConductor {
             .expect("just created or found");
         let (session_id, limit_id, log_file) = (
             publication.session_id,
-            publication.publisher_limit.id(),
+            publication.counters.limit.id(),
             publication.log.path().display().to_string(),
         );
         self.respond(on_publication_ready::TEMPLATE_ID, |buf| {
@@ -400,45 +437,47 @@ impl DriverConductor {
         let path = dir.join(format!("{registration_id}.logbuffer"));
         let log = LogBuffers::create(&path, &parameters)
             .map_err(|error| CommandError::new(ErrorCode::ResourceExhausted, error.to_string()))?;
-        let label = format!("pub-lmt: {registration_id} {session_id} {stream_id} {channel_text}");
-        let spec = CounterSpec {
-            type_id: counter_types::PUBLISHER_LIMIT,
-            key: &registration_id.to_le_bytes(),
-            label: &label,
-            registration_id,
-            owner_id: 0,
-            reference_id: 0,
-        };
-        let limit = self
-            .counters
-            .allocate(&spec, self.now.epoch_ms)
-            .map_err(|error| {
-                let _ = std::fs::remove_file(&path);
-                CommandError::new(ErrorCode::ResourceExhausted, error.to_string())
-            })?;
-        let label = format!("pub-pos: {registration_id} {session_id} {stream_id} {channel_text}");
-        let spec = CounterSpec {
-            type_id: counter_types::PUBLISHER_POSITION,
-            label: &label,
-            ..spec
-        };
-        let position = match self.counters.allocate(&spec, self.now.epoch_ms) {
-            Ok(position) => position,
-            Err(error) => {
-                let _ = self.counters.free(limit.id(), self.now.epoch_ms);
-                let _ = std::fs::remove_file(&path);
-                return Err(CommandError::new(
-                    ErrorCode::ResourceExhausted,
-                    error.to_string(),
-                ));
+        let mut counters = Vec::with_capacity(PUBLICATION_COUNTERS.len());
+        for (type_id, name) in PUBLICATION_COUNTERS {
+            let label =
+                format!("{name}: {registration_id} {session_id} {stream_id} {channel_text}");
+            let spec = CounterSpec {
+                type_id,
+                key: &registration_id.to_le_bytes(),
+                label: &label,
+                registration_id,
+                owner_id: 0,
+                reference_id: 0,
+            };
+            match self.counters.allocate(&spec, self.now.epoch_ms) {
+                Ok(counter) => counters.push(counter),
+                Err(error) => {
+                    // Undo what this command made: the counters so far and the file.
+                    for counter in counters {
+                        let _ = self.counters.free(counter.id(), self.now.epoch_ms);
+                    }
+                    let _ = std::fs::remove_file(&path);
+                    return Err(CommandError::new(
+                        ErrorCode::ResourceExhausted,
+                        error.to_string(),
+                    ));
+                }
             }
+        }
+        let [limit, position, back_pressured, not_connected] = counters[..] else {
+            unreachable!("one counter per entry of PUBLICATION_COUNTERS");
         };
         let mut publication = IpcPublication::new(
             registration_id,
             exclusive,
             channel_text.to_owned(),
             Arc::new(log),
-            [limit, position],
+            PublicationCounters {
+                limit,
+                position,
+                back_pressured,
+                not_connected,
+            },
             now_ns,
         );
         publication.update(now_ns, &self.timeouts);
@@ -976,10 +1015,9 @@ impl DriverConductor {
             for subscriber in &publication.subscribers {
                 let _ = self.counters.free(subscriber.position.id(), now_ms);
             }
-            let _ = self.counters.free(publication.publisher_limit.id(), now_ms);
-            let _ = self
-                .counters
-                .free(publication.publisher_position.id(), now_ms);
+            for id in publication.counters.ids() {
+                let _ = self.counters.free(id, now_ms);
+            }
             let path = publication.log.path().to_path_buf();
             drop(publication);
             if let Err(error) = std::fs::remove_file(&path) {
@@ -1100,6 +1138,17 @@ impl Agent for DriverConductor {
     fn on_panic(&mut self, message: &str) {
         self.system.increment(SystemCounter::AgentPanics);
         self.record_error(message);
+    }
+
+    fn tracks_duty_cycle(&self) -> bool {
+        true
+    }
+
+    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
+        if let Some(report) = self.duty_cycle.record(cycle_ns, end.nanos) {
+            self.duty_cycle_counters[0].set(report.max_ns);
+            self.duty_cycle_counters[1].set(report.percentile_ns);
+        }
     }
 }
 

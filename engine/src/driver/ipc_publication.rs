@@ -69,6 +69,29 @@ impl SubscriberLink {
     }
 }
 
+/// The counters the driver keeps for a publication (it writes all four).
+#[derive(Debug)]
+pub(crate) struct PublicationCounters {
+    pub(crate) limit: Counter<'static>,
+    pub(crate) position: Counter<'static>,
+    /// Offers refused at the limit, mirrored from the log's metadata.
+    pub(crate) back_pressured: Counter<'static>,
+    /// Offers refused with nobody connected, mirrored from the log's metadata.
+    pub(crate) not_connected: Counter<'static>,
+}
+
+impl PublicationCounters {
+    /// Their ids, for freeing.
+    pub(crate) fn ids(&self) -> [i32; 4] {
+        [
+            self.limit.id(),
+            self.position.id(),
+            self.back_pressured.id(),
+            self.not_connected.id(),
+        ]
+    }
+}
+
 /// Where a publication is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PublicationState {
@@ -89,8 +112,7 @@ pub(crate) struct IpcPublication {
     pub(crate) exclusive: bool,
     pub(crate) channel: String,
     pub(crate) log: Arc<LogBuffers>,
-    pub(crate) publisher_limit: Counter<'static>,
-    pub(crate) publisher_position: Counter<'static>,
+    pub(crate) counters: PublicationCounters,
     pub(crate) subscribers: Vec<SubscriberLink>,
     pub(crate) state: PublicationState,
     pub(crate) references: usize,
@@ -110,7 +132,7 @@ impl IpcPublication {
         exclusive: bool,
         channel: String,
         log: Arc<LogBuffers>,
-        [publisher_limit, publisher_position]: [Counter<'static>; 2],
+        counters: PublicationCounters,
         now_ns: i64,
     ) -> Self {
         let template = HeaderTemplate::new(log.metadata().default_header());
@@ -122,8 +144,7 @@ impl IpcPublication {
             exclusive,
             channel,
             log,
-            publisher_limit,
-            publisher_position,
+            counters,
             subscribers: Vec::new(),
             state: PublicationState::Active,
             references: 1,
@@ -192,7 +213,10 @@ impl IpcPublication {
     /// One duty cycle of bookkeeping.
     pub(crate) fn update(&mut self, now_ns: i64, timeouts: &Timeouts) -> UpdateOutcome {
         let (producer, invalid_positions) = self.observe();
-        self.publisher_position.propose_max(producer);
+        self.counters.position.propose_max(producer);
+        let (back_pressured, not_connected) = self.log.metadata().refused_offers();
+        self.counters.back_pressured.propose_max(back_pressured);
+        self.counters.not_connected.propose_max(not_connected);
         let left_behind = self.check_untethered(now_ns, producer, timeouts);
         let mut unblocked = false;
         let mut work = 0;
@@ -209,7 +233,7 @@ impl IpcPublication {
                 // line publishers read on every offer changes a few times a window, not on
                 // every read a subscriber makes.
                 if self.state == PublicationState::Active && proposed > self.trip_limit {
-                    self.publisher_limit.set(proposed);
+                    self.counters.limit.set(proposed);
                     self.trip_limit = proposed.saturating_add(self.trip_gain);
                     work += 1;
                 }
@@ -229,8 +253,8 @@ impl IpcPublication {
             }
             None => {
                 // Nobody reads: publishers may not run ahead (offers report not connected).
-                if self.publisher_limit.get() != producer {
-                    self.publisher_limit.set(producer);
+                if self.counters.limit.get() != producer {
+                    self.counters.limit.set(producer);
                     work += 1;
                 }
                 self.trip_limit = producer;
@@ -249,7 +273,7 @@ impl IpcPublication {
     }
 
     fn check_untethered(&mut self, now_ns: i64, producer: i64, timeouts: &Timeouts) -> Vec<usize> {
-        let limit = self.publisher_limit.get();
+        let limit = self.counters.limit.get();
         let term_length = self.term_length();
         let mut left_behind = Vec::new();
         for (index, subscriber) in self.subscribers.iter_mut().enumerate() {

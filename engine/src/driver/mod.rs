@@ -80,6 +80,14 @@ impl Agent for Watched {
     fn on_panic(&mut self, message: &str) {
         self.conductor.on_panic(message);
     }
+
+    fn tracks_duty_cycle(&self) -> bool {
+        self.conductor.tracks_duty_cycle()
+    }
+
+    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
+        self.conductor.on_duty_cycle(cycle_ns, end);
+    }
 }
 
 impl MediaDriver {
@@ -139,11 +147,18 @@ impl MediaDriver {
         if self.invoked_failure.is_some() {
             return 0;
         }
-        let now = self.config.clock.now();
+        let clock = &self.config.clock;
         let Some(Running::Invoked(conductor)) = &mut self.running else {
             return 0;
         };
-        match guarded(|| conductor.do_work(now)) {
+        let cycle = guarded(|| {
+            let start = clock.now();
+            let work = conductor.do_work(start);
+            let end = clock.now();
+            conductor.on_duty_cycle(end.nanos - start.nanos, end);
+            work
+        });
+        match cycle {
             Ok(work) => {
                 if conductor.terminate_requested() {
                     self.terminated

@@ -31,6 +31,8 @@
 //!  320  default DATA header  32 bytes: version, flags, type, session and stream ids
 //!  448  magic                u64   "TERNLOG1"
 //!  456  layout version       u32   semantic version, composed
+//!  512  back-pressured offers i64  publishers (atomic add): offers refused at the limit
+//!  640  not-connected offers  i64  publishers (atomic add): offers refused with no subscriber
 //! ```
 //!
 //! Term memory is accessed in 32-byte slots (the frame alignment) at fixed widths, whoever
@@ -55,7 +57,7 @@ pub const PARTITION_COUNT: usize = 3;
 pub const LOG_META_DATA_LENGTH: usize = 4096;
 /// The version of this layout.
 ///
-/// 0.2 added the clean position.
+/// 0.2 added the clean position and the refused-offer counts.
 pub const LOG_LAYOUT_VERSION: SemanticVersion = SemanticVersion::new(0, 2, 0);
 /// Identifies a tern log buffer.
 pub const LOG_MAGIC: u64 = u64::from_le_bytes(*b"TERNLOG1");
@@ -70,6 +72,9 @@ const END_OF_STREAM_POSITION_OFFSET: usize = 128;
 const IS_CONNECTED_OFFSET: usize = 136;
 const ACTIVE_TRANSPORT_COUNT_OFFSET: usize = 140;
 const CLEAN_POSITION_OFFSET: usize = 192;
+const BACK_PRESSURED_OFFSET: usize = 512;
+const NOT_CONNECTED_OFFSET: usize = 640;
+const _: () = assert!(NOT_CONNECTED_OFFSET + 128 <= LOG_META_DATA_LENGTH);
 const CORRELATION_ID_OFFSET: usize = 256;
 const INITIAL_TERM_ID_OFFSET: usize = 264;
 const DEFAULT_HEADER_LENGTH_OFFSET: usize = 268;
@@ -214,6 +219,8 @@ impl<'a> LogMetadata<'a> {
         buffer.put_i64(ACTIVE_TERM_COUNT_OFFSET, 0);
         buffer.put_i64(END_OF_STREAM_POSITION_OFFSET, i64::MAX);
         buffer.put_i64(CLEAN_POSITION_OFFSET, 0);
+        buffer.put_i64(BACK_PRESSURED_OFFSET, 0);
+        buffer.put_i64(NOT_CONNECTED_OFFSET, 0);
         buffer.put_i64(CORRELATION_ID_OFFSET, parameters.correlation_id);
         buffer.put_i32(INITIAL_TERM_ID_OFFSET, initial);
         buffer.put_i32(DEFAULT_HEADER_LENGTH_OFFSET, 32);
@@ -400,6 +407,25 @@ impl<'a> LogMetadata<'a> {
     pub fn announce_clean_position(&self, position: i64) {
         self.buffer.put_i64_ordered(CLEAN_POSITION_OFFSET, position);
         crate::sync::fence(crate::sync::Ordering::Release);
+    }
+
+    /// Counts an offer refused at the publisher limit (any publisher; an atomic add on a line of
+    /// its own, only on the refused path).
+    pub fn count_back_pressured(&self) {
+        self.buffer.get_and_add_i64(BACK_PRESSURED_OFFSET, 1);
+    }
+
+    /// Counts an offer refused because no subscriber is connected.
+    pub fn count_not_connected(&self) {
+        self.buffer.get_and_add_i64(NOT_CONNECTED_OFFSET, 1);
+    }
+
+    /// Offers refused at the limit, and offers refused with nobody connected, so far.
+    pub fn refused_offers(&self) -> (i64, i64) {
+        (
+            self.buffer.get_i64_volatile(BACK_PRESSURED_OFFSET),
+            self.buffer.get_i64_volatile(NOT_CONNECTED_OFFSET),
+        )
     }
 
     /// Where the stream ends, `i64::MAX` while it is open (acquire).
