@@ -34,6 +34,8 @@ pub mod directory;
 #[cfg(not(loom))]
 pub mod driver;
 pub mod duty_cycle;
+#[cfg(not(loom))]
+pub mod fuzz_checks;
 pub mod logbuffer;
 pub mod mapped_file;
 mod sync;

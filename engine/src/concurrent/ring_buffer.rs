@@ -254,7 +254,13 @@ impl<'a> ManyToOneRingBuffer<'a> {
         limit: usize,
         outcome: &mut ReadOutcome,
     ) -> bool {
-        let head = self.buffer.get_i64(self.trailer(HEAD_POSITION_OFFSET));
+        let stored_head = self.buffer.get_i64(self.trailer(HEAD_POSITION_OFFSET));
+        // The head is the consumer's own field, but it lies in memory any process can write: a
+        // head off the record alignment is moved up to it, and the bytes passed are skipped.
+        let head = align_position(stored_head);
+        if head != stored_head {
+            outcome.skipped_bytes += usize::try_from(head.wrapping_sub(stored_head)).unwrap_or(0);
+        }
         let head_index = masked_index(head, self.mask);
         let to_end = self.capacity - head_index;
         // Only claimed bytes may hold records: a tail that is behind the head or more than a
@@ -302,12 +308,12 @@ impl<'a> ManyToOneRingBuffer<'a> {
                 );
             }
         }
-        if bytes_read > 0 {
+        if bytes_read > 0 || head != stored_head {
             self.buffer.set_memory(head_index, bytes_read, 0);
             // Releases the space: pairs with the acquire loads of head in `claim`.
             self.buffer.put_i64_ordered(
                 self.trailer(HEAD_POSITION_OFFSET),
-                head + as_position(bytes_read),
+                head.wrapping_add(as_position(bytes_read)),
             );
         }
         bytes_read == to_end
@@ -331,10 +337,11 @@ impl<'a> ManyToOneRingBuffer<'a> {
             .get_i64_volatile(self.trailer(CONSUMER_HEARTBEAT_OFFSET))
     }
 
-    /// Bytes written and not yet read.
+    /// Bytes written and not yet read (0 when the positions make no sense).
     pub fn size(&self) -> usize {
         let head = self.consumer_position();
-        usize::try_from(self.producer_position() - head).unwrap_or(0)
+        usize::try_from(self.producer_position().wrapping_sub(head))
+            .map_or(0, |size| size.min(self.capacity))
     }
 
     /// The consumer's position.
@@ -356,7 +363,7 @@ impl<'a> ManyToOneRingBuffer<'a> {
     pub fn unblock(&self) -> bool {
         let head = self.consumer_position();
         let tail = self.producer_position();
-        if head == tail {
+        if head == tail || head != align_position(head) {
             return false;
         }
         let head_index = masked_index(head, self.mask);
@@ -367,29 +374,50 @@ impl<'a> ManyToOneRingBuffer<'a> {
             self.capacity
         };
         let length = self.buffer.get_i32_volatile(head_index);
-        if length < 0 {
-            // Claimed, length written negative, never completed: pad over it.
-            self.buffer.put_i32(head_index + 4, PADDING_MESSAGE_TYPE);
-            self.buffer.put_i32_ordered(head_index, -length);
-            return true;
-        }
         if length > 0 {
             return false;
         }
-        // Claimed but not even the negative length written: pad up to the next record that
-        // has started, verifying that the rest of the gap is still zero.
+        if length < 0 {
+            // Claimed, length written negative, never completed: pad over the claimed length,
+            // if it is one a producer could have claimed here.
+            let claimed = usize::try_from(length.unsigned_abs()).unwrap_or(usize::MAX);
+            if claimed >= RECORD_HEADER_LENGTH && align(claimed) <= limit - head_index {
+                self.pad(head_index, align(claimed));
+                return true;
+            }
+        }
+        // Claimed but not even a plausible length written: pad up to the next record that has
+        // started, verifying that the gap is still zero. With no started record before the
+        // tail, a live producer's claim may be among the zeros: wait for one to appear.
         let mut index = head_index + RECORD_ALIGNMENT;
         while index < limit {
             if self.buffer.get_i32_volatile(index) != 0 {
-                break;
+                let still_zero = (head_index + RECORD_ALIGNMENT..index)
+                    .step_by(RECORD_ALIGNMENT)
+                    .all(|gap| self.buffer.get_i32_volatile(gap) == 0);
+                if still_zero {
+                    self.pad(head_index, index - head_index);
+                }
+                return still_zero;
             }
             index += RECORD_ALIGNMENT;
         }
-        let padding = i32::try_from(index - head_index).expect("padding below capacity");
-        self.buffer.put_i32(head_index + 4, PADDING_MESSAGE_TYPE);
-        self.buffer.put_i32_ordered(head_index, padding);
-        true
+        false
     }
+
+    /// Writes a padding record of `length` bytes at `index` (consumer only, when unblocking).
+    fn pad(&self, index: usize, length: usize) {
+        let length = i32::try_from(length).expect("padding below capacity");
+        self.buffer.put_i32(index + 4, PADDING_MESSAGE_TYPE);
+        // Publishes the padding: pairs with the acquire load of the length in `read`.
+        self.buffer.put_i32_ordered(index, length);
+    }
+}
+
+/// Rounds a position up to the record alignment (wrapping at the end of the i64 range).
+fn align_position(position: i64) -> i64 {
+    let alignment = as_position(RECORD_ALIGNMENT);
+    position.wrapping_add(alignment - 1) & !(alignment - 1)
 }
 
 /// Rounds a record length up to the record alignment.
@@ -487,6 +515,25 @@ mod tests {
         assert!(ring.unblock());
         assert_eq!(drain(&ring), [(4, b"next".to_vec())]);
         assert!(!ring.unblock());
+
+        // A dead claim followed by a live one that has not written yet: nothing proves where
+        // the dead one ends, so nothing is padded until the live one writes.
+        let tail = ring.producer_position();
+        assert!(buffer.compare_and_set_i64(256, tail, tail + 32));
+        let live = usize::try_from(tail + 16).unwrap() % 256;
+        assert!(!ring.unblock(), "padded over a live producer's claim");
+        buffer.put_i32(live + 4, 5);
+        buffer.put_bytes(live + 8, b"live");
+        buffer.put_i32_ordered(live, 12);
+        assert!(ring.unblock());
+        assert_eq!(drain(&ring), [(5, b"live".to_vec())]);
+        // A negative length no producer could have claimed is not trusted either.
+        let tail = ring.producer_position();
+        assert!(buffer.compare_and_set_i64(256, tail, tail + 16));
+        buffer.put_i32_ordered(usize::try_from(tail).unwrap() % 256, i32::MIN);
+        ring.write(6, b"x").unwrap();
+        assert!(ring.unblock());
+        assert_eq!(drain(&ring), [(6, b"x".to_vec())]);
     }
 
     #[test]
