@@ -130,6 +130,18 @@ impl ChannelUri {
         Ok(uri)
     }
 
+    /// Whether a subscription on this channel reads a publication on `publication` whose
+    /// session is `session_id` (the stream ids already match). The media must be the same, a
+    /// UDP endpoint must be the same, and a subscription's `session-id` admits that session
+    /// only. Parameters that shape a publication (term length, MTU, window, linger) or a
+    /// subscriber alone (tether) do not take part.
+    pub fn admits(&self, publication: &ChannelUri, session_id: i32) -> bool {
+        self.media == publication.media
+            && (self.media == Media::Ipc
+                || (self.endpoint == publication.endpoint && self.control == publication.control))
+            && self.session_id.is_none_or(|wanted| wanted == session_id)
+    }
+
     fn set(&mut self, key: &str, value: &str) -> Result<(), ChannelError> {
         let invalid = |reason: &str| ChannelError::InvalidValue {
             key: key.to_owned(),
@@ -211,6 +223,21 @@ pub fn parse_duration_ns(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscriptions_admit_publications_by_media_endpoint_and_session() {
+        let parse = |text| ChannelUri::parse(text).unwrap();
+        let ipc = parse("tern:ipc?term-length=64k");
+        assert!(parse("tern:ipc").admits(&ipc, 7));
+        assert!(parse("aeron:ipc?tether=false").admits(&ipc, 7));
+        assert!(parse("tern:ipc?session-id=7").admits(&ipc, 7));
+        assert!(!parse("tern:ipc?session-id=8").admits(&ipc, 7));
+        let udp = parse("tern:udp?endpoint=127.0.0.1:4000|mtu=8k");
+        assert!(!parse("tern:udp?endpoint=127.0.0.1:4000").admits(&ipc, 7));
+        assert!(!parse("tern:ipc").admits(&udp, 7));
+        assert!(parse("tern:udp?endpoint=127.0.0.1:4000").admits(&udp, 7));
+        assert!(!parse("tern:udp?endpoint=127.0.0.1:4001").admits(&udp, 7));
+    }
 
     #[test]
     fn parses_ipc_udp_and_the_aeron_alias() {

@@ -162,6 +162,26 @@ fn a_closed_publication_lingers_for_an_unread_subscriber_then_goes() {
 }
 
 #[test]
+fn a_channel_linger_overrides_the_drivers() {
+    let mut stepped = Stepped::new("channel-linger", |config| {
+        config.publication_linger = Duration::from_secs(5);
+    });
+    let tern = stepped.client(|_| {});
+    let publication = stepped.add_publication(&tern, "tern:ipc?linger=1s", 12);
+    let mut subscription = stepped.add_subscription(&tern, "tern:ipc", 12);
+    stepped.step(&[&tern]);
+    assert!(matches!(publication.offer(b"unread"), OfferResult::Ok(_)));
+    drop(publication);
+    stepped.advance(Duration::from_millis(900), 100 * MS, &[&tern]);
+    assert!(subscription.is_connected(), "gone before its linger");
+    stepped.advance(Duration::from_millis(300), 100 * MS, &[&tern]);
+    assert!(
+        !subscription.is_connected(),
+        "the driver's 5 s linger was used"
+    );
+}
+
+#[test]
 fn a_drained_publication_goes_without_waiting_for_its_linger() {
     let mut stepped = Stepped::new("drained", |config| {
         config.publication_linger = Duration::from_secs(5);

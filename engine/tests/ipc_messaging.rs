@@ -324,3 +324,27 @@ fn an_exclusive_publication_that_fills_a_term_exactly_rotates() {
         assert!(Instant::now() < deadline, "stalled at {next}");
     }
 }
+
+#[test]
+fn a_session_id_subscription_reads_that_session_only() {
+    let driver = driver("session");
+    let tern = client(&driver);
+    let mut chosen = tern
+        .add_subscription("tern:ipc?session-id=200", 21)
+        .unwrap();
+    let mut every = tern.add_subscription("tern:ipc", 21).unwrap();
+    let first = tern.add_publication("tern:ipc?session-id=100", 21).unwrap();
+    let second = tern.add_publication("tern:ipc?session-id=200", 21).unwrap();
+    assert_eq!((first.session_id(), second.session_id()), (100, 200));
+    first.wait_connected(DEADLINE).unwrap();
+    second.wait_connected(DEADLINE).unwrap();
+    offer(&first, b"one hundred");
+    offer(&second, b"two hundred");
+    let every_received = RefCell::new(Vec::new());
+    poll_until(&mut every, &every_received, 2);
+    let chosen_received = RefCell::new(Vec::new());
+    poll_until(&mut chosen, &chosen_received, 1);
+    assert_eq!(chosen_received.into_inner(), [b"two hundred".to_vec()]);
+    assert_eq!(chosen.images().len(), 1, "linked to session 200 alone");
+    assert_eq!(chosen.images()[0].info().session_id, 200);
+}

@@ -15,7 +15,8 @@ use tern_codec::{DecodeError, MessageHeader, UnknownAction, on_unknown};
 
 use super::config::DriverConfig;
 use super::ipc_publication::{
-    IpcPublication, PublicationCounters, PublicationState, SubscriberLink, TetherState, Timeouts,
+    IpcPublication, PublicationCounters, PublicationSetup, PublicationState, SubscriberLink,
+    TetherState, Timeouts,
 };
 use super::system_counters::{SystemCounter, SystemCounters};
 use crate::agent::{Agent, Now};
@@ -84,7 +85,8 @@ struct SubscriptionLink {
     registration_id: i64,
     client_id: i64,
     stream_id: i32,
-    tether: bool,
+    /// What the subscription asked for: which publications it admits, and whether tethered.
+    channel: ChannelUri,
 }
 
 /// The conductor agent.
@@ -342,6 +344,7 @@ impl DriverConductor {
                     !publication.exclusive
                         && publication.stream_id == stream_id
                         && publication.state == PublicationState::Active
+                        && publication.uri.media == channel.media
                         && channel
                             .session_id
                             .is_none_or(|session| session == publication.session_id)
@@ -467,10 +470,20 @@ impl DriverConductor {
         let [limit, position, back_pressured, not_connected] = counters[..] else {
             unreachable!("one counter per entry of PUBLICATION_COUNTERS");
         };
-        let mut publication = IpcPublication::new(
+        let linger = channel
+            .linger_ns
+            .map_or(self.config.publication_linger, |linger_ns| {
+                std::time::Duration::from_nanos(linger_ns)
+            });
+        let setup = PublicationSetup {
             registration_id,
             exclusive,
-            channel_text.to_owned(),
+            channel: channel_text.to_owned(),
+            uri: channel.clone(),
+            linger_ns: i64::try_from(linger.as_nanos()).unwrap_or(i64::MAX),
+        };
+        let mut publication = IpcPublication::new(
+            setup,
             Arc::new(log),
             PublicationCounters {
                 limit,
@@ -483,15 +496,21 @@ impl DriverConductor {
         publication.update(now_ns, &self.timeouts);
         self.publications.push(publication);
         let index = self.publications.len() - 1;
+        let publication = &self.publications[index];
         let matching: Vec<(i64, i64, bool)> = self
             .subscriptions
             .iter()
-            .filter(|subscription| subscription.stream_id == stream_id)
+            .filter(|subscription| {
+                subscription.stream_id == stream_id
+                    && subscription
+                        .channel
+                        .admits(&publication.uri, publication.session_id)
+            })
             .map(|subscription| {
                 (
                     subscription.registration_id,
                     subscription.client_id,
-                    subscription.tether,
+                    subscription.channel.tether,
                 )
             })
             .collect();
@@ -592,28 +611,31 @@ impl DriverConductor {
             ));
         }
         let stream_id = command.stream_id();
+        let tether = channel.tether;
+        let matching: Vec<usize> = self
+            .publications
+            .iter()
+            .enumerate()
+            .filter(|(_, publication)| {
+                publication.stream_id == stream_id
+                    && publication.state == PublicationState::Active
+                    && channel.admits(&publication.uri, publication.session_id)
+            })
+            .map(|(index, _)| index)
+            .collect();
         self.subscriptions.push(SubscriptionLink {
             registration_id: correlation_id,
             client_id: command.client_id(),
             stream_id,
-            tether: channel.tether,
+            channel,
         });
         self.respond(on_subscription_ready::TEMPLATE_ID, |buf| {
             let mut encoder = on_subscription_ready::Encoder::wrap(buf)?;
             encoder.correlation_id(correlation_id);
             Ok(encoder.finish())
         });
-        let matching: Vec<usize> = self
-            .publications
-            .iter()
-            .enumerate()
-            .filter(|(_, publication)| {
-                publication.stream_id == stream_id && publication.state == PublicationState::Active
-            })
-            .map(|(index, _)| index)
-            .collect();
         for index in matching {
-            self.link(index, correlation_id, command.client_id(), channel.tether);
+            self.link(index, correlation_id, command.client_id(), tether);
         }
         Ok(())
     }
@@ -899,7 +921,6 @@ impl DriverConductor {
     }
 
     fn check_publications(&mut self, now_ns: i64) -> usize {
-        let linger = i64::try_from(self.config.publication_linger.as_nanos()).unwrap_or(i64::MAX);
         let mut work = 0;
         let mut withdrawn: Vec<(i64, i64, i32, bool)> = Vec::new();
         let mut rejoin: Vec<(usize, i64, i64, bool)> = Vec::new();
@@ -957,7 +978,7 @@ impl DriverConductor {
                 ));
             }
             if let PublicationState::Draining { since_ns } = publication.state
-                && (publication.drained() || now_ns - since_ns > linger)
+                && (publication.drained() || now_ns - since_ns > publication.linger_ns)
             {
                 publication.state = PublicationState::Done;
                 for subscriber in &publication.subscribers {

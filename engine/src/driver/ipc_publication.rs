@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use crate::channel::ChannelUri;
 use crate::concurrent::as_position;
 use crate::concurrent::counters::Counter;
 use crate::logbuffer::descriptor::{
@@ -103,6 +104,16 @@ pub(crate) enum PublicationState {
     Done,
 }
 
+/// What a publication is made from, besides its log and counters.
+#[derive(Debug)]
+pub(crate) struct PublicationSetup {
+    pub(crate) registration_id: i64,
+    pub(crate) exclusive: bool,
+    pub(crate) channel: String,
+    pub(crate) uri: ChannelUri,
+    pub(crate) linger_ns: i64,
+}
+
 /// An IPC publication.
 #[derive(Debug)]
 pub(crate) struct IpcPublication {
@@ -110,7 +121,12 @@ pub(crate) struct IpcPublication {
     pub(crate) session_id: i32,
     pub(crate) stream_id: i32,
     pub(crate) exclusive: bool,
+    /// The channel as the first publisher wrote it (for labels).
     pub(crate) channel: String,
+    /// The channel parsed: what subscriptions are matched against.
+    pub(crate) uri: ChannelUri,
+    /// How long it waits, once closed, for its subscribers to drain.
+    pub(crate) linger_ns: i64,
     pub(crate) log: Arc<LogBuffers>,
     pub(crate) counters: PublicationCounters,
     pub(crate) subscribers: Vec<SubscriberLink>,
@@ -128,13 +144,18 @@ pub(crate) struct IpcPublication {
 
 impl IpcPublication {
     pub(crate) fn new(
-        registration_id: i64,
-        exclusive: bool,
-        channel: String,
+        setup: PublicationSetup,
         log: Arc<LogBuffers>,
         counters: PublicationCounters,
         now_ns: i64,
     ) -> Self {
+        let PublicationSetup {
+            registration_id,
+            exclusive,
+            channel,
+            uri,
+            linger_ns,
+        } = setup;
         let template = HeaderTemplate::new(log.metadata().default_header());
         let window = i64::from(log.metadata().publication_window());
         Self {
@@ -143,6 +164,8 @@ impl IpcPublication {
             stream_id: template.stream_id(),
             exclusive,
             channel,
+            uri,
+            linger_ns,
             log,
             counters,
             subscribers: Vec::new(),
