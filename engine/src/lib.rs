@@ -11,6 +11,7 @@
 //! | [`command`] | the driver protocol: versioned commands and responses |
 //! | [`driver`] | the media driver (conductor agent), embedded or standalone |
 //! | [`client`] | the client library: publications, subscriptions, images, fragment assembly |
+//! | [`placement`] | pinning threads to CPUs; the cache-line round-trip probe benchmarks bracket runs with |
 //! | [`channel`], [`agent`], [`duty_cycle`] | channel URIs; agents, runners, clocks and idle strategies; duty-cycle timing |
 //!
 //! ## Threads and memory
@@ -38,4 +39,6 @@ pub mod duty_cycle;
 pub mod fuzz_checks;
 pub mod logbuffer;
 pub mod mapped_file;
+#[cfg(not(loom))]
+pub mod placement;
 mod sync;

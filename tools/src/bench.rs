@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 use tern_engine::agent::{IdleStrategy, nano_time};
 use tern_engine::client::{ClientConfig, OfferResult, Publication, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
+use tern_engine::placement::{Probe, cache_line_round_trip, pin_by_index};
 
 /// The benchmarks.
 #[derive(Debug, clap::Subcommand)]
@@ -105,7 +106,7 @@ pub(crate) fn run(command: &BenchCommand) -> Result<()> {
         BenchCommand::Ping(args) => ping(args),
         BenchCommand::Throughput(args) => throughput(args),
         BenchCommand::Probe => {
-            print_probe("cache-line round trip", &probe_cache_line(&[]));
+            print_probe("cache-line round trip", &cache_line_round_trip(&[]));
             Ok(())
         }
     }
@@ -148,25 +149,6 @@ fn setup(common: &Common) -> Result<Setup> {
     })
 }
 
-fn pin(cpus: &[usize], index: usize) {
-    #[cfg(target_os = "linux")]
-    if let Some(cpu) = cpus.get(index) {
-        // SAFETY: the set is a plain bit mask on the stack, fully initialised by CPU_ZERO, and
-        // sched_setaffinity only reads it.
-        unsafe {
-            let mut set: libc_cpu::cpu_set_t = std::mem::zeroed();
-            libc_cpu::CPU_ZERO(&mut set);
-            libc_cpu::CPU_SET(*cpu, &mut set);
-            libc_cpu::sched_setaffinity(0, size_of::<libc_cpu::cpu_set_t>(), &set);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (cpus, index);
-}
-
-#[cfg(target_os = "linux")]
-use libc as libc_cpu;
-
 fn offer_spinning(publication: &Publication, message: &[u8]) {
     loop {
         match publication.offer(message) {
@@ -180,7 +162,7 @@ fn offer_spinning(publication: &Publication, message: &[u8]) {
 }
 
 fn ping(args: &PingArgs) -> Result<()> {
-    let before = probe_cache_line(&args.common.pin);
+    let before = cache_line_round_trip(&args.common.pin);
     print_probe("cache-line round trip before", &before);
     let setup = setup(&args.common)?;
     let ping_publication = setup.tern.add_publication(&args.common.channel, 1001)?;
@@ -197,14 +179,14 @@ fn ping(args: &PingArgs) -> Result<()> {
         std::thread::Builder::new()
             .name("ponger".into())
             .spawn(move || {
-                pin(&cpus, 1);
+                pin_by_index(&cpus, 1);
                 while running.load(Ordering::Relaxed) {
                     ping_subscription
                         .poll(|message, _| offer_spinning(&pong_publication, message), 16);
                 }
             })?
     };
-    pin(&args.common.pin, 0);
+    pin_by_index(&args.common.pin, 0);
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let mut message = vec![0u8; args.common.size];
     let total = args.warmup + args.count;
@@ -238,7 +220,7 @@ fn ping(args: &PingArgs) -> Result<()> {
     }
     print_probe(
         "cache-line round trip after",
-        &probe_cache_line(&args.common.pin),
+        &cache_line_round_trip(&args.common.pin),
     );
     Ok(())
 }
@@ -246,7 +228,7 @@ fn ping(args: &PingArgs) -> Result<()> {
 fn throughput(args: &ThroughputArgs) -> Result<()> {
     print_probe(
         "cache-line round trip before",
-        &probe_cache_line(&args.common.pin),
+        &cache_line_round_trip(&args.common.pin),
     );
     let setup = setup(&args.common)?;
     let mut publication = if args.exclusive {
@@ -268,7 +250,7 @@ fn throughput(args: &ThroughputArgs) -> Result<()> {
         std::thread::Builder::new()
             .name("subscriber".into())
             .spawn(move || {
-                pin(&cpus, 1);
+                pin_by_index(&cpus, 1);
                 let mut count = 0u64;
                 while running.load(Ordering::Relaxed) {
                     count += u64::try_from(subscription.poll(|_, _| {}, 1024)).unwrap_or(0);
@@ -276,7 +258,7 @@ fn throughput(args: &ThroughputArgs) -> Result<()> {
                 }
             })?
     };
-    pin(&args.common.pin, 0);
+    pin_by_index(&args.common.pin, 0);
     let message = vec![0xA5u8; args.common.size];
     let mut back_pressured = 0u64;
     let warmup_end = Instant::now() + Duration::from_secs_f64(args.warmup_secs);
@@ -322,7 +304,7 @@ fn throughput(args: &ThroughputArgs) -> Result<()> {
     );
     print_probe(
         "cache-line round trip after",
-        &probe_cache_line(&args.common.pin),
+        &cache_line_round_trip(&args.common.pin),
     );
     Ok(())
 }
@@ -377,57 +359,6 @@ fn write_hgrm(histogram: &Histogram<u64>, path: &PathBuf) -> Result<()> {
         histogram.len()
     )?;
     Ok(())
-}
-
-/// Median and p90 of a cache-line round trip, in ns.
-struct Probe {
-    median_ns: f64,
-    p90_ns: f64,
-}
-
-#[repr(align(128))]
-struct Line(AtomicU64);
-
-/// Two threads pass a counter back and forth through two cache lines; each sample times 1000
-/// round trips.
-fn probe_cache_line(cpus: &[usize]) -> Probe {
-    const ROUND_TRIPS: u64 = 1000;
-    const SAMPLES: usize = 200;
-    let ping = Arc::new(Line(AtomicU64::new(0)));
-    let pong = Arc::new(Line(AtomicU64::new(0)));
-    let total = ROUND_TRIPS * u64::try_from(SAMPLES).unwrap_or(0);
-    let echo = {
-        let (ping, pong) = (Arc::clone(&ping), Arc::clone(&pong));
-        let cpus = cpus.to_vec();
-        std::thread::spawn(move || {
-            pin(&cpus, 1);
-            for value in 1..=total {
-                while ping.0.load(Ordering::Acquire) != value {
-                    std::hint::spin_loop();
-                }
-                pong.0.store(value, Ordering::Release);
-            }
-        })
-    };
-    let mut samples = Vec::with_capacity(SAMPLES);
-    let mut value = 0;
-    for _ in 0..SAMPLES {
-        let start = Instant::now();
-        for _ in 0..ROUND_TRIPS {
-            value += 1;
-            ping.0.store(value, Ordering::Release);
-            while pong.0.load(Ordering::Acquire) != value {
-                std::hint::spin_loop();
-            }
-        }
-        samples.push(start.elapsed().as_nanos() as f64 / ROUND_TRIPS as f64);
-    }
-    let _ = echo.join();
-    samples.sort_by(f64::total_cmp);
-    Probe {
-        median_ns: samples[SAMPLES / 2],
-        p90_ns: samples[SAMPLES * 9 / 10],
-    }
 }
 
 fn print_probe(what: &str, probe: &Probe) {
