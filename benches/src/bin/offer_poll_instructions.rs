@@ -1,0 +1,96 @@
+//! A fixed, single-threaded workload for counting instructions under callgrind: an embedded
+//! driver and client in invoker mode (no other thread runs), one publication and one
+//! subscription over `tern:ipc`, warmed up, then `COUNT` offers of 32 bytes in
+//! `measured_offers` and `COUNT` single-fragment polls in `measured_polls`. Run it with
+//! `benches/instruction_counts.sh`, which divides each function's instructions by `COUNT`.
+//! Wall time is noise on a shared machine; instruction counts repeat, so later changes can be
+//! compared against the figures in BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use tern_engine::client::{
+    ClientConfig, ConductorMode, OfferResult, Publication, Subscription, Tern,
+};
+use tern_engine::driver::{DriverConfig, MediaDriver, ThreadingMode};
+
+/// Offers and polls measured (each); the log holds them all without wrapping back to a partition
+/// the subscriber has not left: 64-byte frames, 16 MiB terms.
+const COUNT: usize = 100_000;
+
+#[inline(never)]
+fn measured_offers(publication: &Publication, message: &[u8]) -> usize {
+    let mut accepted = 0;
+    for _ in 0..COUNT {
+        if matches!(publication.offer(black_box(message)), OfferResult::Ok(_)) {
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+#[inline(never)]
+fn measured_polls(subscription: &mut Subscription) -> usize {
+    let mut polled = 0;
+    for _ in 0..COUNT {
+        polled += subscription.poll(
+            |payload, _| {
+                black_box(payload);
+            },
+            1,
+        );
+    }
+    polled
+}
+
+fn main() {
+    let dir = tern_engine::directory::default_directory()
+        .with_file_name(format!("tern-instructions-{}", std::process::id()));
+    let mut driver = MediaDriver::launch(DriverConfig {
+        dir: dir.clone(),
+        threading_mode: ThreadingMode::Invoker,
+        ..DriverConfig::default()
+    })
+    .expect("the driver starts");
+    let tern = Tern::connect(ClientConfig {
+        dir,
+        conductor_mode: ConductorMode::Invoker,
+        ..ClientConfig::default()
+    })
+    .expect("a client");
+    let publication_id = tern.async_add_publication("tern:ipc", 1).expect("sent");
+    let subscription_id = tern.async_add_subscription("tern:ipc", 1).expect("sent");
+    let (mut publication, mut subscription) = (None, None);
+    for _ in 0..1_000_000 {
+        driver.invoke();
+        if publication.is_none() {
+            publication = tern
+                .poll_publication(publication_id)
+                .map(|ready| ready.expect("ready"));
+        }
+        if subscription.is_none() {
+            subscription = tern
+                .poll_subscription(subscription_id)
+                .map(|ready| ready.expect("ready"));
+        }
+        if publication.as_ref().is_some_and(Publication::is_connected) && subscription.is_some() {
+            break;
+        }
+    }
+    let publication = publication.expect("a publication");
+    let mut subscription = subscription.expect("a subscription");
+    assert!(publication.is_connected(), "the subscription never linked");
+    let message = [0x5Au8; 32];
+    // Warm up: caches, branch predictors, and the pages of the first terms.
+    for _ in 0..10_000 {
+        while !matches!(publication.offer(&message), OfferResult::Ok(_)) {
+            driver.invoke();
+        }
+        subscription.poll(|_, _| {}, 1);
+    }
+    driver.invoke();
+    let offered = measured_offers(&publication, &message);
+    let polled = measured_polls(&mut subscription);
+    assert_eq!(offered, COUNT, "every measured offer was accepted");
+    assert_eq!(polled, COUNT, "every measured poll read one fragment");
+    println!("{COUNT} offers and {COUNT} polls of 32 B");
+}
