@@ -221,6 +221,34 @@ impl<'a> AtomicBuffer<'a> {
 
 #[cfg(not(loom))]
 impl AtomicBuffer<'_> {
+    /// Zeroes `length` bytes at `offset` (both multiples of 32) with relaxed stores at the widths
+    /// term memory is accessed at: in each 32-byte slot two 4-byte words, then three 8-byte
+    /// words. The range is checked once, so the loop is stores only.
+    pub fn zero_in_slots(&self, offset: usize, length: usize) {
+        assert!(
+            offset.is_multiple_of(32) && length.is_multiple_of(32),
+            "slots are 32 bytes"
+        );
+        let words = self
+            .words
+            .get(offset / WORD..(offset + length) / WORD)
+            .expect("slots within the buffer");
+        for slot in words.chunks_exact(4) {
+            // SAFETY: the word is valid, 8-byte aligned memory for the buffer's lifetime, so its
+            // two 4-byte halves are valid and 4-byte aligned; every access to those halves is a
+            // 4-byte atomic (the slot-width rule), so they never race at another width.
+            let halves = unsafe {
+                let base = slot[0].as_ptr().cast::<i32>();
+                [AtomicI32::from_ptr(base), AtomicI32::from_ptr(base.add(1))]
+            };
+            halves[0].store(0, Ordering::Relaxed);
+            halves[1].store(0, Ordering::Relaxed);
+            slot[1].store(0, Ordering::Relaxed);
+            slot[2].store(0, Ordering::Relaxed);
+            slot[3].store(0, Ordering::Relaxed);
+        }
+    }
+
     #[inline]
     fn atomic_i32(&self, offset: usize) -> &AtomicI32 {
         assert!(

@@ -28,6 +28,9 @@ use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::log_buffers::LogBuffers;
 use crate::logbuffer::unblocker::{self, Unblocked};
 
+/// The most a publication's bookkeeping zeroes per duty cycle.
+const CLEAN_CHUNK_BYTES: usize = 64 * 1024;
+
 /// The state of an untethered subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TetherState {
@@ -333,11 +336,16 @@ impl IpcPublication {
             .collect()
     }
 
-    /// Zeroes the log from the clean position up to `position` (rounded down to a frame).
+    /// Zeroes the log from the clean position towards `position` (rounded down to a frame), at
+    /// most [`CLEAN_CHUNK_BYTES`] per call: a duty cycle that zeroed a whole term at once would
+    /// hold its thread for milliseconds, and on a machine whose cores are all busy that thread
+    /// takes its turn from a spinning client. There is slack to clean in steps: publishers need
+    /// a partition clean only when they reach it again, two terms past the slowest consumer.
     fn clean_to(&mut self, position: i64) {
-        let position = position & !(as_position(ALIGNMENT) - 1);
-        // At most one partition per step; the limit (three terms) bounds the loop.
-        for _ in 0..3 {
+        let position = (position & !(as_position(ALIGNMENT) - 1))
+            .min(self.clean_position + as_position(CLEAN_CHUNK_BYTES));
+        // At most one partition per step: a chunk spans at most two.
+        for _ in 0..2 {
             if position <= self.clean_position {
                 return;
             }
