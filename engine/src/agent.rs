@@ -48,10 +48,12 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told: tests step agents through timeouts without sleeping.
+/// Both readings move together (the epoch is kept in nanoseconds, so steps under a millisecond
+/// add up).
 #[derive(Debug)]
 pub struct ManualClock {
     nanos: AtomicI64,
-    epoch_ms: AtomicI64,
+    epoch_ns: AtomicI64,
 }
 
 impl ManualClock {
@@ -59,7 +61,7 @@ impl ManualClock {
     pub fn new(now: Now) -> Self {
         Self {
             nanos: AtomicI64::new(now.nanos),
-            epoch_ms: AtomicI64::new(now.epoch_ms),
+            epoch_ns: AtomicI64::new(now.epoch_ms.saturating_mul(1_000_000)),
         }
     }
 
@@ -71,9 +73,8 @@ impl ManualClock {
     /// Moves both readings forward by `step`.
     pub fn advance(&self, step: Duration) {
         let nanos = i64::try_from(step.as_nanos()).unwrap_or(i64::MAX);
-        let millis = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
         self.nanos.fetch_add(nanos, Ordering::AcqRel);
-        self.epoch_ms.fetch_add(millis, Ordering::AcqRel);
+        self.epoch_ns.fetch_add(nanos, Ordering::AcqRel);
     }
 }
 
@@ -81,7 +82,7 @@ impl Clock for ManualClock {
     fn now(&self) -> Now {
         Now {
             nanos: self.nanos.load(Ordering::Acquire),
-            epoch_ms: self.epoch_ms.load(Ordering::Acquire),
+            epoch_ms: self.epoch_ns.load(Ordering::Acquire) / 1_000_000,
         }
     }
 }

@@ -93,6 +93,9 @@ fn a_command_ring_blocked_by_a_client_that_died_mid_write_is_unblocked_after_the
     let cnc = CncFile::open(stepped.driver.dir()).unwrap();
     let to_driver = cnc.sections().to_driver;
     let ring = ManyToOneRingBuffer::new(to_driver).unwrap();
+    // A client the driver already knows, keeping alive all along.
+    let known = stepped.client(|_| {});
+    let known_publication = stepped.add_publication(&known, "tern:ipc", 18);
     // A client claims 64 bytes of the command ring by compare-and-set, then dies.
     let trailer = to_driver.capacity() - TRAILER_LENGTH;
     let tail = ring.producer_position();
@@ -100,17 +103,22 @@ fn a_command_ring_blocked_by_a_client_that_died_mid_write_is_unblocked_after_the
     // A live client's commands queue behind the dead claim until the driver pads it.
     let tern = stepped.client(|_| {});
     let registration_id = tern.async_add_publication("tern:ipc", 19).unwrap();
-    stepped.advance(Duration::from_millis(4_900), 100 * MS, &[&tern]);
+    stepped.advance(Duration::from_millis(4_900), 100 * MS, &[&tern, &known]);
     assert!(
         tern.poll_publication(registration_id).is_none(),
         "served before the blocked ring was unblocked"
     );
     let mut publication = None;
-    stepped.step_until(10 * MS, &[&tern], "the unblocked command", || {
+    stepped.step_until(10 * MS, &[&tern, &known], "the unblocked command", || {
         publication = tern.poll_publication(registration_id);
         publication.is_some()
     });
     assert!(publication.unwrap().is_ok());
+    // The known client's keepalives sat in the blocked ring for the whole liveness timeout: it
+    // is not expired for that, then or after.
+    stepped.advance(Duration::from_secs(2), 100 * MS, &[&tern, &known]);
+    assert!(known.fatal_error().is_none(), "{:?}", known.fatal_error());
+    assert_ne!(known_publication.offer(b"x"), OfferResult::Closed);
     assert!(
         errors(&cnc)
             .iter()
@@ -244,23 +252,31 @@ fn an_untethered_laggard_is_left_behind_rests_and_rejoins_at_the_tail() {
         offer_and_read(&mut stepped);
     }
     assert_eq!(publication.position(), held_at, "let go too soon");
-    // Past it: left behind, and the publisher runs on past two windows and more.
+    // Past it: left behind, and the publisher runs on past two windows and more. The client's
+    // conductor does not run meanwhile, so the laggard's image is still in its hands when the
+    // log is cleaned and rewritten past it, as when an application polls before its conductor
+    // has heard that the image went away.
     stepped.clock.advance(200 * MS);
     for _ in 0..10_000 {
-        offer_and_read(&mut stepped);
+        let _ = publication.offer(&[1u8; 100]);
+        keeping_up.poll(|_, _| {}, 64);
+        stepped.driver.invoke();
         if publication.position() > held_at + 4 * 32 * 1024 {
             break;
         }
     }
     assert!(publication.position() > held_at + 4 * 32 * 1024);
+    // The laggard polls now: it finds it was lapped and delivers nothing stale.
+    assert_eq!(laggard.images().len(), 1, "the image is still held");
+    assert_eq!(laggard.poll(|_, _| panic!("a stale frame"), 64), 0);
+    assert!(laggard.images()[0].is_lapped());
+    stepped.step(&[&tern]);
     assert!(
         events
             .lock()
             .unwrap()
             .contains(&("unavailable", laggard_id))
     );
-    // The laggard polls now: it was lapped and delivers nothing stale.
-    assert_eq!(laggard.poll(|_, _| panic!("a stale frame"), 64), 0);
     // After its rest it rejoins at the tail with a new image.
     let rejoined = |events: &Mutex<Vec<(&str, i64)>>| {
         events

@@ -115,7 +115,8 @@ fn a_position_no_subscriber_could_reach_withdraws_that_image_and_no_other() {
         assert!(Instant::now() < deadline, "images did not arrive");
         std::thread::yield_now();
     }
-    // The hostile client writes i64::MAX into its own position counter.
+    // The hostile client writes a position below where it joined into its own counter: as the
+    // slowest, it would hold the limit below the producer for good.
     let mut counter_id = None;
     publisher.counters().for_each(|info| {
         if info.type_id == counter_types::SUBSCRIBER_POSITION
@@ -125,9 +126,9 @@ fn a_position_no_subscriber_could_reach_withdraws_that_image_and_no_other() {
         }
     });
     let values = cnc.sections().counters_values;
-    values.put_i64_ordered(counter_id.unwrap() * VALUE_LENGTH, i64::MAX);
-    // Three terms of messages: with the bad position trusted, the cleaner would zero what the
-    // honest subscriber has not read, or the limit would wrap and stall the publisher.
+    values.put_i64_ordered(counter_id.unwrap() * VALUE_LENGTH, -64);
+    // Three terms of messages: with the bad position trusted, the publisher would stall at the
+    // first window and the honest subscriber would never get them.
     let messages = 3 * 64 * 1024 / 64;
     let mut received = 0;
     let mut sent = 0;
@@ -166,7 +167,7 @@ fn a_position_no_subscriber_could_reach_withdraws_that_image_and_no_other() {
         std::thread::yield_now();
     }
     let errors = errors(&cnc);
-    let expected = format!("client {} wrote position {}", hostile.client_id(), i64::MAX);
+    let expected = format!("client {} wrote position -64", hostile.client_id());
     assert!(
         errors.iter().any(|text| text.starts_with(&expected)),
         "{errors:?}"
@@ -285,4 +286,41 @@ fn an_oversized_broadcast_record_stops_the_client_instead_of_being_skipped() {
         matches!(&error, Some(ClientError::BadDriverMessage(_))),
         "{error:?}"
     );
+}
+
+#[test]
+fn a_tethered_image_lapped_by_a_forged_clean_position_is_released_not_silently_stuck() {
+    let driver = driver("forged-clean", ThreadingMode::Shared);
+    let cnc = CncFile::open(driver.dir()).unwrap();
+    let tern = client(&driver, ConductorMode::Thread);
+    let publication = tern.add_publication("tern:ipc", 4).unwrap();
+    let mut subscription = tern.add_subscription("tern:ipc", 4).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    // Another process moves the log's clean position far past every reader.
+    let path = driver
+        .dir()
+        .join("publications")
+        .join(format!("{}.logbuffer", publication.registration_id()));
+    let log = tern_engine::logbuffer::log_buffers::LogBuffers::map(&path).unwrap();
+    log.metadata().announce_clean_position(1 << 40);
+    assert_eq!(
+        subscription.poll(|_, _| panic!("read past a clean position"), 10),
+        0
+    );
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let released = errors(&cnc)
+            .iter()
+            .any(|text| text.contains("released image") && text.contains("lapped at position"));
+        if released {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", errors(&cnc));
+        std::thread::yield_now();
+    }
+    // The driver no longer counts it: the publisher is told nobody is connected.
+    while publication.is_connected() {
+        assert!(Instant::now() < deadline, "still connected");
+        std::thread::yield_now();
+    }
 }

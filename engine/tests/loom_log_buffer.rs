@@ -1,5 +1,8 @@
-//! Loom models of the log buffer, with the byte access production uses (under loom every access
-//! of `AtomicBuffer`, plain copies included, is a checked word-level atomic):
+//! Loom models of the log buffer, through the same code paths production runs. Under loom every
+//! access of `AtomicBuffer` is a checked atomic, plain byte copies included (production copies
+//! payloads with `memcpy`, which loom cannot model): the models check the orderings, fences and
+//! the clean-position protocol, not the formal race between a publisher's plain copy and a
+//! lapped reader's atomic loads (see the note in `term_reader::read_copied`).
 //!
 //! - two publishers append by atomic add, one of them through a term end (padding, trip,
 //!   rotation), while a subscriber reads in place: every message once, in order per publisher,

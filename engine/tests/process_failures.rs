@@ -92,7 +92,13 @@ fn a_publisher_killed_mid_claim_does_not_stop_the_others() {
     // Serve the doomed publisher's commands (in real time: it waits on its own clock) until it
     // has claimed, then kill it mid-claim.
     let started = Instant::now();
+    let mut followed = Instant::now();
     let claimed = loop {
+        // The child checks the driver's heartbeat against its real clock: the manual clock
+        // follows real time until the child has claimed, however slowly it starts.
+        let now = Instant::now();
+        stepped.clock.advance(now - followed);
+        followed = now;
         stepped.step(&[&tern]);
         if let Ok(claimed) = claimed.try_recv() {
             break claimed;

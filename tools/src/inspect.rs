@@ -153,7 +153,7 @@ fn print_publications(counters: CountersReader<'_>) {
                 "    slowest of {} subscribers: client {client}, image {image} at {position}, \
                  {} behind{}",
                 stat.subscribers.len(),
-                stat.position - position,
+                stat.position.saturating_sub(*position),
                 if stat.position >= stat.limit {
                     " (holding the publisher at its limit)"
                 } else {

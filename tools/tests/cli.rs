@@ -456,12 +456,14 @@ fn stat_says_who_holds_a_publisher_back() {
         }
     }
     // The driver mirrors the refusals into its counters on its next duty cycles.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let stat = loop {
         let stat = tern(&["stat", "--dir", dir_text]);
         assert!(stat.status.success(), "{}", stderr(&stat));
         if stdout(&stat).contains("100 back-pressured") || Instant::now() > deadline {
             break stdout(&stat);
         }
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert!(stat.contains("100 back-pressured"), "{stat}");
     assert!(

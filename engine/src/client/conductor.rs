@@ -386,7 +386,7 @@ impl ClientConductor {
 
     /// Gives up an image this client cannot read: the driver must stop holding publishers for
     /// it, and the application hears of it through its unusable-image handler.
-    fn release_image(&mut self, shared: &ClientShared, info: &ImageInfo, reason: &str) {
+    pub(crate) fn release_image(&mut self, shared: &ClientShared, info: &ImageInfo, reason: &str) {
         let reason = crate::concurrent::truncate_utf8(reason, 1024);
         let mut buf = [0u8; 1100];
         let sent = release_image::Encoder::wrap(&mut buf)

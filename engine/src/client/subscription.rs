@@ -158,6 +158,8 @@ pub struct Image {
     /// Frames of an untethered image are copied here before delivery; empty when tethered.
     scratch: Vec<u8>,
     lapped: bool,
+    /// Whether the driver has been told this image was lapped.
+    lapped_reported: bool,
 }
 
 impl std::fmt::Debug for Image {
@@ -184,6 +186,7 @@ impl Image {
             position,
             scratch,
             lapped: false,
+            lapped_reported: false,
         }
     }
 
@@ -344,6 +347,23 @@ impl Image {
     }
 }
 
+/// Tells the driver (and the application's unusable-image handler) that a tethered `image` was
+/// lapped, once: the driver must stop counting a reader that reads no more. A tethered image is
+/// lapped only when the log's clean position was moved past it, by a bug or another process;
+/// an untethered one is lapped when the driver left it behind, which the driver already knows
+/// (it offers a new image after the rest).
+#[cold]
+fn report_lapped(client: &ClientShared, image: &mut Image) {
+    image.lapped_reported = true;
+    let reason = format!(
+        "lapped at position {}: the log was cleaned past it",
+        image.position
+    );
+    client
+        .lock()
+        .release_image(client, &image.shared.info, &reason);
+}
+
 /// A subscription: polls every image of its stream.
 pub struct Subscription {
     client: Arc<ClientShared>,
@@ -437,6 +457,9 @@ impl Subscription {
             }
             let image = &mut self.images[(self.round_robin + step) % count];
             fragments += image.poll(&mut handler, fragment_limit - fragments);
+            if image.lapped && !image.lapped_reported && image.shared.tethered {
+                report_lapped(&self.client, image);
+            }
         }
         fragments
     }
@@ -460,6 +483,9 @@ impl Subscription {
             }
             let image = &mut self.images[(self.round_robin + step) % count];
             fragments += image.controlled_poll(&mut handler, fragment_limit - fragments);
+            if image.lapped && !image.lapped_reported && image.shared.tethered {
+                report_lapped(&self.client, image);
+            }
         }
         fragments
     }

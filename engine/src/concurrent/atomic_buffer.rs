@@ -235,8 +235,10 @@ impl AtomicBuffer<'_> {
             .expect("slots within the buffer");
         for slot in words.chunks_exact(4) {
             // SAFETY: the word is valid, 8-byte aligned memory for the buffer's lifetime, so its
-            // two 4-byte halves are valid and 4-byte aligned; every access to those halves is a
-            // 4-byte atomic (the slot-width rule), so they never race at another width.
+            // two 4-byte halves are valid and 4-byte aligned. The cleaner zeroes only bytes no
+            // counted reader or publisher is using (below every tethered position, announced
+            // first), so these stores race at most with a lapped copying reader, which reads
+            // these halves as 4-byte atomics too and discards what it copied.
             let halves = unsafe {
                 let base = slot[0].as_ptr().cast::<i32>();
                 [AtomicI32::from_ptr(base), AtomicI32::from_ptr(base.add(1))]

@@ -103,17 +103,24 @@ pub struct BroadcastTransmitter<'a> {
     capacity: usize,
     mask: i64,
     max_message_length: usize,
+    /// The tail, kept here: the transmitter is its only writer, and the copy in shared memory
+    /// (which any process can scribble on) is stored to, never read back.
+    tail: i64,
 }
 
 impl<'a> BroadcastTransmitter<'a> {
     /// Wraps `buffer`: a power-of-two capacity followed by the trailer.
+    /// Carries on from the tail stored there (0 in new memory), moved onto the record
+    /// alignment.
     pub fn new(buffer: AtomicBuffer<'a>) -> Result<Self, BroadcastError> {
         let capacity = check_capacity(&buffer)?;
+        let stored = buffer.get_i64(capacity + TAIL_OFFSET);
         Ok(Self {
             buffer,
             capacity,
             mask: as_position(capacity) - 1,
             max_message_length: capacity / 8,
+            tail: stored.max(0) & !(as_position(RECORD_HEADER_LENGTH) - 1),
         })
     }
 
@@ -134,7 +141,7 @@ impl<'a> BroadcastTransmitter<'a> {
             });
         }
         let tail_offset = self.capacity + TAIL_OFFSET;
-        let mut tail = self.buffer.get_i64(tail_offset);
+        let mut tail = self.tail;
         let mut index = masked_index(tail, self.mask);
         let record_length = RECORD_HEADER_LENGTH + body.len();
         let aligned = align(record_length);
@@ -154,8 +161,8 @@ impl<'a> BroadcastTransmitter<'a> {
         self.buffer
             .put_i64_ordered(self.capacity + LATEST_OFFSET, tail);
         // Publishes the record: pairs with the acquire load of the tail in `receive_next`.
-        self.buffer
-            .put_i64_ordered(tail_offset, tail + as_position(aligned));
+        self.tail = tail + as_position(aligned);
+        self.buffer.put_i64_ordered(tail_offset, self.tail);
         Ok(())
     }
 
@@ -184,7 +191,9 @@ impl<'a> BroadcastReceiver<'a> {
     pub fn new(buffer: AtomicBuffer<'a>) -> Result<Self, BroadcastError> {
         let capacity = check_capacity(&buffer)?;
         let mask = as_position(capacity) - 1;
-        let latest = buffer.get_i64_volatile(capacity + TAIL_OFFSET);
+        // Aligned: the tail is the transmitter's, but any process can write that memory.
+        let latest = buffer.get_i64_volatile(capacity + TAIL_OFFSET).max(0)
+            & !(as_position(RECORD_HEADER_LENGTH) - 1);
         Ok(Self {
             buffer,
             capacity,
@@ -210,6 +219,15 @@ impl<'a> BroadcastReceiver<'a> {
         let offset = self.record_offset;
         let (length, message_type) = split_header(self.buffer.get_i64(offset));
         let body_length = length.saturating_sub(RECORD_HEADER_LENGTH);
+        if offset + RECORD_HEADER_LENGTH + body_length > self.capacity {
+            // A record cannot run past the end of the records: this header was torn by the
+            // transmitter lapping the receiver, or written by someone else.
+            self.validate()?;
+            return Err(BroadcastError::TooLong {
+                length: body_length,
+                max: self.capacity - offset - RECORD_HEADER_LENGTH,
+            });
+        }
         if body_length > scratch.len() || body_length > self.capacity / 8 {
             // A torn length if lapped; a message larger than promised otherwise.
             self.validate()?;
@@ -259,7 +277,7 @@ impl<'a> BroadcastReceiver<'a> {
         let intent = self
             .buffer
             .get_i64_volatile(self.capacity + TAIL_INTENT_OFFSET);
-        let behind = intent - self.cursor;
+        let behind = intent.wrapping_sub(self.cursor);
         if behind > as_position(self.capacity) {
             return Err(BroadcastError::Lapped {
                 missed_bytes: behind - as_position(self.capacity),

@@ -104,20 +104,20 @@ impl<'a> DistinctErrorLog<'a> {
         true
     }
 
+    /// The record holding `text`. The lengths walked lie in memory any process can write, so
+    /// each is checked against the end of the log, and the text is compared from a copy.
     fn find(&self, text: &str) -> Option<usize> {
+        let mut stored = [0u8; TEXT_MAX_LENGTH];
+        let stored = &mut stored[..text.len()];
         let mut offset = 0;
         while offset < self.next_offset {
             let length = usize::try_from(self.buffer.get_i32(offset)).unwrap_or(0);
+            if length > self.buffer.capacity() - offset {
+                return None;
+            }
             if length == RECORD_HEADER_LENGTH + text.len() {
-                // SAFETY: published records are never rewritten (only their count and time, which
-                // lie outside the text), and this writer is the only one.
-                let same = unsafe {
-                    self.buffer
-                        .with_bytes(offset + RECORD_HEADER_LENGTH, text.len(), |bytes| {
-                            bytes == text.as_bytes()
-                        })
-                };
-                if same {
+                self.buffer.get_bytes(offset + RECORD_HEADER_LENGTH, stored);
+                if stored == text.as_bytes() {
                     return Some(offset);
                 }
             }

@@ -263,10 +263,30 @@ impl<'a> ManyToOneRingBuffer<'a> {
         }
         let head_index = masked_index(head, self.mask);
         let to_end = self.capacity - head_index;
-        // Only claimed bytes may hold records: a tail that is behind the head or more than a
-        // capacity ahead (written by a broken producer) claims nothing readable.
-        let claimed = self.producer_position().wrapping_sub(head);
-        let claimed = usize::try_from(claimed).map_or(0, |claimed| claimed.min(self.capacity));
+        // Only claimed bytes may hold records, and head and tail are at most a capacity apart
+        // with the tail ahead. Anything else is memory another process scribbled on: the ring
+        // is repaired by moving the head to the tail (what lay between cannot be told apart from
+        // garbage), so that producers see room again instead of a ring that is full for ever.
+        let tail = self.producer_position();
+        let claimed = tail.wrapping_sub(head);
+        if !(0..=as_position(self.capacity)).contains(&claimed) || tail != align_position(tail) {
+            let repaired = align_position(tail);
+            // A tail off the alignment would have every producer write records off it.
+            let _ =
+                self.buffer
+                    .compare_and_set_i64(self.trailer(TAIL_POSITION_OFFSET), tail, repaired);
+            outcome.skipped_bytes += self.capacity;
+            if outcome.corrupt_length == 0 {
+                outcome.corrupt_length = i32::MIN;
+            }
+            self.buffer.set_memory(0, self.capacity, 0);
+            self.buffer
+                .put_i64_ordered(self.trailer(HEAD_CACHE_POSITION_OFFSET), repaired);
+            self.buffer
+                .put_i64_ordered(self.trailer(HEAD_POSITION_OFFSET), repaired);
+            return false;
+        }
+        let claimed = usize::try_from(claimed).unwrap_or(0);
         let readable = to_end.min(claimed);
         let mut bytes_read = 0;
         while bytes_read < readable && outcome.messages < limit {
@@ -387,20 +407,30 @@ impl<'a> ManyToOneRingBuffer<'a> {
             }
         }
         // Claimed but not even a plausible length written: pad up to the next record that has
-        // started, verifying that the gap is still zero. With no started record before the
-        // tail, a live producer's claim may be among the zeros: wait for one to appear.
+        // started, verifying that the blocked word is unchanged and the gap still zero. With no
+        // started record before the tail, a live producer's claim may be among the zeros: wait
+        // for one to appear, unless the tail has wrapped, which proves every byte to the end
+        // was claimed before it (Aeron's pad-to-end rule).
+        let unchanged = |end: usize| {
+            self.buffer.get_i32_volatile(head_index) == length
+                && (head_index + RECORD_ALIGNMENT..end)
+                    .step_by(RECORD_ALIGNMENT)
+                    .all(|gap| self.buffer.get_i32_volatile(gap) == 0)
+        };
         let mut index = head_index + RECORD_ALIGNMENT;
         while index < limit {
             if self.buffer.get_i32_volatile(index) != 0 {
-                let still_zero = (head_index + RECORD_ALIGNMENT..index)
-                    .step_by(RECORD_ALIGNMENT)
-                    .all(|gap| self.buffer.get_i32_volatile(gap) == 0);
-                if still_zero {
+                let padded = unchanged(index);
+                if padded {
                     self.pad(head_index, index - head_index);
                 }
-                return still_zero;
+                return padded;
             }
             index += RECORD_ALIGNMENT;
+        }
+        if limit == self.capacity && unchanged(limit) {
+            self.pad(head_index, limit - head_index);
+            return true;
         }
         false
     }
@@ -515,6 +545,20 @@ mod tests {
         assert!(ring.unblock());
         assert_eq!(drain(&ring), [(4, b"next".to_vec())]);
         assert!(!ring.unblock());
+
+        // A dead claim that runs to the end of the records, with the tail wrapped past it: padded
+        // to the end, and the record after the wrap is read.
+        let tail = ring.producer_position();
+        let to_end = 256 - usize::try_from(tail).unwrap() % 256;
+        assert!(buffer.compare_and_set_i64(256, tail, tail + i64::try_from(to_end).unwrap()));
+        ring.write(7, b"wrapped").unwrap();
+        assert_eq!(
+            ring.read(|_, _| {}, 10).messages,
+            0,
+            "blocked at the dead claim"
+        );
+        assert!(ring.unblock());
+        assert_eq!(drain(&ring), [(7, b"wrapped".to_vec())]);
 
         // A dead claim followed by a live one that has not written yet: nothing proves where
         // the dead one ends, so nothing is padded until the live one writes.

@@ -109,6 +109,8 @@ pub struct DriverConductor {
     /// The command ring's consumer position at its last change, and when: a client that died
     /// mid-write leaves the ring blocked, and is padded over after the client liveness timeout.
     command_position: (i64, i64),
+    /// When the command ring was last unblocked: client silence counts from then at the latest.
+    keepalive_grace_from_ns: i64,
     next_image_id: i64,
     random: u64,
     scratch: Vec<u8>,
@@ -196,6 +198,7 @@ impl DriverConductor {
             timeouts,
             next_timer_ns: now.nanos,
             command_position: (0, now.nanos),
+            keepalive_grace_from_ns: now.nanos,
             next_image_id: 1,
             random: seed,
             scratch: vec![0u8; 8192],
@@ -561,9 +564,8 @@ impl DriverConductor {
                 join_position: join,
                 observed: join,
             });
-            // The publisher limit and connected flag follow at once, not at the next timer.
-            let outcome = publication.update(self.now.nanos, &self.timeouts);
-            debug_assert!(outcome.left_behind.is_empty() && outcome.invalid_positions.is_empty());
+            // The publisher limit and connected flag follow at once, not at the next cycle.
+            publication.on_subscriber_joined();
             (
                 publication.session_id,
                 publication.stream_id,
@@ -765,6 +767,9 @@ impl DriverConductor {
             subscriber.subscription_id,
             command.reason()
         ));
+        // Whoever holds that image hears that it is gone, in case the command came from another
+        // process naming this client: the owner must stop reading what nobody counts.
+        self.send_unavailable_image(image_id, subscriber.subscription_id, stream_id);
         self.send_success(command.correlation_id());
         Ok(())
     }
@@ -878,12 +883,22 @@ impl DriverConductor {
     fn on_timers(&mut self, now_ns: i64) -> usize {
         self.to_driver.set_consumer_heartbeat(self.now.epoch_ms);
         let unblocked = self.check_command_ring(now_ns);
+        if unblocked > 0 {
+            self.keepalive_grace_from_ns = now_ns;
+        }
+        // Keepalives queue in the command ring: while it is blocked (records waiting, head not
+        // moving) nobody is expired, and after it is unblocked every client's silence counts
+        // from then, so that a blocked ring never costs live clients their resources.
+        let ring_blocked = self.to_driver.size() > 0 && self.command_position.1 < now_ns;
         let timeout =
             i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
+        let grace_from = self.keepalive_grace_from_ns;
         let expired: Vec<i64> = self
             .clients
             .iter()
-            .filter(|(_, client)| now_ns - client.last_keepalive_ns > timeout)
+            .filter(|(_, client)| {
+                !ring_blocked && now_ns - client.last_keepalive_ns.max(grace_from) > timeout
+            })
             .map(|(client_id, _)| *client_id)
             .collect();
         for client_id in &expired {

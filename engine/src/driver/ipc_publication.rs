@@ -199,6 +199,25 @@ impl IpcPublication {
         )
     }
 
+    /// After a subscriber joined: the connected flag and the limit at once, without any of the
+    /// timed transitions of [`IpcPublication::update`] (those are the duty cycle's, with their
+    /// outcomes reported).
+    pub(crate) fn on_subscriber_joined(&mut self) {
+        let producer = self.producer_position();
+        if let Some(consumer) = self.observed_consumer_position(producer) {
+            let proposed = consumer
+                .saturating_add(self.window)
+                .min(self.clean_position + 2 * self.term_length());
+            if self.state == PublicationState::Active && proposed > self.trip_limit {
+                self.counters.limit.set(proposed);
+                self.trip_limit = proposed.saturating_add(self.trip_gain);
+            }
+            if !self.log.metadata().is_connected() {
+                self.log.metadata().set_connected(true);
+            }
+        }
+    }
+
     /// Where a new subscriber starts: with the slowest current one, or at the tail.
     pub(crate) fn join_position(&self) -> i64 {
         let producer = self.producer_position();
@@ -253,8 +272,13 @@ impl IpcPublication {
                     self.clean_to(clean_target);
                     work += 1;
                 }
-                // consumer <= producer, which stays far below i64::MAX - window.
-                let proposed = consumer.saturating_add(self.window);
+                // consumer <= producer, which stays far below i64::MAX - window. Publishers may
+                // write only where the cleaner has been: the bytes of position q are reused for
+                // q + 3 terms, and a frame may run past the limit by a message, so the limit
+                // stays two terms past the clean position even when cleaning lags.
+                let proposed = consumer
+                    .saturating_add(self.window)
+                    .min(self.clean_position + 2 * self.term_length());
                 // The limit moves in steps of at least the trip gain (Aeron's rule), so the
                 // line publishers read on every offer changes a few times a window, not on
                 // every read a subscriber makes.
@@ -301,13 +325,16 @@ impl IpcPublication {
     fn check_untethered(&mut self, now_ns: i64, producer: i64, timeouts: &Timeouts) -> Vec<usize> {
         let limit = self.counters.limit.get();
         let term_length = self.term_length();
+        // The slowest counted consumer: the one holding the limit. Compared with it, not with
+        // the stored limit, which moves only in trip-gain steps.
+        let slowest = self.observed_consumer_position(producer);
         let mut left_behind = Vec::new();
         for (index, subscriber) in self.subscribers.iter_mut().enumerate() {
             if subscriber.tether || !subscriber.position_is_valid(producer, term_length) {
                 continue;
             }
             let position = subscriber.clamped(producer);
-            let at_limit = position + self.window <= limit && producer >= limit;
+            let at_limit = slowest.is_some_and(|slowest| position <= slowest) && producer >= limit;
             subscriber.tether_state = match subscriber.tether_state {
                 TetherState::Active if at_limit => TetherState::Limiting { since_ns: now_ns },
                 TetherState::Limiting { .. } if !at_limit => TetherState::Active,
@@ -404,6 +431,7 @@ impl IpcPublication {
         let producer = self.producer_position();
         self.subscribers
             .iter()
+            .filter(|subscriber| !matches!(subscriber.tether_state, TetherState::Resting { .. }))
             .all(|subscriber| subscriber.position.get() >= producer)
     }
 }

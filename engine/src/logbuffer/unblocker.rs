@@ -62,10 +62,16 @@ pub fn unblock(
             return Unblocked::Padded;
         }
     }
+    // The blocked word must still hold what was read, and the gap still be zero: a slow live
+    // writer that stored its header meanwhile is not padded over.
+    let unchanged = |end: usize| {
+        term.get_i32_volatile(blocked_offset + FRAME_LENGTH_OFFSET) == frame_length
+            && still_zero(term, blocked_offset + ALIGNMENT, end)
+    };
     let mut offset = blocked_offset + ALIGNMENT;
     while offset < tail_offset {
         if term.get_i32_volatile(offset + FRAME_LENGTH_OFFSET) != 0 {
-            if !still_zero(term, blocked_offset + ALIGNMENT, offset) {
+            if !unchanged(offset) {
                 return Unblocked::No;
             }
             write_padding(
@@ -79,7 +85,7 @@ pub fn unblock(
         }
         offset += ALIGNMENT;
     }
-    if tail_offset == term_length && still_zero(term, blocked_offset + ALIGNMENT, term_length) {
+    if tail_offset == term_length && unchanged(term_length) {
         write_padding(
             term,
             template,
