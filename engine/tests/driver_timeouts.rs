@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::Stepped;
-use tern_engine::client::{ClientError, ImageInfo, OfferResult};
+use tern_engine::client::{ClientError, ImageInfo, OfferResult, Tern};
 use tern_engine::cnc::CncFile;
 use tern_engine::concurrent::error_log::read_errors;
 use tern_engine::concurrent::ring_buffer::{ManyToOneRingBuffer, TRAILER_LENGTH};
@@ -23,6 +23,24 @@ fn errors(cnc: &CncFile) -> Vec<String> {
         errors.push(error.text.to_owned())
     });
     errors
+}
+
+/// Image events a client saw, in order: ("available" or "unavailable", a key of the image).
+type Events = Arc<Mutex<Vec<(&'static str, i64)>>>;
+
+/// A stepped client that records its image events, keyed by `key` (session or subscription).
+fn client_with_events(stepped: &Stepped, key: fn(&ImageInfo) -> i64) -> (Tern, Events) {
+    let events: Events = Arc::new(Mutex::new(Vec::new()));
+    let (available, unavailable) = (Arc::clone(&events), Arc::clone(&events));
+    let tern = stepped.client(|config| {
+        config.on_available_image = Some(Arc::new(move |info: &ImageInfo| {
+            available.lock().unwrap().push(("available", key(info)));
+        }));
+        config.on_unavailable_image = Some(Arc::new(move |info: &ImageInfo| {
+            unavailable.lock().unwrap().push(("unavailable", key(info)));
+        }));
+    });
+    (tern, events)
 }
 
 #[test]
@@ -133,22 +151,7 @@ fn a_closed_publication_lingers_for_an_unread_subscriber_then_goes() {
     let mut stepped = Stepped::new("linger", |config| {
         config.publication_linger = Duration::from_secs(5);
     });
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let (available, unavailable) = (Arc::clone(&events), Arc::clone(&events));
-    let tern = stepped.client(|config| {
-        config.on_available_image = Some(Arc::new(move |info: &ImageInfo| {
-            available
-                .lock()
-                .unwrap()
-                .push(("available", info.session_id));
-        }));
-        config.on_unavailable_image = Some(Arc::new(move |info: &ImageInfo| {
-            unavailable
-                .lock()
-                .unwrap()
-                .push(("unavailable", info.session_id));
-        }));
-    });
+    let (tern, events) = client_with_events(&stepped, |info| i64::from(info.session_id));
     let publication = stepped.add_publication(&tern, "tern:ipc", 13);
     assert_eq!(publication.offer(b"x"), OfferResult::NotConnected);
     // A subscription added after the publication links to it.
@@ -165,7 +168,10 @@ fn a_closed_publication_lingers_for_an_unread_subscriber_then_goes() {
     assert!(!subscription.is_connected(), "lingered past its linger");
     assert_eq!(
         *events.lock().unwrap(),
-        [("available", session), ("unavailable", session)]
+        [
+            ("available", i64::from(session)),
+            ("unavailable", i64::from(session))
+        ]
     );
 }
 
@@ -211,22 +217,7 @@ fn an_untethered_laggard_is_left_behind_rests_and_rejoins_at_the_tail() {
         config.untethered_window_limit_timeout = Duration::from_secs(5);
         config.untethered_resting_timeout = Duration::from_secs(10);
     });
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let (available, unavailable) = (Arc::clone(&events), Arc::clone(&events));
-    let tern = stepped.client(|config| {
-        config.on_available_image = Some(Arc::new(move |info: &ImageInfo| {
-            available
-                .lock()
-                .unwrap()
-                .push(("available", info.subscription_registration_id));
-        }));
-        config.on_unavailable_image = Some(Arc::new(move |info: &ImageInfo| {
-            unavailable
-                .lock()
-                .unwrap()
-                .push(("unavailable", info.subscription_registration_id));
-        }));
-    });
+    let (tern, events) = client_with_events(&stepped, |info| info.subscription_registration_id);
     let mut keeping_up = stepped.add_subscription(&tern, "tern:ipc", 17);
     let mut laggard = stepped.add_subscription(&tern, "tern:ipc?tether=false", 17);
     let publication = stepped.add_publication(&tern, "tern:ipc", 17);

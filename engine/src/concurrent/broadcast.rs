@@ -250,13 +250,14 @@ impl<'a> BroadcastReceiver<'a> {
         self.record_offset = masked_index(cursor, self.mask);
         self.validate()?;
         let (length, message_type) = self.header_at(self.record_offset);
-        self.next_record = cursor + as_position(align(length));
+        // Positions wrap rather than overflow: they come from memory any process can write.
+        self.next_record = cursor.wrapping_add(as_position(align(length)));
         if message_type == PADDING_MESSAGE_TYPE {
             self.cursor = self.next_record;
             self.record_offset = 0;
             self.validate()?;
             let (length, _) = self.header_at(0);
-            self.next_record += as_position(align(length));
+            self.next_record = self.next_record.wrapping_add(as_position(align(length)));
         }
         Ok(())
     }
