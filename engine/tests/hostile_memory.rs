@@ -2,7 +2,7 @@
 //! driver's user) can write any byte of the CnC file and the log buffers. Each test here plants
 //! one bad value that once made the driver or a client misbehave, and checks that it is counted,
 //! reported, and costs nobody else their data.
-#![cfg(not(loom))]
+#![cfg(all(not(loom), unix))]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -186,10 +186,19 @@ fn an_image_whose_log_cannot_be_mapped_is_released_and_reported() {
         .dir()
         .join("publications")
         .join(format!("{}.logbuffer", publication.registration_id()));
-    let mut bytes = std::fs::read(&path).unwrap();
-    let magic = bytes.len() - 4096 + 448;
-    bytes[magic] ^= 0xFF;
-    std::fs::write(&path, &bytes).unwrap();
+    // In place (a rewrite would truncate a file others have mapped: SIGBUS for them).
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let magic = file.metadata().unwrap().len() - 4096 + 448;
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, magic).unwrap();
+        file.write_all_at(&[byte[0] ^ 0xFF], magic).unwrap();
+    }
     let unusable = Arc::new(Mutex::new(Vec::new()));
     let reported = Arc::clone(&unusable);
     let subscriber = Tern::connect(ClientConfig {
