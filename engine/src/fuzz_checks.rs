@@ -60,7 +60,11 @@ pub fn ring(bytes: &[u8]) {
     fill(&memory, length, bytes);
     let ring = ManyToOneRingBuffer::new(memory.buffer()).expect("a valid capacity");
     for _ in 0..4 {
-        let outcome = ring.read(|_, body| assert!(body.len() <= CAPACITY), 64);
+        let outcome = ring.read(
+            &mut [0u8; CAPACITY],
+            |_, body| assert!(body.len() <= CAPACITY),
+            64,
+        );
         assert!(outcome.skipped_bytes <= 2 * CAPACITY);
     }
     let _ = ring.unblock();

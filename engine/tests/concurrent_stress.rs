@@ -61,6 +61,7 @@ fn many_producers_one_consumer_exactly_once_in_order() {
     while received < PRODUCERS * MESSAGES {
         let read = ring
             .read(
+                &mut vec![0u8; 1 << 16],
                 |kind, bytes| {
                     assert_eq!(kind, 1);
                     let producer = u32::from_le_bytes(bytes[..4].try_into().unwrap());

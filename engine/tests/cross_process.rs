@@ -99,6 +99,7 @@ fn a_producer_process_feeds_a_consumer_process() {
     while next < MESSAGES {
         let read = ring
             .read(
+                &mut vec![0u8; 1 << 16],
                 |kind, body| {
                     assert_eq!(kind, 5);
                     assert_eq!(

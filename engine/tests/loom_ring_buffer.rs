@@ -44,7 +44,11 @@ fn two_producers_one_consumer() {
         let mut seen = Vec::new();
         while seen.len() < 2 {
             if ring
-                .read(|kind, body| seen.push((kind, body.to_vec())), 10)
+                .read(
+                    &mut vec![0u8; 1 << 16],
+                    |kind, body| seen.push((kind, body.to_vec())),
+                    10,
+                )
                 .messages
                 == 0
             {
@@ -75,7 +79,11 @@ fn one_producer_wraps_past_the_consumer() {
         let ring = ManyToOneRingBuffer::new(memory.buffer()).unwrap();
         let mut seen = Vec::new();
         while seen.len() < 3 {
-            if ring.read(|_, body| seen.push(body[0]), 1).messages == 0 {
+            if ring
+                .read(&mut vec![0u8; 1 << 16], |_, body| seen.push(body[0]), 1)
+                .messages
+                == 0
+            {
                 thread::yield_now();
             }
         }

@@ -49,7 +49,7 @@ proptest! {
                 },
                 Step::Read(limit) => {
                     let mut got = Vec::new();
-                    let read = ring.read(|kind, body| got.push((kind, body.to_vec())), limit).messages;
+                    let read = ring.read(&mut vec![0u8; 1 << 16], |kind, body| got.push((kind, body.to_vec())), limit).messages;
                     prop_assert_eq!(read, got.len());
                     prop_assert!(read <= limit);
                     for message in got {
@@ -59,7 +59,7 @@ proptest! {
             }
         }
         let mut rest = Vec::new();
-        while ring.read(|kind, body| rest.push((kind, body.to_vec())), usize::MAX).messages > 0 {}
+        while ring.read(&mut vec![0u8; 1 << 16], |kind, body| rest.push((kind, body.to_vec())), usize::MAX).messages > 0 {}
         prop_assert_eq!(rest, Vec::from(model));
         prop_assert_eq!(ring.size(), 0);
     }

@@ -225,8 +225,9 @@ impl<'a> ManyToOneRingBuffer<'a> {
         }
     }
 
-    /// Reads up to `limit` records in order, calling `handler(type, body)` for each, then
-    /// releases their space. Consumer only.
+    /// Reads up to `limit` records in order, calling `handler(type, body)` for each with a copy
+    /// of its body in `scratch` (at least [`ManyToOneRingBuffer::max_message_length`] bytes),
+    /// then releases their space. Consumer only.
     ///
     /// Producers are other processes, so every record length is input: a record must start with
     /// a length of at least a header whose aligned extent stays inside the bytes producers have
@@ -234,11 +235,20 @@ impl<'a> ManyToOneRingBuffer<'a> {
     /// never trusted: the reader releases one aligned word and reads on from the next, so the
     /// records producers claimed after it still arrive. The outcome says how many bytes were
     /// skipped.
-    pub fn read(&self, mut handler: impl FnMut(i32, &[u8]), limit: usize) -> ReadOutcome {
+    pub fn read(
+        &self,
+        scratch: &mut [u8],
+        mut handler: impl FnMut(i32, &[u8]),
+        limit: usize,
+    ) -> ReadOutcome {
+        assert!(
+            scratch.len() >= self.max_message_length,
+            "the scratch holds the longest message"
+        );
         // The records may wrap: read to the end of the buffer, then once more from its start.
         let mut outcome = ReadOutcome::default();
         for _ in 0..2 {
-            let reached_end = self.read_contiguous(&mut handler, limit, &mut outcome);
+            let reached_end = self.read_contiguous(scratch, &mut handler, limit, &mut outcome);
             if !reached_end || outcome.messages == limit {
                 break;
             }
@@ -250,6 +260,7 @@ impl<'a> ManyToOneRingBuffer<'a> {
     /// the end.
     fn read_contiguous(
         &self,
+        scratch: &mut [u8],
         handler: &mut impl FnMut(i32, &[u8]),
         limit: usize,
         outcome: &mut ReadOutcome,
@@ -297,7 +308,12 @@ impl<'a> ManyToOneRingBuffer<'a> {
                 break;
             }
             let length = usize::try_from(length).unwrap_or(usize::MAX);
-            if length < RECORD_HEADER_LENGTH || align(length) > readable - bytes_read {
+            let message_type = self.buffer.get_i32(index + 4);
+            if length < RECORD_HEADER_LENGTH
+                || align(length) > readable - bytes_read
+                || (message_type != PADDING_MESSAGE_TYPE
+                    && length - RECORD_HEADER_LENGTH > self.max_message_length)
+            {
                 // Not a record any producer claimed. Step over one aligned word and look for the
                 // next record there: the records other producers claimed after this one are
                 // still delivered, and bytes a broken producer left behind it are skipped (or,
@@ -311,22 +327,15 @@ impl<'a> ManyToOneRingBuffer<'a> {
                 continue;
             }
             bytes_read += align(length);
-            let message_type = self.buffer.get_i32(index + 4);
             if message_type == PADDING_MESSAGE_TYPE {
                 continue;
             }
             outcome.messages += 1;
-            // SAFETY: the record was published to the consumer (acquire of its positive length),
-            // lies inside the records below the tail (checked above), and its space is released
-            // only after the handler returns, so no producer writes these bytes while they are
-            // lent.
-            unsafe {
-                self.buffer.with_bytes(
-                    index + RECORD_HEADER_LENGTH,
-                    length - RECORD_HEADER_LENGTH,
-                    |body| handler(message_type, body),
-                );
-            }
+            // Copied out with word loads, not lent in place: the bytes lie in memory other
+            // processes write, and a broken producer's record may overlap another's claim.
+            let body = &mut scratch[..length - RECORD_HEADER_LENGTH];
+            self.buffer.get_words(index + RECORD_HEADER_LENGTH, body);
+            handler(message_type, body);
         }
         if bytes_read > 0 || head != stored_head {
             self.buffer.set_memory(head_index, bytes_read, 0);
@@ -467,7 +476,11 @@ mod tests {
 
     fn drain(ring: &ManyToOneRingBuffer<'_>) -> Vec<(i32, Vec<u8>)> {
         let mut out = Vec::new();
-        ring.read(|kind, body| out.push((kind, body.to_vec())), usize::MAX);
+        ring.read(
+            &mut [0u8; 64],
+            |kind, body| out.push((kind, body.to_vec())),
+            usize::MAX,
+        );
         out
     }
 
@@ -502,7 +515,7 @@ mod tests {
             ring.write(1, &[1; 8]).unwrap();
         }
         assert_eq!(ring.write(1, &[1; 8]), Err(WriteError::Full));
-        assert_eq!(ring.read(|_, _| {}, 1).messages, 1);
+        assert_eq!(ring.read(&mut [0u8; 64], |_, _| {}, 1).messages, 1);
         ring.write(1, &[2; 8]).unwrap();
         assert_eq!(
             drain(&ring),
@@ -531,7 +544,7 @@ mod tests {
         buffer.put_i32_ordered(0, -24);
         ring.write(3, b"after").unwrap();
         assert_eq!(
-            ring.read(|_, _| {}, 10).messages,
+            ring.read(&mut [0u8; 64], |_, _| {}, 10).messages,
             0,
             "blocked behind the dead record"
         );
@@ -553,7 +566,7 @@ mod tests {
         assert!(buffer.compare_and_set_i64(256, tail, tail + i64::try_from(to_end).unwrap()));
         ring.write(7, b"wrapped").unwrap();
         assert_eq!(
-            ring.read(|_, _| {}, 10).messages,
+            ring.read(&mut [0u8; 64], |_, _| {}, 10).messages,
             0,
             "blocked at the dead claim"
         );
@@ -590,7 +603,11 @@ mod tests {
         // A broken producer rewrites the second record's length to run into the trailer.
         buffer.put_i32_ordered(16, 1000);
         let mut seen = Vec::new();
-        let outcome = ring.read(|kind, body| seen.push((kind, body.to_vec())), 10);
+        let outcome = ring.read(
+            &mut [0u8; 64],
+            |kind, body| seen.push((kind, body.to_vec())),
+            10,
+        );
         assert_eq!(seen, [(1, b"first".to_vec())]);
         assert_eq!(outcome.messages, 1);
         assert_eq!(outcome.skipped_bytes, 16);
@@ -604,9 +621,34 @@ mod tests {
         // A length too short to hold a header is corrupt too; records after the skip flow.
         ring.write(3, b"x").unwrap();
         buffer.put_i32_ordered(32, 3);
-        assert_eq!(ring.read(|_, _| {}, 10).skipped_bytes, 16);
+        assert_eq!(ring.read(&mut [0u8; 64], |_, _| {}, 10).skipped_bytes, 16);
         ring.write(4, b"after").unwrap();
         assert_eq!(drain(&ring), [(4, b"after".to_vec())]);
+    }
+
+    #[test]
+    fn a_record_longer_than_the_longest_message_is_not_copied() {
+        let memory = ring(256);
+        let buffer = memory.buffer();
+        let ring = ManyToOneRingBuffer::new(buffer).unwrap();
+        // A broken producer claims 64 bytes and publishes a 48-byte record (a 40-byte body,
+        // past the 32-byte maximum), then a good record follows.
+        assert!(buffer.compare_and_set_i64(256, 0, 64));
+        buffer.put_i32(4, 9);
+        buffer.put_bytes(8, &[0x7F; 40]); // a body whose words are no record lengths either
+        buffer.put_i32(48 + 4, PADDING_MESSAGE_TYPE);
+        buffer.put_i32_ordered(48, 16);
+        buffer.put_i32_ordered(0, 48);
+        ring.write(2, b"good").unwrap();
+        let mut scratch = [0u8; 32];
+        let mut seen = Vec::new();
+        let outcome = ring.read(
+            &mut scratch,
+            |kind, body| seen.push((kind, body.to_vec())),
+            10,
+        );
+        assert_eq!(seen, [(2, b"good".to_vec())]);
+        assert!(outcome.skipped_bytes > 0);
     }
 
     #[test]
@@ -615,13 +657,14 @@ mod tests {
         let buffer = memory.buffer();
         let ring = ManyToOneRingBuffer::new(buffer).unwrap();
         ring.write(1, b"a").unwrap();
-        assert_eq!(ring.read(|_, _| {}, 10).messages, 1);
+        assert_eq!(ring.read(&mut [0u8; 64], |_, _| {}, 10).messages, 1);
         // Leftover bytes that look like a record, and a tail a broken producer moved back.
         buffer.put_i32_ordered(16, 16);
         buffer.put_i32(20, 9);
         buffer.put_i64_ordered(64, 0);
         assert_eq!(
-            ring.read(|_, _| panic!("nothing is claimed"), 10).messages,
+            ring.read(&mut [0u8; 64], |_, _| panic!("nothing is claimed"), 10)
+                .messages,
             0
         );
     }

@@ -114,6 +114,8 @@ pub struct DriverConductor {
     next_image_id: i64,
     random: u64,
     scratch: Vec<u8>,
+    /// Each command is copied here out of the ring before it is decoded.
+    command_copy: Vec<u8>,
     terminate_requested: bool,
     /// This duty cycle's time, read once by the runner.
     now: Now,
@@ -202,6 +204,7 @@ impl DriverConductor {
             next_image_id: 1,
             random: seed,
             scratch: vec![0u8; 8192],
+            command_copy: vec![0u8; to_driver.max_message_length()],
             terminate_requested: false,
             now,
             duty_cycle: DutyCycleTracker::new(1_000_000_000, now.nanos),
@@ -235,13 +238,16 @@ impl DriverConductor {
     fn process_commands(&mut self, now_ns: i64) -> usize {
         // A copy of the ring's view, so the handler may borrow the conductor mutably.
         let ring = self.to_driver;
+        let mut copy = std::mem::take(&mut self.command_copy);
         let outcome = ring.read(
+            &mut copy,
             |_, body| {
                 self.system.increment(SystemCounter::CommandsReceived);
                 self.on_command(body, now_ns);
             },
             COMMAND_LIMIT,
         );
+        self.command_copy = copy;
         if outcome.skipped_bytes > 0 {
             self.system
                 .add(SystemCounter::CorruptCommandBytes, outcome.skipped_bytes);
