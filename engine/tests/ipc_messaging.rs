@@ -348,3 +348,35 @@ fn a_session_id_subscription_reads_that_session_only() {
     assert_eq!(chosen.images().len(), 1, "linked to session 200 alone");
     assert_eq!(chosen.images()[0].info().session_id, 200);
 }
+
+#[test]
+fn a_client_whose_conductor_thread_panics_says_so_and_closes() {
+    let driver = driver("conductor-panic");
+    let tern = client_with(&driver, |config| {
+        config.on_available_image = Some(std::sync::Arc::new(|_: &_| {
+            panic!("a bug in the application's image handler")
+        }));
+    });
+    // Asynchronous adds: the conductor thread, not this one, handles the image event.
+    tern.async_add_subscription("tern:ipc", 23).unwrap();
+    tern.async_add_publication("tern:ipc", 23).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let error = loop {
+        if let Some(error) = tern.fatal_error() {
+            break error;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the conductor's panic went unnoticed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(
+        matches!(&error, ClientError::ConductorStopped(text) if text.contains("image handler")),
+        "{error:?}"
+    );
+    assert!(matches!(
+        tern.async_add_subscription("tern:ipc", 23),
+        Err(ClientError::Closed)
+    ));
+}

@@ -170,6 +170,9 @@ pub enum ClientError {
     /// (corrupt, oversized, or unknown and marked terminate-if-unknown).
     #[error("the driver sent a message this client cannot read: {0}")]
     BadDriverMessage(String),
+    /// The client's conductor thread panicked and stopped.
+    #[error("the client conductor stopped: {0}")]
+    ConductorStopped(String),
     /// The client is closed.
     #[error("the client is closed")]
     Closed,
@@ -365,6 +368,12 @@ impl Tern {
 
     /// A fatal error the conductor met (driver dead, client timed out, lapped), if any.
     pub fn fatal_error(&self) -> Option<ClientError> {
+        if let Some(failure) = self.runner.as_ref().and_then(AgentRunner::failure) {
+            // Its conductor thread died: no keepalives, no responses. The client is finished,
+            // and its handles say so (offers report Closed) rather than carry on unserved.
+            self.shared.closed.store(true, Ordering::Release);
+            return Some(ClientError::ConductorStopped(failure.to_owned()));
+        }
         self.shared.lock().fatal_error()
     }
 
