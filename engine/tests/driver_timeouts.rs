@@ -288,3 +288,40 @@ fn an_untethered_laggard_is_left_behind_rests_and_rejoins_at_the_tail() {
         "rejoined near the tail, not at the start: {position:?}"
     );
 }
+
+#[test]
+fn a_rested_subscriber_does_not_rejoin_a_closed_publication() {
+    let mut stepped = Stepped::new("rest-closed", |config| {
+        config.untethered_window_limit_timeout = Duration::from_secs(1);
+        config.untethered_resting_timeout = Duration::from_secs(2);
+        config.publication_linger = Duration::from_secs(60);
+    });
+    let (tern, events) = client_with_events(&stepped, |info| info.subscription_registration_id);
+    let mut keeping_up = stepped.add_subscription(&tern, "tern:ipc", 24);
+    let laggard = stepped.add_subscription(&tern, "tern:ipc?tether=false", 24);
+    let publication = stepped.add_publication(&tern, "tern:ipc", 24);
+    stepped.step(&[&tern]);
+    let laggard_id = laggard.registration_id();
+    let count = |kind: &str| {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(event, id)| *event == kind && *id == laggard_id)
+            .count()
+    };
+    // Hold the publisher at the laggard's limit past the window-limit timeout: left behind.
+    stepped.step_until(10 * MS, &[&tern], "the laggard left behind", || {
+        let _ = publication.offer(&[1u8; 100]);
+        keeping_up.poll(|_, _| {}, 64);
+        count("unavailable") == 1
+    });
+    // Closed with a message the reader has not read: it lingers, and the rest runs out.
+    stepped.step_until(MS, &[&tern], "an unread message", || {
+        keeping_up.poll(|_, _| {}, 64);
+        matches!(publication.offer(b"unread"), OfferResult::Ok(_))
+    });
+    drop(publication);
+    stepped.advance(Duration::from_secs(5), 100 * MS, &[&tern]);
+    assert_eq!(count("available"), 1, "rejoined a closed publication");
+}

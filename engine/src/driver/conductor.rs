@@ -989,7 +989,14 @@ impl DriverConductor {
                 self.system.increment(SystemCounter::UntetheredLeftBehind);
                 work += 1;
             }
-            for subscriber_index in publication.rested(now_ns, &self.timeouts) {
+            // A rested subscriber rejoins at the tail of a publication still being written; a
+            // closed one it would only join to be withdrawn again.
+            let rested = if publication.state == PublicationState::Active {
+                publication.rested(now_ns, &self.timeouts)
+            } else {
+                Vec::new()
+            };
+            for subscriber_index in rested {
                 let subscriber = &publication.subscribers[subscriber_index];
                 rejoin.push((
                     index,
