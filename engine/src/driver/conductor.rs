@@ -1009,7 +1009,10 @@ impl DriverConductor {
                 && (publication.drained() || now_ns - since_ns > publication.linger_ns)
             {
                 publication.state = PublicationState::Done;
-                for subscriber in &publication.subscribers {
+                // Resting subscribers' images were withdrawn when they were left behind.
+                for subscriber in publication.subscribers.iter().filter(|subscriber| {
+                    !matches!(subscriber.tether_state, TetherState::Resting { .. })
+                }) {
                     withdrawn.push((
                         subscriber.image_id,
                         subscriber.subscription_id,
