@@ -205,17 +205,32 @@ impl IpcPublication {
     pub(crate) fn on_subscriber_joined(&mut self) {
         let producer = self.producer_position();
         if let Some(consumer) = self.observed_consumer_position(producer) {
-            let proposed = consumer
-                .saturating_add(self.window)
-                .min(self.clean_position + 2 * self.term_length());
-            if self.state == PublicationState::Active && proposed > self.trip_limit {
-                self.counters.limit.set(proposed);
-                self.trip_limit = proposed.saturating_add(self.trip_gain);
-            }
-            if !self.log.metadata().is_connected() {
-                self.log.metadata().set_connected(true);
-            }
+            self.connect_with_limit_for(consumer);
         }
+    }
+
+    /// Marks the log connected and moves the limit for the slowest counted `consumer`; returns
+    /// whether the limit moved.
+    fn connect_with_limit_for(&mut self, consumer: i64) -> bool {
+        // consumer <= producer, which stays far below i64::MAX - window. Publishers may write
+        // only where the cleaner has been: the bytes of position q are reused for q + 3 terms,
+        // and a frame may run past the limit by a message, so the limit stays two terms past the
+        // clean position even when cleaning lags.
+        let proposed = consumer
+            .saturating_add(self.window)
+            .min(self.clean_position + 2 * self.term_length());
+        // The limit moves in steps of at least the trip gain (Aeron's rule), so the line
+        // publishers read on every offer changes a few times a window, not on every read a
+        // subscriber makes.
+        let moved = self.state == PublicationState::Active && proposed > self.trip_limit;
+        if moved {
+            self.counters.limit.set(proposed);
+            self.trip_limit = proposed.saturating_add(self.trip_gain);
+        }
+        if !self.log.metadata().is_connected() {
+            self.log.metadata().set_connected(true);
+        }
+        moved
     }
 
     /// Where a new subscriber starts: with the slowest current one, or at the tail.
@@ -272,23 +287,8 @@ impl IpcPublication {
                     self.clean_to(clean_target);
                     work += 1;
                 }
-                // consumer <= producer, which stays far below i64::MAX - window. Publishers may
-                // write only where the cleaner has been: the bytes of position q are reused for
-                // q + 3 terms, and a frame may run past the limit by a message, so the limit
-                // stays two terms past the clean position even when cleaning lags.
-                let proposed = consumer
-                    .saturating_add(self.window)
-                    .min(self.clean_position + 2 * self.term_length());
-                // The limit moves in steps of at least the trip gain (Aeron's rule), so the
-                // line publishers read on every offer changes a few times a window, not on
-                // every read a subscriber makes.
-                if self.state == PublicationState::Active && proposed > self.trip_limit {
-                    self.counters.limit.set(proposed);
-                    self.trip_limit = proposed.saturating_add(self.trip_gain);
+                if self.connect_with_limit_for(consumer) {
                     work += 1;
-                }
-                if !self.log.metadata().is_connected() {
-                    self.log.metadata().set_connected(true);
                 }
                 if consumer != self.last_consumer_position {
                     self.last_consumer_position = consumer;
