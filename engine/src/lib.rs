@@ -6,7 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`concurrent`] | shared-memory primitives: atomic buffer, ring buffer, broadcast, counters, error log |
-//! | [`cnc`], [`directory`], [`mapped_file`] | the CnC file, the driver directory and its rules, mapped files |
+//! | [`cnc`], [`directory`], [`mapped_file`], [`mapped_view`] | the CnC file, the driver directory and its rules, mapped files, views kept with their mapping |
 //! | [`logbuffer`] | log buffers: layout, appenders, reader, scanner, unblocker |
 //! | [`command`] | the driver protocol: versioned commands and responses |
 //! | [`driver`] | the media driver (conductor agent), embedded or standalone |
@@ -39,6 +39,7 @@ pub mod duty_cycle;
 pub mod fuzz_checks;
 pub mod logbuffer;
 pub mod mapped_file;
+pub mod mapped_view;
 #[cfg(not(loom))]
 pub mod placement;
 mod sync;

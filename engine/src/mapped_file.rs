@@ -84,17 +84,6 @@ impl MappedFile {
         self.map.is_empty()
     }
 
-    /// The mapped memory as a buffer not tied to a borrow of `self`, for structures that keep
-    /// the mapping alive beside their views of it (an `Arc<MappedFile>` in the same struct).
-    ///
-    /// # Safety
-    /// The caller must not use the buffer, or any view of it, after this mapping is dropped.
-    #[cfg(not(loom))]
-    pub(crate) unsafe fn buffer_unbounded(&self) -> AtomicBuffer<'static> {
-        // SAFETY: as for `buffer`, with the lifetime guaranteed by the caller instead of a borrow.
-        unsafe { AtomicBuffer::from_raw_parts(self.map.as_ptr().cast_mut(), self.map.len()) }
-    }
-
     /// The mapped memory as a shared buffer.
     #[cfg(not(loom))]
     pub fn buffer(&self) -> AtomicBuffer<'_> {

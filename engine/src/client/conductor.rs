@@ -4,6 +4,8 @@
 //! It runs under the client's mutex, on the conductor thread or the application's. Only
 //! responses to this client's own correlation ids are kept; other clients' are skipped.
 
+use crate::cnc::CncFile;
+use crate::mapped_view::MappedView;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +21,6 @@ use crate::command::{
     on_error, on_operation_success, on_publication_ready, on_subscription_ready,
     on_unavailable_image, release_image,
 };
-use crate::concurrent::atomic_buffer::AtomicBuffer;
 use crate::concurrent::broadcast::{BroadcastError, BroadcastReceiver};
 use crate::concurrent::counters::CounterReader;
 use crate::logbuffer::log_buffers::LogBuffers;
@@ -32,7 +33,7 @@ pub(crate) struct PublicationReady {
     pub(crate) registration_id: i64,
     pub(crate) session_id: i32,
     pub(crate) stream_id: i32,
-    pub(crate) limit: CounterReader<'static>,
+    pub(crate) limit: MappedView<CounterReader<'static>>,
     pub(crate) log: Arc<LogBuffers>,
 }
 
@@ -46,7 +47,7 @@ enum Response {
 
 /// The client conductor's state.
 pub(crate) struct ClientConductor {
-    receiver: BroadcastReceiver<'static>,
+    receiver: MappedView<BroadcastReceiver<'static>>,
     scratch: Vec<u8>,
     awaiting: HashSet<i64>,
     responses: HashMap<i64, Response>,
@@ -62,12 +63,14 @@ pub(crate) struct ClientConductor {
 
 impl ClientConductor {
     pub(crate) fn new(
-        to_clients: AtomicBuffer<'static>,
+        cnc: &Arc<CncFile>,
         config: &ClientConfig,
         now: Now,
     ) -> Result<Self, BroadcastError> {
-        let receiver = BroadcastReceiver::new(to_clients)?;
-        let scratch = vec![0u8; to_clients.capacity() / 8];
+        let receiver = MappedView::<BroadcastReceiver<'static>>::try_new(Arc::clone(cnc), |cnc| {
+            BroadcastReceiver::new(cnc.sections().to_clients)
+        })?;
+        let scratch = vec![0u8; cnc.sections().to_clients.capacity() / 8];
         Ok(Self {
             receiver,
             scratch,
@@ -179,9 +182,11 @@ impl ClientConductor {
         let mut work = 0;
         while work < MESSAGE_LIMIT {
             let mut message = None;
-            match self.receiver.receive(&mut self.scratch, |kind, body| {
-                message = Some((kind, body.len()))
-            }) {
+            let scratch = &mut self.scratch;
+            let received = self.receiver.with_mut(|receiver| {
+                receiver.receive(scratch, |kind, body| message = Some((kind, body.len())))
+            });
+            match received {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(BroadcastError::Lapped { .. }) => {
@@ -204,7 +209,7 @@ impl ClientConductor {
         }
         if now.nanos - self.last_keepalive_ns > self.keepalive_interval_ns {
             self.send_keepalive(shared, now.nanos);
-            let silent_ms = now.epoch_ms - shared.to_driver.consumer_heartbeat();
+            let silent_ms = now.epoch_ms - shared.to_driver.view().consumer_heartbeat();
             if silent_ms > self.driver_timeout_ms {
                 self.fail(shared, ClientError::DriverTimeout { silent_ms });
             }
@@ -329,11 +334,14 @@ impl ClientConductor {
         let result = LogBuffers::map(Path::new(ready.log_file()))
             .map_err(|error| ClientError::Resource(error.to_string()))
             .and_then(|log| {
-                let limit = shared.counters.counter_reader(limit_id).ok_or_else(|| {
-                    ClientError::Resource(format!(
-                        "the publisher limit counter {limit_id} is not allocated"
-                    ))
-                })?;
+                let limit = shared
+                    .counters
+                    .try_project(|counters| counters.counter_reader(limit_id).ok_or(()))
+                    .map_err(|()| {
+                        ClientError::Resource(format!(
+                            "the publisher limit counter {limit_id} is not allocated"
+                        ))
+                    })?;
                 Ok(PublicationReady {
                     registration_id: correlation_id,
                     session_id: ready.session_id(),
@@ -369,7 +377,11 @@ impl ClientConductor {
             Err(error) => return self.release_image(shared, &info, &error.to_string()),
         };
         let counter_id = image.subscriber_position_counter_id();
-        let Some(position) = shared.counters.owned_counter(counter_id, shared.client_id) else {
+        let client_id = shared.client_id;
+        let Ok(position) = shared
+            .counters
+            .try_project(|counters| counters.owned_counter(counter_id, client_id).ok_or(()))
+        else {
             let reason = format!("position counter {counter_id} is not this client's");
             return self.release_image(shared, &info, &reason);
         };
@@ -451,6 +463,7 @@ pub(crate) fn write_command(
 ) -> Result<(), ClientError> {
     shared
         .to_driver
+        .view()
         .write(i32::from(template_id), bytes)
         .map_err(|error| ClientError::Resource(format!("cannot send to the driver: {error}")))
 }

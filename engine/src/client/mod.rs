@@ -48,6 +48,7 @@ mod fragment_assembler;
 mod publication;
 mod subscription;
 
+use crate::mapped_view::MappedView;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -211,10 +212,9 @@ impl<T> std::ops::Deref for CachePadded<T> {
 
 /// State shared by the client's handles.
 pub(crate) struct ClientShared {
-    // Views below borrow this mapping; every handle holds an Arc of this struct.
-    pub(crate) cnc: CncFile,
-    pub(crate) to_driver: ManyToOneRingBuffer<'static>,
-    pub(crate) counters: CountersReader<'static>,
+    pub(crate) cnc: Arc<CncFile>,
+    pub(crate) to_driver: MappedView<ManyToOneRingBuffer<'static>>,
+    pub(crate) counters: MappedView<CountersReader<'static>>,
     pub(crate) client_id: i64,
     /// Read on every offer: on its own cache line, away from the conductor's mutex.
     pub(crate) closed: CachePadded<AtomicBool>,
@@ -312,21 +312,21 @@ impl Tern {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        // SAFETY: `cnc` is moved into the shared state beside these views and never out of it;
-        // the views are used only through that state, which every handle keeps alive.
-        let sections = unsafe {
-            std::mem::transmute::<crate::cnc::Sections<'_>, crate::cnc::Sections<'static>>(
-                cnc.sections(),
-            )
-        };
-        let to_driver = ManyToOneRingBuffer::new(sections.to_driver)
+        let cnc = Arc::new(cnc);
+        let to_driver =
+            MappedView::<ManyToOneRingBuffer<'static>>::try_new(Arc::clone(&cnc), |cnc| {
+                ManyToOneRingBuffer::new(cnc.sections().to_driver)
+            })
             .map_err(|error| ClientError::Resource(error.to_string()))?;
-        let counters = CountersReader::new(sections.counters_metadata, sections.counters_values)
-            .map_err(|error| ClientError::Resource(error.to_string()))?;
-        let conductor = ClientConductor::new(sections.to_clients, &config, config.clock.now())
+        let counters = MappedView::<CountersReader<'static>>::try_new(Arc::clone(&cnc), |cnc| {
+            let sections = cnc.sections();
+            CountersReader::new(sections.counters_metadata, sections.counters_values)
+        })
+        .map_err(|error| ClientError::Resource(error.to_string()))?;
+        let conductor = ClientConductor::new(&cnc, &config, config.clock.now())
             .map_err(|error| ClientError::Resource(error.to_string()))?;
         let shared = Arc::new(ClientShared {
-            client_id: to_driver.next_correlation_id(),
+            client_id: to_driver.view().next_correlation_id(),
             cnc,
             to_driver,
             counters,
@@ -474,7 +474,7 @@ impl Tern {
         if self.shared.is_closed() {
             return Err(ClientError::Closed);
         }
-        let correlation_id = self.shared.to_driver.next_correlation_id();
+        let correlation_id = self.shared.to_driver.view().next_correlation_id();
         let mut buf = vec![0u8; 128 + key.len() + label.len()];
         let resource = |error: tern_codec::EncodeError| ClientError::Resource(error.to_string());
         let mut encoder = crate::command::add_counter::Encoder::wrap(&mut buf).map_err(resource)?;
@@ -497,11 +497,12 @@ impl Tern {
         let id = self.shared.await_response("add counter", |conductor| {
             conductor.take_counter(correlation_id)
         })?;
+        let client_id = self.shared.client_id;
         let counter = self
             .shared
             .counters
-            .owned_counter(id, self.shared.client_id)
-            .ok_or_else(|| {
+            .try_project(|counters| counters.owned_counter(id, client_id).ok_or(()))
+            .map_err(|()| {
                 ClientError::Resource(format!("counter {id} is not allocated to this client"))
             })?;
         Ok(UserCounter {
@@ -512,7 +513,7 @@ impl Tern {
 
     /// Asks the driver to stop and waits for its answer.
     pub fn terminate_driver(&self) -> Result<(), ClientError> {
-        let correlation_id = self.shared.to_driver.next_correlation_id();
+        let correlation_id = self.shared.to_driver.view().next_correlation_id();
         conductor::send_client_command(
             &self.shared,
             correlation_id,
@@ -525,7 +526,7 @@ impl Tern {
 
     /// The driver's counters, for reading.
     pub fn counters(&self) -> CountersReader<'_> {
-        self.shared.counters
+        *self.shared.counters.view()
     }
 
     /// Closes the client: the driver releases its publications and subscriptions now.
@@ -550,13 +551,13 @@ impl Drop for Tern {
 /// A counter a client added; the driver frees it when this is dropped or the client closes.
 pub struct UserCounter {
     shared: Arc<ClientShared>,
-    counter: crate::concurrent::counters::Counter<'static>,
+    counter: MappedView<crate::concurrent::counters::Counter<'static>>,
 }
 
 impl std::fmt::Debug for UserCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserCounter")
-            .field("id", &self.counter.id())
+            .field("id", &self.counter.view().id())
             .finish()
     }
 }
@@ -564,22 +565,22 @@ impl std::fmt::Debug for UserCounter {
 impl UserCounter {
     /// The counter's id.
     pub fn id(&self) -> i32 {
-        self.counter.id()
+        self.counter.view().id()
     }
 
     /// The counter's value.
     pub fn get(&self) -> i64 {
-        self.counter.get()
+        self.counter.view().get()
     }
 
     /// Sets the value.
     pub fn set(&self, value: i64) {
-        self.counter.set(value);
+        self.counter.view().set(value);
     }
 
     /// Adds to the value.
     pub fn increment(&self, delta: i64) -> i64 {
-        self.counter.increment(delta)
+        self.counter.view().increment(delta)
     }
 }
 
@@ -594,8 +595,8 @@ impl Drop for UserCounter {
         };
         encoder
             .client_id(self.shared.client_id)
-            .correlation_id(self.shared.to_driver.next_correlation_id())
-            .registration_id(i64::from(self.counter.id()))
+            .correlation_id(self.shared.to_driver.view().next_correlation_id())
+            .registration_id(i64::from(self.counter.view().id()))
             .kind(crate::command::ResourceKind::Counter);
         let length = encoder.finish();
         let _ = conductor::write_command(

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use super::conductor::{PublicationReady, write_command};
 use super::{ClientError, ClientShared};
 use crate::command::{ResourceKind, add_publication, remove_resource};
-use crate::concurrent::counters::CounterReader;
 use crate::logbuffer::descriptor::{index_by_term_count, tail_term_id, tail_term_offset};
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::term_appender::{
@@ -61,7 +60,7 @@ pub(crate) fn send_add(
     if shared.is_closed() {
         return Err(ClientError::Closed);
     }
-    let correlation_id = shared.to_driver.next_correlation_id();
+    let correlation_id = shared.to_driver.view().next_correlation_id();
     let mut buf = vec![0u8; 64 + channel.len()];
     let mut encoder = add_publication::Encoder::wrap(&mut buf)
         .map_err(|error| ClientError::Resource(error.to_string()))?;
@@ -83,7 +82,6 @@ pub(crate) fn send_add(
 struct PublicationCore {
     shared: Arc<ClientShared>,
     ready: PublicationReady,
-    limit: CounterReader<'static>,
     template: HeaderTemplate,
     max_payload: usize,
     max_message_length: usize,
@@ -94,14 +92,12 @@ impl PublicationCore {
     fn new(shared: Arc<ClientShared>, ready: PublicationReady) -> Self {
         let metadata = ready.log.metadata();
         let geometry = ready.log.geometry();
-        let limit = ready.limit;
         Self {
             template: HeaderTemplate::new(metadata.default_header()),
             max_payload: usize::try_from(tern_codec::frame::max_payload_length(metadata.mtu()))
                 .unwrap_or(0),
             max_message_length: usize::try_from(geometry.max_message_length()).unwrap_or(0),
             max_position: geometry.max_position(),
-            limit,
             shared,
             ready,
         }
@@ -144,7 +140,7 @@ impl PublicationCore {
         }
         let term_offset = tail_term_offset(raw_tail, geometry.term_length());
         let position = geometry.position(term_id, term_offset);
-        if position >= self.limit.get() {
+        if position >= self.ready.limit.view().get() {
             // Counted where `tern stat` can show them: who is being held back, and how often.
             return Err(if metadata.is_connected() {
                 metadata.count_back_pressured();
@@ -208,7 +204,7 @@ impl Drop for PublicationCore {
         };
         encoder
             .client_id(self.shared.client_id)
-            .correlation_id(self.shared.to_driver.next_correlation_id())
+            .correlation_id(self.shared.to_driver.view().next_correlation_id())
             .registration_id(self.ready.registration_id)
             .kind(ResourceKind::Publication);
         let length = encoder.finish();
@@ -241,7 +237,7 @@ macro_rules! publication_accessors {
 
         /// How far publishers may go before back-pressure.
         pub fn publisher_limit(&self) -> i64 {
-            self.core.limit.get()
+            self.core.ready.limit.view().get()
         }
 
         /// How far the publisher may run ahead of the slowest subscriber.

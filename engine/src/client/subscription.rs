@@ -14,6 +14,7 @@
 //! zeroed or rewritten under it. Either kind checks the clean position before it reads; an
 //! image that finds it has been lapped reads nothing more ([`Image::is_lapped`]).
 
+use crate::mapped_view::MappedView;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -46,7 +47,7 @@ pub struct ImageInfo {
 pub(crate) struct ImageShared {
     info: ImageInfo,
     log: Arc<LogBuffers>,
-    position: Counter<'static>,
+    position: MappedView<Counter<'static>>,
     closed: AtomicBool,
     tethered: bool,
 }
@@ -55,7 +56,7 @@ impl ImageShared {
     pub(crate) fn new(
         info: ImageInfo,
         log: Arc<LogBuffers>,
-        position: Counter<'static>,
+        position: MappedView<Counter<'static>>,
         tethered: bool,
     ) -> Self {
         Self {
@@ -132,7 +133,7 @@ pub(crate) fn send_add(
     // The driver validates the channel and answers with an error; a channel that does not
     // parse here reads as tethered until it does.
     let tethered = ChannelUri::parse(channel).map_or(true, |uri| uri.tether);
-    let correlation_id = shared.to_driver.next_correlation_id();
+    let correlation_id = shared.to_driver.view().next_correlation_id();
     let mut buf = vec![0u8; 64 + channel.len()];
     let mut encoder = add_subscription::Encoder::wrap(&mut buf)
         .map_err(|error| ClientError::Resource(error.to_string()))?;
@@ -174,7 +175,7 @@ impl std::fmt::Debug for Image {
 
 impl Image {
     fn new(shared: Arc<ImageShared>) -> Self {
-        let position = shared.position.get();
+        let position = shared.position.view().get();
         let scratch = if shared.tethered {
             Vec::new()
         } else {
@@ -276,7 +277,7 @@ impl Image {
         if position > self.position {
             self.position = position;
             // Releases the space to publishers: pairs with the driver's acquire of the counter.
-            self.shared.position.set(position);
+            self.shared.position.view().set(position);
         }
     }
 
@@ -304,7 +305,7 @@ impl Image {
                 let action = handler(payload, header);
                 if action == ControlledAction::Commit {
                     // Commit: make the progress visible to the driver now, not at the end.
-                    shared.position.set(header.position);
+                    shared.position.view().set(header.position);
                 }
                 action
             },
@@ -336,7 +337,7 @@ impl Image {
             |payload, header| {
                 let action = handler(payload, header);
                 if action == ControlledAction::Commit {
-                    shared.position.set(header.position);
+                    shared.position.view().set(header.position);
                 }
                 action
             },
@@ -505,7 +506,7 @@ impl Drop for Subscription {
         };
         encoder
             .client_id(self.client.client_id)
-            .correlation_id(self.client.to_driver.next_correlation_id())
+            .correlation_id(self.client.to_driver.view().next_correlation_id())
             .registration_id(self.state.registration_id)
             .kind(ResourceKind::Subscription);
         let length = encoder.finish();

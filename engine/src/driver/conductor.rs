@@ -35,6 +35,7 @@ use crate::concurrent::ring_buffer::ManyToOneRingBuffer;
 use crate::duty_cycle::DutyCycleTracker;
 use crate::logbuffer::descriptor::LogParameters;
 use crate::logbuffer::log_buffers::LogBuffers;
+use crate::mapped_view::MappedView;
 
 /// Commands read per duty cycle at most.
 const COMMAND_LIMIT: usize = 10;
@@ -91,14 +92,12 @@ struct SubscriptionLink {
 
 /// The conductor agent.
 pub struct DriverConductor {
-    // Views below borrow this mapping; it lives as long as the conductor.
-    cnc: Arc<CncFile>,
     dir: PathBuf,
     config: DriverConfig,
-    to_driver: ManyToOneRingBuffer<'static>,
-    to_clients: BroadcastTransmitter<'static>,
-    counters: CountersManager<'static>,
-    errors: DistinctErrorLog<'static>,
+    to_driver: MappedView<ManyToOneRingBuffer<'static>>,
+    to_clients: MappedView<BroadcastTransmitter<'static>>,
+    counters: MappedView<CountersManager<'static>>,
+    errors: MappedView<DistinctErrorLog<'static>>,
     system: SystemCounters,
     clients: HashMap<i64, ClientSession>,
     publications: Vec<IpcPublication>,
@@ -121,7 +120,7 @@ pub struct DriverConductor {
     now: Now,
     duty_cycle: DutyCycleTracker,
     /// The longest duty cycle, and the p99.9 of the last second's.
-    duty_cycle_counters: [Counter<'static>; 2],
+    duty_cycle_counters: [MappedView<Counter<'static>>; 2],
 }
 
 /// What went wrong with a command, for the client and the error log.
@@ -142,20 +141,26 @@ impl CommandError {
 impl DriverConductor {
     /// A conductor over a published CnC file.
     pub(crate) fn new(cnc: Arc<CncFile>, config: DriverConfig, now: Now) -> Result<Self, String> {
-        // SAFETY: `cnc` (an Arc of the mapping) is a field of the conductor, so the mapping
-        // outlives every view stored beside it; no view is handed out beyond `&self`.
-        let sections = unsafe { cnc_sections_unbounded(&cnc) };
         let to_driver =
-            ManyToOneRingBuffer::new(sections.to_driver).map_err(|error| error.to_string())?;
+            MappedView::<ManyToOneRingBuffer<'static>>::try_new(Arc::clone(&cnc), |cnc| {
+                ManyToOneRingBuffer::new(cnc.sections().to_driver)
+            })
+            .map_err(|error| error.to_string())?;
         // Client ids come from the ring's correlation counter. The driver takes id 0 before any
         // client can, so that owner 0 on a counter always means the driver.
-        let driver_id = to_driver.next_correlation_id();
+        let driver_id = to_driver.view().next_correlation_id();
         debug_assert_eq!(driver_id, 0, "the conductor starts on a new CnC file");
         let to_clients =
-            BroadcastTransmitter::new(sections.to_clients).map_err(|error| error.to_string())?;
+            MappedView::<BroadcastTransmitter<'static>>::try_new(Arc::clone(&cnc), |cnc| {
+                BroadcastTransmitter::new(cnc.sections().to_clients)
+            })
+            .map_err(|error| error.to_string())?;
         let mut counters =
-            CountersManager::new(sections.counters_metadata, sections.counters_values, 1000)
-                .map_err(|error| error.to_string())?;
+            MappedView::<CountersManager<'static>>::try_new(Arc::clone(&cnc), |cnc| {
+                let sections = cnc.sections();
+                CountersManager::new(sections.counters_metadata, sections.counters_values, 1000)
+            })
+            .map_err(|error| error.to_string())?;
         let system = SystemCounters::allocate(&mut counters).map_err(|error| error.to_string())?;
         let mut duty_cycle_counter = |label: &str| {
             let spec = CounterSpec {
@@ -166,15 +171,15 @@ impl DriverConductor {
                 owner_id: 0,
                 reference_id: 0,
             };
-            counters
-                .allocate(&spec, now.epoch_ms)
-                .map_err(|error| error.to_string())
+            allocate_counter(&mut counters, &spec, now.epoch_ms).map_err(|error| error.to_string())
         };
         let duty_cycle_counters = [
             duty_cycle_counter("driver-conductor duty cycle max ns")?,
             duty_cycle_counter("driver-conductor duty cycle p99.9 ns (last second)")?,
         ];
-        let errors = DistinctErrorLog::new(sections.error_log);
+        let errors = MappedView::<DistinctErrorLog<'static>>::new(cnc, |cnc| {
+            DistinctErrorLog::new(cnc.sections().error_log)
+        });
         let nanos =
             |duration: std::time::Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
         let timeouts = Timeouts {
@@ -186,8 +191,8 @@ impl DriverConductor {
             u64::try_from(now.epoch_ms).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
         Ok(Self {
             dir: config.dir.clone(),
-            cnc,
             config,
+            command_copy: vec![0u8; to_driver.view().max_message_length()],
             to_driver,
             to_clients,
             counters,
@@ -204,7 +209,6 @@ impl DriverConductor {
             next_image_id: 1,
             random: seed,
             scratch: vec![0u8; 8192],
-            command_copy: vec![0u8; to_driver.max_message_length()],
             terminate_requested: false,
             now,
             duty_cycle: DutyCycleTracker::new(1_000_000_000, now.nanos),
@@ -232,31 +236,42 @@ impl DriverConductor {
 
     fn record_error(&mut self, text: &str) {
         self.system.increment(SystemCounter::Errors);
-        self.errors.record(self.now.epoch_ms, text);
+        let now_ms = self.now.epoch_ms;
+        self.errors.with_mut(|errors| errors.record(now_ms, text));
     }
 
     fn process_commands(&mut self, now_ns: i64) -> usize {
-        // A copy of the ring's view, so the handler may borrow the conductor mutably.
-        let ring = self.to_driver;
         let mut copy = std::mem::take(&mut self.command_copy);
-        let outcome = ring.read(
-            &mut copy,
-            |_, body| {
-                self.system.increment(SystemCounter::CommandsReceived);
-                self.on_command(body, now_ns);
-            },
-            COMMAND_LIMIT,
-        );
-        self.command_copy = copy;
-        if outcome.skipped_bytes > 0 {
-            self.system
-                .add(SystemCounter::CorruptCommandBytes, outcome.skipped_bytes);
-            self.record_error(&format!(
-                "corrupt command record (length {}): {} bytes of the command ring skipped",
-                outcome.corrupt_length, outcome.skipped_bytes
-            ));
+        let mut work = 0;
+        // One record per read: the ring copies it into `copy`, and the conductor handles it
+        // after the read, free to borrow itself mutably.
+        for _ in 0..COMMAND_LIMIT {
+            let mut length = None;
+            let outcome =
+                self.to_driver
+                    .view()
+                    .read(&mut copy, |_, body| length = Some(body.len()), 1);
+            if outcome.skipped_bytes > 0 {
+                self.system
+                    .add(SystemCounter::CorruptCommandBytes, outcome.skipped_bytes);
+                self.record_error(&format!(
+                    "corrupt command record (length {}): {} bytes of the command ring skipped",
+                    outcome.corrupt_length, outcome.skipped_bytes
+                ));
+                work += 1;
+            }
+            let Some(length) = length else {
+                if outcome.skipped_bytes == 0 {
+                    break;
+                }
+                continue;
+            };
+            self.system.increment(SystemCounter::CommandsReceived);
+            self.on_command(&copy[..length], now_ns);
+            work += 1;
         }
-        outcome.messages + usize::from(outcome.skipped_bytes > 0)
+        self.command_copy = copy;
+        work
     }
 
     fn on_command(&mut self, bytes: &[u8], now_ns: i64) {
@@ -388,7 +403,7 @@ impl DriverConductor {
             .expect("just created or found");
         let (session_id, limit_id, log_file) = (
             publication.session_id,
-            publication.counters.limit.id(),
+            publication.counters.limit.view().id(),
             publication.log.path().display().to_string(),
         );
         self.respond(on_publication_ready::TEMPLATE_ID, |buf| {
@@ -461,12 +476,12 @@ impl DriverConductor {
                 owner_id: 0,
                 reference_id: 0,
             };
-            match self.counters.allocate(&spec, self.now.epoch_ms) {
+            match allocate_counter(&mut self.counters, &spec, self.now.epoch_ms) {
                 Ok(counter) => counters.push(counter),
                 Err(error) => {
                     // Undo what this command made: the counters so far and the file.
                     for counter in counters {
-                        let _ = self.counters.free(counter.id(), self.now.epoch_ms);
+                        free_counter(&mut self.counters, counter.view().id(), self.now.epoch_ms);
                     }
                     let _ = std::fs::remove_file(&path);
                     return Err(CommandError::new(
@@ -476,7 +491,8 @@ impl DriverConductor {
                 }
             }
         }
-        let [limit, position, back_pressured, not_connected] = counters[..] else {
+        let Ok([limit, position, back_pressured, not_connected]) = <[_; 4]>::try_from(counters)
+        else {
             unreachable!("one counter per entry of PUBLICATION_COUNTERS");
         };
         let linger = channel
@@ -548,7 +564,7 @@ impl DriverConductor {
             owner_id: client_id,
             reference_id: publication.registration_id,
         };
-        let position = match self.counters.allocate(&spec, self.now.epoch_ms) {
+        let position = match allocate_counter(&mut self.counters, &spec, self.now.epoch_ms) {
             Ok(position) => position,
             Err(error) => {
                 self.record_error(&format!(
@@ -557,7 +573,8 @@ impl DriverConductor {
                 return;
             }
         };
-        position.set(join);
+        position.view().set(join);
+        let position_id = position.view().id();
         let (session_id, stream_id, log_file) = {
             let publication = &mut self.publications[index];
             publication.subscribers.push(SubscriberLink {
@@ -585,7 +602,7 @@ impl DriverConductor {
                 .subscription_registration_id(subscription_id)
                 .session_id(session_id)
                 .stream_id(stream_id)
-                .subscriber_position_counter_id(position.id());
+                .subscriber_position_counter_id(position_id);
             Ok(encoder
                 .log_file(&log_file)?
                 .source_identity("ipc")?
@@ -730,7 +747,7 @@ impl DriverConductor {
             publication.subscribers.retain(|subscriber| {
                 let keep = subscriber.subscription_id != registration_id;
                 if !keep {
-                    let _ = self.counters.free(subscriber.position.id(), now_ms);
+                    free_counter(&mut self.counters, subscriber.position.view().id(), now_ms);
                 }
                 keep
             });
@@ -764,9 +781,11 @@ impl DriverConductor {
                 ),
             ));
         };
-        let _ = self
-            .counters
-            .free(subscriber.position.id(), self.now.epoch_ms);
+        free_counter(
+            &mut self.counters,
+            subscriber.position.view().id(),
+            self.now.epoch_ms,
+        );
         self.record_error(&format!(
             "client {client_id} released image {image_id} of stream {stream_id} (subscription \
              {}): {}",
@@ -791,7 +810,7 @@ impl DriverConductor {
             return false;
         };
         client.counters.swap_remove(index);
-        let _ = self.counters.free(counter_id, self.now.epoch_ms);
+        free_counter(&mut self.counters, counter_id, self.now.epoch_ms);
         true
     }
 
@@ -811,9 +830,10 @@ impl DriverConductor {
             owner_id: client_id,
             reference_id: 0,
         };
-        let counter = self
+        let now_ms = self.now.epoch_ms;
+        let counter_id = self
             .counters
-            .allocate(&spec, self.now.epoch_ms)
+            .with_mut(|counters| counters.allocate(&spec, now_ms).map(|counter| counter.id()))
             .map_err(|error| {
                 (
                     correlation_id,
@@ -821,13 +841,13 @@ impl DriverConductor {
                 )
             })?;
         if let Some(client) = self.clients.get_mut(&client_id) {
-            client.counters.push(counter.id());
+            client.counters.push(counter_id);
         }
         self.respond(on_counter_ready::TEMPLATE_ID, |buf| {
             let mut encoder = on_counter_ready::Encoder::wrap(buf)?;
             encoder
                 .correlation_id(correlation_id)
-                .counter_id(counter.id());
+                .counter_id(counter_id);
             Ok(encoder.finish())
         });
         Ok(())
@@ -881,13 +901,15 @@ impl DriverConductor {
         }
         if let Some(client) = self.clients.remove(&client_id) {
             for counter_id in client.counters {
-                let _ = self.counters.free(counter_id, self.now.epoch_ms);
+                free_counter(&mut self.counters, counter_id, self.now.epoch_ms);
             }
         }
     }
 
     fn on_timers(&mut self, now_ns: i64) -> usize {
-        self.to_driver.set_consumer_heartbeat(self.now.epoch_ms);
+        self.to_driver
+            .view()
+            .set_consumer_heartbeat(self.now.epoch_ms);
         let unblocked = self.check_command_ring(now_ns);
         if unblocked > 0 {
             self.keepalive_grace_from_ns = now_ns;
@@ -895,7 +917,7 @@ impl DriverConductor {
         // Keepalives queue in the command ring: while it is blocked (records waiting, head not
         // moving) nobody is expired, and after it is unblocked every client's silence counts
         // from then, so that a blocked ring never costs live clients their resources.
-        let ring_blocked = self.to_driver.size() > 0 && self.command_position.1 < now_ns;
+        let ring_blocked = self.to_driver.view().size() > 0 && self.command_position.1 < now_ns;
         let timeout =
             i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
         let grace_from = self.keepalive_grace_from_ns;
@@ -926,14 +948,14 @@ impl DriverConductor {
     /// Pads over a command a client claimed in the ring and never finished (it died mid-write),
     /// once the ring has not moved for the client liveness timeout.
     fn check_command_ring(&mut self, now_ns: i64) -> usize {
-        let position = self.to_driver.consumer_position();
-        if position != self.command_position.0 || self.to_driver.size() == 0 {
+        let position = self.to_driver.view().consumer_position();
+        if position != self.command_position.0 || self.to_driver.view().size() == 0 {
             self.command_position = (position, now_ns);
             return 0;
         }
         let timeout =
             i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
-        if now_ns - self.command_position.1 <= timeout || !self.to_driver.unblock() {
+        if now_ns - self.command_position.1 <= timeout || !self.to_driver.view().unblock() {
             return 0;
         }
         self.command_position = (position, now_ns);
@@ -1033,7 +1055,11 @@ impl DriverConductor {
                 .position(|subscriber| subscriber.image_id == image_id)
             {
                 let removed = publication.subscribers.swap_remove(position);
-                let _ = self.counters.free(removed.position.id(), self.now.epoch_ms);
+                free_counter(
+                    &mut self.counters,
+                    removed.position.view().id(),
+                    self.now.epoch_ms,
+                );
             }
         }
         for (index, subscription_id, client_id, tether) in rejoin {
@@ -1044,7 +1070,11 @@ impl DriverConductor {
                     && matches!(subscriber.tether_state, TetherState::Resting { .. })
             }) {
                 let old = publication.subscribers.swap_remove(position);
-                let _ = self.counters.free(old.position.id(), self.now.epoch_ms);
+                free_counter(
+                    &mut self.counters,
+                    old.position.view().id(),
+                    self.now.epoch_ms,
+                );
             }
             self.link(index, subscription_id, client_id, tether);
         }
@@ -1065,10 +1095,10 @@ impl DriverConductor {
             }
             let publication = self.publications.swap_remove(index);
             for subscriber in &publication.subscribers {
-                let _ = self.counters.free(subscriber.position.id(), now_ms);
+                free_counter(&mut self.counters, subscriber.position.view().id(), now_ms);
             }
             for id in publication.counters.ids() {
-                let _ = self.counters.free(id, now_ms);
+                free_counter(&mut self.counters, id, now_ms);
             }
             let path = publication.log.path().to_path_buf();
             drop(publication);
@@ -1135,7 +1165,9 @@ impl DriverConductor {
             .map_err(|error| error.to_string())
             .and_then(|length| {
                 self.to_clients
-                    .transmit(i32::from(template_id), &buf[..length])
+                    .with_mut(|to_clients| {
+                        to_clients.transmit(i32::from(template_id), &buf[..length])
+                    })
                     .map_err(|error| error.to_string())
             });
         if let Err(error) = result {
@@ -1154,11 +1186,6 @@ impl DriverConductor {
     /// The directory the conductor serves.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
-    }
-
-    /// The CnC file.
-    pub fn cnc(&self) -> &CncFile {
-        &self.cnc
     }
 }
 
@@ -1198,8 +1225,8 @@ impl Agent for DriverConductor {
 
     fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
         if let Some(report) = self.duty_cycle.record(cycle_ns, end.nanos) {
-            self.duty_cycle_counters[0].set(report.max_ns);
-            self.duty_cycle_counters[1].set(report.percentile_ns);
+            self.duty_cycle_counters[0].view().set(report.max_ns);
+            self.duty_cycle_counters[1].view().set(report.percentile_ns);
         }
     }
 }
@@ -1213,15 +1240,20 @@ fn correlation_of(bytes: &[u8]) -> i64 {
         .map_or(-1, i64::from_le_bytes)
 }
 
-/// The CnC sections, not tied to a borrow of `cnc`.
-///
-/// # Safety
-/// The caller keeps `cnc` alive for as long as it uses the views.
-unsafe fn cnc_sections_unbounded(cnc: &CncFile) -> crate::cnc::Sections<'static> {
-    let sections = cnc.sections();
-    // SAFETY: the views point into the mapping that `cnc` keeps alive; the caller guarantees it
-    // outlives them. Only the lifetime changes; the memory and lengths are the same.
-    unsafe {
-        std::mem::transmute::<crate::cnc::Sections<'_>, crate::cnc::Sections<'static>>(sections)
-    }
+/// Allocates a counter and keeps it with the mapping it lives in.
+pub(crate) fn allocate_counter(
+    counters: &mut MappedView<CountersManager<'static>>,
+    spec: &CounterSpec<'_>,
+    now_ms: i64,
+) -> Result<MappedView<Counter<'static>>, crate::concurrent::counters::CountersError> {
+    let id = counters
+        .with_mut(|counters| counters.allocate(spec, now_ms).map(|counter| counter.id()))?;
+    counters.try_project(|counters| counters.counter(id))
+}
+
+/// Frees a counter at `now_ms`.
+fn free_counter(counters: &mut MappedView<CountersManager<'static>>, id: i32, now_ms: i64) {
+    // A counter that is not allocated has nothing to free: the caller's bookkeeping is what
+    // matters, and it drops its view either way.
+    let _ = counters.with_mut(|counters| counters.free(id, now_ms));
 }

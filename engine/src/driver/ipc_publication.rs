@@ -27,6 +27,7 @@ use crate::logbuffer::descriptor::{
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::log_buffers::LogBuffers;
 use crate::logbuffer::unblocker::{self, Unblocked};
+use crate::mapped_view::MappedView;
 
 /// The most a publication's bookkeeping zeroes per duty cycle.
 const CLEAN_CHUNK_BYTES: usize = 64 * 1024;
@@ -48,7 +49,7 @@ pub(crate) struct SubscriberLink {
     pub(crate) image_id: i64,
     pub(crate) subscription_id: i64,
     pub(crate) client_id: i64,
-    pub(crate) position: Counter<'static>,
+    pub(crate) position: MappedView<Counter<'static>>,
     pub(crate) tether: bool,
     pub(crate) tether_state: TetherState,
     /// Where the subscriber joined: the lowest position it may report.
@@ -76,22 +77,22 @@ impl SubscriberLink {
 /// The counters the driver keeps for a publication (it writes all four).
 #[derive(Debug)]
 pub(crate) struct PublicationCounters {
-    pub(crate) limit: Counter<'static>,
-    pub(crate) position: Counter<'static>,
+    pub(crate) limit: MappedView<Counter<'static>>,
+    pub(crate) position: MappedView<Counter<'static>>,
     /// Offers refused at the limit, mirrored from the log's metadata.
-    pub(crate) back_pressured: Counter<'static>,
+    pub(crate) back_pressured: MappedView<Counter<'static>>,
     /// Offers refused with nobody connected, mirrored from the log's metadata.
-    pub(crate) not_connected: Counter<'static>,
+    pub(crate) not_connected: MappedView<Counter<'static>>,
 }
 
 impl PublicationCounters {
     /// Their ids, for freeing.
     pub(crate) fn ids(&self) -> [i32; 4] {
         [
-            self.limit.id(),
-            self.position.id(),
-            self.back_pressured.id(),
-            self.not_connected.id(),
+            self.limit.view().id(),
+            self.position.view().id(),
+            self.back_pressured.view().id(),
+            self.not_connected.view().id(),
         ]
     }
 }
@@ -224,7 +225,7 @@ impl IpcPublication {
         // subscriber makes.
         let moved = self.state == PublicationState::Active && proposed > self.trip_limit;
         if moved {
-            self.counters.limit.set(proposed);
+            self.counters.limit.view().set(proposed);
             self.trip_limit = proposed.saturating_add(self.trip_gain);
         }
         if !self.log.metadata().is_connected() {
@@ -256,7 +257,7 @@ impl IpcPublication {
     /// whose positions are out of range.
     fn observe(&mut self) -> (i64, Vec<usize>) {
         for subscriber in &mut self.subscribers {
-            subscriber.observed = subscriber.position.get();
+            subscriber.observed = subscriber.position.view().get();
         }
         let producer = self.producer_position();
         let term_length = self.term_length();
@@ -273,10 +274,16 @@ impl IpcPublication {
     /// One duty cycle of bookkeeping.
     pub(crate) fn update(&mut self, now_ns: i64, timeouts: &Timeouts) -> UpdateOutcome {
         let (producer, invalid_positions) = self.observe();
-        self.counters.position.propose_max(producer);
+        self.counters.position.view().propose_max(producer);
         let (back_pressured, not_connected) = self.log.metadata().refused_offers();
-        self.counters.back_pressured.propose_max(back_pressured);
-        self.counters.not_connected.propose_max(not_connected);
+        self.counters
+            .back_pressured
+            .view()
+            .propose_max(back_pressured);
+        self.counters
+            .not_connected
+            .view()
+            .propose_max(not_connected);
         let left_behind = self.check_untethered(now_ns, producer, timeouts);
         let mut unblocked = false;
         let mut work = 0;
@@ -303,8 +310,8 @@ impl IpcPublication {
             }
             None => {
                 // Nobody reads: publishers may not run ahead (offers report not connected).
-                if self.counters.limit.get() != producer {
-                    self.counters.limit.set(producer);
+                if self.counters.limit.view().get() != producer {
+                    self.counters.limit.view().set(producer);
                     work += 1;
                 }
                 self.trip_limit = producer;
@@ -323,7 +330,7 @@ impl IpcPublication {
     }
 
     fn check_untethered(&mut self, now_ns: i64, producer: i64, timeouts: &Timeouts) -> Vec<usize> {
-        let limit = self.counters.limit.get();
+        let limit = self.counters.limit.view().get();
         let term_length = self.term_length();
         // The slowest counted consumer: the one holding the limit. Compared with it, not with
         // the stored limit, which moves only in trip-gain steps.
@@ -432,7 +439,7 @@ impl IpcPublication {
         self.subscribers
             .iter()
             .filter(|subscriber| !matches!(subscriber.tether_state, TetherState::Resting { .. }))
-            .all(|subscriber| subscriber.position.get() >= producer)
+            .all(|subscriber| subscriber.position.view().get() >= producer)
     }
 }
 

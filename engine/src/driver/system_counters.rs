@@ -1,6 +1,7 @@
 //! The driver's own counters, allocated at start: what an operator asks about first.
 
 use crate::concurrent::counters::{Counter, CounterSpec, CountersError, CountersManager};
+use crate::mapped_view::MappedView;
 
 /// Counter type of system counters.
 pub const SYSTEM_COUNTER_TYPE: i32 = 0;
@@ -55,12 +56,14 @@ const ALL: [(SystemCounter, &str); 10] = [
 /// The allocated system counters.
 #[derive(Debug)]
 pub struct SystemCounters {
-    counters: Vec<Counter<'static>>,
+    counters: Vec<MappedView<Counter<'static>>>,
 }
 
 impl SystemCounters {
     /// Allocates every system counter.
-    pub(crate) fn allocate(manager: &mut CountersManager<'static>) -> Result<Self, CountersError> {
+    pub(crate) fn allocate(
+        manager: &mut MappedView<CountersManager<'static>>,
+    ) -> Result<Self, CountersError> {
         let mut counters = Vec::with_capacity(ALL.len());
         for (index, (_, label)) in ALL.iter().enumerate() {
             let key = i32::try_from(index).unwrap_or(0).to_le_bytes();
@@ -72,7 +75,7 @@ impl SystemCounters {
                 owner_id: 0,
                 reference_id: 0,
             };
-            counters.push(manager.allocate(&spec, 0)?);
+            counters.push(super::conductor::allocate_counter(manager, &spec, 0)?);
         }
         Ok(Self { counters })
     }
@@ -88,6 +91,8 @@ impl SystemCounters {
             .iter()
             .position(|(candidate, _)| *candidate == counter)
             .unwrap_or(0);
-        self.counters[index].increment(i64::try_from(amount).unwrap_or(i64::MAX));
+        self.counters[index]
+            .view()
+            .increment(i64::try_from(amount).unwrap_or(i64::MAX));
     }
 }

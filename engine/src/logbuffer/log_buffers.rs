@@ -12,6 +12,7 @@ use super::descriptor::{
 };
 use crate::concurrent::atomic_buffer::AtomicBuffer;
 use crate::mapped_file::MappedFile;
+use crate::mapped_view::{MappedView, View, views};
 
 /// Why a log buffer could not be created or mapped.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +35,21 @@ pub enum LogFileError {
     },
 }
 
+/// The views of a log buffer file, made once when it is mapped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogViews<'a> {
+    terms: [AtomicBuffer<'a>; PARTITION_COUNT],
+    metadata: AtomicBuffer<'a>,
+}
+
+views!(LogViews);
+
 /// A mapped log buffer.
 #[derive(Debug)]
 pub struct LogBuffers {
-    // Views below borrow this mapping; it is dropped with them and never moved out.
-    file: MappedFile,
-    terms: [AtomicBuffer<'static>; PARTITION_COUNT],
-    metadata: AtomicBuffer<'static>,
+    views: MappedView<LogViews<'static>>,
+    path: std::path::PathBuf,
+    file_length: usize,
     geometry: TermGeometry,
 }
 
@@ -110,7 +119,7 @@ impl LogBuffers {
         let buffers = Self::from_file(file, candidate);
         let geometry = buffers
             .metadata()
-            .validate(buffers.file.len())
+            .validate(buffers.file_length)
             .map_err(invalid)?;
         Ok(Self {
             geometry,
@@ -119,32 +128,38 @@ impl LogBuffers {
     }
 
     fn from_file(file: MappedFile, term_length: usize) -> Self {
-        // SAFETY: the views are stored beside the mapping in this struct, are handed out only
-        // re-borrowed for the lifetime of `&self`, and the mapping is dropped with them.
-        let whole = unsafe { file.buffer_unbounded() };
-        let terms = [0, 1, 2].map(|index| whole.view(index * term_length, term_length));
-        let metadata = whole.view(PARTITION_COUNT * term_length, LOG_META_DATA_LENGTH);
+        let path = file.path().to_path_buf();
+        let file_length = file.len();
+        let views = MappedView::<LogViews<'static>>::new(std::sync::Arc::new(file), |file| {
+            let whole = file.buffer();
+            LogViews {
+                terms: [0, 1, 2].map(|index| whole.view(index * term_length, term_length)),
+                metadata: whole.view(PARTITION_COUNT * term_length, LOG_META_DATA_LENGTH),
+            }
+        });
         let geometry = TermGeometry::new(
             u32::try_from(term_length).unwrap_or(0),
-            LogMetadata::new(metadata).initial_term_id(),
+            LogMetadata::new(views.view().metadata).initial_term_id(),
         )
         .unwrap_or_else(|_| TermGeometry::new(65536, 0).expect("a valid geometry"));
         Self {
-            file,
-            terms,
-            metadata,
+            views,
+            path,
+            file_length,
             geometry,
         }
     }
 
     /// Term `index` (0, 1 or 2).
+    #[inline]
     pub fn term(&self, index: usize) -> AtomicBuffer<'_> {
-        self.terms[index]
+        self.views.view().terms[index]
     }
 
     /// The metadata.
+    #[inline]
     pub fn metadata(&self) -> LogMetadata<'_> {
-        LogMetadata::new(self.metadata)
+        LogMetadata::new(self.views.view().metadata)
     }
 
     /// The stream's geometry.
@@ -154,6 +169,6 @@ impl LogBuffers {
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        self.file.path()
+        &self.path
     }
 }
