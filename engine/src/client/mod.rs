@@ -48,6 +48,7 @@ mod fragment_assembler;
 mod publication;
 mod subscription;
 
+use crate::concurrent::CachePadded;
 use crate::mapped_view::MappedView;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -196,18 +197,6 @@ pub enum ClientError {
     /// A file from the driver could not be used.
     #[error("{0}")]
     Resource(String),
-}
-
-/// A value alone on a 128-byte slot, so that writes near it do not evict it.
-#[repr(align(128))]
-pub(crate) struct CachePadded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for CachePadded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 /// State shared by the client's handles.
