@@ -121,23 +121,39 @@ pub trait Agent: Send {
 pub struct CompositeAgent {
     agents: Vec<Box<dyn Agent>>,
     name: String,
+    /// The agent whose duty cycle runs now: the one a panic came from.
+    current: usize,
 }
 
 impl CompositeAgent {
-    /// Composes `agents` in order.
+    /// Composes `agents` in order, named after them (`a+b`).
     pub fn new(agents: Vec<Box<dyn Agent>>) -> Self {
         let name = agents
             .iter()
             .map(|agent| agent.role_name())
             .collect::<Vec<_>>()
             .join("+");
-        Self { agents, name }
+        Self::named(name, agents)
+    }
+
+    /// Composes `agents` in order under `name` (the thread's name).
+    pub fn named(name: impl Into<String>, agents: Vec<Box<dyn Agent>>) -> Self {
+        Self {
+            agents,
+            name: name.into(),
+            current: 0,
+        }
     }
 }
 
 impl Agent for CompositeAgent {
     fn do_work(&mut self, now: Now) -> usize {
-        self.agents.iter_mut().map(|agent| agent.do_work(now)).sum()
+        let mut work = 0;
+        for (index, agent) in self.agents.iter_mut().enumerate() {
+            self.current = index;
+            work += agent.do_work(now);
+        }
+        work
     }
 
     fn role_name(&self) -> &str {
@@ -150,8 +166,9 @@ impl Agent for CompositeAgent {
         }
     }
 
+    /// Only the agent that panicked records it: one panic, counted once.
     fn on_panic(&mut self, message: &str) {
-        for agent in &mut self.agents {
+        if let Some(agent) = self.agents.get_mut(self.current) {
             agent.on_panic(message);
         }
     }
@@ -461,6 +478,43 @@ mod tests {
         fn on_panic(&mut self, message: &str) {
             self.0.lock().unwrap().push(message.to_owned());
         }
+    }
+
+    /// An agent that never panics but would record one it was told of.
+    struct Quiet(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Agent for Quiet {
+        fn do_work(&mut self, _now: Now) -> usize {
+            0
+        }
+
+        fn role_name(&self) -> &str {
+            "quiet"
+        }
+
+        fn on_panic(&mut self, message: &str) {
+            self.0.lock().unwrap().push(format!("quiet: {message}"));
+        }
+    }
+
+    #[test]
+    fn a_composite_reports_a_panic_to_the_agent_that_panicked_only() {
+        let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut composite = CompositeAgent::named(
+            "both",
+            vec![
+                Box::new(Quiet(Arc::clone(&recorded))),
+                Box::new(Panicking(Arc::clone(&recorded))),
+                Box::new(Quiet(Arc::clone(&recorded))),
+            ],
+        );
+        let late = Now {
+            nanos: 10_000,
+            epoch_ms: 0,
+        };
+        let message = guarded(|| composite.do_work(late)).unwrap_err();
+        composite.on_panic(&message);
+        assert_eq!(*recorded.lock().unwrap(), [message]);
     }
 
     #[test]

@@ -13,11 +13,16 @@ use std::sync::Arc;
 
 use tern_codec::{DecodeError, MessageHeader, UnknownAction, on_unknown};
 
+use super::agent_proxy::{AgentProxy, agent_queue};
 use super::config::DriverConfig;
+use super::duty_cycle_counters::{self, DutyCycleCounters};
+use super::errors::ErrorRecorder;
 use super::ipc_publication::{
     IpcPublication, PublicationCounters, PublicationSetup, PublicationState, SubscriberLink,
     TetherState, Timeouts,
 };
+use super::receiver::{self, Receiver};
+use super::sender::{self, Sender};
 use super::system_counters::{SystemCounter, SystemCounters};
 use crate::agent::{Agent, Now};
 use crate::channel::{ChannelUri, Media};
@@ -32,11 +37,12 @@ use crate::concurrent::broadcast::BroadcastTransmitter;
 use crate::concurrent::counters::{Counter, CounterSpec, CountersManager};
 use crate::concurrent::error_log::DistinctErrorLog;
 use crate::concurrent::ring_buffer::ManyToOneRingBuffer;
-use crate::duty_cycle::DutyCycleTracker;
 use crate::logbuffer::descriptor::LogParameters;
 use crate::logbuffer::log_buffers::LogBuffers;
 use crate::mapped_view::MappedView;
 
+/// The conductor's role name (its thread's name unless it shares one).
+pub const ROLE: &str = "driver-conductor";
 /// Commands read per duty cycle at most.
 const COMMAND_LIMIT: usize = 10;
 /// Counter type ids the driver allocates.
@@ -97,8 +103,7 @@ pub struct DriverConductor {
     to_driver: MappedView<ManyToOneRingBuffer<'static>>,
     to_clients: MappedView<BroadcastTransmitter<'static>>,
     counters: MappedView<CountersManager<'static>>,
-    errors: MappedView<DistinctErrorLog<'static>>,
-    system: SystemCounters,
+    errors: ErrorRecorder,
     clients: HashMap<i64, ClientSession>,
     publications: Vec<IpcPublication>,
     publication_links: Vec<PublicationLink>,
@@ -118,9 +123,19 @@ pub struct DriverConductor {
     terminate_requested: bool,
     /// This duty cycle's time, read once by the runner.
     now: Now,
-    duty_cycle: DutyCycleTracker,
-    /// The longest duty cycle, and the p99.9 of the last second's.
-    duty_cycle_counters: [MappedView<Counter<'static>>; 2],
+    duty_cycle: DutyCycleCounters,
+    /// Work for the sender agent (network publications, with UDP).
+    sender: AgentProxy<Sender>,
+    /// Work for the receiver agent (subscription endpoints and images, with UDP).
+    receiver: AgentProxy<Receiver>,
+}
+
+/// The driver's agents, made together: they share the CnC file's counters and error log, and
+/// the conductor holds the queues to the other two.
+pub(crate) struct DriverAgents {
+    pub(crate) conductor: DriverConductor,
+    pub(crate) sender: Sender,
+    pub(crate) receiver: Receiver,
 }
 
 /// What went wrong with a command, for the client and the error log.
@@ -139,8 +154,12 @@ impl CommandError {
 }
 
 impl DriverConductor {
-    /// A conductor over a published CnC file.
-    pub(crate) fn new(cnc: Arc<CncFile>, config: DriverConfig, now: Now) -> Result<Self, String> {
+    /// The driver's agents over a new CnC file.
+    pub(crate) fn agents(
+        cnc: Arc<CncFile>,
+        config: DriverConfig,
+        now: Now,
+    ) -> Result<DriverAgents, String> {
         let to_driver =
             MappedView::<ManyToOneRingBuffer<'static>>::try_new(Arc::clone(&cnc), |cnc| {
                 ManyToOneRingBuffer::new(cnc.sections().to_driver)
@@ -155,6 +174,8 @@ impl DriverConductor {
                 BroadcastTransmitter::new(cnc.sections().to_clients)
             })
             .map_err(|error| error.to_string())?;
+        let (sender_proxy, sender_inbox) = agent_queue();
+        let (receiver_proxy, receiver_inbox) = agent_queue();
         let mut counters =
             MappedView::<CountersManager<'static>>::try_new(Arc::clone(&cnc), |cnc| {
                 let sections = cnc.sections();
@@ -162,24 +183,40 @@ impl DriverConductor {
             })
             .map_err(|error| error.to_string())?;
         let system = SystemCounters::allocate(&mut counters).map_err(|error| error.to_string())?;
-        let mut duty_cycle_counter = |label: &str| {
-            let spec = CounterSpec {
-                type_id: counter_types::DUTY_CYCLE_TIME,
-                key: &[],
-                label,
-                registration_id: 0,
-                owner_id: 0,
-                reference_id: 0,
-            };
-            allocate_counter(&mut counters, &spec, now.epoch_ms).map_err(|error| error.to_string())
+        let errors = ErrorRecorder::new(
+            MappedView::<DistinctErrorLog<'static>>::new(cnc, |cnc| {
+                DistinctErrorLog::new(cnc.sections().error_log)
+            }),
+            Arc::new(system),
+        );
+        let mut duty_cycle = |role: &str| {
+            let [max, percentile] = duty_cycle_counters::labels(role).map(|label| {
+                let spec = CounterSpec {
+                    type_id: counter_types::DUTY_CYCLE_TIME,
+                    key: role.as_bytes(),
+                    label: &label,
+                    registration_id: 0,
+                    owner_id: 0,
+                    reference_id: 0,
+                };
+                allocate_counter(&mut counters, &spec, now.epoch_ms)
+            });
+            Ok::<_, String>(DutyCycleCounters::new(
+                [
+                    max.map_err(|error| error.to_string())?,
+                    percentile.map_err(|error| error.to_string())?,
+                ],
+                now.nanos,
+            ))
         };
-        let duty_cycle_counters = [
-            duty_cycle_counter("driver-conductor duty cycle max ns")?,
-            duty_cycle_counter("driver-conductor duty cycle p99.9 ns (last second)")?,
-        ];
-        let errors = MappedView::<DistinctErrorLog<'static>>::new(cnc, |cnc| {
-            DistinctErrorLog::new(cnc.sections().error_log)
-        });
+        let conductor_duty_cycle = duty_cycle(ROLE)?;
+        let sender = Sender::new(sender_inbox, errors.clone(), duty_cycle(sender::ROLE)?, now);
+        let receiver = Receiver::new(
+            receiver_inbox,
+            errors.clone(),
+            duty_cycle(receiver::ROLE)?,
+            now,
+        );
         let nanos =
             |duration: std::time::Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
         let timeouts = Timeouts {
@@ -189,7 +226,7 @@ impl DriverConductor {
         };
         let seed =
             u64::try_from(now.epoch_ms).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
-        Ok(Self {
+        let conductor = Self {
             dir: config.dir.clone(),
             config,
             command_copy: vec![0u8; to_driver.view().max_message_length()],
@@ -197,7 +234,6 @@ impl DriverConductor {
             to_clients,
             counters,
             errors,
-            system,
             clients: HashMap::new(),
             publications: Vec::new(),
             publication_links: Vec::new(),
@@ -211,9 +247,25 @@ impl DriverConductor {
             scratch: vec![0u8; 8192],
             terminate_requested: false,
             now,
-            duty_cycle: DutyCycleTracker::new(1_000_000_000, now.nanos),
-            duty_cycle_counters,
+            duty_cycle: conductor_duty_cycle,
+            sender: sender_proxy,
+            receiver: receiver_proxy,
+        };
+        Ok(DriverAgents {
+            conductor,
+            sender,
+            receiver,
         })
+    }
+
+    /// Queues work for the sender agent, run on its thread at its next duty cycle.
+    pub fn sender(&mut self) -> &mut AgentProxy<Sender> {
+        &mut self.sender
+    }
+
+    /// Queues work for the receiver agent, run on its thread at its next duty cycle.
+    pub fn receiver(&mut self) -> &mut AgentProxy<Receiver> {
+        &mut self.receiver
     }
 
     /// Whether a client asked the driver to stop.
@@ -235,9 +287,7 @@ impl DriverConductor {
     }
 
     fn record_error(&mut self, text: &str) {
-        self.system.increment(SystemCounter::Errors);
-        let now_ms = self.now.epoch_ms;
-        self.errors.with_mut(|errors| errors.record(now_ms, text));
+        self.errors.record(self.now.epoch_ms, text);
     }
 
     fn process_commands(&mut self, now_ns: i64) -> usize {
@@ -252,7 +302,8 @@ impl DriverConductor {
                     .view()
                     .read(&mut copy, |_, body| length = Some(body.len()), 1);
             if outcome.skipped_bytes > 0 {
-                self.system
+                self.errors
+                    .system()
                     .add(SystemCounter::CorruptCommandBytes, outcome.skipped_bytes);
                 self.record_error(&format!(
                     "corrupt command record (length {}): {} bytes of the command ring skipped",
@@ -266,7 +317,9 @@ impl DriverConductor {
                 }
                 continue;
             };
-            self.system.increment(SystemCounter::CommandsReceived);
+            self.errors
+                .system()
+                .increment(SystemCounter::CommandsReceived);
             self.on_command(&copy[..length], now_ns);
             work += 1;
         }
@@ -309,11 +362,16 @@ impl DriverConductor {
 
     fn unknown(&mut self, bytes: &[u8], header: &MessageHeader) {
         match on_unknown(header) {
-            UnknownAction::Ignore => self.system.increment(SystemCounter::UnknownCommandsIgnored),
+            UnknownAction::Ignore => self
+                .errors
+                .system()
+                .increment(SystemCounter::UnknownCommandsIgnored),
             UnknownAction::Reject(message) | UnknownAction::Terminate(message) => {
                 // A driver never stops for one client's command: terminate is answered as reject.
                 let text = format!("unknown command {message}");
-                self.system.increment(SystemCounter::InvalidCommands);
+                self.errors
+                    .system()
+                    .increment(SystemCounter::InvalidCommands);
                 self.record_error(&text);
                 self.send_error(correlation_of(bytes), ErrorCode::UnknownCommand, &text);
             }
@@ -322,7 +380,9 @@ impl DriverConductor {
 
     fn malformed(&mut self, bytes: &[u8], error: &DecodeError) {
         let text = format!("malformed command: {error}");
-        self.system.increment(SystemCounter::InvalidCommands);
+        self.errors
+            .system()
+            .increment(SystemCounter::InvalidCommands);
         self.record_error(&text);
         self.send_error(correlation_of(bytes), ErrorCode::MalformedCommand, &text);
     }
@@ -930,7 +990,9 @@ impl DriverConductor {
             .map(|(client_id, _)| *client_id)
             .collect();
         for client_id in &expired {
-            self.system.increment(SystemCounter::ClientTimeouts);
+            self.errors
+                .system()
+                .increment(SystemCounter::ClientTimeouts);
             self.record_error(&format!(
                 "client {client_id} timed out: no keepalive for {:?}",
                 self.config.client_liveness_timeout
@@ -972,7 +1034,9 @@ impl DriverConductor {
             let outcome = publication.update(now_ns, &self.timeouts);
             work += outcome.work;
             if outcome.unblocked {
-                self.system.increment(SystemCounter::UnblockedPublications);
+                self.errors
+                    .system()
+                    .increment(SystemCounter::UnblockedPublications);
                 work += 1;
             }
             for subscriber_index in outcome.invalid_positions {
@@ -1008,7 +1072,9 @@ impl DriverConductor {
                     publication.stream_id,
                     false,
                 ));
-                self.system.increment(SystemCounter::UntetheredLeftBehind);
+                self.errors
+                    .system()
+                    .increment(SystemCounter::UntetheredLeftBehind);
                 work += 1;
             }
             // A rested subscriber rejoins at the tail of a publication still being written; a
@@ -1046,7 +1112,9 @@ impl DriverConductor {
             }
         }
         for (index, image_id, text) in invalid {
-            self.system.increment(SystemCounter::InvalidPositions);
+            self.errors
+                .system()
+                .increment(SystemCounter::InvalidPositions);
             self.record_error(&text);
             let publication = &mut self.publications[index];
             if let Some(position) = publication
@@ -1207,7 +1275,7 @@ impl Agent for DriverConductor {
     }
 
     fn role_name(&self) -> &str {
-        "driver-conductor"
+        ROLE
     }
 
     fn on_close(&mut self) {
@@ -1215,8 +1283,7 @@ impl Agent for DriverConductor {
     }
 
     fn on_panic(&mut self, message: &str) {
-        self.system.increment(SystemCounter::AgentPanics);
-        self.record_error(message);
+        self.errors.record_panic(self.now.epoch_ms, message);
     }
 
     fn tracks_duty_cycle(&self) -> bool {
@@ -1224,10 +1291,7 @@ impl Agent for DriverConductor {
     }
 
     fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
-        if let Some(report) = self.duty_cycle.record(cycle_ns, end.nanos) {
-            self.duty_cycle_counters[0].view().set(report.max_ns);
-            self.duty_cycle_counters[1].view().set(report.percentile_ns);
-        }
+        self.duty_cycle.record(cycle_ns, end.nanos);
     }
 }
 

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use crate::agent::{Clock, IdleStrategy, SystemClock};
 use crate::cnc::CncLayout;
 
-/// How the driver's agents are spread over threads. IPC needs only the conductor, so today every
-/// mode runs it on one thread; the sender and receiver join with UDP.
+/// How the driver's agents (conductor, sender, receiver) are spread over threads; see
+/// [`crate::driver`] for the threads each mode starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ThreadingMode {
     /// Conductor, sender and receiver on three threads.

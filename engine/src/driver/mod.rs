@@ -1,27 +1,46 @@
 //! The media driver: run standalone (`tern driver`) or embedded in a process.
 //!
-//! | thread | agent | owns |
-//! |---|---|---|
-//! | `driver-conductor` | [`conductor::DriverConductor`] | the CnC file's driver side, publications' limits and lifecycles |
+//! | agent | owns |
+//! |---|---|
+//! | [`conductor::DriverConductor`] | the CnC file's driver side, publications' limits and lifecycles, the queues to the other two |
+//! | [`sender::Sender`] | network publications (with UDP) |
+//! | [`receiver::Receiver`] | subscription endpoints and publication images (with UDP) |
 //!
-//! Starting a driver prepares its directory (refusing one a live driver uses), creates and
-//! publishes the CnC file, then runs the conductor under the configured idle strategy, or
-//! leaves it to the caller in [`ThreadingMode::Invoker`]. Closing it stops the thread, removes
-//! the publications' files, and deletes the directory's files unless told to keep them.
+//! The threading mode composes them onto threads, each under the configured idle strategy:
+//!
+//! | mode | threads |
+//! |---|---|
+//! | dedicated | `driver-conductor`, `driver-sender`, `driver-receiver` |
+//! | shared-network | `driver-conductor`, `driver-network` (sender then receiver) |
+//! | shared (default) | `driver-shared` (conductor, sender, receiver) |
+//! | invoker | none: the embedding application calls [`MediaDriver::invoke`] |
+//!
+//! The conductor hands work to the sender and receiver through bounded queues
+//! ([`agent_proxy`]) in every mode, so every mode runs the same code. Starting a driver prepares
+//! its directory (refusing one a live driver uses), creates and publishes the CnC file, then
+//! starts the threads. A panic in any agent is caught, recorded in the error log and the `agent
+//! panics` counter, and reported by [`MediaDriver::failure`]. Closing the driver stops its
+//! threads, removes the publications' files, and deletes the directory's files unless told to
+//! keep them.
 
+pub mod agent_proxy;
 pub mod conductor;
 pub mod config;
+mod duty_cycle_counters;
+mod errors;
 mod ipc_publication;
+pub mod receiver;
+pub mod sender;
 pub mod system_counters;
 
 use std::sync::Arc;
 
 pub use config::{DriverConfig, ThreadingMode};
 
-use crate::agent::{Agent, AgentRunner, Now, guarded};
+use crate::agent::{Agent, AgentRunner, CompositeAgent, Now, guarded};
 use crate::cnc::{CncError, CncFile, DriverIdentity};
 use crate::directory::{DirectoryError, prepare_for_driver};
-use conductor::DriverConductor;
+use conductor::{DriverAgents, DriverConductor};
 
 /// Why a driver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +60,44 @@ pub enum DriverError {
 }
 
 enum Running {
-    Thread(AgentRunner),
-    Invoked(Box<DriverConductor>),
+    Threads(Vec<AgentRunner>),
+    Invoked(Box<dyn Agent>),
+}
+
+/// The name of the thread that runs the sender and the receiver in shared-network mode.
+pub const NETWORK_THREAD: &str = "driver-network";
+/// The name of the one thread in shared mode (and of the invoked agent).
+pub const SHARED_THREAD: &str = "driver-shared";
+
+/// The agents each thread runs in `mode`, each named as its thread is.
+fn compose(
+    mode: ThreadingMode,
+    conductor: Box<dyn Agent>,
+    sender: Box<dyn Agent>,
+    receiver: Box<dyn Agent>,
+) -> Vec<Box<dyn Agent>> {
+    match mode {
+        ThreadingMode::Dedicated => vec![conductor, sender, receiver],
+        ThreadingMode::SharedNetwork => vec![
+            conductor,
+            Box::new(CompositeAgent::named(
+                NETWORK_THREAD,
+                vec![sender, receiver],
+            )),
+        ],
+        ThreadingMode::Shared | ThreadingMode::Invoker => vec![Box::new(CompositeAgent::named(
+            SHARED_THREAD,
+            vec![conductor, sender, receiver],
+        ))],
+    }
 }
 
 /// A running media driver.
 pub struct MediaDriver {
     config: DriverConfig,
     running: Option<Running>,
+    /// The names of the threads started, in start order (none in invoker mode).
+    threads: Vec<String>,
     terminated: Arc<std::sync::atomic::AtomicBool>,
     invoked_failure: Option<String>,
 }
@@ -104,35 +153,54 @@ impl MediaDriver {
                 .unwrap_or(i64::MAX),
         };
         let cnc = Arc::new(CncFile::create(&config.dir, config.cnc_layout, identity)?);
-        let mut conductor = DriverConductor::new(Arc::clone(&cnc), config.clone(), now)
+        let DriverAgents {
+            mut conductor,
+            sender,
+            receiver,
+        } = DriverConductor::agents(Arc::clone(&cnc), config.clone(), now)
             .map_err(DriverError::Setup)?;
         // A first duty cycle stamps the heartbeat before any client can look.
         conductor.do_work(now);
         cnc.publish();
         let terminated = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let running = match config.threading_mode {
-            ThreadingMode::Invoker => Running::Invoked(Box::new(conductor)),
-            _ => {
-                let watched = Watched {
-                    conductor,
-                    terminated: Arc::clone(&terminated),
-                };
-                Running::Thread(
-                    AgentRunner::start(
-                        Box::new(watched),
-                        config.idle_strategy,
-                        Arc::clone(&config.clock),
-                    )
-                    .map_err(DriverError::Thread)?,
-                )
+        let watched = Watched {
+            conductor,
+            terminated: Arc::clone(&terminated),
+        };
+        let mut agents = compose(
+            config.threading_mode,
+            Box::new(watched),
+            Box::new(sender),
+            Box::new(receiver),
+        );
+        let mut threads = Vec::new();
+        let running = if config.threading_mode == ThreadingMode::Invoker {
+            Running::Invoked(agents.remove(0))
+        } else {
+            let mut runners = Vec::with_capacity(agents.len());
+            for agent in agents {
+                let name = agent.role_name().to_owned();
+                // Runners already started stop when `runners` drops on this error path.
+                runners.push(
+                    AgentRunner::start(agent, config.idle_strategy, Arc::clone(&config.clock))
+                        .map_err(DriverError::Thread)?,
+                );
+                threads.push(name);
             }
+            Running::Threads(runners)
         };
         Ok(Self {
             config,
             running: Some(running),
+            threads,
             terminated,
             invoked_failure: None,
         })
+    }
+
+    /// The names of the driver's threads, one per composed agent (empty in invoker mode).
+    pub fn threads(&self) -> &[String] {
+        &self.threads
     }
 
     /// The driver's directory.
@@ -148,27 +216,21 @@ impl MediaDriver {
             return 0;
         }
         let clock = &self.config.clock;
-        let Some(Running::Invoked(conductor)) = &mut self.running else {
+        let Some(Running::Invoked(agent)) = &mut self.running else {
             return 0;
         };
         let cycle = guarded(|| {
             let start = clock.now();
-            let work = conductor.do_work(start);
+            let work = agent.do_work(start);
             let end = clock.now();
-            conductor.on_duty_cycle(end.nanos - start.nanos, end);
+            agent.on_duty_cycle(end.nanos - start.nanos, end);
             work
         });
         match cycle {
-            Ok(work) => {
-                if conductor.terminate_requested() {
-                    self.terminated
-                        .store(true, std::sync::atomic::Ordering::Release);
-                }
-                work
-            }
+            Ok(work) => work,
             Err(message) => {
-                let message = format!("agent {} panicked: {message}", conductor.role_name());
-                let _ = guarded(|| conductor.on_panic(&message));
+                let message = format!("agent {} panicked: {message}", agent.role_name());
+                let _ = guarded(|| agent.on_panic(&message));
                 self.invoked_failure = Some(message);
                 0
             }
@@ -184,7 +246,9 @@ impl MediaDriver {
     /// files are still there, and whoever runs it must stop it (`tern driver` exits non-zero).
     pub fn failure(&self) -> Option<String> {
         match &self.running {
-            Some(Running::Thread(runner)) => runner.failure().map(str::to_owned),
+            Some(Running::Threads(runners)) => runners
+                .iter()
+                .find_map(|runner| runner.failure().map(str::to_owned)),
             _ => self.invoked_failure.clone(),
         }
     }
@@ -195,8 +259,13 @@ impl MediaDriver {
     pub fn close(&mut self) {
         let failed = self.failure().is_some();
         match self.running.take() {
-            Some(Running::Thread(mut runner)) => runner.close(),
-            Some(Running::Invoked(mut conductor)) => conductor.on_close(),
+            Some(Running::Threads(mut runners)) => {
+                // The network agents first: the conductor's close removes what they send from.
+                for runner in runners.iter_mut().rev() {
+                    runner.close();
+                }
+            }
+            Some(Running::Invoked(mut agent)) => agent.on_close(),
             None => return,
         }
         if self.config.delete_on_shutdown && !failed {
@@ -208,5 +277,217 @@ impl MediaDriver {
 impl Drop for MediaDriver {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::agent::{ManualClock, Now};
+    use crate::cnc::CncLayout;
+    use receiver::Receiver;
+    use sender::Sender;
+    use std::sync::mpsc;
+
+    /// The conductor, sender and receiver of a driver over a CnC file in a fresh directory.
+    fn agents(dir: &std::path::Path) -> DriverAgents {
+        agents_and_cnc(dir).0
+    }
+
+    fn agents_and_cnc(dir: &std::path::Path) -> (DriverAgents, Arc<CncFile>) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let now = Now {
+            nanos: 0,
+            epoch_ms: 1,
+        };
+        let identity = DriverIdentity {
+            pid: 1,
+            start_timestamp_ms: 1,
+            client_liveness_timeout_ns: 1,
+        };
+        let layout = CncLayout {
+            to_driver_capacity: 4096,
+            to_clients_capacity: 4096,
+            counters: 64,
+            error_log_length: 4096,
+        };
+        let cnc = Arc::new(CncFile::create(dir, layout, identity).unwrap());
+        let config = DriverConfig {
+            dir: dir.to_path_buf(),
+            clock: Arc::new(ManualClock::new(now)),
+            ..DriverConfig::default()
+        };
+        (
+            DriverConductor::agents(Arc::clone(&cnc), config, now).unwrap(),
+            cnc,
+        )
+    }
+
+    /// A panic on the sender's own thread stops that thread, is reported as the driver's
+    /// failure, and is written to the error log and the `agent panics` counter once.
+    #[test]
+    fn a_sender_panic_is_recorded_once_and_reported() {
+        let dir = std::env::temp_dir().join(format!("tern-driver-panic-{}", std::process::id()));
+        let (
+            DriverAgents {
+                mut conductor,
+                sender,
+                receiver,
+            },
+            cnc,
+        ) = agents_and_cnc(&dir);
+        let queued = conductor
+            .sender()
+            .offer(|_: &mut Sender| panic!("the sender broke"));
+        assert!(queued.is_ok());
+        let clock: Arc<dyn crate::agent::Clock> = Arc::new(ManualClock::starting_now());
+        let mut runners: Vec<_> = compose(
+            ThreadingMode::Dedicated,
+            Box::new(conductor),
+            Box::new(sender),
+            Box::new(receiver),
+        )
+        .into_iter()
+        .map(|agent| {
+            AgentRunner::start(agent, crate::agent::IdleStrategy::Yield, Arc::clone(&clock))
+                .unwrap()
+        })
+        .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while runners[1].is_running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sender kept running"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            runners[1].failure(),
+            Some("agent driver-sender panicked: the sender broke")
+        );
+        assert!(runners[0].is_running() && runners[2].is_running());
+        for runner in &mut runners {
+            runner.close();
+        }
+        let mut logged = Vec::new();
+        crate::concurrent::error_log::read_errors(cnc.sections().error_log, |error| {
+            logged.push((error.count, error.text.to_owned()));
+        });
+        assert_eq!(
+            logged,
+            [(
+                1,
+                "agent driver-sender panicked: the sender broke".to_owned()
+            )]
+        );
+        let sections = cnc.sections();
+        let counters = crate::concurrent::counters::CountersReader::new(
+            sections.counters_metadata,
+            sections.counters_values,
+        )
+        .unwrap();
+        let mut panics = None;
+        counters.for_each(|info| {
+            if info.label == "agent panics" {
+                panics = Some(info.value);
+            }
+        });
+        assert_eq!(panics, Some(1));
+        drop(cnc);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// In every mode, work the conductor queues for the sender and the receiver runs on the
+    /// thread the mode names for them (the caller's thread in invoker mode).
+    #[test]
+    fn each_mode_runs_the_sender_and_receiver_where_it_says() {
+        let cases = [
+            (ThreadingMode::Dedicated, sender::ROLE, receiver::ROLE),
+            (ThreadingMode::SharedNetwork, NETWORK_THREAD, NETWORK_THREAD),
+            (ThreadingMode::Shared, SHARED_THREAD, SHARED_THREAD),
+            (ThreadingMode::Invoker, "invoking", "invoking"),
+        ];
+        for (mode, sender_thread, receiver_thread) in cases {
+            let dir = std::env::temp_dir().join(format!(
+                "tern-driver-compose-{}-{mode:?}",
+                std::process::id()
+            ));
+            let DriverAgents {
+                mut conductor,
+                sender,
+                receiver,
+            } = agents(&dir);
+            let (ran, seen) = mpsc::channel();
+            let thread_name = || std::thread::current().name().unwrap_or("?").to_owned();
+            let to_sender = ran.clone();
+            let queued = conductor.sender().offer(move |_: &mut Sender| {
+                to_sender.send(("sender", thread_name())).unwrap();
+            });
+            assert!(queued.is_ok());
+            let queued = conductor.receiver().offer(move |_: &mut Receiver| {
+                ran.send(("receiver", thread_name())).unwrap();
+            });
+            assert!(queued.is_ok());
+            let agents = compose(
+                mode,
+                Box::new(conductor),
+                Box::new(sender),
+                Box::new(receiver),
+            );
+            let expected_threads = match mode {
+                ThreadingMode::Dedicated => 3,
+                ThreadingMode::SharedNetwork => 2,
+                ThreadingMode::Shared | ThreadingMode::Invoker => 1,
+            };
+            assert_eq!(agents.len(), expected_threads, "{mode:?}");
+            let mut results = Vec::new();
+            if mode == ThreadingMode::Invoker {
+                let mut agents = agents;
+                let invoking = std::thread::Builder::new()
+                    .name("invoking".to_owned())
+                    .spawn(move || {
+                        agents[0].do_work(Now {
+                            nanos: 1,
+                            epoch_ms: 1,
+                        })
+                    })
+                    .unwrap();
+                assert!(invoking.join().unwrap() >= 2, "both commands count as work");
+                results.extend(seen.try_iter());
+            } else {
+                let clock: Arc<dyn crate::agent::Clock> = Arc::new(ManualClock::starting_now());
+                let mut runners: Vec<_> = agents
+                    .into_iter()
+                    .map(|agent| {
+                        AgentRunner::start(
+                            agent,
+                            crate::agent::IdleStrategy::Yield,
+                            Arc::clone(&clock),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                for _ in 0..2 {
+                    results.push(
+                        seen.recv_timeout(std::time::Duration::from_secs(30))
+                            .unwrap(),
+                    );
+                }
+                for runner in &mut runners {
+                    runner.close();
+                }
+            }
+            results.sort();
+            assert_eq!(
+                results,
+                [
+                    ("receiver", receiver_thread.to_owned()),
+                    ("sender", sender_thread.to_owned())
+                ],
+                "{mode:?}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }

@@ -1,0 +1,97 @@
+//! How the conductor hands work to the sender and the receiver: commands (closures over the
+//! agent) through a bounded single-producer single-consumer queue, run on the agent's own thread
+//! at its next duty cycle, as Aeron's sender and receiver proxies do.
+//!
+//! The conductor owns each [`AgentProxy`]; the agent owns the matching [`CommandInbox`]. Whether
+//! the two run on one thread (shared, invoker) or two (dedicated, shared-network), commands take
+//! the same path, so every mode runs the same code. A command is boxed when the conductor makes
+//! it (a control-plane event: a publication added, a subscription removed); the queue itself
+//! allocates nothing after it is made.
+
+use crate::concurrent::spsc_queue::{Consumer, Producer, channel};
+
+/// Commands each queue holds: far more than the conductor makes in one duty cycle
+/// ([`super::conductor`] reads at most ten client commands per cycle).
+pub const COMMAND_QUEUE_CAPACITY: usize = 256;
+/// Commands an agent runs per duty cycle at most.
+pub const COMMAND_LIMIT: usize = 16;
+
+/// Work for agent `A`, run on its thread.
+pub type AgentCommand<A> = Box<dyn FnOnce(&mut A) + Send>;
+
+/// The conductor's end: offers commands.
+pub struct AgentProxy<A> {
+    commands: Producer<AgentCommand<A>>,
+}
+
+/// The agent's end: runs commands.
+pub struct CommandInbox<A> {
+    commands: Consumer<AgentCommand<A>>,
+}
+
+/// A proxy and the inbox it feeds.
+pub fn agent_queue<A>() -> (AgentProxy<A>, CommandInbox<A>) {
+    let (commands, inbox) = channel(COMMAND_QUEUE_CAPACITY);
+    (AgentProxy { commands }, CommandInbox { commands: inbox })
+}
+
+impl<A> AgentProxy<A> {
+    /// Queues `command` for the agent's next duty cycle. A full queue gives the command back:
+    /// the agent has stopped serving its queue, and the caller must not wait for it on a thread
+    /// the agent may share.
+    pub fn offer(
+        &mut self,
+        command: impl FnOnce(&mut A) + Send + 'static,
+    ) -> Result<(), AgentCommand<A>> {
+        self.commands.offer(Box::new(command))
+    }
+}
+
+impl<A> CommandInbox<A> {
+    /// Takes the next command, if any (at most [`COMMAND_LIMIT`] per duty cycle, the agent's
+    /// loop decides).
+    pub fn take(&mut self) -> Option<AgentCommand<A>> {
+        self.commands.poll()
+    }
+}
+
+impl<A> std::fmt::Debug for AgentProxy<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentProxy").finish_non_exhaustive()
+    }
+}
+
+impl<A> std::fmt::Debug for CommandInbox<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandInbox").finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_gives_the_command_back_and_commands_run_in_order() {
+        let (mut proxy, mut inbox) = agent_queue::<Vec<usize>>();
+        for index in 0..COMMAND_QUEUE_CAPACITY {
+            assert!(
+                proxy
+                    .offer(move |log: &mut Vec<usize>| log.push(index))
+                    .is_ok()
+            );
+        }
+        let refused = proxy.offer(|log: &mut Vec<usize>| log.push(usize::MAX));
+        let mut log = Vec::new();
+        let Err(refused) = refused else {
+            panic!("a full queue refuses");
+        };
+        refused(&mut log);
+        assert_eq!(log, [usize::MAX], "the caller still holds the command");
+        log.clear();
+        while let Some(command) = inbox.take() {
+            command(&mut log);
+        }
+        assert_eq!(log, (0..COMMAND_QUEUE_CAPACITY).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,79 @@
+//! The receiver agent: over UDP (the next engine issue) it reads datagrams into publication
+//! images and sends status messages and NAKs. Today it runs the commands the conductor queues
+//! for it ([`super::agent_proxy`]) and reports its duty cycle, so that every threading mode
+//! composes the agents it names and its thread is already measured in `tern stat` when
+//! subscription endpoints and publication images join it.
+//!
+//! It runs on the thread `driver-receiver` (dedicated), `driver-network` (shared-network) or
+//! `driver-shared` (shared), or on the embedding application's thread (invoker). It owns
+//! everything it is given through its queue; it shares only counters (its own) and the error
+//! log (through [`super::errors::ErrorRecorder`]).
+
+use super::agent_proxy::{COMMAND_LIMIT, CommandInbox};
+use super::duty_cycle_counters::DutyCycleCounters;
+use super::errors::ErrorRecorder;
+use crate::agent::{Agent, Now};
+
+/// The receiver's role name (its thread's name in dedicated mode).
+pub const ROLE: &str = "driver-receiver";
+
+/// The receiver agent.
+pub struct Receiver {
+    inbox: CommandInbox<Receiver>,
+    errors: ErrorRecorder,
+    duty_cycle: DutyCycleCounters,
+    /// This duty cycle's time, read once by the runner.
+    now: Now,
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        inbox: CommandInbox<Receiver>,
+        errors: ErrorRecorder,
+        duty_cycle: DutyCycleCounters,
+        now: Now,
+    ) -> Self {
+        Self {
+            inbox,
+            errors,
+            duty_cycle,
+            now,
+        }
+    }
+
+    /// This duty cycle's time, for commands that need it.
+    pub fn now(&self) -> Now {
+        self.now
+    }
+}
+
+impl Agent for Receiver {
+    fn do_work(&mut self, now: Now) -> usize {
+        self.now = now;
+        let mut work = 0;
+        while work < COMMAND_LIMIT {
+            let Some(command) = self.inbox.take() else {
+                break;
+            };
+            command(self);
+            work += 1;
+        }
+        work
+    }
+
+    fn role_name(&self) -> &str {
+        ROLE
+    }
+
+    fn on_panic(&mut self, message: &str) {
+        self.errors.record_panic(self.now.epoch_ms, message);
+    }
+
+    fn tracks_duty_cycle(&self) -> bool {
+        true
+    }
+
+    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
+        self.duty_cycle.record(cycle_ns, end.nanos);
+    }
+}
