@@ -22,6 +22,7 @@ use super::ipc_publication::{
     TetherState, Timeouts,
 };
 use super::receiver::{self, Receiver};
+use super::reclaim::{CounterLease, Reclaim};
 use super::sender::{self, Sender};
 use super::system_counters::{SystemCounter, SystemCounters};
 use crate::agent::{Agent, Now};
@@ -75,7 +76,8 @@ const PUBLICATION_COUNTERS: [(i32, &str); 4] = [
 #[derive(Debug)]
 struct ClientSession {
     last_keepalive_ns: i64,
-    counters: Vec<i32>,
+    /// The counters the client added, freed with the session.
+    counters: Vec<CounterLease>,
 }
 
 /// A client's handle on a publication.
@@ -126,6 +128,8 @@ pub struct DriverConductor {
     duty_cycle: DutyCycleCounters,
     /// Work for the sender agent (network publications, with UDP).
     sender: AgentProxy<Sender>,
+    /// Counters and files released by dropped resources, freed at the end of each duty cycle.
+    reclaim: Reclaim,
     /// Work for the receiver agent (subscription endpoints and images, with UDP).
     receiver: AgentProxy<Receiver>,
 }
@@ -250,6 +254,7 @@ impl DriverConductor {
             duty_cycle: conductor_duty_cycle,
             sender: sender_proxy,
             receiver: receiver_proxy,
+            reclaim: Reclaim::default(),
         };
         Ok(DriverAgents {
             conductor,
@@ -524,6 +529,8 @@ impl DriverConductor {
         let path = dir.join(format!("{registration_id}.logbuffer"));
         let log = LogBuffers::create(&path, &parameters)
             .map_err(|error| CommandError::new(ErrorCode::ResourceExhausted, error.to_string()))?;
+        // From here on, a failure drops what was made, and dropping releases it.
+        let file = self.reclaim.lease_file(path);
         let mut counters = Vec::with_capacity(PUBLICATION_COUNTERS.len());
         for (type_id, name) in PUBLICATION_COUNTERS {
             let label =
@@ -536,20 +543,9 @@ impl DriverConductor {
                 owner_id: 0,
                 reference_id: 0,
             };
-            match allocate_counter(&mut self.counters, &spec, self.now.epoch_ms) {
-                Ok(counter) => counters.push(counter),
-                Err(error) => {
-                    // Undo what this command made: the counters so far and the file.
-                    for counter in counters {
-                        free_counter(&mut self.counters, counter.view().id(), self.now.epoch_ms);
-                    }
-                    let _ = std::fs::remove_file(&path);
-                    return Err(CommandError::new(
-                        ErrorCode::ResourceExhausted,
-                        error.to_string(),
-                    ));
-                }
-            }
+            counters.push(self.lease_counter(&spec).map_err(|error| {
+                CommandError::new(ErrorCode::ResourceExhausted, error.to_string())
+            })?);
         }
         let Ok([limit, position, back_pressured, not_connected]) = <[_; 4]>::try_from(counters)
         else {
@@ -570,6 +566,7 @@ impl DriverConductor {
         let mut publication = IpcPublication::new(
             setup,
             Arc::new(log),
+            file,
             PublicationCounters {
                 limit,
                 position,
@@ -624,7 +621,7 @@ impl DriverConductor {
             owner_id: client_id,
             reference_id: publication.registration_id,
         };
-        let position = match allocate_counter(&mut self.counters, &spec, self.now.epoch_ms) {
+        let position = match self.lease_counter(&spec) {
             Ok(position) => position,
             Err(error) => {
                 self.record_error(&format!(
@@ -802,15 +799,10 @@ impl DriverConductor {
             return false;
         };
         self.subscriptions.swap_remove(index);
-        let now_ms = self.now.epoch_ms;
         for publication in &mut self.publications {
-            publication.subscribers.retain(|subscriber| {
-                let keep = subscriber.subscription_id != registration_id;
-                if !keep {
-                    free_counter(&mut self.counters, subscriber.position.view().id(), now_ms);
-                }
-                keep
-            });
+            publication
+                .subscribers
+                .retain(|subscriber| subscriber.subscription_id != registration_id);
         }
         true
     }
@@ -841,11 +833,6 @@ impl DriverConductor {
                 ),
             ));
         };
-        free_counter(
-            &mut self.counters,
-            subscriber.position.view().id(),
-            self.now.epoch_ms,
-        );
         self.record_error(&format!(
             "client {client_id} released image {image_id} of stream {stream_id} (subscription \
              {}): {}",
@@ -866,11 +853,14 @@ impl DriverConductor {
         let Some(client) = self.clients.get_mut(&client_id) else {
             return false;
         };
-        let Some(index) = client.counters.iter().position(|id| *id == counter_id) else {
+        let Some(index) = client
+            .counters
+            .iter()
+            .position(|counter| counter.id() == counter_id)
+        else {
             return false;
         };
         client.counters.swap_remove(index);
-        free_counter(&mut self.counters, counter_id, self.now.epoch_ms);
         true
     }
 
@@ -890,18 +880,16 @@ impl DriverConductor {
             owner_id: client_id,
             reference_id: 0,
         };
-        let now_ms = self.now.epoch_ms;
-        let counter_id = self
-            .counters
-            .with_mut(|counters| counters.allocate(&spec, now_ms).map(|counter| counter.id()))
-            .map_err(|error| {
-                (
-                    correlation_id,
-                    CommandError::new(ErrorCode::ResourceExhausted, error.to_string()),
-                )
-            })?;
+        let counter = self.lease_counter(&spec).map_err(|error| {
+            (
+                correlation_id,
+                CommandError::new(ErrorCode::ResourceExhausted, error.to_string()),
+            )
+        })?;
+        let counter_id = counter.id();
+        // The client's session holds the counter; it is freed when removed or the client goes.
         if let Some(client) = self.clients.get_mut(&client_id) {
-            client.counters.push(counter_id);
+            client.counters.push(counter);
         }
         self.respond(on_counter_ready::TEMPLATE_ID, |buf| {
             let mut encoder = on_counter_ready::Encoder::wrap(buf)?;
@@ -959,11 +947,8 @@ impl DriverConductor {
         for registration_id in subscriptions {
             self.remove_subscription(client_id, registration_id);
         }
-        if let Some(client) = self.clients.remove(&client_id) {
-            for counter_id in client.counters {
-                free_counter(&mut self.counters, counter_id, self.now.epoch_ms);
-            }
-        }
+        // Its counters are freed with the session.
+        self.clients.remove(&client_id);
     }
 
     fn on_timers(&mut self, now_ns: i64) -> usize {
@@ -1122,12 +1107,7 @@ impl DriverConductor {
                 .iter()
                 .position(|subscriber| subscriber.image_id == image_id)
             {
-                let removed = publication.subscribers.swap_remove(position);
-                free_counter(
-                    &mut self.counters,
-                    removed.position.view().id(),
-                    self.now.epoch_ms,
-                );
+                publication.subscribers.swap_remove(position);
             }
         }
         for (index, subscription_id, client_id, tether) in rejoin {
@@ -1137,12 +1117,7 @@ impl DriverConductor {
                 subscriber.subscription_id == subscription_id
                     && matches!(subscriber.tether_state, TetherState::Resting { .. })
             }) {
-                let old = publication.subscribers.swap_remove(position);
-                free_counter(
-                    &mut self.counters,
-                    old.position.view().id(),
-                    self.now.epoch_ms,
-                );
+                publication.subscribers.swap_remove(position);
             }
             self.link(index, subscription_id, client_id, tether);
         }
@@ -1154,26 +1129,39 @@ impl DriverConductor {
     }
 
     fn release_done_publications(&mut self) {
+        // Dropping a publication releases its counters, its subscribers' and its file.
+        self.publications
+            .retain(|publication| publication.state != PublicationState::Done);
+    }
+
+    /// Frees the counters and removes the files that resources released (by being dropped)
+    /// since the last call: the one place the driver frees either.
+    fn reclaim(&mut self) -> usize {
+        let Some(released) = self.reclaim.take() else {
+            return 0;
+        };
         let now_ms = self.now.epoch_ms;
-        let mut index = 0;
-        while index < self.publications.len() {
-            if self.publications[index].state != PublicationState::Done {
-                index += 1;
-                continue;
+        for &id in &released.counters {
+            let freed = self.counters.with_mut(|counters| counters.free(id, now_ms));
+            if let Err(error) = freed {
+                self.record_error(&format!("cannot free a released counter: {error}"));
             }
-            let publication = self.publications.swap_remove(index);
-            for subscriber in &publication.subscribers {
-                free_counter(&mut self.counters, subscriber.position.view().id(), now_ms);
-            }
-            for id in publication.counters.ids() {
-                free_counter(&mut self.counters, id, now_ms);
-            }
-            let path = publication.log.path().to_path_buf();
-            drop(publication);
-            if let Err(error) = std::fs::remove_file(&path) {
+        }
+        for path in &released.files {
+            if let Err(error) = std::fs::remove_file(path) {
                 self.record_error(&format!("cannot remove {}: {error}", path.display()));
             }
         }
+        released.counters.len() + released.files.len()
+    }
+
+    /// A counter that is freed when the lease is dropped.
+    fn lease_counter(
+        &mut self,
+        spec: &CounterSpec<'_>,
+    ) -> Result<CounterLease, crate::concurrent::counters::CountersError> {
+        let counter = allocate_counter(&mut self.counters, spec, self.now.epoch_ms)?;
+        Ok(self.reclaim.lease_counter(counter))
     }
 
     fn send_unavailable_image(&mut self, image_id: i64, subscription_id: i64, stream_id: i32) {
@@ -1249,6 +1237,7 @@ impl DriverConductor {
             publication.state = PublicationState::Done;
         }
         self.release_done_publications();
+        self.reclaim();
     }
 
     /// The directory the conductor serves.
@@ -1271,7 +1260,7 @@ impl Agent for DriverConductor {
             self.next_timer_ns = now_ns + interval;
             work += self.on_timers(now_ns);
         }
-        work
+        work + self.reclaim()
     }
 
     fn role_name(&self) -> &str {
@@ -1313,11 +1302,4 @@ pub(crate) fn allocate_counter(
     let id = counters
         .with_mut(|counters| counters.allocate(spec, now_ms).map(|counter| counter.id()))?;
     counters.try_project(|counters| counters.counter(id))
-}
-
-/// Frees a counter at `now_ms`.
-fn free_counter(counters: &mut MappedView<CountersManager<'static>>, id: i32, now_ms: i64) {
-    // A counter that is not allocated has nothing to free: the caller's bookkeeping is what
-    // matters, and it drops its view either way.
-    let _ = counters.with_mut(|counters| counters.free(id, now_ms));
 }

@@ -18,16 +18,15 @@
 
 use std::sync::Arc;
 
+use super::reclaim::{CounterLease, FileLease};
 use crate::channel::ChannelUri;
 use crate::concurrent::as_position;
-use crate::concurrent::counters::Counter;
 use crate::logbuffer::descriptor::{
     ALIGNMENT, index_by_term, index_by_term_count, tail_term_id, tail_term_offset, zero_slots,
 };
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::log_buffers::LogBuffers;
 use crate::logbuffer::unblocker::{self, Unblocked};
-use crate::mapped_view::MappedView;
 
 /// The most a publication's bookkeeping zeroes per duty cycle.
 const CLEAN_CHUNK_BYTES: usize = 64 * 1024;
@@ -49,7 +48,7 @@ pub(crate) struct SubscriberLink {
     pub(crate) image_id: i64,
     pub(crate) subscription_id: i64,
     pub(crate) client_id: i64,
-    pub(crate) position: MappedView<Counter<'static>>,
+    pub(crate) position: CounterLease,
     pub(crate) tether: bool,
     pub(crate) tether_state: TetherState,
     /// Where the subscriber joined: the lowest position it may report.
@@ -77,24 +76,12 @@ impl SubscriberLink {
 /// The counters the driver keeps for a publication (it writes all four).
 #[derive(Debug)]
 pub(crate) struct PublicationCounters {
-    pub(crate) limit: MappedView<Counter<'static>>,
-    pub(crate) position: MappedView<Counter<'static>>,
+    pub(crate) limit: CounterLease,
+    pub(crate) position: CounterLease,
     /// Offers refused at the limit, mirrored from the log's metadata.
-    pub(crate) back_pressured: MappedView<Counter<'static>>,
+    pub(crate) back_pressured: CounterLease,
     /// Offers refused with nobody connected, mirrored from the log's metadata.
-    pub(crate) not_connected: MappedView<Counter<'static>>,
-}
-
-impl PublicationCounters {
-    /// Their ids, for freeing.
-    pub(crate) fn ids(&self) -> [i32; 4] {
-        [
-            self.limit.view().id(),
-            self.position.view().id(),
-            self.back_pressured.view().id(),
-            self.not_connected.view().id(),
-        ]
-    }
+    pub(crate) not_connected: CounterLease,
 }
 
 /// Where a publication is in its life.
@@ -132,6 +119,8 @@ pub(crate) struct IpcPublication {
     /// How long it waits, once closed, for its subscribers to drain.
     pub(crate) linger_ns: i64,
     pub(crate) log: Arc<LogBuffers>,
+    /// The log buffer file, held only to be removed when the publication is dropped.
+    _file: FileLease,
     pub(crate) counters: PublicationCounters,
     pub(crate) subscribers: Vec<SubscriberLink>,
     pub(crate) state: PublicationState,
@@ -150,6 +139,7 @@ impl IpcPublication {
     pub(crate) fn new(
         setup: PublicationSetup,
         log: Arc<LogBuffers>,
+        file: FileLease,
         counters: PublicationCounters,
         now_ns: i64,
     ) -> Self {
@@ -171,6 +161,7 @@ impl IpcPublication {
             uri,
             linger_ns,
             log,
+            _file: file,
             counters,
             subscribers: Vec::new(),
             state: PublicationState::Active,

@@ -30,6 +30,7 @@ mod duty_cycle_counters;
 mod errors;
 mod ipc_publication;
 pub mod receiver;
+mod reclaim;
 pub mod sender;
 pub mod system_counters;
 
