@@ -88,7 +88,9 @@ fn a_half_made_publication_a_removed_counter_and_a_closed_client_release_everyth
     assert_eq!(allocated(&tern), base + 6);
     assert!(tern.add_counter(1001, b"three", "three").is_err(), "full");
     drop(one);
-    eventually("a removed counter is freed", || allocated(&tern) == base + 5);
+    eventually("a removed counter is freed", || {
+        allocated(&tern) == base + 5
+    });
 
     // Closing the client releases its counter and its publication, which drains and goes.
     // `two` is never removed by hand: the client's close must free it.
@@ -96,12 +98,14 @@ fn a_half_made_publication_a_removed_counter_and_a_closed_client_release_everyth
     tern.close();
     eventually("the closed client's counter is freed", || {
         let mut two_left = false;
-        tern.counters().for_each(|info| two_left |= info.label == "two");
+        tern.counters()
+            .for_each(|info| two_left |= info.label == "two");
         !two_left
     });
     clock.advance(Duration::from_secs(2));
-    eventually("the drained publication releases its counters and file", || {
-        allocated(&tern) == base && log_files(&driver) == 0
-    });
+    eventually(
+        "the drained publication releases its counters and file",
+        || allocated(&tern) == base && log_files(&driver) == 0,
+    );
     drop(two);
 }

@@ -1,11 +1,18 @@
 //! The driver's conductor: reads client commands, creates and links publications and
-//! subscriptions, keeps publisher limits, and cleans up after clients that go away.
+//! subscriptions, keeps publisher limits, and ends resources when their life is over.
+//!
+//! A duty cycle, in order: commands from the to-driver ring (at most ten); every publication's
+//! positions, limit, cleaning and untethered subscribers; on its timer, its heartbeat and the
+//! command ring's liveness; then `check_resources`, the one place driver-managed resources
+//! (`driver/resources.rs`) are aged and ended; then `reclaim`, the one place counters are freed
+//! and files removed (`driver/reclaim.rs`). Responses and events go out through
+//! `driver/client_proxy.rs`; work for the sender and receiver through [`super::agent_proxy`].
 //!
 //! It is the only writer of the to-clients broadcast buffer, of counter metadata, of the
 //! publisher-limit counters and of every publication's connection state. It reads the to-driver
-//! ring buffer (bounded per duty cycle), the subscribers' position counters and the log tails.
-//! It never blocks: bad commands are answered with an error and logged, and the conductor carries
-//! on serving every other client.
+//! ring buffer, the subscribers' position counters and the log tails, all as input from other
+//! processes. It never blocks: bad commands are answered with an error and logged, and the
+//! conductor carries on serving every other client.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +21,7 @@ use std::sync::Arc;
 use tern_codec::{DecodeError, MessageHeader, UnknownAction, on_unknown};
 
 use super::agent_proxy::{AgentProxy, agent_queue};
+use super::client_proxy::{AvailableImage, ClientProxy, PublicationReady};
 use super::config::DriverConfig;
 use super::duty_cycle_counters::{self, DutyCycleCounters};
 use super::errors::ErrorRecorder;
@@ -23,6 +31,10 @@ use super::ipc_publication::{
 };
 use super::receiver::{self, Receiver};
 use super::reclaim::{CounterLease, Reclaim};
+use super::resources::{
+    Aging, ClientSession, ClientState, CounterLink, LinkState, ManagedResource, PublicationLink,
+    SubscriptionLink, age,
+};
 use super::sender::{self, Sender};
 use super::system_counters::{SystemCounter, SystemCounters};
 use crate::agent::{Agent, Now};
@@ -30,9 +42,7 @@ use crate::channel::{ChannelUri, Media};
 use crate::cnc::CncFile;
 use crate::command::{
     self, ClientAction, ErrorCode, ResourceKind, add_counter, add_publication, add_subscription,
-    client_command, on_available_image, on_client_timeout, on_counter_ready, on_error,
-    on_operation_success, on_publication_ready, on_subscription_ready, on_unavailable_image,
-    release_image, remove_resource,
+    client_command, release_image, remove_resource,
 };
 use crate::concurrent::broadcast::BroadcastTransmitter;
 use crate::concurrent::counters::{Counter, CounterSpec, CountersManager};
@@ -72,44 +82,24 @@ const PUBLICATION_COUNTERS: [(i32, &str); 4] = [
     (counter_types::PUBLISHER_NOT_CONNECTED, "pub-nc"),
 ];
 
-/// A client the driver knows.
-#[derive(Debug)]
-struct ClientSession {
-    last_keepalive_ns: i64,
-    /// The counters the client added, freed with the session.
-    counters: Vec<CounterLease>,
-}
-
-/// A client's handle on a publication.
-#[derive(Debug)]
-struct PublicationLink {
-    registration_id: i64,
-    client_id: i64,
-    publication_id: i64,
-}
-
-/// A subscription.
-#[derive(Debug)]
-struct SubscriptionLink {
-    registration_id: i64,
-    client_id: i64,
-    stream_id: i32,
-    /// What the subscription asked for: which publications it admits, and whether tethered.
-    channel: ChannelUri,
-}
-
 /// The conductor agent.
 pub struct DriverConductor {
     dir: PathBuf,
     config: DriverConfig,
     to_driver: MappedView<ManyToOneRingBuffer<'static>>,
-    to_clients: MappedView<BroadcastTransmitter<'static>>,
+    /// Responses and events to clients.
+    to_clients: ClientProxy,
     counters: MappedView<CountersManager<'static>>,
     errors: ErrorRecorder,
     clients: HashMap<i64, ClientSession>,
     publications: Vec<IpcPublication>,
     publication_links: Vec<PublicationLink>,
     subscriptions: Vec<SubscriptionLink>,
+    counter_links: Vec<CounterLink>,
+    /// A command ended a client or a link this cycle: `check_resources` carries it out.
+    resources_changed: bool,
+    /// Keepalives are stuck behind a blocked command ring (set on the timer).
+    keepalives_blocked: bool,
     timeouts: Timeouts,
     next_timer_ns: i64,
     /// The command ring's consumer position at its last change, and when: a client that died
@@ -119,7 +109,6 @@ pub struct DriverConductor {
     keepalive_grace_from_ns: i64,
     next_image_id: i64,
     random: u64,
-    scratch: Vec<u8>,
     /// Each command is copied here out of the ring before it is decoded.
     command_copy: Vec<u8>,
     terminate_requested: bool,
@@ -235,12 +224,15 @@ impl DriverConductor {
             config,
             command_copy: vec![0u8; to_driver.view().max_message_length()],
             to_driver,
-            to_clients,
+            to_clients: ClientProxy::new(to_clients, errors.clone()),
             counters,
             errors,
             clients: HashMap::new(),
             publications: Vec::new(),
             publication_links: Vec::new(),
+            counter_links: Vec::new(),
+            resources_changed: false,
+            keepalives_blocked: false,
             subscriptions: Vec::new(),
             timeouts,
             next_timer_ns: now.nanos,
@@ -248,7 +240,6 @@ impl DriverConductor {
             keepalive_grace_from_ns: now.nanos,
             next_image_id: 1,
             random: seed,
-            scratch: vec![0u8; 8192],
             terminate_requested: false,
             now,
             duty_cycle: conductor_duty_cycle,
@@ -359,7 +350,8 @@ impl DriverConductor {
             Ok(Ok(())) => {}
             Ok(Err((correlation_id, error))) => {
                 self.record_error(&error.message);
-                self.send_error(correlation_id, error.code, &error.message);
+                self.to_clients
+                    .error(correlation_id, error.code, &error.message);
             }
             Err(error) => self.malformed(bytes, &error),
         }
@@ -378,7 +370,8 @@ impl DriverConductor {
                     .system()
                     .increment(SystemCounter::InvalidCommands);
                 self.record_error(&text);
-                self.send_error(correlation_of(bytes), ErrorCode::UnknownCommand, &text);
+                self.to_clients
+                    .error(correlation_of(bytes), ErrorCode::UnknownCommand, &text);
             }
         }
     }
@@ -389,15 +382,17 @@ impl DriverConductor {
             .system()
             .increment(SystemCounter::InvalidCommands);
         self.record_error(&text);
-        self.send_error(correlation_of(bytes), ErrorCode::MalformedCommand, &text);
+        self.to_clients
+            .error(correlation_of(bytes), ErrorCode::MalformedCommand, &text);
     }
 
     fn touch_client(&mut self, client_id: i64, now_ns: i64) {
         self.clients
             .entry(client_id)
             .or_insert_with(|| ClientSession {
+                client_id,
                 last_keepalive_ns: now_ns,
-                counters: Vec::new(),
+                state: ClientState::Live,
             })
             .last_keepalive_ns = now_ns;
     }
@@ -460,6 +455,7 @@ impl DriverConductor {
             registration_id: correlation_id,
             client_id: command.client_id(),
             publication_id,
+            state: LinkState::default(),
         });
         let publication = self
             .publications
@@ -471,16 +467,14 @@ impl DriverConductor {
             publication.counters.limit.view().id(),
             publication.log.path().display().to_string(),
         );
-        self.respond(on_publication_ready::TEMPLATE_ID, |buf| {
-            let mut encoder = on_publication_ready::Encoder::wrap(buf)?;
-            encoder
-                .correlation_id(correlation_id)
-                .registration_id(publication_id)
-                .session_id(session_id)
-                .stream_id(stream_id)
-                .publisher_limit_counter_id(limit_id)
-                .exclusive(u8::from(exclusive));
-            Ok(encoder.log_file(&log_file)?.finish())
+        self.to_clients.publication_ready(&PublicationReady {
+            correlation_id,
+            registration_id: publication_id,
+            session_id,
+            stream_id,
+            limit_counter_id: limit_id,
+            exclusive,
+            log_file: &log_file,
         });
         Ok(())
     }
@@ -652,18 +646,14 @@ impl DriverConductor {
                 publication.log.path().display().to_string(),
             )
         };
-        self.respond(on_available_image::TEMPLATE_ID, |buf| {
-            let mut encoder = on_available_image::Encoder::wrap(buf)?;
-            encoder
-                .image_id(image_id)
-                .subscription_registration_id(subscription_id)
-                .session_id(session_id)
-                .stream_id(stream_id)
-                .subscriber_position_counter_id(position_id);
-            Ok(encoder
-                .log_file(&log_file)?
-                .source_identity("ipc")?
-                .finish())
+        self.to_clients.available_image(&AvailableImage {
+            image_id,
+            subscription_id,
+            session_id,
+            stream_id,
+            position_counter_id: position_id,
+            log_file: &log_file,
+            source_identity: "ipc",
         });
     }
 
@@ -710,12 +700,9 @@ impl DriverConductor {
             client_id: command.client_id(),
             stream_id,
             channel,
+            state: LinkState::default(),
         });
-        self.respond(on_subscription_ready::TEMPLATE_ID, |buf| {
-            let mut encoder = on_subscription_ready::Encoder::wrap(buf)?;
-            encoder.correlation_id(correlation_id);
-            Ok(encoder.finish())
-        });
+        self.to_clients.subscription_ready(correlation_id);
         for index in matching {
             self.link(index, correlation_id, command.client_id(), tether);
         }
@@ -732,9 +719,7 @@ impl DriverConductor {
         self.touch_client(client_id, now_ns);
         let registration_id = command.registration_id();
         let removed = match command.kind() {
-            ResourceKind::Publication => {
-                self.remove_publication_link(client_id, registration_id, now_ns)
-            }
+            ResourceKind::Publication => self.remove_publication_link(client_id, registration_id),
             ResourceKind::Subscription => self.remove_subscription(client_id, registration_id),
             ResourceKind::Counter => self.remove_counter(client_id, registration_id),
             ResourceKind::Unknown(kind) => {
@@ -761,49 +746,35 @@ impl DriverConductor {
                 ),
             ));
         }
-        self.send_success(correlation_id);
+        self.to_clients.success(correlation_id);
         Ok(())
     }
 
-    fn remove_publication_link(
-        &mut self,
-        client_id: i64,
-        registration_id: i64,
-        now_ns: i64,
-    ) -> bool {
-        let Some(index) = self.publication_links.iter().position(|link| {
-            link.client_id == client_id && link.registration_id == registration_id
+    /// Ends the client's link `registration_id` (carried out by `check_resources`); whether
+    /// the client had it.
+    fn remove_publication_link(&mut self, client_id: i64, registration_id: i64) -> bool {
+        let Some(link) = self.publication_links.iter_mut().find(|link| {
+            link.client_id == client_id
+                && link.registration_id == registration_id
+                && !link.has_reached_end_of_life()
         }) else {
             return false;
         };
-        let link = self.publication_links.swap_remove(index);
-        if let Some(publication) = self
-            .publications
-            .iter_mut()
-            .find(|publication| publication.registration_id == link.publication_id)
-        {
-            publication.references -= 1;
-            if publication.references == 0 {
-                let end = publication.producer_position();
-                publication.log.metadata().set_end_of_stream_position(end);
-                publication.state = PublicationState::Draining { since_ns: now_ns };
-            }
-        }
+        link.state.end();
+        self.resources_changed = true;
         true
     }
 
     fn remove_subscription(&mut self, client_id: i64, registration_id: i64) -> bool {
-        let Some(index) = self.subscriptions.iter().position(|link| {
-            link.client_id == client_id && link.registration_id == registration_id
+        let Some(link) = self.subscriptions.iter_mut().find(|link| {
+            link.client_id == client_id
+                && link.registration_id == registration_id
+                && !link.has_reached_end_of_life()
         }) else {
             return false;
         };
-        self.subscriptions.swap_remove(index);
-        for publication in &mut self.publications {
-            publication
-                .subscribers
-                .retain(|subscriber| subscriber.subscription_id != registration_id);
-        }
+        link.state.end();
+        self.resources_changed = true;
         true
     }
 
@@ -841,8 +812,9 @@ impl DriverConductor {
         ));
         // Whoever holds that image hears that it is gone, in case the command came from another
         // process naming this client: the owner must stop reading what nobody counts.
-        self.send_unavailable_image(image_id, subscriber.subscription_id, stream_id);
-        self.send_success(command.correlation_id());
+        self.to_clients
+            .unavailable_image(image_id, subscriber.subscription_id, stream_id);
+        self.to_clients.success(command.correlation_id());
         Ok(())
     }
 
@@ -850,17 +822,15 @@ impl DriverConductor {
         let Ok(counter_id) = i32::try_from(counter_id_as_registration) else {
             return false;
         };
-        let Some(client) = self.clients.get_mut(&client_id) else {
+        let Some(link) = self.counter_links.iter_mut().find(|link| {
+            link.client_id == client_id
+                && link.counter.id() == counter_id
+                && !link.has_reached_end_of_life()
+        }) else {
             return false;
         };
-        let Some(index) = client
-            .counters
-            .iter()
-            .position(|counter| counter.id() == counter_id)
-        else {
-            return false;
-        };
-        client.counters.swap_remove(index);
+        link.state.end();
+        self.resources_changed = true;
         true
     }
 
@@ -887,17 +857,12 @@ impl DriverConductor {
             )
         })?;
         let counter_id = counter.id();
-        // The client's session holds the counter; it is freed when removed or the client goes.
-        if let Some(client) = self.clients.get_mut(&client_id) {
-            client.counters.push(counter);
-        }
-        self.respond(on_counter_ready::TEMPLATE_ID, |buf| {
-            let mut encoder = on_counter_ready::Encoder::wrap(buf)?;
-            encoder
-                .correlation_id(correlation_id)
-                .counter_id(counter_id);
-            Ok(encoder.finish())
+        self.counter_links.push(CounterLink {
+            client_id,
+            counter,
+            state: LinkState::default(),
         });
+        self.to_clients.counter_ready(correlation_id, counter_id);
         Ok(())
     }
 
@@ -909,9 +874,9 @@ impl DriverConductor {
         let client_id = command.client_id();
         match command.action() {
             ClientAction::Keepalive => self.touch_client(client_id, now_ns),
-            ClientAction::Close => self.close_client(client_id, now_ns),
+            ClientAction::Close => self.close_client(client_id),
             ClientAction::TerminateDriver => {
-                self.send_success(command.correlation_id());
+                self.to_clients.success(command.correlation_id());
                 self.terminate_requested = true;
             }
             ClientAction::Unknown(action) => {
@@ -927,28 +892,12 @@ impl DriverConductor {
         Ok(())
     }
 
-    /// Releases everything a client holds.
-    fn close_client(&mut self, client_id: i64, now_ns: i64) {
-        let links: Vec<i64> = self
-            .publication_links
-            .iter()
-            .filter(|link| link.client_id == client_id)
-            .map(|link| link.registration_id)
-            .collect();
-        for registration_id in links {
-            self.remove_publication_link(client_id, registration_id, now_ns);
+    /// Ends a client that said it is closing; its links end with it in `check_resources`.
+    fn close_client(&mut self, client_id: i64) {
+        if let Some(client) = self.clients.get_mut(&client_id) {
+            client.state = ClientState::Closed;
+            self.resources_changed = true;
         }
-        let subscriptions: Vec<i64> = self
-            .subscriptions
-            .iter()
-            .filter(|link| link.client_id == client_id)
-            .map(|link| link.registration_id)
-            .collect();
-        for registration_id in subscriptions {
-            self.remove_subscription(client_id, registration_id);
-        }
-        // Its counters are freed with the session.
-        self.clients.remove(&client_id);
     }
 
     fn on_timers(&mut self, now_ns: i64) -> usize {
@@ -962,34 +911,9 @@ impl DriverConductor {
         // Keepalives queue in the command ring: while it is blocked (records waiting, head not
         // moving) nobody is expired, and after it is unblocked every client's silence counts
         // from then, so that a blocked ring never costs live clients their resources.
-        let ring_blocked = self.to_driver.view().size() > 0 && self.command_position.1 < now_ns;
-        let timeout =
-            i64::try_from(self.config.client_liveness_timeout.as_nanos()).unwrap_or(i64::MAX);
-        let grace_from = self.keepalive_grace_from_ns;
-        let expired: Vec<i64> = self
-            .clients
-            .iter()
-            .filter(|(_, client)| {
-                !ring_blocked && now_ns - client.last_keepalive_ns.max(grace_from) > timeout
-            })
-            .map(|(client_id, _)| *client_id)
-            .collect();
-        for client_id in &expired {
-            self.errors
-                .system()
-                .increment(SystemCounter::ClientTimeouts);
-            self.record_error(&format!(
-                "client {client_id} timed out: no keepalive for {:?}",
-                self.config.client_liveness_timeout
-            ));
-            self.close_client(*client_id, now_ns);
-            self.respond(on_client_timeout::TEMPLATE_ID, |buf| {
-                let mut encoder = on_client_timeout::Encoder::wrap(buf)?;
-                encoder.client_id(*client_id);
-                Ok(encoder.finish())
-            });
-        }
-        expired.len() + unblocked
+        self.keepalives_blocked =
+            self.to_driver.view().size() > 0 && self.command_position.1 < now_ns;
+        unblocked
     }
 
     /// Pads over a command a client claimed in the ring and never finished (it died mid-write),
@@ -1012,7 +936,7 @@ impl DriverConductor {
 
     fn check_publications(&mut self, now_ns: i64) -> usize {
         let mut work = 0;
-        let mut withdrawn: Vec<(i64, i64, i32, bool)> = Vec::new();
+        let mut withdrawn: Vec<(i64, i64, i32)> = Vec::new();
         let mut rejoin: Vec<(usize, i64, i64, bool)> = Vec::new();
         let mut invalid: Vec<(usize, i64, String)> = Vec::new();
         for (index, publication) in self.publications.iter_mut().enumerate() {
@@ -1045,7 +969,6 @@ impl DriverConductor {
                     subscriber.image_id,
                     subscriber.subscription_id,
                     publication.stream_id,
-                    false,
                 ));
                 work += 1;
             }
@@ -1055,7 +978,6 @@ impl DriverConductor {
                     subscriber.image_id,
                     subscriber.subscription_id,
                     publication.stream_id,
-                    false,
                 ));
                 self.errors
                     .system()
@@ -1077,23 +999,6 @@ impl DriverConductor {
                     subscriber.client_id,
                     subscriber.tether,
                 ));
-            }
-            if let PublicationState::Draining { since_ns } = publication.state
-                && (publication.drained() || now_ns - since_ns > publication.linger_ns)
-            {
-                publication.state = PublicationState::Done;
-                // Resting subscribers' images were withdrawn when they were left behind.
-                for subscriber in publication.subscribers.iter().filter(|subscriber| {
-                    !matches!(subscriber.tether_state, TetherState::Resting { .. })
-                }) {
-                    withdrawn.push((
-                        subscriber.image_id,
-                        subscriber.subscription_id,
-                        publication.stream_id,
-                        true,
-                    ));
-                }
-                work += 1;
             }
         }
         for (index, image_id, text) in invalid {
@@ -1121,17 +1026,110 @@ impl DriverConductor {
             }
             self.link(index, subscription_id, client_id, tether);
         }
-        for (image_id, subscription_id, stream_id, _) in &withdrawn {
-            self.send_unavailable_image(*image_id, *subscription_id, *stream_id);
+        for (image_id, subscription_id, stream_id) in &withdrawn {
+            self.to_clients
+                .unavailable_image(*image_id, *subscription_id, *stream_id);
         }
-        self.release_done_publications();
         work
     }
 
-    fn release_done_publications(&mut self) {
-        // Dropping a publication releases its counters, its subscribers' and its file.
-        self.publications
-            .retain(|publication| publication.state != PublicationState::Done);
+    /// Ages every driver-managed resource and carries out the end of those whose life is
+    /// over, then drops them (which releases what they hold): the one place resources end.
+    /// Clients first, since their links end with them; links next, since a publication's last
+    /// link starts its drain; publications last.
+    fn check_resources(&mut self, now_ns: i64, check_liveness: bool) -> usize {
+        let mut aging = Aging {
+            now_ns,
+            check_liveness,
+            client_liveness_timeout_ns: i64::try_from(
+                self.config.client_liveness_timeout.as_nanos(),
+            )
+            .unwrap_or(i64::MAX),
+            keepalive_grace_from_ns: self.keepalive_grace_from_ns,
+            keepalives_blocked: self.keepalives_blocked,
+            ended_clients: &[],
+        };
+        let mut work = 0;
+        let mut ended_clients = Vec::new();
+        if check_liveness || self.resources_changed {
+            for client in self.clients.values_mut() {
+                client.on_time_event(&aging);
+            }
+            let ended: Vec<ClientSession> = self
+                .clients
+                .extract_if(|_, client| client.has_reached_end_of_life())
+                .map(|(_, client)| client)
+                .collect();
+            for client in ended {
+                if client.state == ClientState::TimedOut {
+                    self.on_client_timeout(client.client_id);
+                }
+                ended_clients.push(client.client_id);
+            }
+        }
+        if !ended_clients.is_empty() || self.resources_changed {
+            self.resources_changed = false;
+            aging.ended_clients = &ended_clients;
+            for link in age(&mut self.publication_links, &aging) {
+                self.release_publication_reference(link.publication_id, now_ns);
+                work += 1;
+            }
+            for link in age(&mut self.subscriptions, &aging) {
+                // Its images go with it: their subscriber positions are released on drop.
+                for publication in &mut self.publications {
+                    publication
+                        .subscribers
+                        .retain(|subscriber| subscriber.subscription_id != link.registration_id);
+                }
+                work += 1;
+            }
+            work += age(&mut self.counter_links, &aging).len();
+        }
+        work += ended_clients.len();
+        for publication in age(&mut self.publications, &aging) {
+            // Its subscribers' images are withdrawn, but for resting ones: theirs were withdrawn
+            // when they were left behind.
+            for subscriber in publication.subscribers.iter().filter(|subscriber| {
+                !matches!(subscriber.tether_state, TetherState::Resting { .. })
+            }) {
+                self.to_clients.unavailable_image(
+                    subscriber.image_id,
+                    subscriber.subscription_id,
+                    publication.stream_id,
+                );
+            }
+            work += 1;
+        }
+        work
+    }
+
+    /// A client stopped sending keepalives: count it, log it, and tell every client.
+    fn on_client_timeout(&mut self, client_id: i64) {
+        self.errors
+            .system()
+            .increment(SystemCounter::ClientTimeouts);
+        self.record_error(&format!(
+            "client {client_id} timed out: no keepalive for {:?}",
+            self.config.client_liveness_timeout
+        ));
+        self.to_clients.client_timeout(client_id);
+    }
+
+    /// One link on publication `publication_id` ended; the last starts its drain.
+    fn release_publication_reference(&mut self, publication_id: i64, now_ns: i64) {
+        let Some(publication) = self
+            .publications
+            .iter_mut()
+            .find(|publication| publication.registration_id == publication_id)
+        else {
+            return;
+        };
+        publication.references -= 1;
+        if publication.references == 0 {
+            let end = publication.producer_position();
+            publication.log.metadata().set_end_of_stream_position(end);
+            publication.state = PublicationState::Draining { since_ns: now_ns };
+        }
     }
 
     /// Frees the counters and removes the files that resources released (by being dropped)
@@ -1164,79 +1162,9 @@ impl DriverConductor {
         Ok(self.reclaim.lease_counter(counter))
     }
 
-    fn send_unavailable_image(&mut self, image_id: i64, subscription_id: i64, stream_id: i32) {
-        self.respond(on_unavailable_image::TEMPLATE_ID, |buf| {
-            let mut encoder = on_unavailable_image::Encoder::wrap(buf)?;
-            encoder
-                .image_id(image_id)
-                .subscription_registration_id(subscription_id)
-                .stream_id(stream_id);
-            Ok(encoder.finish())
-        });
-    }
-
-    fn send_success(&mut self, correlation_id: i64) {
-        self.respond(on_operation_success::TEMPLATE_ID, |buf| {
-            let mut encoder = on_operation_success::Encoder::wrap(buf)?;
-            encoder.correlation_id(correlation_id);
-            Ok(encoder.finish())
-        });
-    }
-
-    fn send_error(&mut self, correlation_id: i64, code: ErrorCode, message: &str) {
-        let mut message = message;
-        while message.len() > command::ERROR_MESSAGE_MAX {
-            let mut end = command::ERROR_MESSAGE_MAX;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message = &message[..end];
-        }
-        self.respond(on_error::TEMPLATE_ID, |buf| {
-            let mut encoder = on_error::Encoder::wrap(buf)?;
-            encoder.correlation_id(correlation_id).code(code);
-            Ok(encoder.message(message)?.finish())
-        });
-    }
-
-    /// Encodes a response into the scratch buffer with `encode` and broadcasts it.
-    fn respond(
-        &mut self,
-        template_id: u16,
-        encode: impl FnOnce(&mut [u8]) -> Result<usize, tern_codec::EncodeError>,
-    ) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        let length = encode(&mut buf);
-        self.transmit(template_id, &buf, length);
-        self.scratch = buf;
-    }
-
-    fn transmit(
-        &mut self,
-        template_id: u16,
-        buf: &[u8],
-        length: Result<usize, tern_codec::EncodeError>,
-    ) {
-        let result = length
-            .map_err(|error| error.to_string())
-            .and_then(|length| {
-                self.to_clients
-                    .with_mut(|to_clients| {
-                        to_clients.transmit(i32::from(template_id), &buf[..length])
-                    })
-                    .map_err(|error| error.to_string())
-            });
-        if let Err(error) = result {
-            self.record_error(&format!("cannot broadcast a response: {error}"));
-        }
-    }
-
     /// Releases every resource: publications' files, at shutdown.
     pub(crate) fn close_all(&mut self) {
-        for publication in &mut self.publications {
-            publication.state = PublicationState::Done;
-        }
-        self.release_done_publications();
+        self.publications.clear();
         self.reclaim();
     }
 
@@ -1249,17 +1177,20 @@ impl DriverConductor {
 impl Agent for DriverConductor {
     fn do_work(&mut self, now: Now) -> usize {
         self.now = now;
+        self.to_clients.set_now_ms(now.epoch_ms);
         let now_ns = now.nanos;
         let mut work = self.process_commands(now_ns);
         // Positions, limits, cleaning and lifecycles every duty cycle: a publisher is never
         // held back waiting for a timer, and a parked conductor wakes to work it can see.
         work += self.check_publications(now_ns);
-        if now_ns >= self.next_timer_ns {
+        let timers_due = now_ns >= self.next_timer_ns;
+        if timers_due {
             let interval =
                 i64::try_from(self.config.timer_interval.as_nanos()).unwrap_or(1_000_000);
             self.next_timer_ns = now_ns + interval;
             work += self.on_timers(now_ns);
         }
+        work += self.check_resources(now_ns, timers_due);
         work + self.reclaim()
     }
 

@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use super::reclaim::{CounterLease, FileLease};
+use super::resources::{Aging, ManagedResource};
 use crate::channel::ChannelUri;
 use crate::concurrent::as_position;
 use crate::logbuffer::descriptor::{
@@ -453,4 +454,20 @@ pub(crate) struct Timeouts {
     pub(crate) unblock_ns: i64,
     pub(crate) untethered_window_limit_ns: i64,
     pub(crate) untethered_resting_ns: i64,
+}
+
+impl ManagedResource for IpcPublication {
+    /// A draining publication is done once its subscribers have read to its end, or once its
+    /// linger has passed.
+    fn on_time_event(&mut self, aging: &Aging<'_>) {
+        if let PublicationState::Draining { since_ns } = self.state
+            && (self.drained() || aging.now_ns - since_ns > self.linger_ns)
+        {
+            self.state = PublicationState::Done;
+        }
+    }
+
+    fn has_reached_end_of_life(&self) -> bool {
+        self.state == PublicationState::Done
+    }
 }

@@ -24,6 +24,7 @@
 //! keep them.
 
 pub mod agent_proxy;
+mod client_proxy;
 pub mod conductor;
 pub mod config;
 mod duty_cycle_counters;
@@ -31,6 +32,7 @@ mod errors;
 mod ipc_publication;
 pub mod receiver;
 mod reclaim;
+mod resources;
 pub mod sender;
 pub mod system_counters;
 

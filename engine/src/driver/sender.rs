@@ -7,7 +7,7 @@
 //! It runs on the thread `driver-sender` (dedicated), `driver-network` (shared-network) or
 //! `driver-shared` (shared), or on the embedding application's thread (invoker). It owns
 //! everything it is given through its queue; it shares only counters (its own) and the error
-//! log (through [`super::errors::ErrorRecorder`]).
+//! log (through the driver's error recorder).
 
 use super::agent_proxy::{COMMAND_LIMIT, CommandInbox};
 use super::duty_cycle_counters::DutyCycleCounters;
