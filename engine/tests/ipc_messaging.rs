@@ -326,6 +326,50 @@ fn an_exclusive_publication_that_fills_a_term_exactly_rotates() {
 }
 
 #[test]
+fn an_exclusive_publication_pads_each_term_end_and_keeps_its_positions() {
+    // 160-byte frames do not divide a 64 KiB term: each term ends in padding, and the
+    // publication's own tail must agree with the log's across every rotation.
+    let driver = driver("exclusive-pad");
+    let tern = client(&driver);
+    let mut subscription = tern.add_subscription("tern:ipc", 19).unwrap();
+    let mut publication = tern.add_exclusive_publication("tern:ipc", 19).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let total = 3 * 410u32 + 7;
+    let (mut sent, mut next, mut last) = (0u32, 0u32, 0i64);
+    let deadline = Instant::now() + DEADLINE;
+    while next < total {
+        if sent < total {
+            let mut body = [0u8; 100];
+            body[..4].copy_from_slice(&sent.to_le_bytes());
+            match publication.offer(&body) {
+                OfferResult::Ok(position) => {
+                    sent += 1;
+                    assert!(position > last && (position - last) % 32 == 0);
+                    assert_eq!(publication.position(), position, "the log's tail agrees");
+                    last = position;
+                }
+                OfferResult::BackPressured | OfferResult::AdminAction => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        subscription.poll(
+            |body, header| {
+                assert_eq!(u32::from_le_bytes(body[..4].try_into().unwrap()), next);
+                assert_eq!(
+                    header.position % (64 * 1024) % 160,
+                    0,
+                    "frames restart each term"
+                );
+                next += 1;
+            },
+            64,
+        );
+        assert!(Instant::now() < deadline, "stalled at {next}");
+    }
+    assert!(last > 3 * 64 * 1024, "crossed three terms: {last}");
+}
+
+#[test]
 fn a_session_id_subscription_reads_that_session_only() {
     let driver = driver("session");
     let tern = client(&driver);

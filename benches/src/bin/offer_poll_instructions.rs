@@ -1,7 +1,8 @@
 //! A fixed, single-threaded workload for counting instructions under callgrind: an embedded
 //! driver and client in invoker mode (no other thread runs), one publication and one
 //! subscription over `tern:ipc`, warmed up, then `COUNT` offers of 32 bytes in
-//! `measured_offers` and `COUNT` single-fragment polls in `measured_polls`. Run it with
+//! `measured_offers` and `COUNT` single-fragment polls in `measured_polls`, then `COUNT` offers through an exclusive
+//! publication in `measured_exclusive_offers`. Run it with
 //! `benches/instruction_counts.sh`, which divides each function's instructions by `COUNT`.
 //! Wall time is noise on a shared machine; instruction counts repeat, so later changes can be
 //! compared against the figures in BENCHMARKS.md.
@@ -9,7 +10,7 @@
 use std::hint::black_box;
 
 use tern_engine::client::{
-    ClientConfig, ConductorMode, OfferResult, Publication, Subscription, Tern,
+    ClientConfig, ConductorMode, ExclusivePublication, OfferResult, Publication, Subscription, Tern,
 };
 use tern_engine::driver::{DriverConfig, MediaDriver, ThreadingMode};
 
@@ -19,6 +20,17 @@ const COUNT: usize = 100_000;
 
 #[inline(never)]
 fn measured_offers(publication: &Publication, message: &[u8]) -> usize {
+    let mut accepted = 0;
+    for _ in 0..COUNT {
+        if matches!(publication.offer(black_box(message)), OfferResult::Ok(_)) {
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+#[inline(never)]
+fn measured_exclusive_offers(publication: &mut ExclusivePublication, message: &[u8]) -> usize {
     let mut accepted = 0;
     for _ in 0..COUNT {
         if matches!(publication.offer(black_box(message)), OfferResult::Ok(_)) {
@@ -92,5 +104,45 @@ fn main() {
     let polled = measured_polls(&mut subscription);
     assert_eq!(offered, COUNT, "every measured offer was accepted");
     assert_eq!(polled, COUNT, "every measured poll read one fragment");
-    println!("{COUNT} offers and {COUNT} polls of 32 B");
+    // The same through an exclusive publication on a stream of its own.
+    let exclusive_id = tern
+        .async_add_exclusive_publication("tern:ipc", 2)
+        .expect("sent");
+    let other_id = tern.async_add_subscription("tern:ipc", 2).expect("sent");
+    let (mut exclusive, mut other) = (None, None);
+    for _ in 0..1_000_000 {
+        driver.invoke();
+        if exclusive.is_none() {
+            exclusive = tern
+                .poll_exclusive_publication(exclusive_id)
+                .map(|ready| ready.expect("ready"));
+        }
+        if other.is_none() {
+            other = tern
+                .poll_subscription(other_id)
+                .map(|ready| ready.expect("ready"));
+        }
+        if exclusive
+            .as_ref()
+            .is_some_and(ExclusivePublication::is_connected)
+            && other.is_some()
+        {
+            break;
+        }
+    }
+    let mut exclusive = exclusive.expect("an exclusive publication");
+    let mut other = other.expect("a subscription");
+    for _ in 0..10_000 {
+        while !matches!(exclusive.offer(&message), OfferResult::Ok(_)) {
+            driver.invoke();
+        }
+        other.poll(|_, _| {}, 1);
+    }
+    driver.invoke();
+    let offered = measured_exclusive_offers(&mut exclusive, &message);
+    assert_eq!(
+        offered, COUNT,
+        "every measured exclusive offer was accepted"
+    );
+    println!("{COUNT} offers and {COUNT} polls of 32 B, then {COUNT} exclusive offers");
 }

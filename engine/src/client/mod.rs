@@ -411,6 +411,30 @@ impl Tern {
         Ok(ExclusivePublication::new(Arc::clone(&self.shared), ready))
     }
 
+    /// Starts adding an exclusive publication; returns its registration id for
+    /// [`Tern::poll_exclusive_publication`].
+    pub fn async_add_exclusive_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<i64, ClientError> {
+        publication::send_add(&self.shared, channel, stream_id, true)
+    }
+
+    /// The exclusive publication `registration_id` once the driver has answered.
+    pub fn poll_exclusive_publication(
+        &self,
+        registration_id: i64,
+    ) -> Option<Result<ExclusivePublication, ClientError>> {
+        let mut conductor = self.shared.lock();
+        conductor.do_work(&self.shared, self.shared.config.clock.now());
+        conductor
+            .take_publication(&self.shared, registration_id)
+            .map(|result| {
+                result.map(|ready| ExclusivePublication::new(Arc::clone(&self.shared), ready))
+            })
+    }
+
     /// Starts adding a subscription; returns its registration id for
     /// [`Tern::poll_subscription`].
     pub fn async_add_subscription(

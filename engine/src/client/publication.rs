@@ -141,14 +141,7 @@ impl PublicationCore {
         let term_offset = tail_term_offset(raw_tail, geometry.term_length());
         let position = geometry.position(term_id, term_offset);
         if position >= self.ready.limit.view().get() {
-            // Counted where `tern stat` can show them: who is being held back, and how often.
-            return Err(if metadata.is_connected() {
-                metadata.count_back_pressured();
-                OfferResult::BackPressured
-            } else {
-                metadata.count_not_connected();
-                OfferResult::NotConnected
-            });
+            return Err(self.refused());
         }
         if position + i64::try_from(align_frame(length + 32)).unwrap_or(i64::MAX)
             > self.max_position
@@ -156,6 +149,20 @@ impl PublicationCore {
             return Err(OfferResult::MaxPositionExceeded);
         }
         Ok((term_count, term_id, index, term_offset))
+    }
+
+    /// An offer refused at the limit, counted where `tern stat` can show it: who is being held
+    /// back, and how often.
+    #[cold]
+    fn refused(&self) -> OfferResult {
+        let metadata = self.ready.log.metadata();
+        if metadata.is_connected() {
+            metadata.count_back_pressured();
+            OfferResult::BackPressured
+        } else {
+            metadata.count_not_connected();
+            OfferResult::NotConnected
+        }
     }
 
     fn outcome(&self, term_count: i32, appended: Appended) -> OfferResult {
@@ -339,8 +346,20 @@ impl Publication {
 }
 
 /// An exclusive publication: one writer, `offer` through `&mut self`.
+///
+/// Being the log's only writer, it keeps its own tail (term id, offset, partition, position of
+/// the term's start) instead of reading the shared tail back on every offer, as Aeron's
+/// exclusive publication does; it stores the tail after each append for the driver.
 pub struct ExclusivePublication {
     core: PublicationCore,
+    term_count: i32,
+    term_id: i32,
+    /// The next free offset in the active term (at most the term length).
+    term_offset: u32,
+    /// The active partition.
+    index: usize,
+    /// The stream position at the start of the active term.
+    term_begin_position: i64,
 }
 
 impl std::fmt::Debug for ExclusivePublication {
@@ -348,14 +367,29 @@ impl std::fmt::Debug for ExclusivePublication {
         f.debug_struct("ExclusivePublication")
             .field("stream_id", &self.stream_id())
             .field("session_id", &self.session_id())
+            .field("term_id", &self.term_id)
+            .field("term_offset", &self.term_offset)
             .finish_non_exhaustive()
     }
 }
 
 impl ExclusivePublication {
     pub(crate) fn new(shared: Arc<ClientShared>, ready: PublicationReady) -> Self {
+        let core = PublicationCore::new(shared, ready);
+        let metadata = core.ready.log.metadata();
+        let geometry = core.ready.log.geometry();
+        let term_count = metadata.active_term_count();
+        let index = index_by_term_count(i64::from(term_count));
+        let raw_tail = metadata.raw_tail(index);
+        let term_id = tail_term_id(raw_tail);
+        let term_offset = tail_term_offset(raw_tail, geometry.term_length());
         Self {
-            core: PublicationCore::new(shared, ready),
+            term_begin_position: geometry.position(term_id, 0),
+            core,
+            term_count,
+            term_id,
+            term_offset,
+            index,
         }
     }
 
@@ -370,21 +404,51 @@ impl ExclusivePublication {
     /// Appends one message made of `parts`.
     pub fn offer_parts(&mut self, parts: &[&[u8]]) -> OfferResult {
         let length = parts.iter().map(|part| part.len()).sum();
-        let (term_count, term_id, index, term_offset) = match self.core.check(length) {
-            Ok(checked) => checked,
-            Err(result) => return result,
-        };
-        let log = &self.core.ready.log;
-        let term_offset = usize::try_from(term_offset).unwrap_or(usize::MAX);
-        let appender = ExclusiveTermAppender::new(log.term(index), log.metadata(), index);
+        let core = &self.core;
+        if core.shared.is_closed() {
+            return OfferResult::Closed;
+        }
+        if length > core.max_message_length {
+            return OfferResult::MessageTooLong {
+                length,
+                max: core.max_message_length,
+            };
+        }
+        let position = self.term_begin_position + i64::from(self.term_offset);
+        if position >= core.ready.limit.view().get() {
+            return core.refused();
+        }
+        if position + i64::try_from(align_frame(length + 32)).unwrap_or(i64::MAX)
+            > core.max_position
+        {
+            return OfferResult::MaxPositionExceeded;
+        }
+        let log = &core.ready.log;
+        let appender = ExclusiveTermAppender::new(log.term(self.index), log.metadata(), self.index);
         let appended = appender.append(
-            &self.core.template,
-            term_id,
-            term_offset,
+            &core.template,
+            self.term_id,
+            usize::try_from(self.term_offset).unwrap_or(usize::MAX),
             parts,
-            self.core.max_payload,
+            core.max_payload,
             0,
         );
-        self.core.outcome(term_count, appended)
+        match appended {
+            Appended::Ok { term_offset, .. } => {
+                self.term_offset = term_offset;
+                OfferResult::Ok(self.term_begin_position + i64::from(term_offset))
+            }
+            Appended::Tripped { term_id } => {
+                // The term is full (padded to its end): move to the next, for the driver too.
+                log.metadata().rotate(self.term_count, term_id);
+                let term_length = log.geometry().term_length();
+                self.term_count = self.term_count.wrapping_add(1);
+                self.term_id = term_id.wrapping_add(1);
+                self.term_offset = 0;
+                self.index = index_by_term_count(i64::from(self.term_count));
+                self.term_begin_position += i64::from(term_length);
+                OfferResult::AdminAction
+            }
+        }
     }
 }

@@ -396,13 +396,18 @@ impl Subscription {
         subscription
     }
 
-    /// Takes the conductor's image set when it changed: one atomic load otherwise.
+    /// Takes in the images the conductor added or removed since the last poll: one atomic
+    /// load when there are none.
     #[inline]
     fn refresh(&mut self) {
         let version = self.state.version.load(Ordering::Acquire);
-        if version == self.version {
-            return;
+        if version != self.version {
+            self.take_image_changes(version);
         }
+    }
+
+    #[cold]
+    fn take_image_changes(&mut self, version: u64) {
         self.version = version;
         let current = self.state.lock();
         self.images.retain(|image| {
@@ -450,13 +455,22 @@ impl Subscription {
         if count == 0 {
             return 0;
         }
-        self.round_robin = (self.round_robin + 1) % count;
+        // Round robin without a division per poll: each poll starts one image further on.
+        self.round_robin += 1;
+        if self.round_robin >= count {
+            self.round_robin = 0;
+        }
         let mut fragments = 0;
-        for step in 0..count {
+        let mut index = self.round_robin;
+        for _ in 0..count {
             if fragments >= fragment_limit {
                 break;
             }
-            let image = &mut self.images[(self.round_robin + step) % count];
+            let image = &mut self.images[index];
+            index += 1;
+            if index == count {
+                index = 0;
+            }
             fragments += image.poll(&mut handler, fragment_limit - fragments);
             if image.lapped && !image.lapped_reported && image.shared.tethered {
                 report_lapped(&self.client, image);
@@ -476,13 +490,22 @@ impl Subscription {
         if count == 0 {
             return 0;
         }
-        self.round_robin = (self.round_robin + 1) % count;
+        // Round robin without a division per poll: each poll starts one image further on.
+        self.round_robin += 1;
+        if self.round_robin >= count {
+            self.round_robin = 0;
+        }
         let mut fragments = 0;
-        for step in 0..count {
+        let mut index = self.round_robin;
+        for _ in 0..count {
             if fragments >= fragment_limit {
                 break;
             }
-            let image = &mut self.images[(self.round_robin + step) % count];
+            let image = &mut self.images[index];
+            index += 1;
+            if index == count {
+                index = 0;
+            }
             fragments += image.controlled_poll(&mut handler, fragment_limit - fragments);
             if image.lapped && !image.lapped_reported && image.shared.tethered {
                 report_lapped(&self.client, image);

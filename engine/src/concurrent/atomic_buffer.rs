@@ -30,6 +30,23 @@ use crate::sync::{AtomicU64, Ordering};
 /// Bytes in a word of the buffer.
 pub const WORD: usize = 8;
 
+/// Bytes in a slot of term memory: the frame alignment, and a frame header's length.
+pub const SLOT: usize = 32;
+
+/// A slot of term memory after its first 4 bytes, at the widths term memory is accessed at
+/// (`logbuffer::descriptor`): a frame header's version, flags and type, then three 8-byte words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SlotRest {
+    /// Bytes 4..8.
+    pub at4: i32,
+    /// Bytes 8..16.
+    pub at8: i64,
+    /// Bytes 16..24.
+    pub at16: i64,
+    /// Bytes 24..32.
+    pub at24: i64,
+}
+
 /// A shared, bounds-checked view of 8-byte-aligned memory.
 #[derive(Clone, Copy, Debug)]
 pub struct AtomicBuffer<'a> {
@@ -251,6 +268,61 @@ impl AtomicBuffer<'_> {
         }
     }
 
+    /// The four words of the slot at `offset` (a multiple of 32), with one range check.
+    #[inline]
+    fn slot(&self, offset: usize) -> &[AtomicU64] {
+        assert!(
+            offset.is_multiple_of(SLOT),
+            "slots are 32-byte aligned: {offset}"
+        );
+        match self.words.get(offset / WORD..offset / WORD + SLOT / WORD) {
+            Some(words) => words,
+            None => panic!(
+                "slot {offset} is outside a buffer of {} bytes",
+                self.capacity()
+            ),
+        }
+    }
+
+    /// The two 4-byte halves of a slot's first word.
+    #[inline]
+    fn halves(word: &AtomicU64) -> [&AtomicI32; 2] {
+        // SAFETY: the word is valid, 8-byte aligned memory for the buffer's lifetime, so its two
+        // 4-byte halves are valid and 4-byte aligned; term memory is accessed at these widths
+        // only (one width per location), so no access of another width races with them.
+        unsafe {
+            let base = word.as_ptr().cast::<i32>();
+            [AtomicI32::from_ptr(base), AtomicI32::from_ptr(base.add(1))]
+        }
+    }
+
+    /// Writes a frame header slot at `offset` at the slot widths: `at0` first (release), then
+    /// the rest (relaxed). One range check for the whole slot.
+    #[inline]
+    pub fn put_slot(&self, offset: usize, at0: i32, rest: SlotRest) {
+        let slot = self.slot(offset);
+        let [first, second] = Self::halves(&slot[0]);
+        first.store(at0, Ordering::Release);
+        second.store(rest.at4, Ordering::Relaxed);
+        slot[1].store(rest.at8.cast_unsigned(), Ordering::Relaxed);
+        slot[2].store(rest.at16.cast_unsigned(), Ordering::Relaxed);
+        slot[3].store(rest.at24.cast_unsigned(), Ordering::Relaxed);
+    }
+
+    /// Reads a slot after its first 4 bytes (relaxed): a published frame's header, after the
+    /// acquire load of its length.
+    #[inline]
+    pub fn get_slot_rest(&self, offset: usize) -> SlotRest {
+        let slot = self.slot(offset);
+        let [_, second] = Self::halves(&slot[0]);
+        SlotRest {
+            at4: second.load(Ordering::Relaxed),
+            at8: slot[1].load(Ordering::Relaxed).cast_signed(),
+            at16: slot[2].load(Ordering::Relaxed).cast_signed(),
+            at24: slot[3].load(Ordering::Relaxed).cast_signed(),
+        }
+    }
+
     #[inline]
     fn atomic_i32(&self, offset: usize) -> &AtomicI32 {
         assert!(
@@ -356,6 +428,33 @@ impl AtomicBuffer<'_> {
 /// Under loom every access is a word-level atomic, so the model checker sees each one.
 #[cfg(loom)]
 impl AtomicBuffer<'_> {
+    /// As for the non-loom version, through the model's checked accessors.
+    pub fn put_slot(&self, offset: usize, at0: i32, rest: SlotRest) {
+        assert!(
+            offset.is_multiple_of(SLOT),
+            "slots are 32-byte aligned: {offset}"
+        );
+        self.put_i32_ordered(offset, at0);
+        self.put_i32(offset + 4, rest.at4);
+        self.put_i64(offset + 8, rest.at8);
+        self.put_i64(offset + 16, rest.at16);
+        self.put_i64(offset + 24, rest.at24);
+    }
+
+    /// As for the non-loom version.
+    pub fn get_slot_rest(&self, offset: usize) -> SlotRest {
+        assert!(
+            offset.is_multiple_of(SLOT),
+            "slots are 32-byte aligned: {offset}"
+        );
+        SlotRest {
+            at4: self.get_i32(offset + 4),
+            at8: self.get_i64(offset + 8),
+            at16: self.get_i64(offset + 16),
+            at24: self.get_i64(offset + 24),
+        }
+    }
+
     fn load_i32(&self, offset: usize, ordering: Ordering) -> i32 {
         assert!(offset.is_multiple_of(4));
         let word = self.word(offset - offset % WORD).load(ordering);

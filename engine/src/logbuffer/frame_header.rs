@@ -10,7 +10,7 @@ use tern_codec::frame::{
     DATA_FRAME_TYPE, DATA_HEADER_LENGTH, PAD_FRAME_TYPE, data_flags, data_offsets,
 };
 
-use crate::concurrent::atomic_buffer::AtomicBuffer;
+use crate::concurrent::atomic_buffer::{AtomicBuffer, SlotRest};
 
 /// Offset of the frame length in a header (the layout is `tern_codec::frame::data_offsets`).
 pub const FRAME_LENGTH_OFFSET: usize = data_offsets::FRAME_LENGTH;
@@ -33,30 +33,64 @@ pub const PAD_TYPE: u16 = PAD_FRAME_TYPE;
 /// The DATA frame type.
 pub const DATA_TYPE: u16 = DATA_FRAME_TYPE;
 
-/// The parts of a DATA header that are the same for every frame of a publication.
+/// The parts of a DATA header that are the same for every frame of a publication, kept as the
+/// words they are written as: a header is five stores at the slot widths (see
+/// [`super::descriptor`]), as Aeron's header writer does, not a copy of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderTemplate {
-    header: [u8; DATA_HEADER_LENGTH],
+    /// Bytes 4..8 of the default header (version, flags, type) with the flags cleared.
+    version_and_type: i32,
+    session_id: i32,
+    stream_id: i32,
+}
+
+/// Bytes 4..8 of a header (little-endian): version, flags, type.
+const fn version_flags_type(version: u8, flags: u8, frame_type: u16) -> i32 {
+    i32::from_le_bytes([
+        version,
+        flags,
+        frame_type.to_le_bytes()[0],
+        frame_type.to_le_bytes()[1],
+    ])
+}
+
+/// Two 4-byte fields as the 8-byte word they share (the first in the low half).
+#[inline]
+fn pair(low: i32, high: i32) -> i64 {
+    i64::from(low.cast_unsigned()) | (i64::from(high) << 32)
 }
 
 impl HeaderTemplate {
     /// A template from a log's default header.
     pub fn new(default_header: [u8; DATA_HEADER_LENGTH]) -> Self {
+        let field = |offset: usize| {
+            i32::from_le_bytes(
+                default_header[offset..offset + 4]
+                    .try_into()
+                    .unwrap_or([0; 4]),
+            )
+        };
+        let frame_type =
+            u16::from_le_bytes([default_header[TYPE_OFFSET], default_header[TYPE_OFFSET + 1]]);
         Self {
-            header: default_header,
+            version_and_type: version_flags_type(
+                default_header[data_offsets::VERSION],
+                0,
+                frame_type,
+            ),
+            session_id: field(SESSION_ID_OFFSET),
+            stream_id: field(STREAM_ID_OFFSET),
         }
     }
 
     /// The session id.
     pub fn session_id(&self) -> i32 {
-        let field = &self.header[SESSION_ID_OFFSET..SESSION_ID_OFFSET + 4];
-        i32::from_le_bytes(field.try_into().unwrap_or([0; 4]))
+        self.session_id
     }
 
     /// The stream id.
     pub fn stream_id(&self) -> i32 {
-        let field = &self.header[STREAM_ID_OFFSET..STREAM_ID_OFFSET + 4];
-        i32::from_le_bytes(field.try_into().unwrap_or([0; 4]))
+        self.stream_id
     }
 
     /// Writes the header of a frame of `frame_length` bytes at `term_offset` of `term`, with the
@@ -71,18 +105,58 @@ impl HeaderTemplate {
         term_id: i32,
         reserved_value: i64,
     ) {
-        let length = i32::try_from(frame_length).expect("frames are shorter than a term");
-        term.put_i32_ordered(term_offset + FRAME_LENGTH_OFFSET, -length);
-        let mut header = self.header;
-        header[FLAGS_OFFSET] = flags;
-        header[TERM_OFFSET_OFFSET..TERM_OFFSET_OFFSET + 4].copy_from_slice(
-            &i32::try_from(term_offset)
-                .expect("terms are at most 1 GiB")
-                .to_le_bytes(),
+        self.write_with(
+            term,
+            term_offset,
+            frame_length,
+            self.version_and_type | (i32::from(flags) << 8),
+            term_id,
+            reserved_value,
         );
-        header[TERM_ID_OFFSET..TERM_ID_OFFSET + 4].copy_from_slice(&term_id.to_le_bytes());
-        header[RESERVED_VALUE_OFFSET..].copy_from_slice(&reserved_value.to_le_bytes());
-        term.put_bytes(term_offset + 4, &header[4..]);
+    }
+
+    /// Writes a PAD header of `frame_length` bytes, length negated.
+    fn write_pad(
+        &self,
+        term: &AtomicBuffer<'_>,
+        term_offset: usize,
+        frame_length: usize,
+        term_id: i32,
+    ) {
+        let version_and_type = (self.version_and_type & 0xFFFF) | (i32::from(PAD_TYPE) << 16);
+        self.write_with(
+            term,
+            term_offset,
+            frame_length,
+            version_and_type,
+            term_id,
+            0,
+        );
+    }
+
+    #[inline]
+    fn write_with(
+        &self,
+        term: &AtomicBuffer<'_>,
+        term_offset: usize,
+        frame_length: usize,
+        version_flags_type: i32,
+        term_id: i32,
+        reserved_value: i64,
+    ) {
+        let length = i32::try_from(frame_length).expect("frames are shorter than a term");
+        // The slot check in `put_slot` bounds the offset by the term (at most 1 GiB).
+        let offset = i32::try_from(term_offset).expect("terms are at most 1 GiB");
+        term.put_slot(
+            term_offset,
+            -length,
+            SlotRest {
+                at4: version_flags_type,
+                at8: pair(offset, self.session_id),
+                at16: pair(self.stream_id, term_id),
+                at24: reserved_value,
+            },
+        );
     }
 }
 
@@ -102,9 +176,25 @@ pub fn write_padding(
     length: usize,
     term_id: i32,
 ) {
-    template.write(term, term_offset, length, 0, term_id, 0);
-    term.put_bytes(term_offset + TYPE_OFFSET, &PAD_TYPE.to_le_bytes());
+    template.write_pad(term, term_offset, length, term_id);
     publish(term, term_offset, length);
+}
+
+/// The type of the frame at `term_offset` (read at the 4-byte width of its word).
+#[inline]
+pub fn frame_type(term: &AtomicBuffer<'_>, term_offset: usize) -> u16 {
+    let [_, _, low, high] = term.get_i32(term_offset + 4).to_le_bytes();
+    u16::from_le_bytes([low, high])
+}
+
+/// Turns the unpublished frame at `term_offset` into padding (a claim aborted), keeping its
+/// version and flags; the caller publishes it.
+pub fn set_pad_type(term: &AtomicBuffer<'_>, term_offset: usize) {
+    let [version, flags, ..] = term.get_i32(term_offset + 4).to_le_bytes();
+    term.put_i32(
+        term_offset + 4,
+        version_flags_type(version, flags, PAD_TYPE),
+    );
 }
 
 /// What a subscriber sees of a fragment's header.
@@ -139,11 +229,24 @@ impl FragmentHeader {
         self.flags & data_flags::END != 0
     }
 
-    /// Reads the header of a published frame at `term_offset`; `position` is the caller's.
-    pub(crate) fn read(term: &AtomicBuffer<'_>, term_offset: usize, position: i64) -> Self {
-        let mut bytes = [0u8; DATA_HEADER_LENGTH];
-        term.get_bytes(term_offset, &mut bytes);
-        Self::parse(&bytes, position)
+    /// The header from a slot's words.
+    #[inline]
+    pub(crate) fn from_slot(frame_length: i32, rest: SlotRest, position: i64) -> Self {
+        let [_, flags, ..] = rest.at4.to_le_bytes();
+        let low =
+            |word: i64| i32::from_le_bytes(word.to_le_bytes()[..4].try_into().unwrap_or([0; 4]));
+        let high =
+            |word: i64| i32::from_le_bytes(word.to_le_bytes()[4..].try_into().unwrap_or([0; 4]));
+        Self {
+            frame_length,
+            flags,
+            term_offset: low(rest.at8),
+            session_id: high(rest.at8),
+            stream_id: low(rest.at16),
+            term_id: high(rest.at16),
+            reserved_value: rest.at24,
+            position,
+        }
     }
 
     /// The header at the start of `bytes` (at least a header long); `position` is the caller's.

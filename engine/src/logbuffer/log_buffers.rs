@@ -39,7 +39,7 @@ pub enum LogFileError {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LogViews<'a> {
     terms: [AtomicBuffer<'a>; PARTITION_COUNT],
-    metadata: AtomicBuffer<'a>,
+    metadata: LogMetadata<'a>,
 }
 
 views!(LogViews);
@@ -134,12 +134,14 @@ impl LogBuffers {
             let whole = file.buffer();
             LogViews {
                 terms: [0, 1, 2].map(|index| whole.view(index * term_length, term_length)),
-                metadata: whole.view(PARTITION_COUNT * term_length, LOG_META_DATA_LENGTH),
+                metadata: LogMetadata::new(
+                    whole.view(PARTITION_COUNT * term_length, LOG_META_DATA_LENGTH),
+                ),
             }
         });
         let geometry = TermGeometry::new(
             u32::try_from(term_length).unwrap_or(0),
-            LogMetadata::new(views.view().metadata).initial_term_id(),
+            views.view().metadata.initial_term_id(),
         )
         .unwrap_or_else(|_| TermGeometry::new(65536, 0).expect("a valid geometry"));
         Self {
@@ -159,7 +161,7 @@ impl LogBuffers {
     /// The metadata.
     #[inline]
     pub fn metadata(&self) -> LogMetadata<'_> {
-        LogMetadata::new(self.views.view().metadata)
+        self.views.view().metadata
     }
 
     /// The stream's geometry.

@@ -52,7 +52,13 @@ pub fn framed_length(length: usize, max_payload: usize) -> usize {
 }
 
 /// Copies bytes `from..from + length` of the message made of `parts` into `term` at `offset`.
+#[inline]
 fn copy_parts(term: &AtomicBuffer<'_>, offset: usize, parts: &[&[u8]], from: usize, length: usize) {
+    if let [part] = parts {
+        // One part, the usual offer: a single copy.
+        term.put_bytes(offset, &part[from..from + length]);
+        return;
+    }
     let mut part_start = 0;
     let mut written = 0;
     for part in parts {
@@ -74,6 +80,7 @@ fn copy_parts(term: &AtomicBuffer<'_>, offset: usize, parts: &[&[u8]], from: usi
 
 /// Writes a message's frames at `term_offset` (already claimed, `framed` bytes in all).
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn write_frames(
     term: &AtomicBuffer<'_>,
     template: &HeaderTemplate,
@@ -262,9 +269,10 @@ impl BufferClaim<'_> {
 
     /// Sets the frame's reserved value.
     pub fn set_reserved_value(&mut self, value: i64) {
-        self.term.put_bytes(
+        // At the slot width of that word, as every other access to it.
+        self.term.put_i64(
             self.frame_offset + super::frame_header::RESERVED_VALUE_OFFSET,
-            &value.to_le_bytes(),
+            value,
         );
     }
 
@@ -282,10 +290,7 @@ impl BufferClaim<'_> {
     }
 
     fn pad(&mut self) {
-        self.term.put_bytes(
-            self.frame_offset + super::frame_header::TYPE_OFFSET,
-            &super::frame_header::PAD_TYPE.to_le_bytes(),
-        );
+        super::frame_header::set_pad_type(&self.term, self.frame_offset);
         publish(
             &self.term,
             self.frame_offset,

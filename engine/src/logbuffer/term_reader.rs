@@ -16,6 +16,7 @@
 use super::descriptor::{ALIGNMENT, LogMetadata, copy_slots};
 use super::frame_header::{FragmentHeader, PAD_TYPE, TYPE_OFFSET};
 use crate::concurrent::atomic_buffer::AtomicBuffer;
+use crate::concurrent::atomic_buffer::SlotRest;
 use crate::sync::{Ordering, fence};
 use tern_codec::frame::DATA_HEADER_LENGTH;
 
@@ -41,8 +42,8 @@ pub fn read(
     let mut fragments = 0;
     while fragments < fragment_limit && term_offset < term_length {
         // Pairs with the release store of the length in `frame_header::publish`.
-        let frame_length = term.get_i32_volatile(term_offset);
-        let Ok(frame_length) = usize::try_from(frame_length) else {
+        let published = term.get_i32_volatile(term_offset);
+        let Ok(frame_length) = usize::try_from(published) else {
             break;
         };
         if frame_length < DATA_HEADER_LENGTH || frame_length > term_length - term_offset {
@@ -53,12 +54,11 @@ pub fn read(
         let frame_offset = term_offset;
         let aligned = tern_codec::frame::align(frame_length);
         term_offset += aligned;
-        let mut frame_type = [0u8; 2];
-        term.get_bytes(frame_offset + TYPE_OFFSET, &mut frame_type);
-        if u16::from_le_bytes(frame_type) == PAD_TYPE {
+        let rest = term.get_slot_rest(frame_offset);
+        if rest_type(rest) == PAD_TYPE {
             continue;
         }
-        let header = FragmentHeader::read(term, frame_offset, position_of(term_offset));
+        let header = FragmentHeader::from_slot(published, rest, position_of(term_offset));
         // SAFETY: the frame is published (acquire of its positive length) and publishers never
         // write a published frame again; the driver cleans the term only after every subscriber
         // has passed it, which this one has not until it stores its new position.
@@ -75,6 +75,13 @@ pub fn read(
         fragments,
         term_offset,
     }
+}
+
+/// The frame type in a slot's version-flags-type word.
+#[inline]
+fn rest_type(rest: SlotRest) -> u16 {
+    let [_, _, low, high] = rest.at4.to_le_bytes();
+    u16::from_le_bytes([low, high])
 }
 
 /// What a controlled handler wants after a fragment.
@@ -113,8 +120,8 @@ pub fn read_controlled(
     let mut fragments = 0;
     while fragments < fragment_limit && term_offset < term_length {
         // Pairs with the release store of the length in `frame_header::publish`.
-        let frame_length = term.get_i32_volatile(term_offset);
-        let Ok(frame_length) = usize::try_from(frame_length) else {
+        let published = term.get_i32_volatile(term_offset);
+        let Ok(frame_length) = usize::try_from(published) else {
             break;
         };
         if frame_length < DATA_HEADER_LENGTH || frame_length > term_length - term_offset {
@@ -124,13 +131,12 @@ pub fn read_controlled(
         }
         let frame_offset = term_offset;
         let next_offset = term_offset + (tern_codec::frame::align(frame_length));
-        let mut frame_type = [0u8; 2];
-        term.get_bytes(frame_offset + TYPE_OFFSET, &mut frame_type);
-        if u16::from_le_bytes(frame_type) == PAD_TYPE {
+        let rest = term.get_slot_rest(frame_offset);
+        if rest_type(rest) == PAD_TYPE {
             term_offset = next_offset;
             continue;
         }
-        let header = FragmentHeader::read(term, frame_offset, position_of(next_offset));
+        let header = FragmentHeader::from_slot(published, rest, position_of(next_offset));
         // SAFETY: as in `read`: a published frame is not written again until this subscriber's
         // position passes it.
         let action = unsafe {
@@ -195,8 +201,8 @@ pub fn read_copied(
     };
     while !outcome.lapped && outcome.fragments < fragment_limit && term_offset < term_length {
         // Pairs with the release store of the length in `frame_header::publish`.
-        let frame_length = term.get_i32_volatile(term_offset);
-        let Ok(frame_length) = usize::try_from(frame_length) else {
+        let published = term.get_i32_volatile(term_offset);
+        let Ok(frame_length) = usize::try_from(published) else {
             break;
         };
         if frame_length < DATA_HEADER_LENGTH || frame_length > term_length - term_offset {

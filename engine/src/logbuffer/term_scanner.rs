@@ -5,7 +5,7 @@
 //! would take the batch past `max_length`, or at a PAD frame, which ends the batch: only the
 //! PAD's header travels, and the receiver regenerates the padding.
 
-use super::frame_header::{PAD_TYPE, TYPE_OFFSET};
+use super::frame_header::{PAD_TYPE, frame_type};
 use crate::concurrent::atomic_buffer::AtomicBuffer;
 use tern_codec::frame::DATA_HEADER_LENGTH;
 
@@ -36,9 +36,7 @@ pub fn scan_for_availability(
             break;
         }
         let aligned = tern_codec::frame::align(frame_length);
-        let mut frame_type = [0u8; 2];
-        term.get_bytes(offset + TYPE_OFFSET, &mut frame_type);
-        if u16::from_le_bytes(frame_type) == PAD_TYPE {
+        if frame_type(term, offset) == PAD_TYPE {
             // A batch ends at padding: send what came before, then the PAD header alone.
             if available == 0 {
                 available = DATA_HEADER_LENGTH;
@@ -58,7 +56,7 @@ pub fn scan_for_availability(
 mod tests {
     use super::*;
     use crate::concurrent::atomic_buffer::AlignedBuffer;
-    use crate::logbuffer::frame_header::{HeaderTemplate, publish, write_padding};
+    use crate::logbuffer::frame_header::{HeaderTemplate, TYPE_OFFSET, publish, write_padding};
 
     fn frame(
         term: &AtomicBuffer<'_>,
