@@ -96,6 +96,11 @@ pub trait Agent: Send {
     /// A name for threads and logs.
     fn role_name(&self) -> &str;
 
+    /// The roles of the agents this one runs: itself, or each agent of a composite.
+    fn roles(&self) -> Vec<String> {
+        vec![self.role_name().to_owned()]
+    }
+
     /// Called once when the agent stops.
     fn on_close(&mut self) {}
 
@@ -160,9 +165,15 @@ impl Agent for CompositeAgent {
         &self.name
     }
 
+    fn roles(&self) -> Vec<String> {
+        self.agents.iter().flat_map(|agent| agent.roles()).collect()
+    }
+
+    /// In reverse order of composition (the last composed was started last), each on its own:
+    /// one agent's panic while closing does not keep the others from closing.
     fn on_close(&mut self) {
-        for agent in &mut self.agents {
-            agent.on_close();
+        for agent in self.agents.iter_mut().rev() {
+            let _ = guarded(|| agent.on_close());
         }
     }
 
@@ -180,7 +191,8 @@ impl Agent for CompositeAgent {
     /// Each agent that tracks duty cycles is told the whole thread's cycle: that is what delays
     /// its next turn.
     fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
-        for agent in &mut self.agents {
+        for (index, agent) in self.agents.iter_mut().enumerate() {
+            self.current = index;
             agent.on_duty_cycle(cycle_ns, end);
         }
     }
@@ -334,8 +346,19 @@ impl AgentRunner {
         strategy: IdleStrategy,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Self> {
+        Self::start_in_group(agent, strategy, clock, Arc::new(OnceLock::new()))
+    }
+
+    /// Starts `agent` as one of a group that shares `failure`: when any agent of the group
+    /// panics, every one of them stops after its current duty cycle (a driver whose sender
+    /// died stops its conductor too, so that clients see its heartbeat stop).
+    pub fn start_in_group(
+        agent: Box<dyn Agent>,
+        strategy: IdleStrategy,
+        clock: Arc<dyn Clock>,
+        failure: Arc<OnceLock<String>>,
+    ) -> std::io::Result<Self> {
         let running = Arc::new(AtomicBool::new(true));
-        let failure = Arc::new(OnceLock::new());
         let (flag, failed) = (Arc::clone(&running), Arc::clone(&failure));
         let name = agent.role_name().to_owned();
         let thread = std::thread::Builder::new()
@@ -355,7 +378,7 @@ impl AgentRunner {
             .is_some_and(|thread| !thread.is_finished())
     }
 
-    /// The panic that stopped the agent, if one did.
+    /// The panic that stopped the agent (or, in a group, the group), if one did.
     pub fn failure(&self) -> Option<&str> {
         self.failure.get().map(String::as_str)
     }
@@ -380,7 +403,7 @@ fn run(
 ) {
     let mut idler = Idler::new(strategy);
     let tracks = agent.tracks_duty_cycle();
-    while running.load(Ordering::Acquire) {
+    while running.load(Ordering::Acquire) && failure.get().is_none() {
         let cycle = guarded(|| {
             let start = clock.now();
             let work = agent.do_work(start);

@@ -48,11 +48,19 @@
 //! a `MappedView` only guarantees that the memory is mapped while the view can be used.
 
 use std::any::Any;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 /// A view type, named by its `'static` form, with its lifetime as a parameter.
-pub trait View: 'static {
+///
+/// # Safety
+/// `At<'a>` must be covariant in `'a` (checked by [`View::shorten`] being the identity), must
+/// borrow only memory outside itself that lives for `'a` (a view of a mapping), and must own
+/// no memory a borrow of it could point into: [`MappedView`] relies on every `'a` borrow in an
+/// `At<'a>` pointing into its owner, never into the view value. Implement it through the
+/// crate's `views!` macro, for flyweights over an `AtomicBuffer` and integers only.
+pub unsafe trait View: 'static {
     /// The view at lifetime `'a`.
     type At<'a>;
 
@@ -65,7 +73,10 @@ pub trait View: 'static {
 macro_rules! views {
     ($($view:ident),* $(,)?) => {
         $(
-            impl View for $view<'static> {
+            // SAFETY: the view types declared here hold only `AtomicBuffer<'a>` views and plain
+            // integers: covariant (checked by `shorten`), borrowing only the mapping, owning
+            // nothing a borrow could point into.
+            unsafe impl View for $view<'static> {
                 type At<'a> = $view<'a>;
 
                 fn shorten<'s>(view: &'s $view<'static>) -> &'s $view<'s> {
@@ -135,12 +146,14 @@ impl<V: View> MappedView<V> {
     }
 
     /// Builds another view of the same mapping from this one (a counter from the counters
-    /// section, say).
+    /// section, say). The second argument only names the lifetime of what the view borrows.
     pub fn project<W: View>(
         &self,
-        make: impl for<'a> FnOnce(&'a V::At<'a>) -> W::At<'a>,
+        make: impl for<'a, 'b> FnOnce(&'b V::At<'a>, PhantomData<&'a ()>) -> W::At<'a>,
     ) -> MappedView<W> {
-        match self.try_project::<W, std::convert::Infallible>(|view| Ok(make(view))) {
+        match self
+            .try_project::<W, std::convert::Infallible>(|view, lifetime| Ok(make(view, lifetime)))
+        {
             Ok(view) => view,
             Err(never) => match never {},
         }
@@ -149,12 +162,13 @@ impl<V: View> MappedView<V> {
     /// Builds another view of the same mapping from this one, which may fail.
     pub fn try_project<W: View, E>(
         &self,
-        make: impl for<'a> FnOnce(&'a V::At<'a>) -> Result<W::At<'a>, E>,
+        make: impl for<'a, 'b> FnOnce(&'b V::At<'a>, PhantomData<&'a ()>) -> Result<W::At<'a>, E>,
     ) -> Result<MappedView<W>, E> {
-        let view = make(self.view())?;
-        // SAFETY: `make` received this view at a lifetime it cannot name, so its result borrows
-        // at most what this view does: the mapping `owner` keeps alive, which the new value
-        // keeps alive too (a clone of the same Arc), dropped after the view.
+        let view = make(self.view(), PhantomData)?;
+        // SAFETY: `make` is universal in 'a (what the view borrows) and 'b (the borrow of the
+        // view itself), and its result may borrow only for 'a: what this view borrows, the
+        // mapping `owner` keeps alive (View's contract), never the view value. The new value
+        // keeps the mapping alive too (a clone of the same Arc) and drops its view first.
         let view = unsafe { extend::<W>(view) };
         Ok(MappedView {
             view: ManuallyDrop::new(view),
@@ -170,13 +184,14 @@ impl<V: View> MappedView<V> {
 
     /// The view, mutably, inside `work`; what `work` returns cannot borrow the view.
     #[inline]
-    pub fn with_mut<R>(&mut self, work: impl for<'a> FnOnce(&'a mut V::At<'a>) -> R) -> R {
+    pub fn with_mut<R>(&mut self, work: impl for<'a, 'b> FnOnce(&'b mut V::At<'a>) -> R) -> R {
         let stored: &mut V::At<'static> = &mut self.view;
         // SAFETY: `V::At<'static>` and `V::At<'a>` are one type up to a lifetime, so the cast
-        // keeps layout and validity. `work` is universal in 'a, so it can store into the view
-        // only values valid for every lifetime — views of this same mapping taken from the view
-        // itself, or 'static data — and its result type `R` is chosen outside 'a, so the view
-        // cannot leave `work`. The mapping outlives the call (owned by `self`).
+        // keeps layout and validity. `work` is universal in 'a and in 'b (the borrow of the
+        // view), so it can store into the view only values valid for every 'a — views of the
+        // same mapping taken from the view's own 'a borrows, or 'static data — never a borrow
+        // of the view value itself (that lives only for 'b); its result type `R` is chosen
+        // outside both, so no view leaves `work`. The mapping outlives the call (owned by `self`).
         let lent = unsafe { &mut *std::ptr::from_mut(stored).cast::<V::At<'_>>() };
         work(lent)
     }
@@ -231,7 +246,7 @@ mod tests {
     fn a_view_keeps_its_mapping_alive_after_every_other_handle_is_gone() {
         let owner = Arc::new(Owner(vec![0; 16]));
         let mut view = MappedView::<AtomicBuffer<'static>>::new(Arc::clone(&owner), buffer);
-        let projected = view.project::<AtomicBuffer<'static>>(|whole| whole.view(64, 64));
+        let projected = view.project::<AtomicBuffer<'static>>(|whole, _| whole.view(64, 64));
         drop(owner);
         view.view().put_i64(64, 7);
         assert_eq!(projected.view().get_i64(0), 7);

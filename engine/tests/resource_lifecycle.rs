@@ -1,6 +1,8 @@
 //! Driver-managed resources release what they hold — counters in the CnC file and log buffer
 //! files — on every path that ends them: a command that fails half-way, a removed counter, a
-//! closed client, a drained publication. Nothing leaks, and the counters come back for reuse.
+//! closed client (its counter and its publication link), a publication lingering for a reader
+//! and then gone (its counters, the reader's position and its file), a client timed out.
+//! Nothing leaks, and the counters come back for reuse.
 //! The driver runs on its own thread on a manual clock, which only the test advances.
 #![cfg(not(loom))]
 
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_engine::agent::{Clock, ManualClock};
-use tern_engine::client::{ClientConfig, ClientError, Tern};
+use tern_engine::client::{ClientConfig, ClientError, ConductorMode, OfferResult, Tern};
 use tern_engine::cnc::CncLayout;
 use tern_engine::command::ErrorCode;
 use tern_engine::driver::{DriverConfig, MediaDriver};
@@ -92,20 +94,51 @@ fn a_half_made_publication_a_removed_counter_and_a_closed_client_release_everyth
         allocated(&tern) == base + 5
     });
 
-    // Closing the client releases its counter and its publication, which drains and goes.
-    // `two` is never removed by hand: the client's close must free it.
-    drop(first);
+    // A reader that never keeps itself alive (its conductor runs only when it is called)
+    // subscribes and is linked: a position counter, in the id `one` freed (reused after 1 s).
+    clock.advance(Duration::from_secs(2));
+    let reader = Tern::connect(ClientConfig {
+        dir: driver.dir().to_path_buf(),
+        conductor_mode: ConductorMode::Invoker,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let _subscription = reader.add_subscription("tern:ipc", 1).unwrap();
+    eventually("the reader's image is linked", || {
+        allocated(&tern) == base + 6
+    });
+    first.wait_connected(DEADLINE).unwrap();
+    while !matches!(first.offer(b"unread"), OfferResult::Ok(_)) {}
+
+    // Closing the writer releases its counter (`two` is never removed by hand) and its link on
+    // the publication, which lingers for the reader that has not read it.
     tern.close();
     eventually("the closed client's counter is freed", || {
         let mut two_left = false;
-        tern.counters()
+        reader
+            .counters()
             .for_each(|info| two_left |= info.label == "two");
         !two_left
     });
-    clock.advance(Duration::from_secs(2));
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(log_files(&driver), 1, "lingering for the reader");
+    clock.advance(Duration::from_secs(1));
     eventually(
-        "the drained publication releases its counters and file",
-        || allocated(&tern) == base && log_files(&driver) == 0,
+        "past its linger, the publication releases its counters, the reader's and its file",
+        || allocated(&reader) == base && log_files(&driver) == 0,
     );
-    drop(two);
+
+    // The silent reader times out: its subscription ends with it.
+    clock.advance(Duration::from_secs(11));
+    eventually("the silent reader is timed out", || {
+        let mut timeouts = 0;
+        reader.counters().for_each(|info| {
+            if info.label == "client timeouts" {
+                timeouts = info.value;
+            }
+        });
+        timeouts == 1
+    });
+    assert_eq!(allocated(&reader), base);
+    drop((first, two));
 }

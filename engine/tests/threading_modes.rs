@@ -1,6 +1,7 @@
-//! Each threading mode runs the agents it names, on the threads it names, and moves messages:
-//! dedicated (three threads), shared-network (two), shared (one) and invoker (none: the
-//! application's own thread calls the duty cycle). Every agent's duty-cycle counters exist.
+//! Each threading mode composes the three driver agents onto the threads it names and moves
+//! messages: dedicated (three threads), shared-network (two), shared (one) and invoker (none:
+//! the application's own thread calls the duty cycle). That work queued for the sender and the
+//! receiver runs on those threads is checked by the driver's unit tests (`driver::tests`).
 #![cfg(not(loom))]
 
 use std::time::{Duration, Instant};
@@ -9,6 +10,9 @@ use tern_engine::client::{ClientConfig, OfferResult, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver, ThreadingMode};
 
 const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Each thread's name and the agents it runs.
+type Composition = Vec<(&'static str, Vec<String>)>;
 
 /// The OS names of this process's threads (Linux keeps 15 bytes of each).
 fn os_thread_names() -> Vec<String> {
@@ -63,18 +67,29 @@ fn every_mode_runs_its_agents_on_its_threads_and_moves_messages() {
 }
 
 fn threaded_modes() {
-    let cases: [(ThreadingMode, &[&str]); 3] = [
+    let conductor = || vec!["driver-conductor".to_owned()];
+    let network = || vec!["driver-sender".to_owned(), "driver-receiver".to_owned()];
+    let all = || [conductor(), network()].concat();
+    let cases: [(ThreadingMode, Composition); 3] = [
         (
             ThreadingMode::Dedicated,
-            &["driver-conductor", "driver-sender", "driver-receiver"],
+            vec![
+                ("driver-conductor", conductor()),
+                ("driver-sender", vec!["driver-sender".to_owned()]),
+                ("driver-receiver", vec!["driver-receiver".to_owned()]),
+            ],
         ),
         (
             ThreadingMode::SharedNetwork,
-            &["driver-conductor", "driver-network"],
+            vec![
+                ("driver-conductor", conductor()),
+                ("driver-network", network()),
+            ],
         ),
-        (ThreadingMode::Shared, &["driver-shared"]),
+        (ThreadingMode::Shared, vec![("driver-shared", all())]),
     ];
-    for (index, (mode, threads)) in cases.into_iter().enumerate() {
+    for (index, (mode, composition)) in cases.into_iter().enumerate() {
+        let threads: Vec<&str> = composition.iter().map(|(thread, _)| *thread).collect();
         let dir = std::env::temp_dir().join(format!("tern-modes-{}-{index}", std::process::id()));
         let driver = MediaDriver::launch(DriverConfig {
             dir,
@@ -84,6 +99,11 @@ fn threaded_modes() {
         })
         .unwrap();
         assert_eq!(driver.threads(), threads, "{mode:?}");
+        let expected: Vec<(String, Vec<String>)> = composition
+            .into_iter()
+            .map(|(thread, agents)| (thread.to_owned(), agents))
+            .collect();
+        assert_eq!(driver.composition(), expected, "{mode:?}");
         let tern = Tern::connect(ClientConfig {
             dir: driver.dir().to_path_buf(),
             ..ClientConfig::default()
@@ -138,6 +158,17 @@ fn invoker_mode() {
     })
     .unwrap();
     assert!(driver.threads().is_empty());
+    assert_eq!(
+        driver.composition(),
+        [(
+            "driver-shared".to_owned(),
+            vec![
+                "driver-conductor".to_owned(),
+                "driver-sender".to_owned(),
+                "driver-receiver".to_owned()
+            ]
+        )]
+    );
     assert!(
         os_thread_names()
             .iter()

@@ -336,7 +336,7 @@ impl ClientConductor {
             .and_then(|log| {
                 let limit = shared
                     .counters
-                    .try_project(|counters| counters.counter_reader(limit_id).ok_or(()))
+                    .try_project(|counters, _| counters.counter_reader(limit_id).ok_or(()))
                     .map_err(|()| {
                         ClientError::Resource(format!(
                             "the publisher limit counter {limit_id} is not allocated"
@@ -380,7 +380,7 @@ impl ClientConductor {
         let client_id = shared.client_id;
         let Ok(position) = shared
             .counters
-            .try_project(|counters| counters.owned_counter(counter_id, client_id).ok_or(()))
+            .try_project(|counters, _| counters.owned_counter(counter_id, client_id).ok_or(()))
         else {
             let reason = format!("position counter {counter_id} is not this client's");
             return self.release_image(shared, &info, &reason);

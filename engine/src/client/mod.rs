@@ -514,7 +514,7 @@ impl Tern {
         let counter = self
             .shared
             .counters
-            .try_project(|counters| counters.owned_counter(id, client_id).ok_or(()))
+            .try_project(|counters, _| counters.owned_counter(id, client_id).ok_or(()))
             .map_err(|()| {
                 ClientError::Resource(format!("counter {id} is not allocated to this client"))
             })?;

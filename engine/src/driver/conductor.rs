@@ -289,6 +289,7 @@ impl DriverConductor {
     fn process_commands(&mut self, now_ns: i64) -> usize {
         let mut copy = std::mem::take(&mut self.command_copy);
         let mut work = 0;
+        let (mut skipped_bytes, mut corrupt_length) = (0, 0);
         // One record per read: the ring copies it into `copy`, and the conductor handles it
         // after the read, free to borrow itself mutably.
         for _ in 0..COMMAND_LIMIT {
@@ -298,13 +299,8 @@ impl DriverConductor {
                     .view()
                     .read(&mut copy, |_, body| length = Some(body.len()), 1);
             if outcome.skipped_bytes > 0 {
-                self.errors
-                    .system()
-                    .add(SystemCounter::CorruptCommandBytes, outcome.skipped_bytes);
-                self.record_error(&format!(
-                    "corrupt command record (length {}): {} bytes of the command ring skipped",
-                    outcome.corrupt_length, outcome.skipped_bytes
-                ));
+                skipped_bytes += outcome.skipped_bytes;
+                corrupt_length = outcome.corrupt_length;
                 work += 1;
             }
             let Some(length) = length else {
@@ -318,8 +314,24 @@ impl DriverConductor {
                 .increment(SystemCounter::CommandsReceived);
             self.on_command(&copy[..length], now_ns);
             work += 1;
+            if self.resources_changed {
+                // Carry out what the command ended before the next command is read, so that no
+                // later command (in this cycle or another) sees a removed link or a closed
+                // client as alive.
+                work += self.check_resources(now_ns, false);
+            }
         }
         self.command_copy = copy;
+        if skipped_bytes > 0 {
+            // Counted per byte, logged once per cycle: a corrupt ring is one error.
+            self.errors
+                .system()
+                .add(SystemCounter::CorruptCommandBytes, skipped_bytes);
+            self.record_error(&format!(
+                "corrupt command record (length {corrupt_length}): {skipped_bytes} bytes of the \
+                 command ring skipped"
+            ));
+        }
         work
     }
 
@@ -1232,5 +1244,5 @@ pub(crate) fn allocate_counter(
 ) -> Result<MappedView<Counter<'static>>, crate::concurrent::counters::CountersError> {
     let id = counters
         .with_mut(|counters| counters.allocate(spec, now_ms).map(|counter| counter.id()))?;
-    counters.try_project(|counters| counters.counter(id))
+    counters.try_project(|counters, _| counters.counter(id))
 }

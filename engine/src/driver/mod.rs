@@ -101,6 +101,8 @@ pub struct MediaDriver {
     running: Option<Running>,
     /// The names of the threads started, in start order (none in invoker mode).
     threads: Vec<String>,
+    /// Each thread's (or the invoked agent's) name and the agents it runs, in order.
+    composition: Vec<(String, Vec<String>)>,
     terminated: Arc<std::sync::atomic::AtomicBool>,
     invoked_failure: Option<String>,
 }
@@ -177,16 +179,27 @@ impl MediaDriver {
             Box::new(receiver),
         );
         let mut threads = Vec::new();
+        let composition = agents
+            .iter()
+            .map(|agent| (agent.role_name().to_owned(), agent.roles()))
+            .collect();
         let running = if config.threading_mode == ThreadingMode::Invoker {
             Running::Invoked(agents.remove(0))
         } else {
             let mut runners = Vec::with_capacity(agents.len());
+            // One failure for all: a panic in any agent stops them all.
+            let failure = Arc::new(std::sync::OnceLock::new());
             for agent in agents {
                 let name = agent.role_name().to_owned();
                 // Runners already started stop when `runners` drops on this error path.
                 runners.push(
-                    AgentRunner::start(agent, config.idle_strategy, Arc::clone(&config.clock))
-                        .map_err(DriverError::Thread)?,
+                    AgentRunner::start_in_group(
+                        agent,
+                        config.idle_strategy,
+                        Arc::clone(&config.clock),
+                        Arc::clone(&failure),
+                    )
+                    .map_err(DriverError::Thread)?,
                 );
                 threads.push(name);
             }
@@ -196,6 +209,7 @@ impl MediaDriver {
             config,
             running: Some(running),
             threads,
+            composition,
             terminated,
             invoked_failure: None,
         })
@@ -204,6 +218,12 @@ impl MediaDriver {
     /// The names of the driver's threads, one per composed agent (empty in invoker mode).
     pub fn threads(&self) -> &[String] {
         &self.threads
+    }
+
+    /// Each thread (or, in invoker mode, the invoked agent) by name, with the roles of the
+    /// agents it runs in duty-cycle order.
+    pub fn composition(&self) -> &[(String, Vec<String>)] {
+        &self.composition
     }
 
     /// The driver's directory.
@@ -260,17 +280,23 @@ impl MediaDriver {
     /// whatever the configuration says, so that `tern errors` can still show what happened (the
     /// next driver to start there clears it).
     pub fn close(&mut self) {
-        let failed = self.failure().is_some();
-        match self.running.take() {
+        let running = match self.running.take() {
             Some(Running::Threads(mut runners)) => {
                 // The network agents first: the conductor's close removes what they send from.
                 for runner in runners.iter_mut().rev() {
                     runner.close();
                 }
+                runners
             }
-            Some(Running::Invoked(mut agent)) => agent.on_close(),
+            Some(Running::Invoked(mut agent)) => {
+                let _ = guarded(|| agent.on_close());
+                Vec::new()
+            }
             None => return,
-        }
+        };
+        // Asked after every thread stopped: a panic in a last duty cycle still counts.
+        let failed = self.invoked_failure.is_some()
+            || running.iter().any(|runner| runner.failure().is_some());
         if self.config.delete_on_shutdown && !failed {
             let _ = std::fs::remove_dir_all(&self.config.dir);
         }
@@ -327,10 +353,11 @@ mod tests {
         )
     }
 
-    /// A panic on the sender's own thread stops that thread, is reported as the driver's
-    /// failure, and is written to the error log and the `agent panics` counter once.
+    /// A panic on the sender's own thread stops every driver thread (the conductor too, so its
+    /// heartbeat stops and clients see the driver dead), is reported as the driver's failure,
+    /// and is written to the error log and the `agent panics` counter once.
     #[test]
-    fn a_sender_panic_is_recorded_once_and_reported() {
+    fn a_sender_panic_stops_the_driver_and_is_recorded_once() {
         let dir = std::env::temp_dir().join(format!("tern-driver-panic-{}", std::process::id()));
         let (
             DriverAgents {
@@ -345,6 +372,7 @@ mod tests {
             .offer(|_: &mut Sender| panic!("the sender broke"));
         assert!(queued.is_ok());
         let clock: Arc<dyn crate::agent::Clock> = Arc::new(ManualClock::starting_now());
+        let failure = Arc::new(std::sync::OnceLock::new());
         let mut runners: Vec<_> = compose(
             ThreadingMode::Dedicated,
             Box::new(conductor),
@@ -353,24 +381,28 @@ mod tests {
         )
         .into_iter()
         .map(|agent| {
-            AgentRunner::start(agent, crate::agent::IdleStrategy::Yield, Arc::clone(&clock))
-                .unwrap()
+            AgentRunner::start_in_group(
+                agent,
+                crate::agent::IdleStrategy::Yield,
+                Arc::clone(&clock),
+                Arc::clone(&failure),
+            )
+            .unwrap()
         })
         .collect();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while runners[1].is_running() {
+        while runners.iter().any(AgentRunner::is_running) {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the sender kept running"
+                "a driver thread kept running"
             );
             std::thread::yield_now();
         }
-        assert_eq!(
-            runners[1].failure(),
-            Some("agent driver-sender panicked: the sender broke")
-        );
-        assert!(runners[0].is_running() && runners[2].is_running());
         for runner in &mut runners {
+            assert_eq!(
+                runner.failure(),
+                Some("agent driver-sender panicked: the sender broke")
+            );
             runner.close();
         }
         let mut logged = Vec::new();

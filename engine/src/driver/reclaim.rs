@@ -5,8 +5,11 @@
 //! a lease (with the resource that holds it, on a removed link, a timed-out client, a drained
 //! publication, or a command that failed half-way) queues its counter id or path here; the
 //! conductor frees the queued counters and removes the queued files at the end of its duty cycle
-//! ([`Reclaim::take`]), the only place the driver frees either. So a resource cannot leak a
-//! counter or a file on any path, and no code path undoes by hand what another made.
+//! ([`Reclaim::take`]), the only place the driver frees either. So no path the conductor
+//! runs can leak a counter or a file, and no code path undoes by hand what another made. What
+//! is released after the conductor's last cycle (at shutdown) is not freed: the CnC file goes
+//! with the driver, and log buffer files are released before (`close_all`). A file that cannot
+//! be removed is logged, not retried.
 //!
 //! Leases may be dropped on any driver thread (the sender's and receiver's resources, with
 //! UDP), so the queue is behind a mutex, taken only when a lease is dropped or the queue is not
