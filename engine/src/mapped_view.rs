@@ -86,6 +86,8 @@ macro_rules! views {
         )*
     };
 }
+// Log buffers (the macro's user outside this module) are built without loom.
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use views;
 
 use crate::concurrent::atomic_buffer::AtomicBuffer;
