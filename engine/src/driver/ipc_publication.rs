@@ -281,8 +281,11 @@ impl IpcPublication {
         let mut work = 0;
         match self.observed_consumer_position(producer) {
             Some(consumer) => {
+                // Cleaning waits for a batch to gather, as Aeron cleans only when it moves the
+                // limit: a subscriber moving by a frame would otherwise make every duty cycle
+                // "work", and the driver would never back off to let spinning clients run.
                 let clean_target = consumer - self.term_length();
-                if clean_target > self.clean_position {
+                if clean_target - self.clean_position >= self.clean_batch() {
                     self.clean_to(clean_target);
                     work += 1;
                 }
@@ -367,6 +370,14 @@ impl IpcPublication {
     /// hold its thread for milliseconds, and on a machine whose cores are all busy that thread
     /// takes its turn from a spinning client. There is slack to clean in steps: publishers need
     /// a partition clean only when they reach it again, two terms past the slowest consumer.
+    /// The least a cleaning step waits for: an eighth of a term, at most a chunk. The limit
+    /// stays at most two terms past the clean position, and a term less a batch is still more
+    /// than the window (at most half a term), so a batch not yet cleaned never holds the limit
+    /// below `consumer + window`.
+    fn clean_batch(&self) -> i64 {
+        (self.term_length() / 8).min(as_position(CLEAN_CHUNK_BYTES))
+    }
+
     fn clean_to(&mut self, position: i64) {
         let position = (position & !(as_position(ALIGNMENT) - 1))
             .min(self.clean_position + as_position(CLEAN_CHUNK_BYTES));
