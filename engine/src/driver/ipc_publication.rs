@@ -365,19 +365,22 @@ impl IpcPublication {
             .collect()
     }
 
+    /// The least a cleaning run waits for: the limit's trip gain (an eighth of the window), so
+    /// the log is cleaned about as often as the limit moves, as Aeron does, and the driver's
+    /// duty cycles count as work that rarely while traffic flows (each time they do, its idle
+    /// strategy starts over from spinning, taking turns from spinning clients). The limit stays
+    /// at most two terms past the clean position, and a term less a batch (at most a sixteenth
+    /// of a term) is more than the window (at most half a term), so cleaning not yet done never
+    /// holds the limit below `consumer + window`.
+    fn clean_batch(&self) -> i64 {
+        self.trip_gain.max(as_position(ALIGNMENT))
+    }
+
     /// Zeroes the log from the clean position towards `position` (rounded down to a frame), at
     /// most [`CLEAN_CHUNK_BYTES`] per call: a duty cycle that zeroed a whole term at once would
     /// hold its thread for milliseconds, and on a machine whose cores are all busy that thread
     /// takes its turn from a spinning client. There is slack to clean in steps: publishers need
     /// a partition clean only when they reach it again, two terms past the slowest consumer.
-    /// The least a cleaning step waits for: an eighth of a term, at most a chunk. The limit
-    /// stays at most two terms past the clean position, and a term less a batch is still more
-    /// than the window (at most half a term), so a batch not yet cleaned never holds the limit
-    /// below `consumer + window`.
-    fn clean_batch(&self) -> i64 {
-        (self.term_length() / 8).min(as_position(CLEAN_CHUNK_BYTES))
-    }
-
     fn clean_to(&mut self, position: i64) {
         let position = (position & !(as_position(ALIGNMENT) - 1))
             .min(self.clean_position + as_position(CLEAN_CHUNK_BYTES));
