@@ -311,7 +311,17 @@ impl Publication {
     /// Appends one message.
     #[inline]
     pub fn offer(&self, message: &[u8]) -> OfferResult {
-        self.offer_parts(&[message])
+        if message.len() > self.core.max_payload {
+            return self.offer_parts(&[message]);
+        }
+        let (term_count, _, index, _) = match self.core.check(message.len()) {
+            Ok(checked) => checked,
+            Err(result) => return result,
+        };
+        let log = &self.core.ready.log;
+        let appender = TermAppender::new(log.term(index), log.metadata(), index);
+        let appended = appender.append_unfragmented(&self.core.template, message, 0);
+        self.core.outcome(term_count, appended)
     }
 
     /// Appends one message made of `parts` laid end to end, without copying them together.
@@ -398,41 +408,52 @@ impl ExclusivePublication {
     /// Appends one message.
     #[inline]
     pub fn offer(&mut self, message: &[u8]) -> OfferResult {
-        self.offer_parts(&[message])
+        if message.len() > self.core.max_payload {
+            return self.offer_parts(&[message]);
+        }
+        if let Err(refused) = self.admit(message.len()) {
+            return refused;
+        }
+        let log = &self.core.ready.log;
+        let appender = ExclusiveTermAppender::new(log.term(self.index), log.metadata(), self.index);
+        let appended = appender.append_unfragmented(
+            &self.core.template,
+            self.term_id,
+            usize::try_from(self.term_offset).unwrap_or(usize::MAX),
+            message,
+            0,
+        );
+        self.appended(appended)
     }
 
-    /// Appends one message made of `parts`.
-    pub fn offer_parts(&mut self, parts: &[&[u8]]) -> OfferResult {
-        let length = parts.iter().map(|part| part.len()).sum();
+    /// Whether a message of `length` bytes may be appended now.
+    #[inline]
+    fn admit(&self, length: usize) -> Result<(), OfferResult> {
         let core = &self.core;
         if core.shared.is_closed() {
-            return OfferResult::Closed;
+            return Err(OfferResult::Closed);
         }
         if length > core.max_message_length {
-            return OfferResult::MessageTooLong {
+            return Err(OfferResult::MessageTooLong {
                 length,
                 max: core.max_message_length,
-            };
+            });
         }
         let position = self.term_begin_position + i64::from(self.term_offset);
         if position >= core.ready.limit.view().get() {
-            return core.refused();
+            return Err(core.refused());
         }
         if position + i64::try_from(align_frame(length + 32)).unwrap_or(i64::MAX)
             > core.max_position
         {
-            return OfferResult::MaxPositionExceeded;
+            return Err(OfferResult::MaxPositionExceeded);
         }
-        let log = &core.ready.log;
-        let appender = ExclusiveTermAppender::new(log.term(self.index), log.metadata(), self.index);
-        let appended = appender.append(
-            &core.template,
-            self.term_id,
-            usize::try_from(self.term_offset).unwrap_or(usize::MAX),
-            parts,
-            core.max_payload,
-            0,
-        );
+        Ok(())
+    }
+
+    /// Moves this publication's own tail after an append.
+    #[inline]
+    fn appended(&mut self, appended: Appended) -> OfferResult {
         match appended {
             Appended::Ok { term_offset, .. } => {
                 self.term_offset = term_offset;
@@ -440,6 +461,7 @@ impl ExclusivePublication {
             }
             Appended::Tripped { term_id } => {
                 // The term is full (padded to its end): move to the next, for the driver too.
+                let log = &self.core.ready.log;
                 log.metadata().rotate(self.term_count, term_id);
                 let term_length = log.geometry().term_length();
                 self.term_count = self.term_count.wrapping_add(1);
@@ -450,5 +472,25 @@ impl ExclusivePublication {
                 OfferResult::AdminAction
             }
         }
+    }
+
+    /// Appends one message made of `parts`.
+    pub fn offer_parts(&mut self, parts: &[&[u8]]) -> OfferResult {
+        let length = parts.iter().map(|part| part.len()).sum();
+        if let Err(refused) = self.admit(length) {
+            return refused;
+        }
+        let core = &self.core;
+        let log = &core.ready.log;
+        let appender = ExclusiveTermAppender::new(log.term(self.index), log.metadata(), self.index);
+        let appended = appender.append(
+            &core.template,
+            self.term_id,
+            usize::try_from(self.term_offset).unwrap_or(usize::MAX),
+            parts,
+            core.max_payload,
+            0,
+        );
+        self.appended(appended)
     }
 }

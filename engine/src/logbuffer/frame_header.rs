@@ -95,7 +95,7 @@ impl HeaderTemplate {
 
     /// Writes the header of a frame of `frame_length` bytes at `term_offset` of `term`, with the
     /// length negated. The caller then writes the payload and calls [`publish`].
-    #[inline]
+    #[inline(always)]
     pub fn write(
         &self,
         term: &AtomicBuffer<'_>,
@@ -134,7 +134,7 @@ impl HeaderTemplate {
         );
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_with(
         &self,
         term: &AtomicBuffer<'_>,

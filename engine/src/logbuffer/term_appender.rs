@@ -79,6 +79,29 @@ fn copy_parts(term: &AtomicBuffer<'_>, offset: usize, parts: &[&[u8]], from: usi
 }
 
 /// Writes a message's frames at `term_offset` (already claimed, `framed` bytes in all).
+/// Writes and publishes one unfragmented frame carrying `message` at `term_offset`.
+#[inline(always)]
+fn write_frame(
+    term: &AtomicBuffer<'_>,
+    template: &HeaderTemplate,
+    term_offset: usize,
+    message: &[u8],
+    term_id: i32,
+    reserved_value: i64,
+) {
+    let frame_length = message.len() + DATA_HEADER_LENGTH;
+    template.write(
+        term,
+        term_offset,
+        frame_length,
+        data_flags::UNFRAGMENTED,
+        term_id,
+        reserved_value,
+    );
+    term.put_bytes(term_offset + DATA_HEADER_LENGTH, message);
+    publish(term, term_offset, frame_length);
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn write_frames(
@@ -179,6 +202,36 @@ impl<'a> TermAppender<'a> {
         }
     }
 
+    /// Appends a message that fits one frame (`message.len()` at most the publication's
+    /// largest payload, which the caller checked): [`TermAppender::append`] without the
+    /// fragmentation and the gathering of parts, for the usual offer.
+    #[inline]
+    pub fn append_unfragmented(
+        &self,
+        template: &HeaderTemplate,
+        message: &[u8],
+        reserved_value: i64,
+    ) -> Appended {
+        let frame_length = message.len() + DATA_HEADER_LENGTH;
+        let framed = align_frame(frame_length);
+        let (term_id, term_offset) = match self.claim_space(template, framed) {
+            Ok(claimed) => claimed,
+            Err(tripped) => return tripped,
+        };
+        write_frame(
+            &self.term,
+            template,
+            term_offset,
+            message,
+            term_id,
+            reserved_value,
+        );
+        Appended::Ok {
+            term_id,
+            term_offset: u32::try_from(term_offset + framed).expect("within the term"),
+        }
+    }
+
     /// Claims `length` payload bytes (at most one frame's) for the caller to fill in place.
     pub fn claim(
         &self,
@@ -208,6 +261,7 @@ impl<'a> TermAppender<'a> {
     }
 
     /// Claims `framed` bytes by atomic add; pads and trips at the end of the term.
+    #[inline(always)]
     fn claim_space(
         &self,
         template: &HeaderTemplate,
@@ -354,6 +408,34 @@ impl<'a> ExclusiveTermAppender<'a> {
         self.advance_tail(term_id, term_offset + framed)
     }
 
+    /// Appends a message that fits one frame (`message.len()` at most the publication's
+    /// largest payload, which the caller checked): [`ExclusiveTermAppender::append`] without
+    /// the fragmentation and the gathering of parts, for the usual offer.
+    #[inline]
+    pub fn append_unfragmented(
+        &self,
+        template: &HeaderTemplate,
+        term_id: i32,
+        term_offset: usize,
+        message: &[u8],
+        reserved_value: i64,
+    ) -> Appended {
+        let frame_length = message.len() + DATA_HEADER_LENGTH;
+        let framed = align_frame(frame_length);
+        if let Err(tripped) = self.check_space(template, term_id, term_offset, framed) {
+            return tripped;
+        }
+        write_frame(
+            &self.term,
+            template,
+            term_offset,
+            message,
+            term_id,
+            reserved_value,
+        );
+        self.advance_tail(term_id, term_offset + framed)
+    }
+
     /// Appends padding of `length` payload bytes (a gap that subscribers skip, as archive replay
     /// and the cluster log need).
     pub fn append_padding(
@@ -371,6 +453,7 @@ impl<'a> ExclusiveTermAppender<'a> {
         self.advance_tail(term_id, term_offset + framed)
     }
 
+    #[inline(always)]
     fn check_space(
         &self,
         template: &HeaderTemplate,
@@ -395,6 +478,7 @@ impl<'a> ExclusiveTermAppender<'a> {
         Ok(())
     }
 
+    #[inline(always)]
     fn advance_tail(&self, term_id: i32, term_offset: usize) -> Appended {
         let term_offset = u32::try_from(term_offset).expect("within the term");
         // Publishes the tail for the driver and for a publisher that reopens the log.
