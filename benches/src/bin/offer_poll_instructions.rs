@@ -2,7 +2,8 @@
 //! driver and client in invoker mode (no other thread runs), one publication and one
 //! subscription over `tern:ipc`, warmed up, then `COUNT` offers of 32 bytes in
 //! `measured_offers` and `COUNT` single-fragment polls in `measured_polls`, then `COUNT` offers through an exclusive
-//! publication in `measured_exclusive_offers`. Run it with
+//! publication in `measured_exclusive_offers`, then those fragments polled 256 at a time in
+//! `measured_batch_polls` (per fragment, as the throughput benchmarks poll). Run it with
 //! `benches/instruction_counts.sh`, which divides each function's instructions by `COUNT`.
 //! Wall time is noise on a shared machine; instruction counts repeat, so later changes can be
 //! compared against the figures in BENCHMARKS.md.
@@ -38,6 +39,23 @@ fn measured_exclusive_offers(publication: &mut ExclusivePublication, message: &[
         }
     }
     accepted
+}
+
+/// Fragments per poll in the batch measurement (as the throughput benchmarks poll).
+const BATCH: usize = 256;
+
+#[inline(never)]
+fn measured_batch_polls(subscription: &mut Subscription) -> usize {
+    let mut polled = 0;
+    while polled < COUNT {
+        polled += subscription.poll(
+            |payload, _| {
+                black_box(payload);
+            },
+            BATCH.min(COUNT - polled),
+        );
+    }
+    polled
 }
 
 #[inline(never)]
@@ -144,5 +162,10 @@ fn main() {
         offered, COUNT,
         "every measured exclusive offer was accepted"
     );
-    println!("{COUNT} offers and {COUNT} polls of 32 B, then {COUNT} exclusive offers");
+    let polled = measured_batch_polls(&mut other);
+    assert_eq!(polled, COUNT, "every exclusive offer was polled");
+    println!(
+        "{COUNT} offers and {COUNT} polls of 32 B, then {COUNT} exclusive offers and their \
+         fragments polled {BATCH} at a time"
+    );
 }
