@@ -1,6 +1,6 @@
 //! The data path allocates nothing: after warm-up, a million offer + poll cycles through a
-//! publication, a subscription and a fragment assembler (fragmented messages included) make no
-//! allocation on the thread that runs them. Allocations are counted per thread, so the driver's
+//! publication, a subscription and a fragment assembler (fragmented messages included), and a
+//! million through an exclusive publication, make no allocation on the thread that runs them. Allocations are counted per thread, so the driver's
 //! and the client conductor's threads do not blur the count.
 #![cfg(not(loom))]
 
@@ -105,4 +105,59 @@ fn a_million_offer_poll_cycles_allocate_nothing() {
     );
     assert!(delivered > 1_000_000, "delivered {delivered}");
     assert!(bytes > 32 * 1_000_000);
+}
+
+#[test]
+fn a_million_exclusive_offers_and_polls_allocate_nothing() {
+    let dir =
+        std::env::temp_dir().join(format!("tern-test-alloc-exclusive-{}", std::process::id()));
+    let mut config = DriverConfig {
+        dir,
+        ..DriverConfig::default()
+    };
+    config.ipc_term_length = 1024 * 1024;
+    let driver = MediaDriver::launch(config).unwrap();
+    let tern = Tern::connect(ClientConfig {
+        dir: driver.dir().to_path_buf(),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let mut publication = tern.add_exclusive_publication("tern:ipc", 21).unwrap();
+    let mut subscription = tern.add_subscription("tern:ipc", 21).unwrap();
+    publication.wait_connected(Duration::from_secs(10)).unwrap();
+    let small = [7u8; 32];
+    let large = vec![9u8; 3000];
+    let mut received = 0u64;
+    let mut cycle = |index: u64| {
+        // Unfragmented offers take the single-frame path; every hundredth is fragmented.
+        let message: &[u8] = if index.is_multiple_of(100) {
+            &large
+        } else {
+            &small
+        };
+        loop {
+            match publication.offer(message) {
+                OfferResult::Ok(_) => break,
+                OfferResult::BackPressured | OfferResult::AdminAction => {
+                    subscription.poll(|_, _| received += 1, 64);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        subscription.poll(|_, _| received += 1, 64);
+    };
+    for index in 0..10_000 {
+        cycle(index);
+    }
+    COUNTING.with(|counting| counting.set(true));
+    for index in 0..1_000_000 {
+        cycle(index);
+    }
+    COUNTING.with(|counting| counting.set(false));
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(
+        allocations, 0,
+        "the exclusive data path allocated {allocations} times"
+    );
+    assert!(received > 1_000_000, "received {received} fragments");
 }
