@@ -1,7 +1,8 @@
 //! The data path allocates nothing: after warm-up, a million offer + poll cycles through a
 //! publication, a subscription and a fragment assembler (fragmented messages included), and a
-//! million through an exclusive publication, make no allocation on the thread that runs them. Allocations are counted per thread, so the driver's
-//! and the client conductor's threads do not blur the count.
+//! million through an exclusive publication, make no allocation on the thread that runs them.
+//! Allocations are counted per thread, so the driver's and the client conductor's threads do not
+//! blur the count.
 #![cfg(not(loom))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
