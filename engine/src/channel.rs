@@ -170,6 +170,11 @@ impl ChannelUri {
             "control" => self.control = Some(value.to_owned()),
             "pub-wnd" => {
                 let window = parse_size(value).ok_or_else(|| invalid("a size such as 64k"))?;
+                if window < 32 {
+                    // A publisher may run ahead of its slowest subscriber by the window: with
+                    // less than a frame it could never offer.
+                    return Err(invalid("at least 32 bytes"));
+                }
                 self.publication_window =
                     Some(u32::try_from(window).map_err(|_| invalid("at most 1g"))?);
             }
@@ -266,6 +271,12 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "channel parameter mtu=\"1400\" is invalid: a multiple of 32 from 64 to 65504"
+        );
+        assert_eq!(
+            ChannelUri::parse("tern:ipc?pub-wnd=0")
+                .unwrap_err()
+                .to_string(),
+            "channel parameter pub-wnd=\"0\" is invalid: at least 32 bytes"
         );
         assert_eq!(
             ChannelUri::parse("tern:ipc?color=blue").unwrap_err(),

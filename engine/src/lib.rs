@@ -21,6 +21,10 @@
 //! [`concurrent::atomic_buffer::AtomicBuffer`], whose atomics come from one crate-private shim
 //! so that loom models can check the orderings (`tests/loom_*.rs`).
 
+// Every shared-memory and wire layout here is little-endian, and words are stored natively.
+#[cfg(not(target_endian = "little"))]
+compile_error!("tern's shared-memory and wire layouts are little-endian; this target is not");
+
 pub mod agent;
 pub mod channel;
 #[cfg(not(loom))]

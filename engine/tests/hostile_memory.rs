@@ -333,3 +333,105 @@ fn a_tethered_image_lapped_by_a_forged_clean_position_is_released_not_silently_s
         std::thread::yield_now();
     }
 }
+
+/// Receives `count` messages on `subscription` while `publication` sends them (bounded).
+fn exchange(
+    publication: &tern_engine::client::Publication,
+    subscription: &mut tern_engine::client::Subscription,
+    count: usize,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    let (mut sent, mut received) = (0, 0);
+    while received < count {
+        assert!(Instant::now() < deadline, "received {received} of {count}");
+        if sent < count && matches!(publication.offer(&[5u8; 40]), OfferResult::Ok(_)) {
+            sent += 1;
+        }
+        received += subscription.poll(|_, _| {}, 16);
+    }
+}
+
+#[test]
+fn a_position_off_the_frame_alignment_is_invalid_and_no_reader_joins_there() {
+    let driver = driver("misaligned-position", ThreadingMode::Shared);
+    let cnc = CncFile::open(driver.dir()).unwrap();
+    let publisher = client(&driver, ConductorMode::Thread);
+    let hostile = client(&driver, ConductorMode::Thread);
+    let publication = publisher.add_publication("tern:ipc", 4).unwrap();
+    let mut bad = hostile.add_subscription("tern:ipc", 4).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    exchange(&publication, &mut bad, 10);
+    // In range (between its join and the producer) but between two frames: trusted, it would
+    // be the join position of the next subscriber, whose first read would find no frame there.
+    let mut counter_id = None;
+    publisher.counters().for_each(|info| {
+        if info.type_id == counter_types::SUBSCRIBER_POSITION
+            && info.owner_id == hostile.client_id()
+        {
+            counter_id = Some(usize::try_from(info.id).unwrap());
+        }
+    });
+    let values = cnc.sections().counters_values;
+    values.put_i64_ordered(counter_id.unwrap() * VALUE_LENGTH, 5 * 96 + 8);
+    let deadline = Instant::now() + DEADLINE;
+    while bad.is_connected() {
+        assert!(
+            Instant::now() < deadline,
+            "the hostile image was not withdrawn"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(system_counter(publisher.counters(), "invalid positions"), 1);
+    let late = client(&driver, ConductorMode::Thread);
+    let mut joined = late.add_subscription("tern:ipc", 4).unwrap();
+    exchange(&publication, &mut joined, 10);
+    assert!(
+        joined.images()[0].position() % 32 == 0,
+        "joined on a frame boundary"
+    );
+}
+
+#[test]
+fn a_tail_off_the_frame_alignment_is_never_written_at() {
+    let driver = driver("misaligned-tail", ThreadingMode::Shared);
+    let publisher = client(&driver, ConductorMode::Thread);
+    let publication = publisher.add_publication("tern:ipc", 5).unwrap();
+    let subscriber = client(&driver, ConductorMode::Thread);
+    let mut subscription = subscriber.add_subscription("tern:ipc", 5).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    exchange(&publication, &mut subscription, 3);
+    let path = driver
+        .dir()
+        .join("publications")
+        .join(format!("{}.logbuffer", publication.registration_id()));
+    let log = tern_engine::logbuffer::log_buffers::LogBuffers::map(&path).unwrap();
+    let metadata = log.metadata();
+    let index = usize::try_from(metadata.active_term_count()).unwrap() % 3;
+    let offset = tern_engine::logbuffer::descriptor::LogMetadata::tail_counter_offset(index);
+    // Another process moves the tail 8 bytes off the frame alignment.
+    metadata.buffer().get_and_add_i64(offset, 8);
+    // The next offer finds no frame can start there: it pads the rest of the term from the
+    // last frame's end and moves the log on. Offers go on in the next term, and the subscriber
+    // follows through the padding.
+    let deadline = Instant::now() + DEADLINE;
+    let (mut accepted, mut received) = (0, 0);
+    while received < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "after the forged tail: {accepted} accepted, {received} received"
+        );
+        if accepted < 10 {
+            match publication.offer(&[6u8; 40]) {
+                OfferResult::Ok(position) => {
+                    assert_eq!(position % 32, 0, "frames end on the alignment");
+                    assert!(position > 64 * 1024, "in the next term: {position}");
+                    accepted += 1;
+                }
+                OfferResult::AdminAction | OfferResult::BackPressured => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        received += subscription.poll(|payload, _| assert_eq!(payload, [6u8; 40]), 16);
+    }
+    assert!(driver.failure().is_none());
+}

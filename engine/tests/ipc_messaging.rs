@@ -344,7 +344,11 @@ fn an_exclusive_publication_pads_each_term_end_and_keeps_its_positions() {
             match publication.offer(&body) {
                 OfferResult::Ok(position) => {
                     sent += 1;
-                    assert!(position > last && (position - last) % 32 == 0);
+                    // A 160-byte frame after the last, or the first of a new term.
+                    assert!(
+                        position - last == 160 || position % (64 * 1024) == 160,
+                        "{last} then {position}"
+                    );
                     assert_eq!(publication.position(), position, "the log's tail agrees");
                     last = position;
                 }
@@ -367,6 +371,123 @@ fn an_exclusive_publication_pads_each_term_end_and_keeps_its_positions() {
         assert!(Instant::now() < deadline, "stalled at {next}");
     }
     assert!(last > 3 * 64 * 1024, "crossed three terms: {last}");
+}
+
+#[test]
+fn an_exclusive_publication_held_at_a_small_window_keeps_every_message_and_position() {
+    // A 4 KiB window on 64 KiB terms: the publisher is held back again and again, at term ends
+    // too, while messages of every shape go through its own tail: empty, exactly one frame's
+    // payload, and fragmented (across term ends as well). Each message's position, as the offer
+    // returned it, must be where the subscriber finds the message's last fragment.
+    let driver = driver("exclusive-window");
+    let tern = client(&driver);
+    let mut subscription = tern.add_subscription("tern:ipc", 23).unwrap();
+    let mut publication = tern
+        .add_exclusive_publication("tern:ipc?pub-wnd=4k", 23)
+        .unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let max_payload = 1408 - 32;
+    let sizes = [0usize, 100, max_payload, 3000, 40];
+    let total = 400;
+    let mut offered_positions = Vec::new();
+    let received = RefCell::new(Vec::new());
+    let mut assembler = FragmentAssembler::new(|message: &[u8], header: &_| {
+        let header: &tern_engine::logbuffer::frame_header::FragmentHeader = header;
+        received
+            .borrow_mut()
+            .push((message.to_vec(), header.position));
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut held_back = 0;
+    while received.borrow().len() < total {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {total} received",
+            received.borrow().len()
+        );
+        // Offer until held back, then read everything there is.
+        while offered_positions.len() < total {
+            let index = offered_positions.len();
+            let message = vec![u8::try_from(index % 251).unwrap(); sizes[index % sizes.len()]];
+            match publication.offer(&message) {
+                OfferResult::Ok(position) => offered_positions.push(position),
+                OfferResult::BackPressured => {
+                    held_back += 1;
+                    break;
+                }
+                OfferResult::AdminAction => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        subscription.poll(
+            |fragment, header| assembler.on_fragment(fragment, header),
+            64,
+        );
+    }
+    assert!(held_back > 10, "held back {held_back} times");
+    assert!(
+        *offered_positions.last().unwrap() > 3 * 64 * 1024,
+        "crossed three terms"
+    );
+    for (index, (message, position)) in received.borrow().iter().enumerate() {
+        let size = sizes[index % sizes.len()];
+        assert_eq!(message.len(), size, "message {index}");
+        assert!(message.iter().all(|byte| usize::from(*byte) == index % 251));
+        assert_eq!(
+            *position, offered_positions[index],
+            "message {index}'s position"
+        );
+    }
+}
+
+#[test]
+fn a_publication_is_handed_out_only_as_the_kind_it_was_added_as() {
+    // An exclusive publication keeps its own tail: over a shared log it would overwrite other
+    // publishers' claims. Asking for the wrong kind is refused, both ways.
+    let driver = driver("kinds");
+    let tern = client(&driver);
+    let poll = |what: &str, mut poll: Box<dyn FnMut() -> Option<String>>| {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(outcome) = poll() {
+                return outcome;
+            }
+            assert!(Instant::now() < deadline, "no answer to {what}");
+            std::thread::yield_now();
+        }
+    };
+    let concurrent = tern.async_add_publication("tern:ipc", 22).unwrap();
+    let outcome = poll(
+        "a concurrent publication taken as exclusive",
+        Box::new(|| {
+            tern.poll_exclusive_publication(concurrent).map(|result| {
+                result
+                    .map(|_| "taken".to_owned())
+                    .unwrap_or_else(|e| e.to_string())
+            })
+        }),
+    );
+    assert!(
+        outcome.contains("is concurrent, not exclusive"),
+        "{outcome}"
+    );
+    let exclusive = tern
+        .async_add_exclusive_publication("tern:ipc", 22)
+        .unwrap();
+    let outcome = poll(
+        "an exclusive publication taken as concurrent",
+        Box::new(|| {
+            tern.poll_publication(exclusive).map(|result| {
+                result
+                    .map(|_| "taken".to_owned())
+                    .unwrap_or_else(|e| e.to_string())
+            })
+        }),
+    );
+    assert!(
+        outcome.contains("is exclusive, not concurrent"),
+        "{outcome}"
+    );
 }
 
 #[test]

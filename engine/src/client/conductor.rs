@@ -28,6 +28,11 @@ use crate::logbuffer::log_buffers::LogBuffers;
 /// Broadcast messages handled per duty cycle at most.
 const MESSAGE_LIMIT: usize = 100;
 
+/// How a publication kind reads in an error.
+fn kind(exclusive: bool) -> &'static str {
+    if exclusive { "exclusive" } else { "concurrent" }
+}
+
 /// A publication the driver has made ready.
 pub(crate) struct PublicationReady {
     pub(crate) registration_id: i64,
@@ -35,6 +40,8 @@ pub(crate) struct PublicationReady {
     pub(crate) stream_id: i32,
     pub(crate) limit: MappedView<CounterReader<'static>>,
     pub(crate) log: Arc<LogBuffers>,
+    /// Whether the driver made an exclusive log (one writer) or a shared one.
+    pub(crate) exclusive: bool,
 }
 
 enum Response {
@@ -120,13 +127,24 @@ impl ClientConductor {
         }
     }
 
+    /// The publication `registration_id` once the driver answered, if it is of the kind asked
+    /// for: an exclusive publication keeps its own tail and must never write a shared log, and
+    /// a concurrent one must never race an exclusive writer.
     pub(crate) fn take_publication(
         &mut self,
         shared: &ClientShared,
         registration_id: i64,
+        exclusive: bool,
     ) -> Option<Result<PublicationReady, ClientError>> {
         let _ = shared;
         match self.responses.remove(&registration_id)? {
+            Response::Publication(Ok(ready)) if ready.exclusive != exclusive => {
+                Some(Err(ClientError::Resource(format!(
+                    "publication {registration_id} is {}, not {}",
+                    kind(ready.exclusive),
+                    kind(exclusive)
+                ))))
+            }
             Response::Publication(result) => Some(result),
             Response::Error(error) => Some(Err(error)),
             _ => Some(Err(ClientError::Resource(format!(
@@ -348,6 +366,7 @@ impl ClientConductor {
                     stream_id: ready.stream_id(),
                     limit,
                     log: Arc::new(log),
+                    exclusive: ready.exclusive() != 0,
                 })
             });
         self.responses

@@ -379,7 +379,7 @@ impl Tern {
         let mut conductor = self.shared.lock();
         conductor.do_work(&self.shared, self.shared.config.clock.now());
         conductor
-            .take_publication(&self.shared, registration_id)
+            .take_publication(&self.shared, registration_id, false)
             .map(|result| result.map(|ready| Publication::new(Arc::clone(&self.shared), ready)))
     }
 
@@ -391,7 +391,7 @@ impl Tern {
     ) -> Result<Publication, ClientError> {
         let registration_id = publication::send_add(&self.shared, channel, stream_id, false)?;
         let ready = self.shared.await_response("add publication", |conductor| {
-            conductor.take_publication(&self.shared, registration_id)
+            conductor.take_publication(&self.shared, registration_id, false)
         })?;
         Ok(Publication::new(Arc::clone(&self.shared), ready))
     }
@@ -406,7 +406,7 @@ impl Tern {
         let ready = self
             .shared
             .await_response("add exclusive publication", |conductor| {
-                conductor.take_publication(&self.shared, registration_id)
+                conductor.take_publication(&self.shared, registration_id, true)
             })?;
         Ok(ExclusivePublication::new(Arc::clone(&self.shared), ready))
     }
@@ -429,7 +429,7 @@ impl Tern {
         let mut conductor = self.shared.lock();
         conductor.do_work(&self.shared, self.shared.config.clock.now());
         conductor
-            .take_publication(&self.shared, registration_id)
+            .take_publication(&self.shared, registration_id, true)
             .map(|result| {
                 result.map(|ready| ExclusivePublication::new(Arc::clone(&self.shared), ready))
             })

@@ -392,7 +392,11 @@ impl ExclusivePublication {
         let index = index_by_term_count(i64::from(term_count));
         let raw_tail = metadata.raw_tail(index);
         let term_id = tail_term_id(raw_tail);
-        let term_offset = tail_term_offset(raw_tail, geometry.term_length());
+        // A tail off the frame alignment (written by another process) is rounded up to the next
+        // frame, within the term: this publication writes only at aligned offsets.
+        let term_offset = tail_term_offset(raw_tail, geometry.term_length())
+            .next_multiple_of(32)
+            .min(geometry.term_length());
         Self {
             term_begin_position: geometry.position(term_id, 0),
             core,

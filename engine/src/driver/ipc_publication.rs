@@ -64,7 +64,11 @@ impl SubscriberLink {
     /// publishes a frame before it stores its tail, so a subscriber may be up to a message past
     /// the producer position the driver read.
     fn position_is_valid(&self, producer: i64, term_length: i64) -> bool {
-        self.observed >= self.join_position && self.observed <= producer.saturating_add(term_length)
+        // Subscribers move from frame to frame: a position off the frame alignment was written
+        // by something else, and a reader joining there would find no frame.
+        self.observed >= self.join_position
+            && self.observed <= producer.saturating_add(term_length)
+            && self.observed % as_position(ALIGNMENT) == 0
     }
 
     /// This cycle's position clamped to [join position, `producer`]: what the cleaner and the
@@ -132,6 +136,8 @@ pub(crate) struct IpcPublication {
     /// How far past the stored limit the trip limit lies: an eighth of the window.
     trip_gain: i64,
     clean_position: i64,
+    /// A cleaning run is under way (it started once a batch gathered).
+    cleaning: bool,
     last_consumer_position: i64,
     consumer_moved_ns: i64,
 }
@@ -153,6 +159,10 @@ impl IpcPublication {
         } = setup;
         let template = HeaderTemplate::new(log.metadata().default_header());
         let window = i64::from(log.metadata().publication_window());
+        debug_assert!(
+            window > 0 && window <= i64::from(log.geometry().term_length()) / 2,
+            "the conductor caps the window at half a term: cleaning's batch relies on it"
+        );
         Self {
             registration_id,
             session_id: template.session_id(),
@@ -171,6 +181,7 @@ impl IpcPublication {
             trip_limit: 0,
             trip_gain: window / 8,
             clean_position: 0,
+            cleaning: false,
             last_consumer_position: 0,
             consumer_moved_ns: now_ns,
         }
@@ -285,8 +296,10 @@ impl IpcPublication {
                 // limit: a subscriber moving by a frame would otherwise make every duty cycle
                 // "work", and the driver would never back off to let spinning clients run.
                 let clean_target = consumer - self.term_length();
-                if clean_target - self.clean_position >= self.clean_batch() {
+                if self.cleaning || clean_target - self.clean_position >= self.clean_batch() {
+                    // A run, once started, goes on (a chunk per cycle) until it has caught up.
                     self.clean_to(clean_target);
+                    self.cleaning = clean_target - self.clean_position >= as_position(ALIGNMENT);
                     work += 1;
                 }
                 if self.connect_with_limit_for(consumer) {
@@ -366,8 +379,8 @@ impl IpcPublication {
     }
 
     /// The least a cleaning run waits for: the limit's trip gain (an eighth of the window), so
-    /// the log is cleaned about as often as the limit moves, as Aeron does, and the driver's
-    /// duty cycles count as work that rarely while traffic flows (each time they do, its idle
+    /// the log is cleaned in runs about as often as the limit moves, as Aeron does, and the
+    /// driver's duty cycles count as work that rarely while traffic flows (each time they do, its idle
     /// strategy starts over from spinning, taking turns from spinning clients). The limit stays
     /// at most two terms past the clean position, and a term less a batch (at most a sixteenth
     /// of a term) is more than the window (at most half a term), so cleaning not yet done never

@@ -270,3 +270,83 @@ impl FragmentHeader {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::concurrent::atomic_buffer::AlignedBuffer;
+
+    /// The bytes of a header as Aeron lays out a DATA frame (little-endian): length, version,
+    /// flags, type, term offset, session, stream, term id, reserved value.
+    fn aeron_header(fields: (i32, u8, u8, u16, i32, i32, i32, i32, i64)) -> Vec<u8> {
+        let (length, version, flags, frame_type, offset, session, stream, term, reserved) = fields;
+        let mut bytes = Vec::new();
+        bytes.extend(length.to_le_bytes());
+        bytes.extend([version, flags]);
+        bytes.extend(frame_type.to_le_bytes());
+        for field in [offset, session, stream, term] {
+            bytes.extend(field.to_le_bytes());
+        }
+        bytes.extend(reserved.to_le_bytes());
+        bytes
+    }
+
+    fn bytes_at(term: &AtomicBuffer<'_>, offset: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; DATA_HEADER_LENGTH];
+        term.get_bytes(offset, &mut bytes);
+        bytes
+    }
+
+    /// The header words pack to exactly Aeron's bytes: the sender puts term bytes on the wire
+    /// as they are, so a symmetric packing mistake in writer and reader must not pass.
+    #[test]
+    fn headers_are_written_byte_for_byte_as_aeron_lays_them_out() {
+        let memory = AlignedBuffer::new(4096);
+        let term = memory.buffer();
+        let default = aeron_header((0, 0, 0xC0, DATA_TYPE, 0, 0x1122_3344, -2, 0, 0));
+        let template = HeaderTemplate::new(default.try_into().unwrap());
+        assert_eq!(
+            (template.session_id(), template.stream_id()),
+            (0x1122_3344, -2)
+        );
+
+        template.write(&term, 64, 100, 0x80, -7, -0x0102_0304_0506_0708);
+        let reserved = -0x0102_0304_0506_0708;
+        assert_eq!(
+            bytes_at(&term, 64),
+            aeron_header((-100, 0, 0x80, DATA_TYPE, 64, 0x1122_3344, -2, -7, reserved))
+        );
+        publish(&term, 64, 100);
+        assert_eq!(
+            bytes_at(&term, 64),
+            aeron_header((100, 0, 0x80, DATA_TYPE, 64, 0x1122_3344, -2, -7, reserved))
+        );
+        assert_eq!(frame_type(&term, 64), DATA_TYPE);
+        let read = FragmentHeader::from_slot(100, term.get_slot_rest(64), 192);
+        assert_eq!(
+            (
+                read.flags,
+                read.term_offset,
+                read.session_id,
+                read.stream_id,
+                read.term_id
+            ),
+            (0x80, 64, 0x1122_3344, -2, -7)
+        );
+        assert_eq!((read.reserved_value, read.position), (reserved, 192));
+
+        // An aborted claim keeps version and flags and becomes padding.
+        set_pad_type(&term, 64);
+        assert_eq!(
+            bytes_at(&term, 64),
+            aeron_header((100, 0, 0x80, PAD_TYPE, 64, 0x1122_3344, -2, -7, reserved))
+        );
+
+        write_padding(&term, &template, 3072, 1024, 9);
+        assert_eq!(
+            bytes_at(&term, 3072),
+            aeron_header((1024, 0, 0, PAD_TYPE, 3072, 0x1122_3344, -2, 9, 0))
+        );
+        assert_eq!(frame_type(&term, 3072), PAD_TYPE);
+    }
+}

@@ -78,7 +78,6 @@ fn copy_parts(term: &AtomicBuffer<'_>, offset: usize, parts: &[&[u8]], from: usi
     }
 }
 
-/// Writes a message's frames at `term_offset` (already claimed, `framed` bytes in all).
 /// Writes and publishes one unfragmented frame carrying `message` at `term_offset`.
 #[inline(always)]
 fn write_frame(
@@ -102,6 +101,7 @@ fn write_frame(
     publish(term, term_offset, frame_length);
 }
 
+/// Writes a message's frames at `term_offset` (already claimed, `framed` bytes in all).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn write_frames(
@@ -275,6 +275,17 @@ impl<'a> TermAppender<'a> {
         let term_id = tail_term_id(raw_tail);
         // The low half is the offset before this claim; others' overshoots may exceed the term.
         let term_offset = usize::try_from(raw_tail & 0xFFFF_FFFF).unwrap_or(usize::MAX);
+        if !term_offset.is_multiple_of(DATA_HEADER_LENGTH) {
+            // A tail another process moved off the frame alignment: no frame can start there.
+            // Every claim made since then is off it too, and every claim before it ends at or
+            // before the offset rounded down, so the rest of the term is padded from there and
+            // the log moves on to the next term, where readers follow.
+            let start = term_offset - term_offset % DATA_HEADER_LENGTH;
+            if start < term_length {
+                write_padding(&self.term, template, start, term_length - start, term_id);
+            }
+            return Err(Appended::Tripped { term_id });
+        }
         if term_offset + framed > term_length {
             if term_offset < term_length {
                 write_padding(

@@ -40,6 +40,13 @@ pub fn read(
 ) -> ReadOutcome {
     let term_length = term.capacity();
     let mut fragments = 0;
+    if !term_offset.is_multiple_of(ALIGNMENT) {
+        // A position another process wrote off the frame alignment: no frame starts there.
+        return ReadOutcome {
+            fragments: 0,
+            term_offset,
+        };
+    }
     while fragments < fragment_limit && term_offset < term_length {
         // Pairs with the release store of the length in `frame_header::publish`.
         let published = term.get_i32_volatile(term_offset);
@@ -118,6 +125,13 @@ pub fn read_controlled(
 ) -> ControlledOutcome {
     let term_length = term.capacity();
     let mut fragments = 0;
+    if !term_offset.is_multiple_of(ALIGNMENT) {
+        // A position another process wrote off the frame alignment: no frame starts there.
+        return ControlledOutcome {
+            fragments: 0,
+            term_offset,
+        };
+    }
     while fragments < fragment_limit && term_offset < term_length {
         // Pairs with the release store of the length in `frame_header::publish`.
         let published = term.get_i32_volatile(term_offset);
@@ -199,6 +213,10 @@ pub fn read_copied(
         term_offset,
         lapped: metadata.clean_position() > position_of(term_offset),
     };
+    if !term_offset.is_multiple_of(ALIGNMENT) {
+        // A position another process wrote off the frame alignment: no frame starts there.
+        return outcome;
+    }
     while !outcome.lapped && outcome.fragments < fragment_limit && term_offset < term_length {
         // Pairs with the release store of the length in `frame_header::publish`.
         let published = term.get_i32_volatile(term_offset);
