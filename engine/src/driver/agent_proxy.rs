@@ -55,6 +55,79 @@ impl<A> CommandInbox<A> {
     }
 }
 
+/// The part of an agent fed by a [`CommandInbox`] that every such agent shares: its inbox, its
+/// error recorder, its duty-cycle counters and this cycle's time. Declares `$agent` with those
+/// fields, its constructor, and its [`Agent`](crate::agent::Agent) impl, whose duty cycle runs
+/// the queued commands (at most [`COMMAND_LIMIT`]).
+macro_rules! command_agent {
+    (
+        $(#[$meta:meta])*
+        pub struct $agent:ident, role $role:expr
+    ) => {
+        $(#[$meta])*
+        pub struct $agent {
+            inbox: $crate::driver::agent_proxy::CommandInbox<$agent>,
+            errors: $crate::driver::errors::ErrorRecorder,
+            duty_cycle: $crate::driver::duty_cycle_counters::DutyCycleCounters,
+            /// This duty cycle's time, read once by the runner.
+            now: $crate::agent::Now,
+        }
+
+        impl $agent {
+            pub(crate) fn new(
+                inbox: $crate::driver::agent_proxy::CommandInbox<$agent>,
+                errors: $crate::driver::errors::ErrorRecorder,
+                duty_cycle: $crate::driver::duty_cycle_counters::DutyCycleCounters,
+                now: $crate::agent::Now,
+            ) -> Self {
+                Self {
+                    inbox,
+                    errors,
+                    duty_cycle,
+                    now,
+                }
+            }
+
+            /// This duty cycle's time, for commands that need it.
+            pub fn now(&self) -> $crate::agent::Now {
+                self.now
+            }
+        }
+
+        impl $crate::agent::Agent for $agent {
+            fn do_work(&mut self, now: $crate::agent::Now) -> usize {
+                self.now = now;
+                let mut work = 0;
+                while work < $crate::driver::agent_proxy::COMMAND_LIMIT {
+                    let Some(command) = self.inbox.take() else {
+                        break;
+                    };
+                    command(self);
+                    work += 1;
+                }
+                work
+            }
+
+            fn role_name(&self) -> &str {
+                $role
+            }
+
+            fn on_panic(&mut self, message: &str) {
+                self.errors.record_panic(self.now.epoch_ms, message);
+            }
+
+            fn tracks_duty_cycle(&self) -> bool {
+                true
+            }
+
+            fn on_duty_cycle(&mut self, cycle_ns: i64, end: $crate::agent::Now) {
+                self.duty_cycle.record(cycle_ns, end.nanos);
+            }
+        }
+    };
+}
+pub(crate) use command_agent;
+
 impl<A> std::fmt::Debug for AgentProxy<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentProxy").finish_non_exhaustive()
