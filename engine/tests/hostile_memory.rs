@@ -99,6 +99,17 @@ fn a_command_record_whose_length_runs_past_the_records_is_skipped() {
     );
 }
 
+/// The id of the subscriber-position counter `client_id` owns (its only one).
+fn position_counter_of(observer: &Tern, client_id: i64) -> usize {
+    let mut counter_id = None;
+    observer.counters().for_each(|info| {
+        if info.type_id == counter_types::SUBSCRIBER_POSITION && info.owner_id == client_id {
+            counter_id = Some(usize::try_from(info.id).unwrap());
+        }
+    });
+    counter_id.expect("the client has a position counter")
+}
+
 #[test]
 fn a_position_no_subscriber_could_reach_withdraws_that_image_and_no_other() {
     let driver = driver("position", ThreadingMode::Shared);
@@ -117,16 +128,9 @@ fn a_position_no_subscriber_could_reach_withdraws_that_image_and_no_other() {
     }
     // The hostile client writes a position below where it joined into its own counter: as the
     // slowest, it would hold the limit below the producer for good.
-    let mut counter_id = None;
-    publisher.counters().for_each(|info| {
-        if info.type_id == counter_types::SUBSCRIBER_POSITION
-            && info.owner_id == hostile.client_id()
-        {
-            counter_id = Some(usize::try_from(info.id).unwrap());
-        }
-    });
+    let counter_id = position_counter_of(&publisher, hostile.client_id());
     let values = cnc.sections().counters_values;
-    values.put_i64_ordered(counter_id.unwrap() * VALUE_LENGTH, -64);
+    values.put_i64_ordered(counter_id * VALUE_LENGTH, -64);
     // Three terms of messages: with the bad position trusted, the publisher would stall at the
     // first window and the honest subscriber would never get them.
     let messages = 3 * 64 * 1024 / 64;
@@ -363,16 +367,9 @@ fn a_position_off_the_frame_alignment_is_invalid_and_no_reader_joins_there() {
     exchange(&publication, &mut bad, 10);
     // In range (between its join and the producer) but between two frames: trusted, it would
     // be the join position of the next subscriber, whose first read would find no frame there.
-    let mut counter_id = None;
-    publisher.counters().for_each(|info| {
-        if info.type_id == counter_types::SUBSCRIBER_POSITION
-            && info.owner_id == hostile.client_id()
-        {
-            counter_id = Some(usize::try_from(info.id).unwrap());
-        }
-    });
+    let counter_id = position_counter_of(&publisher, hostile.client_id());
     let values = cnc.sections().counters_values;
-    values.put_i64_ordered(counter_id.unwrap() * VALUE_LENGTH, 5 * 96 + 8);
+    values.put_i64_ordered(counter_id * VALUE_LENGTH, 5 * 96 + 8);
     let deadline = Instant::now() + DEADLINE;
     while bad.is_connected() {
         assert!(
