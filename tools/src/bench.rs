@@ -169,6 +169,15 @@ fn ping(args: &PingArgs) -> Result<()> {
     let mut ping_subscription = setup.tern.add_subscription(&args.common.channel, 1001)?;
     let pong_publication = setup.tern.add_publication(&args.common.channel, 1002)?;
     let mut pong_subscription = setup.tern.add_subscription(&args.common.channel, 1002)?;
+    // Each side echoes fragments as they arrive: a message must be one frame.
+    let max_payload = ping_publication.max_payload_length();
+    if args.common.size > max_payload {
+        bail!(
+            "--size {} is more than one frame carries ({max_payload} bytes at this channel's \
+             MTU); ping measures single-frame messages",
+            args.common.size
+        );
+    }
     ping_publication.wait_connected(Duration::from_secs(10))?;
     pong_publication.wait_connected(Duration::from_secs(10))?;
 

@@ -284,6 +284,14 @@ fn benchmarks_print_percentiles_rates_and_probes() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("M msg/s"), "{}", stdout(&output));
+    // Ping echoes single frames: a message that needs two is refused, not left to hang.
+    let output = tern(&["bench", "ping", "--count", "10", "--size", "2000"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("more than one frame carries (1376 bytes"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
