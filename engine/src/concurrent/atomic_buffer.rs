@@ -309,6 +309,18 @@ impl AtomicBuffer<'_> {
         slot[3].store(rest.at24.cast_unsigned(), Ordering::Relaxed);
     }
 
+    /// Writes a slot after its first 4 bytes (relaxed), one range check: a frame's header
+    /// whose length the caller stores last (a frame received from the network).
+    #[inline]
+    pub fn put_slot_rest(&self, offset: usize, rest: SlotRest) {
+        let slot = self.slot(offset);
+        let [_, second] = Self::halves(&slot[0]);
+        second.store(rest.at4, Ordering::Relaxed);
+        slot[1].store(rest.at8.cast_unsigned(), Ordering::Relaxed);
+        slot[2].store(rest.at16.cast_unsigned(), Ordering::Relaxed);
+        slot[3].store(rest.at24.cast_unsigned(), Ordering::Relaxed);
+    }
+
     /// Reads a slot after its first 4 bytes (relaxed): a published frame's header, after the
     /// acquire load of its length.
     #[inline]
@@ -435,6 +447,18 @@ impl AtomicBuffer<'_> {
             "slots are 32-byte aligned: {offset}"
         );
         self.put_i32_ordered(offset, at0);
+        self.put_i32(offset + 4, rest.at4);
+        self.put_i64(offset + 8, rest.at8);
+        self.put_i64(offset + 16, rest.at16);
+        self.put_i64(offset + 24, rest.at24);
+    }
+
+    /// As for the non-loom version.
+    pub fn put_slot_rest(&self, offset: usize, rest: SlotRest) {
+        assert!(
+            offset.is_multiple_of(SLOT),
+            "slots are 32-byte aligned: {offset}"
+        );
         self.put_i32(offset + 4, rest.at4);
         self.put_i64(offset + 8, rest.at8);
         self.put_i64(offset + 16, rest.at16);

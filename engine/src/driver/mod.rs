@@ -30,6 +30,7 @@ pub mod config;
 mod duty_cycle_counters;
 mod errors;
 mod ipc_publication;
+pub mod loss_detector;
 pub mod receiver;
 mod reclaim;
 mod resources;

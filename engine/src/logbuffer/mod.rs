@@ -2,7 +2,7 @@
 //!
 //! | memory | writer | readers |
 //! |---|---|---|
-//! | term bytes, frame by frame | publishers (concurrent: a tail claimed by atomic add; exclusive: one writer) | subscribers, the sender, the driver's unblocker |
+//! | term bytes, frame by frame | publishers (concurrent: a tail claimed by atomic add; exclusive: one writer), or the receiver rebuilding an image from the network | subscribers, the sender, the driver's unblocker |
 //! | tail counters, active term count | publishers | the driver, subscribers |
 //! | connection state, end of stream | the driver | publishers, subscribers |
 //!
@@ -14,6 +14,8 @@ pub mod frame_header;
 #[cfg(not(loom))]
 pub mod log_buffers;
 pub mod term_appender;
+pub mod term_gap_scanner;
 pub mod term_reader;
+pub mod term_rebuilder;
 pub mod term_scanner;
 pub mod unblocker;
