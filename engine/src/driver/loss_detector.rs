@@ -56,6 +56,11 @@ impl FeedbackDelay {
         }
     }
 
+    /// The next delay (for a sender's retransmission: the same draw as a first NAK's).
+    pub fn next_delay(&mut self) -> i64 {
+        self.initial()
+    }
+
     fn initial(&mut self) -> i64 {
         match self {
             Self::Static { initial_ns, .. } => *initial_ns,

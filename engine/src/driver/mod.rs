@@ -34,6 +34,7 @@ pub mod loss_detector;
 pub mod receiver;
 mod reclaim;
 mod resources;
+pub mod retransmit_handler;
 pub mod sender;
 pub mod system_counters;
 
