@@ -29,6 +29,7 @@ pub mod conductor;
 pub mod config;
 mod duty_cycle_counters;
 mod errors;
+pub mod flow_control;
 mod ipc_publication;
 pub mod loss_detector;
 pub mod receiver;
