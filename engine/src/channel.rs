@@ -45,6 +45,99 @@ pub struct ChannelUri {
     pub tether: bool,
     /// How long a closed publication lingers for its subscribers, if given (ns).
     pub linger_ns: Option<u64>,
+    /// UDP: the local interface (`ip[:port][/prefix]`), if given.
+    pub interface: Option<String>,
+    /// UDP multicast: the time to live, if given.
+    pub ttl: Option<u8>,
+    /// UDP: whether lost frames are repaired (`reliable=false` pads gaps instead).
+    pub reliable: bool,
+    /// UDP: the socket send buffer (`so-sndbuf`), if given.
+    pub socket_send_buffer: Option<u32>,
+    /// UDP: the socket receive buffer (`so-rcvbuf`), if given.
+    pub socket_receive_buffer: Option<u32>,
+    /// UDP: the flow control strategy (`fc=`), if given.
+    pub flow_control: Option<FlowControlSpec>,
+    /// UDP: the receiver's group tag (`gtag=`), for tagged flow control.
+    pub group_tag: Option<i64>,
+    /// UDP: multi-destination cast's control mode, if given.
+    pub control_mode: Option<ControlMode>,
+}
+
+/// Multi-destination cast: who adds destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlMode {
+    /// The application adds and removes them.
+    Manual,
+    /// Subscribers join by sending to the control address.
+    Dynamic,
+}
+
+/// A flow control strategy as a channel names it: `max`, `min` or `tagged,g:TAG[/N]`, each
+/// optionally with `,t:TIMEOUT` (how long a silent receiver is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowControlSpec {
+    /// Which receivers the sender limit follows.
+    pub kind: FlowControlKind,
+    /// A receiver silent this long is dropped, if given (ns).
+    pub receiver_timeout_ns: Option<u64>,
+}
+
+/// Which receivers the sender limit follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowControlKind {
+    /// The fastest.
+    Max,
+    /// The slowest.
+    Min,
+    /// The slowest with this group tag; the publication connects once `group_min_size` of
+    /// them are present.
+    Tagged {
+        /// The tag.
+        group_tag: i64,
+        /// Receivers required.
+        group_min_size: u32,
+    },
+}
+
+impl FlowControlSpec {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split(',');
+        let mut kind = match parts.next()? {
+            "max" => FlowControlKind::Max,
+            "min" => FlowControlKind::Min,
+            "tagged" => FlowControlKind::Tagged {
+                group_tag: 0,
+                group_min_size: 0,
+            },
+            _ => return None,
+        };
+        let mut receiver_timeout_ns = None;
+        let mut tagged = false;
+        for part in parts {
+            if let Some(timeout) = part.strip_prefix("t:") {
+                receiver_timeout_ns = Some(parse_duration_ns(timeout)?);
+            } else if let Some(group) = part.strip_prefix("g:") {
+                let FlowControlKind::Tagged { .. } = kind else {
+                    return None;
+                };
+                let (tag, size) = group.split_once('/').unwrap_or((group, "0"));
+                kind = FlowControlKind::Tagged {
+                    group_tag: tag.parse().ok()?,
+                    group_min_size: size.parse().ok()?,
+                };
+                tagged = true;
+            } else {
+                return None;
+            }
+        }
+        if matches!(kind, FlowControlKind::Tagged { .. }) && !tagged {
+            return None;
+        }
+        Some(Self {
+            kind,
+            receiver_timeout_ns,
+        })
+    }
 }
 
 /// Why a channel URI was refused.
@@ -81,7 +174,34 @@ pub enum ChannelError {
     /// UDP without an endpoint or control address.
     #[error("a udp channel needs endpoint= (or control=)")]
     MissingEndpoint,
+    /// A UDP parameter on an IPC channel.
+    #[error("channel parameter {0:?} applies to udp channels only")]
+    UdpOnly(String),
+    /// An address that does not resolve to a socket address.
+    #[error("channel parameter {key}={value:?} does not resolve: {reason}")]
+    Unresolvable {
+        /// The parameter.
+        key: String,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
 }
+
+/// Parameters that mean something only on a UDP channel.
+const UDP_ONLY: [&str; 10] = [
+    "endpoint",
+    "control",
+    "interface",
+    "ttl",
+    "reliable",
+    "so-sndbuf",
+    "so-rcvbuf",
+    "fc",
+    "gtag",
+    "control-mode",
+];
 
 impl ChannelUri {
     /// Parses and validates `text`.
@@ -109,6 +229,14 @@ impl ChannelUri {
             publication_window: None,
             tether: true,
             linger_ns: None,
+            interface: None,
+            ttl: None,
+            reliable: true,
+            socket_send_buffer: None,
+            socket_receive_buffer: None,
+            flow_control: None,
+            group_tag: None,
+            control_mode: None,
         };
         let mut seen: Vec<&str> = Vec::new();
         for parameter in parameters
@@ -120,6 +248,9 @@ impl ChannelUri {
                 .ok_or_else(|| ChannelError::Malformed(parameter.to_owned()))?;
             if seen.contains(&key) {
                 return Err(ChannelError::Duplicate(key.to_owned()));
+            }
+            if media == Media::Ipc && UDP_ONLY.contains(&key) {
+                return Err(ChannelError::UdpOnly(key.to_owned()));
             }
             seen.push(key);
             uri.set(key, value)?;
@@ -191,6 +322,41 @@ impl ChannelUri {
                         .ok_or_else(|| invalid("a duration such as 5s or 100ms"))?,
                 );
             }
+            "interface" => self.interface = Some(value.to_owned()),
+            "ttl" => self.ttl = Some(value.parse().map_err(|_| invalid("0 to 255"))?),
+            "reliable" => {
+                self.reliable = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid("true or false")),
+                };
+            }
+            "so-sndbuf" | "so-rcvbuf" => {
+                let size = parse_size(value)
+                    .and_then(|size| u32::try_from(size).ok())
+                    .filter(|size| *size > 0)
+                    .ok_or_else(|| invalid("a size from 1 byte to 4g, such as 2m"))?;
+                if key == "so-sndbuf" {
+                    self.socket_send_buffer = Some(size);
+                } else {
+                    self.socket_receive_buffer = Some(size);
+                }
+            }
+            "fc" => {
+                self.flow_control = Some(FlowControlSpec::parse(value).ok_or_else(|| {
+                    invalid("max, min or tagged,g:TAG[/N], each optionally with ,t:TIMEOUT")
+                })?);
+            }
+            "gtag" => {
+                self.group_tag = Some(value.parse().map_err(|_| invalid("a 64-bit integer"))?)
+            }
+            "control-mode" => {
+                self.control_mode = Some(match value {
+                    "manual" => ControlMode::Manual,
+                    "dynamic" => ControlMode::Dynamic,
+                    _ => return Err(invalid("manual or dynamic")),
+                });
+            }
             _ => return Err(ChannelError::UnknownParameter(key.to_owned())),
         }
         Ok(())
@@ -242,6 +408,67 @@ mod tests {
         assert!(!parse("tern:ipc").admits(&udp, 7));
         assert!(parse("tern:udp?endpoint=127.0.0.1:4000").admits(&udp, 7));
         assert!(!parse("tern:udp?endpoint=127.0.0.1:4001").admits(&udp, 7));
+    }
+
+    #[test]
+    fn udp_parameters_parse_and_stay_off_ipc_channels() {
+        let uri = ChannelUri::parse(
+            "tern:udp?endpoint=239.1.1.1:4000|interface=10.0.0.1|ttl=8|reliable=false|\
+             so-sndbuf=2m|so-rcvbuf=4m|fc=tagged,g:1001/3,t:2s|gtag=1001",
+        )
+        .unwrap();
+        assert_eq!(uri.interface.as_deref(), Some("10.0.0.1"));
+        assert_eq!(uri.ttl, Some(8));
+        assert!(!uri.reliable);
+        assert_eq!(
+            (uri.socket_send_buffer, uri.socket_receive_buffer),
+            (Some(2 << 20), Some(4 << 20))
+        );
+        assert_eq!(
+            uri.flow_control,
+            Some(FlowControlSpec {
+                kind: FlowControlKind::Tagged {
+                    group_tag: 1001,
+                    group_min_size: 3
+                },
+                receiver_timeout_ns: Some(2_000_000_000)
+            })
+        );
+        assert_eq!(uri.group_tag, Some(1001));
+        let fc = |text: &str| {
+            ChannelUri::parse(&format!("tern:udp?endpoint=127.0.0.1:1|fc={text}"))
+                .map(|uri| uri.flow_control.unwrap().kind)
+        };
+        assert_eq!(fc("max"), Ok(FlowControlKind::Max));
+        assert_eq!(fc("min,t:500ms"), Ok(FlowControlKind::Min));
+        for bad in ["fastest", "tagged", "min,g:5", "max,t:soon", "tagged,g:x"] {
+            assert!(
+                matches!(fc(bad), Err(ChannelError::InvalidValue { .. })),
+                "{bad}"
+            );
+        }
+        let mdc = ChannelUri::parse("tern:udp?control=127.0.0.1:1|control-mode=manual").unwrap();
+        assert_eq!(mdc.control_mode, Some(ControlMode::Manual));
+        assert!(ChannelUri::parse("tern:udp?endpoint=127.0.0.1:1|ttl=256").is_err());
+        assert!(ChannelUri::parse("tern:udp?endpoint=127.0.0.1:1|so-sndbuf=0").is_err());
+        for key in [
+            "endpoint=127.0.0.1:1",
+            "interface=10.0.0.1",
+            "fc=max",
+            "reliable=false",
+        ] {
+            assert!(
+                matches!(
+                    ChannelUri::parse(&format!("tern:ipc?{key}")),
+                    Err(ChannelError::UdpOnly(_))
+                ),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            ChannelUri::parse("tern:ipc?ttl=3").unwrap_err().to_string(),
+            "channel parameter \"ttl\" applies to udp channels only"
+        );
     }
 
     #[test]

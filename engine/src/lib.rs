@@ -12,7 +12,7 @@
 //! | [`driver`] | the media driver (conductor agent), embedded or standalone |
 //! | [`client`] | the client library: publications, subscriptions, images, fragment assembly |
 //! | [`placement`] | pinning threads to CPUs; the cache-line round-trip probe benchmarks bracket runs with |
-//! | [`channel`], [`agent`], [`duty_cycle`] | channel URIs; agents, runners, clocks and idle strategies; duty-cycle timing |
+//! | [`channel`], [`udp_channel`], [`agent`], [`duty_cycle`] | channel URIs and UDP channels resolved; agents, runners, clocks and idle strategies; duty-cycle timing |
 //!
 //! ## Threads and memory
 //!
@@ -47,3 +47,5 @@ pub mod mapped_view;
 #[cfg(not(loom))]
 pub mod placement;
 mod sync;
+#[cfg(not(loom))]
+pub mod udp_channel;
