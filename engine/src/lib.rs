@@ -12,7 +12,8 @@
 //! | [`driver`] | the media driver (conductor agent), embedded or standalone |
 //! | [`client`] | the client library: publications, subscriptions, images, fragment assembly |
 //! | [`placement`] | pinning threads to CPUs; the cache-line round-trip probe benchmarks bracket runs with |
-//! | [`channel`], [`udp_channel`], [`agent`], [`duty_cycle`] | channel URIs and UDP channels resolved; agents, runners, clocks and idle strategies; duty-cycle timing |
+//! | [`channel`], [`udp_channel`], [`udp_transport`] | channel URIs, UDP channels resolved, UDP sockets that send and receive in batches |
+//! | [`agent`], [`duty_cycle`] | agents, runners, clocks and idle strategies; duty-cycle timing |
 //!
 //! ## Threads and memory
 //!
@@ -49,3 +50,5 @@ pub mod placement;
 mod sync;
 #[cfg(not(loom))]
 pub mod udp_channel;
+#[cfg(not(loom))]
+pub mod udp_transport;
