@@ -15,6 +15,12 @@
 //! | shared (default) | `driver-shared` (conductor, sender, receiver) |
 //! | invoker | none: the embedding application calls [`MediaDriver::invoke`] |
 //!
+//! The UDP transport's protocol logic is written as sans-IO cores that take the time and frames
+//! and answer what to send: [`flow_control`], [`retransmit_handler`] and [`publication_timing`]
+//! for the sender, [`loss_detector`] and [`image_timing`] for the receiver. The sender and
+//! receiver agents will drive them over [`crate::udp_transport`] (the driver refuses `tern:udp`
+//! channels until they do).
+//!
 //! The conductor hands work to the sender and receiver through bounded queues
 //! ([`agent_proxy`]) in every mode, so every mode runs the same code. Starting a driver prepares
 //! its directory (refusing one a live driver uses), creates and publishes the CnC file, then
@@ -30,8 +36,10 @@ pub mod config;
 mod duty_cycle_counters;
 mod errors;
 pub mod flow_control;
+pub mod image_timing;
 mod ipc_publication;
 pub mod loss_detector;
+pub mod publication_timing;
 pub mod receiver;
 mod reclaim;
 mod resources;
