@@ -50,5 +50,6 @@ pub mod placement;
 mod sync;
 #[cfg(not(loom))]
 pub mod udp_channel;
-#[cfg(not(loom))]
+// sendmmsg and recvmmsg as Linux has them.
+#[cfg(all(not(loom), target_os = "linux"))]
 pub mod udp_transport;

@@ -150,6 +150,15 @@ fn parse_interface(value: &str) -> Result<Interface, ChannelError> {
     if prefix_length > bits {
         return Err(refuse());
     }
+    if prefix_length < bits {
+        // Finding the local interface inside a subnet is not built yet: refuse rather than
+        // bind to the subnet's own address and fail later with a socket error.
+        return Err(invalid(
+            "interface",
+            value,
+            "a subnet (a prefix shorter than the address) is not supported yet: name the interface's address",
+        ));
+    }
     Ok(Interface {
         address,
         port,
@@ -176,15 +185,15 @@ mod tests {
         let v6 = resolve("tern:udp?endpoint=[::1]:40123").unwrap();
         assert_eq!(v6.endpoint, Some("[::1]:40123".parse().unwrap()));
         let group =
-            resolve("tern:udp?endpoint=239.1.2.3:40456|interface=10.0.0.0/24|ttl=4").unwrap();
+            resolve("tern:udp?endpoint=239.1.2.3:40456|interface=10.0.0.5/32|ttl=4").unwrap();
         assert!(group.multicast);
         assert_eq!(group.ttl, Some(4));
         assert_eq!(
             group.interface,
             Some(Interface {
-                address: "10.0.0.0".parse().unwrap(),
+                address: "10.0.0.5".parse().unwrap(),
                 port: 0,
-                prefix_length: 24
+                prefix_length: 32
             })
         );
         let mdc = resolve("tern:udp?control=127.0.0.1:40124|control-mode=dynamic").unwrap();

@@ -18,8 +18,9 @@ use crate::udp_channel::UdpChannel;
 
 /// Datagrams one send call carries at most.
 pub const BATCH_MAX: usize = 64;
-/// The largest datagram a receive buffer holds (the largest MTU).
-pub const DATAGRAM_MAX: usize = 65504;
+/// Bytes in each receive buffer: more than any UDP payload (65 507 over IPv4), so a datagram
+/// the kernel had to cut (`MSG_TRUNC`) can only be one too large for any protocol frame.
+pub const DATAGRAM_MAX: usize = 65536;
 
 /// Datagrams one receive call takes at most.
 pub const RECEIVE_BATCH: usize = 16;
@@ -186,7 +187,8 @@ impl UdpTransport {
             };
             if result < 0 {
                 let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::WouldBlock {
+                // What went out before the error counts: the caller must not send it again.
+                if error.kind() == io::ErrorKind::WouldBlock || sent > 0 {
                     break;
                 }
                 return Err(error);
@@ -240,6 +242,10 @@ impl UdpTransport {
         }
         let received = usize::try_from(result).unwrap_or(0).min(RECEIVE_BATCH);
         for index in 0..received {
+            if headers[index].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                // Cut short by the kernel: never handed on as if whole.
+                continue;
+            }
             let length = usize::try_from(headers[index].msg_len)
                 .unwrap_or(0)
                 .min(DATAGRAM_MAX);

@@ -163,6 +163,7 @@ fn a_million_exclusive_offers_and_polls_allocate_nothing() {
     assert!(received > 1_000_000, "received {received} fragments");
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn udp_sends_and_receives_in_batches_allocate_nothing() {
     use tern_engine::channel::ChannelUri;

@@ -1,8 +1,8 @@
 //! Loss repair without a network: a term written by a publisher is sent frame by frame through a
 //! seeded lossy, duplicating, reordering channel into a term the receiver rebuilds; the gap
 //! scanner and the loss detector ask for what is missing, and the "sender" answers each NAK from
-//! its term. Whatever the seed, the rebuilt term ends byte-identical to the original, NAKs wait
-//! for their delays, and nothing is asked for that arrived. Time is a stepped number.
+//! its term. Whatever the seed, the rebuilt term ends byte-identical to the original, unicast
+//! NAKs wait their delay, and nothing is asked for that arrived. Time is a stepped number.
 #![cfg(not(loom))]
 
 use tern_engine::concurrent::atomic_buffer::AlignedBuffer;
@@ -103,13 +103,13 @@ fn run(seed: u64, delay: FeedbackDelay) {
         let other = usize::try_from(random.below(u64::try_from(index + 1).unwrap())).unwrap();
         in_flight.swap(index, other);
     }
-    let mut high_water = 0;
     for (offset, bytes) in &in_flight {
         insert(&rebuilt, *offset, bytes).unwrap();
-        high_water = high_water.max(offset + bytes.len().max(32).next_multiple_of(32));
     }
-    // The sender's heartbeat tells the receiver where the stream ends.
-    high_water = TERM_LENGTH;
+    // The sender's heartbeat tells the receiver where the stream ends: the term's end.
+    let high_water = TERM_LENGTH;
+    let unicast = matches!(delay, FeedbackDelay::Static { .. });
+    let mut first_seen = std::collections::HashMap::new();
 
     let mut detector = LossDetector::new(delay);
     let mut rebuild_offset = 0;
@@ -125,9 +125,18 @@ fn run(seed: u64, delay: FeedbackDelay) {
         if rebuild_offset == TERM_LENGTH {
             break;
         }
+        if let Some(gap) = scan.gap {
+            first_seen.entry(gap.term_offset).or_insert(now_ns);
+        }
         if let Some(gap) = detector.on_scan(scan.gap, now_ns) {
             naks += 1;
-            assert_eq!(Some(gap), scan.gap, "a NAK names the gap the scan found");
+            if unicast {
+                let seen = first_seen[&gap.term_offset];
+                assert!(
+                    now_ns - seen >= 100_000,
+                    "a unicast NAK waits 100 us: {seen} {now_ns}"
+                );
+            }
             // Nothing in the gap had arrived.
             for slot in (gap.term_offset..gap.term_offset + gap.length).step_by(32) {
                 assert_eq!(
@@ -285,6 +294,20 @@ fn frames_that_do_not_fit_are_refused_and_nothing_is_written() {
     term.get_bytes(0, &mut untouched);
     assert!(untouched.iter().all(|byte| *byte == 0), "nothing written");
     assert_eq!(insert(&term, 0, &frame), Ok(Inserted::Written));
+    // A frame, or a PAD header, reaching over a frame already received is refused.
+    let mut long = vec![0u8; 128];
+    long[..4].copy_from_slice(&128i32.to_le_bytes());
+    long[6..8].copy_from_slice(&1u16.to_le_bytes());
+    let mut later = frame.clone();
+    later[..4].copy_from_slice(&64i32.to_le_bytes());
+    assert_eq!(insert(&term, 256, &later), Ok(Inserted::Written));
+    assert_eq!(insert(&term, 192, &long), Err(RebuildError::Overlaps(192)));
+    let mut wide_pad = [0u8; 32];
+    wide_pad[..4].copy_from_slice(&1024i32.to_le_bytes());
+    assert_eq!(
+        insert(&term, 128, &wide_pad),
+        Err(RebuildError::Overlaps(128))
+    );
     assert_eq!(scan_for_gap(&term, 1, 0, 64).rebuild_offset, 64);
     assert_eq!(
         scan_for_gap(&term, 1, 0, 256).gap,

@@ -15,7 +15,7 @@
 //! one more receiver than fits is not tracked (and counted by the caller). Owned by the sender
 //! agent; no clock, no socket.
 
-use tern_codec::frame::StatusMessage;
+use tern_codec::frame::{StatusMessage, status_flags};
 
 /// The strategy, from the channel's `fc=` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +26,13 @@ pub enum Strategy {
     Max,
     /// The slowest receiver.
     Min,
-    /// The slowest receiver with this group tag.
-    Tagged(i64),
+    /// The slowest receiver with this group tag; connected once `group_min_size` are tracked.
+    Tagged {
+        /// The tag.
+        group_tag: i64,
+        /// Receivers required.
+        group_min_size: u32,
+    },
 }
 
 /// Limits that hold whatever the receivers say.
@@ -91,6 +96,17 @@ impl FlowControl {
         self.receivers.len()
     }
 
+    /// Whether enough receivers are tracked for the publication to count as connected (tagged:
+    /// its group's minimum size; otherwise always).
+    pub fn has_required_receivers(&self) -> bool {
+        match self.strategy {
+            Strategy::Tagged { group_min_size, .. } => {
+                self.receivers.len() >= usize::try_from(group_min_size).unwrap_or(usize::MAX)
+            }
+            _ => true,
+        }
+    }
+
     /// A status message arrived at `now_ns`; `sent_position` is how far the publication sent.
     pub fn on_status_message(
         &mut self,
@@ -98,17 +114,27 @@ impl FlowControl {
         sent_position: i64,
         now_ns: i64,
     ) -> Outcome {
-        if let Strategy::Tagged(tag) = self.strategy
-            && message.group_tag != Some(tag)
+        if let Strategy::Tagged { group_tag, .. } = self.strategy
+            && message.group_tag != Some(group_tag)
         {
             return Outcome::Untracked;
+        }
+        if message.flags & status_flags::END_OF_STREAM != 0 {
+            // The receiver is leaving: it holds nobody back from now on.
+            self.receivers
+                .retain(|receiver| receiver.receiver_id != message.receiver_id);
+            return Outcome::Limit(self.limit);
         }
         let right_edge = self.right_edge(message, sent_position);
         match self.strategy {
             Strategy::Unicast => self.limit = self.limit.max(right_edge),
             Strategy::Max => self.limit = self.limit.max(right_edge),
-            Strategy::Min | Strategy::Tagged(_) => {
+            Strategy::Min | Strategy::Tagged { .. } => {
                 let tracked = self.receivers.len();
+                // A receiver joining far behind the limit (more than a window) is not let pull
+                // it back: it catches up, or is left behind, as Aeron admits receivers.
+                let admissible =
+                    tracked == 0 || right_edge >= self.limit - i64::from(self.limits.max_window);
                 match self
                     .receivers
                     .iter_mut()
@@ -118,7 +144,7 @@ impl FlowControl {
                         receiver.right_edge = receiver.right_edge.max(right_edge);
                         receiver.last_heard_ns = now_ns;
                     }
-                    None if tracked < self.limits.max_receivers => {
+                    None if tracked < self.limits.max_receivers && admissible => {
                         self.receivers.push(Receiver {
                             receiver_id: message.receiver_id,
                             right_edge,
@@ -127,7 +153,8 @@ impl FlowControl {
                     }
                     None => return Outcome::Untracked,
                 }
-                self.limit = self.slowest().unwrap_or(self.limit);
+                // A status message never pulls the limit back: the slowest may only hold it.
+                self.limit = self.limit.max(self.slowest().unwrap_or(self.limit));
             }
         }
         Outcome::Limit(self.limit)
@@ -140,7 +167,7 @@ impl FlowControl {
         self.receivers
             .retain(|receiver| now_ns - receiver.last_heard_ns <= timeout);
         if let Some(slowest) = self.slowest() {
-            self.limit = slowest;
+            self.limit = self.limit.max(slowest);
         }
         self.limit
     }
@@ -268,9 +295,44 @@ mod tests {
     }
 
     #[test]
+    fn min_is_not_pulled_back_by_a_late_joiner_or_a_departed_receiver() {
+        let sent = 1_000_000;
+        let mut min = FlowControl::new(Strategy::Min, limits(), 0);
+        min.on_status_message(&status(1, 10, 60_000, 1024), sent, 0);
+        assert_eq!(min.limit(), 61_024);
+        // A newcomer far behind (more than a window) is not admitted to hold the limit back.
+        assert_eq!(
+            min.on_status_message(&status(2, 10, 0, 1024), sent, 1),
+            Outcome::Untracked
+        );
+        assert_eq!(min.limit(), 61_024);
+        // One within a window joins and holds it where it is, never pulling it back.
+        min.on_status_message(&status(3, 10, 40_000, 1024), sent, 2);
+        assert_eq!(min.limit(), 61_024);
+        min.on_status_message(&status(1, 10, 64_000, 1024), sent, 3);
+        assert_eq!(min.limit(), 61_024, "the slowest holds it");
+        // The slow one leaves (EOS): the limit follows the rest.
+        let leaving = StatusMessage {
+            flags: status_flags::END_OF_STREAM,
+            ..status(3, 10, 40_000, 1024)
+        };
+        min.on_status_message(&leaving, sent, 4);
+        assert_eq!(min.receivers(), 1);
+        min.on_status_message(&status(1, 10, 64_000, 1024), sent, 5);
+        assert_eq!(min.limit(), 65_024);
+    }
+
+    #[test]
     fn tagged_counts_only_its_group_and_the_table_is_bounded() {
         let sent = 1_000_000;
-        let mut flow = FlowControl::new(Strategy::Tagged(7), limits(), 0);
+        let mut flow = FlowControl::new(
+            Strategy::Tagged {
+                group_tag: 7,
+                group_min_size: 2,
+            },
+            limits(),
+            0,
+        );
         let tagged = |id, offset| StatusMessage {
             group_tag: Some(7),
             ..status(id, 10, offset, 1024)
@@ -280,6 +342,15 @@ mod tests {
             Outcome::Untracked,
             "no tag"
         );
+        let other_group = StatusMessage {
+            group_tag: Some(8),
+            ..status(9, 10, 0, 1024)
+        };
+        assert_eq!(
+            flow.on_status_message(&other_group, sent, 0),
+            Outcome::Untracked
+        );
+        assert!(!flow.has_required_receivers());
         for id in 0..4 {
             assert!(matches!(
                 flow.on_status_message(
@@ -291,6 +362,7 @@ mod tests {
             ));
         }
         assert_eq!(flow.limit(), 4096 + 1024);
+        assert!(flow.has_required_receivers());
         assert_eq!(
             flow.on_status_message(&tagged(99, 0), sent, 0),
             Outcome::Untracked,

@@ -41,8 +41,10 @@ pub enum Due {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicationTiming {
     timings: Timings,
-    /// A status message has arrived since the start (or since a receiver asked for SETUP).
+    /// A status message has arrived since the start.
     answered: bool,
+    /// A receiver asked for SETUP (it saw data of a session it does not know).
+    setup_requested: bool,
     next_setup_ns: i64,
     last_data_ns: i64,
     last_status_ns: Option<i64>,
@@ -54,6 +56,7 @@ impl PublicationTiming {
         Self {
             timings,
             answered: false,
+            setup_requested: false,
             next_setup_ns: now_ns,
             last_data_ns: now_ns,
             last_status_ns: None,
@@ -64,11 +67,10 @@ impl PublicationTiming {
     /// for a session it does not know).
     pub fn on_status_message(&mut self, send_setup: bool, now_ns: i64) {
         self.last_status_ns = Some(now_ns);
-        if send_setup {
-            self.answered = false;
+        self.answered = true;
+        if send_setup && !self.setup_requested {
+            self.setup_requested = true;
             self.next_setup_ns = now_ns;
-        } else {
-            self.answered = true;
         }
     }
 
@@ -79,11 +81,12 @@ impl PublicationTiming {
 
     /// The control frame due at `now_ns`, if any; taking it schedules the next one.
     pub fn poll(&mut self, now_ns: i64) -> Option<Due> {
+        if (!self.answered || self.setup_requested) && now_ns >= self.next_setup_ns {
+            self.setup_requested = false;
+            self.next_setup_ns = now_ns.saturating_add(self.timings.setup_interval_ns);
+            return Some(Due::Setup);
+        }
         if !self.answered {
-            if now_ns >= self.next_setup_ns {
-                self.next_setup_ns = now_ns.saturating_add(self.timings.setup_interval_ns);
-                return Some(Due::Setup);
-            }
             return None;
         }
         if now_ns - self.last_data_ns >= self.timings.heartbeat_interval_ns {
@@ -138,7 +141,12 @@ mod tests {
         timing.on_status_message(true, 20 * MS);
         assert_eq!(timing.poll(20 * MS), Some(Due::Setup));
         assert_eq!(timing.poll(21 * MS), None);
-        timing.on_status_message(false, 30 * MS);
-        assert_eq!(timing.poll(31 * MS), None, "answered: no more SETUP");
+        assert_eq!(
+            timing.poll(130 * MS),
+            Some(Due::Heartbeat),
+            "heartbeats go on"
+        );
+        timing.on_status_message(false, 140 * MS);
+        assert_eq!(timing.poll(141 * MS), None, "answered: no more SETUP");
     }
 }

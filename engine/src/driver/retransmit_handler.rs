@@ -165,14 +165,14 @@ impl RetransmitHandler {
         }
         match self.config.delay.as_mut() {
             None => {
-                self.spend(nak, now_ns)?;
+                let range = self.spend(nak, now_ns)?;
                 self.actions.push(Action {
-                    range: nak,
+                    range,
                     state: State::Lingering {
                         until_ns: now_ns.saturating_add(self.config.linger_ns),
                     },
                 });
-                Ok(Some(nak))
+                Ok(Some(range))
             }
             Some(delay) => {
                 let due_ns = now_ns.saturating_add(delay.next_delay());
@@ -185,22 +185,32 @@ impl RetransmitHandler {
         }
     }
 
-    /// The next delayed range due at `now_ns`, if any (call until `None`).
-    pub fn poll(&mut self, now_ns: i64) -> Option<Retransmit> {
+    /// The next delayed range due at `now_ns`, if any (call until `None`). A range is checked
+    /// against `window` again (the sender may have moved on while it waited) and shortened to
+    /// the budget; one that no longer fits either is dropped, and the receiver asks again.
+    pub fn poll(&mut self, window: &SentWindow, now_ns: i64) -> Option<Retransmit> {
         self.expire(now_ns);
-        let index = self.actions.iter().position(
-            |action| matches!(action.state, State::Delayed { due_ns } if due_ns <= now_ns),
-        )?;
-        let range = self.actions[index].range;
-        if self.spend(range, now_ns).is_err() {
-            // Over budget: it is dropped; the receiver asks again.
-            self.actions.swap_remove(index);
-            return None;
+        loop {
+            let index = self.actions.iter().position(
+                |action| matches!(action.state, State::Delayed { due_ns } if due_ns <= now_ns),
+            )?;
+            let range = self.actions[index].range;
+            let sendable = window
+                .positions(range)
+                .ok_or(Ignored::OutOfWindow)
+                .and_then(|_| self.spend(range, now_ns));
+            let Ok(range) = sendable else {
+                self.actions.swap_remove(index);
+                continue;
+            };
+            self.actions[index] = Action {
+                range,
+                state: State::Lingering {
+                    until_ns: now_ns.saturating_add(self.config.linger_ns),
+                },
+            };
+            return Some(range);
         }
-        self.actions[index].state = State::Lingering {
-            until_ns: now_ns.saturating_add(self.config.linger_ns),
-        };
-        Some(range)
     }
 
     /// Ranges pending or lingering.
@@ -214,17 +224,24 @@ impl RetransmitHandler {
         );
     }
 
-    fn spend(&mut self, range: Retransmit, now_ns: i64) -> Result<(), Ignored> {
+    /// Takes `range` out of this interval's budget, shortened (to the frame alignment) to
+    /// what is left of it, as Aeron shortens a resend: a loss larger than the budget is repaired
+    /// in parts, the receiver asking for the rest.
+    fn spend(&mut self, range: Retransmit, now_ns: i64) -> Result<Retransmit, Ignored> {
         if now_ns - self.interval_start_ns >= self.config.budget_interval_ns {
             self.interval_start_ns = now_ns;
             self.interval_bytes = 0;
         }
-        let bytes = u64::from(range.length);
-        if self.interval_bytes + bytes > self.config.budget_bytes {
+        let left = self.config.budget_bytes.saturating_sub(self.interval_bytes);
+        let length = u64::from(range.length).min(left) & !31;
+        if length == 0 {
             return Err(Ignored::OverBudget);
         }
-        self.interval_bytes += bytes;
-        Ok(())
+        self.interval_bytes += length;
+        Ok(Retransmit {
+            length: u32::try_from(length).unwrap_or(range.length),
+            ..range
+        })
     }
 }
 
@@ -316,14 +333,34 @@ mod tests {
             }
         }
         assert_eq!(answered, 4, "1 KiB per interval in 256-byte ranges");
+        // A loss larger than the whole budget is repaired in parts, not refused for good.
+        let big = nak(100, 16384, 4096);
+        assert_eq!(
+            handler.on_nak(big, &sent, 2_000_000),
+            Ok(Some(Retransmit {
+                length: 1024,
+                ..big
+            }))
+        );
         assert_eq!(
             handler.on_nak(nak(100, 8192, 256), &sent, 999_999),
             Err(Ignored::OverBudget)
         );
         assert!(matches!(
-            handler.on_nak(nak(100, 8192, 256), &sent, 1_000_010),
+            handler.on_nak(nak(100, 8192, 256), &sent, 3_000_010),
             Ok(Some(_))
         ));
+    }
+
+    #[test]
+    fn a_delayed_repair_the_sender_has_moved_past_is_dropped() {
+        let mut handler = RetransmitHandler::new(RetransmitConfig::multicast(1 << 20, 3));
+        let range = nak(100, 0, 1024);
+        assert_eq!(handler.on_nak(range, &window(8192), 0), Ok(None));
+        // More than a term sent while it waited: its bytes may be overwritten.
+        let moved = window(i64::from(TERM) + 4096);
+        assert_eq!(handler.poll(&moved, 10_000_000), None);
+        assert_eq!(handler.active(), 0);
     }
 
     #[test]
@@ -336,14 +373,14 @@ mod tests {
         assert_eq!(handler.on_nak(range, &sent, 5), Err(Ignored::Overlapping));
         let mut sent_at = None;
         for at in (0..=10_000_000).step_by(10_000) {
-            if let Some(repair) = handler.poll(at) {
+            if let Some(repair) = handler.poll(&sent, at) {
                 assert_eq!(repair, range);
                 sent_at = Some(at);
                 break;
             }
         }
         let sent_at = sent_at.expect("sent within the maximum delay");
-        assert_eq!(handler.poll(sent_at + 1), None, "once");
+        assert_eq!(handler.poll(&sent, sent_at + 1), None, "once");
         for index in 1..16u32 {
             assert_eq!(
                 handler.on_nak(nak(100, 1024 + index * 64, 64), &sent, sent_at + 1),

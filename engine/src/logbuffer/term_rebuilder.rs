@@ -39,6 +39,9 @@ pub enum RebuildError {
         /// The bytes received for the frame.
         actual: usize,
     },
+    /// The frame would cover a frame already received (a sender whose frames disagree).
+    #[error("a frame at {0} overlaps a frame already received")]
+    Overlaps(usize),
     /// The frame would run past the end of the term.
     #[error("a frame of {length} bytes at {offset} runs past a term of {term_length}")]
     PastTermEnd {
@@ -97,6 +100,15 @@ pub fn insert(
     }
     if term.get_i32_volatile(term_offset) != 0 {
         return Ok(Inserted::Duplicate);
+    }
+    // A frame overlapping one already here (a forged or inconsistent sender) would write over
+    // published bytes that subscribers may be reading: every slot it covers must be empty.
+    let extent = length.next_multiple_of(FRAME_ALIGNMENT);
+    if (term_offset + FRAME_ALIGNMENT..term_offset + extent)
+        .step_by(FRAME_ALIGNMENT)
+        .any(|slot| term.get_i32_volatile(slot) != 0)
+    {
+        return Err(RebuildError::Overlaps(term_offset));
     }
     term.put_slot_rest(term_offset, rest);
     if !is_pad {
