@@ -41,20 +41,26 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-#[test]
-fn a_million_offer_poll_cycles_allocate_nothing() {
-    let dir = std::env::temp_dir().join(format!("tern-test-alloc-{}", std::process::id()));
-    let mut config = DriverConfig {
+/// An embedded driver with 1 MiB IPC terms in a directory named after `name`, and a client.
+fn driver_and_client(name: &str) -> (MediaDriver, Tern) {
+    let dir = std::env::temp_dir().join(format!("tern-test-{name}-{}", std::process::id()));
+    let driver = MediaDriver::launch(DriverConfig {
         dir,
+        ipc_term_length: 1024 * 1024,
         ..DriverConfig::default()
-    };
-    config.ipc_term_length = 1024 * 1024;
-    let driver = MediaDriver::launch(config).unwrap();
+    })
+    .unwrap();
     let tern = Tern::connect(ClientConfig {
         dir: driver.dir().to_path_buf(),
         ..ClientConfig::default()
     })
     .unwrap();
+    (driver, tern)
+}
+
+#[test]
+fn a_million_offer_poll_cycles_allocate_nothing() {
+    let (_driver, tern) = driver_and_client("alloc");
     let publication = tern.add_publication("tern:ipc", 20).unwrap();
     let mut subscription = tern.add_subscription("tern:ipc", 20).unwrap();
     publication.wait_connected(Duration::from_secs(10)).unwrap();
@@ -110,19 +116,7 @@ fn a_million_offer_poll_cycles_allocate_nothing() {
 
 #[test]
 fn a_million_exclusive_offers_and_polls_allocate_nothing() {
-    let dir =
-        std::env::temp_dir().join(format!("tern-test-alloc-exclusive-{}", std::process::id()));
-    let mut config = DriverConfig {
-        dir,
-        ..DriverConfig::default()
-    };
-    config.ipc_term_length = 1024 * 1024;
-    let driver = MediaDriver::launch(config).unwrap();
-    let tern = Tern::connect(ClientConfig {
-        dir: driver.dir().to_path_buf(),
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let (_driver, tern) = driver_and_client("alloc-exclusive");
     let mut publication = tern.add_exclusive_publication("tern:ipc", 21).unwrap();
     let mut subscription = tern.add_subscription("tern:ipc", 21).unwrap();
     publication.wait_connected(Duration::from_secs(10)).unwrap();

@@ -72,6 +72,38 @@ fn measured_polls(subscription: &mut Subscription) -> usize {
     polled
 }
 
+/// Steps the driver until the publication `poll` yields is connected to a new subscription on
+/// `stream_id` (bounded).
+fn link<P>(
+    driver: &mut MediaDriver,
+    tern: &Tern,
+    stream_id: i32,
+    mut poll: impl FnMut() -> Option<Result<P, tern_engine::client::ClientError>>,
+    connected: impl Fn(&P) -> bool,
+) -> (P, Subscription) {
+    let subscription_id = tern
+        .async_add_subscription("tern:ipc", stream_id)
+        .expect("sent");
+    let (mut publication, mut subscription) = (None, None);
+    for _ in 0..1_000_000 {
+        driver.invoke();
+        if publication.is_none() {
+            publication = poll().map(|ready| ready.expect("ready"));
+        }
+        if subscription.is_none() {
+            subscription = tern
+                .poll_subscription(subscription_id)
+                .map(|ready| ready.expect("ready"));
+        }
+        if publication.as_ref().is_some_and(&connected) && subscription.is_some() {
+            break;
+        }
+    }
+    let publication = publication.expect("a publication");
+    assert!(connected(&publication), "the subscription never linked");
+    (publication, subscription.expect("a subscription"))
+}
+
 fn main() {
     let dir = tern_engine::directory::default_directory()
         .with_file_name(format!("tern-instructions-{}", std::process::id()));
@@ -88,27 +120,13 @@ fn main() {
     })
     .expect("a client");
     let publication_id = tern.async_add_publication("tern:ipc", 1).expect("sent");
-    let subscription_id = tern.async_add_subscription("tern:ipc", 1).expect("sent");
-    let (mut publication, mut subscription) = (None, None);
-    for _ in 0..1_000_000 {
-        driver.invoke();
-        if publication.is_none() {
-            publication = tern
-                .poll_publication(publication_id)
-                .map(|ready| ready.expect("ready"));
-        }
-        if subscription.is_none() {
-            subscription = tern
-                .poll_subscription(subscription_id)
-                .map(|ready| ready.expect("ready"));
-        }
-        if publication.as_ref().is_some_and(Publication::is_connected) && subscription.is_some() {
-            break;
-        }
-    }
-    let publication = publication.expect("a publication");
-    let mut subscription = subscription.expect("a subscription");
-    assert!(publication.is_connected(), "the subscription never linked");
+    let (publication, mut subscription) = link(
+        &mut driver,
+        &tern,
+        1,
+        || tern.poll_publication(publication_id),
+        Publication::is_connected,
+    );
     let message = [0x5Au8; 32];
     // Warm up: caches, branch predictors, and the pages of the first terms.
     for _ in 0..10_000 {
@@ -126,30 +144,13 @@ fn main() {
     let exclusive_id = tern
         .async_add_exclusive_publication("tern:ipc", 2)
         .expect("sent");
-    let other_id = tern.async_add_subscription("tern:ipc", 2).expect("sent");
-    let (mut exclusive, mut other) = (None, None);
-    for _ in 0..1_000_000 {
-        driver.invoke();
-        if exclusive.is_none() {
-            exclusive = tern
-                .poll_exclusive_publication(exclusive_id)
-                .map(|ready| ready.expect("ready"));
-        }
-        if other.is_none() {
-            other = tern
-                .poll_subscription(other_id)
-                .map(|ready| ready.expect("ready"));
-        }
-        if exclusive
-            .as_ref()
-            .is_some_and(ExclusivePublication::is_connected)
-            && other.is_some()
-        {
-            break;
-        }
-    }
-    let mut exclusive = exclusive.expect("an exclusive publication");
-    let mut other = other.expect("a subscription");
+    let (mut exclusive, mut other) = link(
+        &mut driver,
+        &tern,
+        2,
+        || tern.poll_exclusive_publication(exclusive_id),
+        ExclusivePublication::is_connected,
+    );
     for _ in 0..10_000 {
         while !matches!(exclusive.offer(&message), OfferResult::Ok(_)) {
             driver.invoke();

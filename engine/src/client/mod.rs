@@ -376,10 +376,7 @@ impl Tern {
         &self,
         registration_id: i64,
     ) -> Option<Result<Publication, ClientError>> {
-        let mut conductor = self.shared.lock();
-        conductor.do_work(&self.shared, self.shared.config.clock.now());
-        conductor
-            .take_publication(&self.shared, registration_id, false)
+        self.poll_ready(registration_id, false)
             .map(|result| result.map(|ready| Publication::new(Arc::clone(&self.shared), ready)))
     }
 
@@ -389,10 +386,7 @@ impl Tern {
         channel: &str,
         stream_id: i32,
     ) -> Result<Publication, ClientError> {
-        let registration_id = publication::send_add(&self.shared, channel, stream_id, false)?;
-        let ready = self.shared.await_response("add publication", |conductor| {
-            conductor.take_publication(&self.shared, registration_id, false)
-        })?;
+        let ready = self.add_ready(channel, stream_id, false)?;
         Ok(Publication::new(Arc::clone(&self.shared), ready))
     }
 
@@ -402,13 +396,38 @@ impl Tern {
         channel: &str,
         stream_id: i32,
     ) -> Result<ExclusivePublication, ClientError> {
-        let registration_id = publication::send_add(&self.shared, channel, stream_id, true)?;
-        let ready = self
-            .shared
-            .await_response("add exclusive publication", |conductor| {
-                conductor.take_publication(&self.shared, registration_id, true)
-            })?;
+        let ready = self.add_ready(channel, stream_id, true)?;
         Ok(ExclusivePublication::new(Arc::clone(&self.shared), ready))
+    }
+
+    /// Runs the conductor once and takes publication `registration_id` of the kind asked for,
+    /// once the driver has answered.
+    fn poll_ready(
+        &self,
+        registration_id: i64,
+        exclusive: bool,
+    ) -> Option<Result<conductor::PublicationReady, ClientError>> {
+        let mut conductor = self.shared.lock();
+        conductor.do_work(&self.shared, self.shared.config.clock.now());
+        conductor.take_publication(&self.shared, registration_id, exclusive)
+    }
+
+    /// Adds a publication of the kind asked for and waits for the driver's answer.
+    fn add_ready(
+        &self,
+        channel: &str,
+        stream_id: i32,
+        exclusive: bool,
+    ) -> Result<conductor::PublicationReady, ClientError> {
+        let registration_id = publication::send_add(&self.shared, channel, stream_id, exclusive)?;
+        let what = if exclusive {
+            "add exclusive publication"
+        } else {
+            "add publication"
+        };
+        self.shared.await_response(what, |conductor| {
+            conductor.take_publication(&self.shared, registration_id, exclusive)
+        })
     }
 
     /// Starts adding an exclusive publication; returns its registration id for
@@ -426,13 +445,9 @@ impl Tern {
         &self,
         registration_id: i64,
     ) -> Option<Result<ExclusivePublication, ClientError>> {
-        let mut conductor = self.shared.lock();
-        conductor.do_work(&self.shared, self.shared.config.clock.now());
-        conductor
-            .take_publication(&self.shared, registration_id, true)
-            .map(|result| {
-                result.map(|ready| ExclusivePublication::new(Arc::clone(&self.shared), ready))
-            })
+        self.poll_ready(registration_id, true).map(|result| {
+            result.map(|ready| ExclusivePublication::new(Arc::clone(&self.shared), ready))
+        })
     }
 
     /// Starts adding a subscription; returns its registration id for

@@ -78,26 +78,30 @@ fn copy_parts(term: &AtomicBuffer<'_>, offset: usize, parts: &[&[u8]], from: usi
     }
 }
 
-/// Writes and publishes one unfragmented frame carrying `message` at `term_offset`.
+/// Writes and publishes one frame of `payload` bytes at `term_offset`: its header (length
+/// negated), the payload (copied by `copy` at the offset it is given), then its length.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn write_frame(
     term: &AtomicBuffer<'_>,
     template: &HeaderTemplate,
     term_offset: usize,
-    message: &[u8],
+    payload: usize,
+    flags: u8,
     term_id: i32,
     reserved_value: i64,
+    copy: impl FnOnce(usize),
 ) {
-    let frame_length = message.len() + DATA_HEADER_LENGTH;
+    let frame_length = payload + DATA_HEADER_LENGTH;
     template.write(
         term,
         term_offset,
         frame_length,
-        data_flags::UNFRAGMENTED,
+        flags,
         term_id,
         reserved_value,
     );
-    term.put_bytes(term_offset + DATA_HEADER_LENGTH, message);
+    copy(term_offset + DATA_HEADER_LENGTH);
     publish(term, term_offset, frame_length);
 }
 
@@ -115,17 +119,19 @@ fn write_frames(
     reserved_value: i64,
 ) {
     if length <= max_payload {
-        let frame_length = length + DATA_HEADER_LENGTH;
-        template.write(
+        // One frame, an empty message included.
+        let copy = |at| copy_parts(term, at, parts, 0, length);
+        let flags = data_flags::UNFRAGMENTED;
+        write_frame(
             term,
+            template,
             term_offset,
-            frame_length,
-            data_flags::UNFRAGMENTED,
+            length,
+            flags,
             term_id,
             reserved_value,
+            copy,
         );
-        copy_parts(term, term_offset + DATA_HEADER_LENGTH, parts, 0, length);
-        publish(term, term_offset, frame_length);
         return;
     }
     let mut offset = term_offset;
@@ -139,11 +145,18 @@ fn write_frames(
         if from + payload == length {
             flags |= data_flags::END;
         }
-        let frame_length = payload + DATA_HEADER_LENGTH;
-        template.write(term, offset, frame_length, flags, term_id, reserved_value);
-        copy_parts(term, offset + DATA_HEADER_LENGTH, parts, from, payload);
-        publish(term, offset, frame_length);
-        offset += align_frame(frame_length);
+        let copy = |at| copy_parts(term, at, parts, from, payload);
+        write_frame(
+            term,
+            template,
+            offset,
+            payload,
+            flags,
+            term_id,
+            reserved_value,
+            copy,
+        );
+        offset += align_frame(payload + DATA_HEADER_LENGTH);
         from += payload;
     }
 }
@@ -218,13 +231,17 @@ impl<'a> TermAppender<'a> {
             Ok(claimed) => claimed,
             Err(tripped) => return tripped,
         };
+        let copy = |at| self.term.put_bytes(at, message);
+        let (term, length, flags) = (&self.term, message.len(), data_flags::UNFRAGMENTED);
         write_frame(
-            &self.term,
+            term,
             template,
             term_offset,
-            message,
+            length,
+            flags,
             term_id,
             reserved_value,
+            copy,
         );
         Appended::Ok {
             term_id,
@@ -436,13 +453,17 @@ impl<'a> ExclusiveTermAppender<'a> {
         if let Err(tripped) = self.check_space(template, term_id, term_offset, framed) {
             return tripped;
         }
+        let copy = |at| self.term.put_bytes(at, message);
+        let (term, length, flags) = (&self.term, message.len(), data_flags::UNFRAGMENTED);
         write_frame(
-            &self.term,
+            term,
             template,
             term_offset,
-            message,
+            length,
+            flags,
             term_id,
             reserved_value,
+            copy,
         );
         self.advance_tail(term_id, term_offset + framed)
     }
