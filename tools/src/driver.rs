@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tern_engine::driver::{DriverConfig, MediaDriver};
+use tern_engine::agent::Idler;
+use tern_engine::driver::{DriverConfig, MediaDriver, ThreadingMode};
 
 /// Arguments of `tern driver`. Each setting may also come from `TERN_<SETTING>` or the TOML
 /// file; see `tern_engine::driver::config` for the table of settings.
@@ -21,7 +22,8 @@ pub(crate) struct DriverArgs {
     /// Keep the directory's files when the driver stops.
     #[arg(long)]
     keep: bool,
-    /// dedicated, shared-network or shared.
+    /// dedicated (conductor, sender, receiver: three threads), shared-network (two), shared
+    /// (one), or invoker (no driver thread: this process's main thread runs the agents).
     #[arg(long)]
     threading_mode: Option<String>,
     /// busy-spin, yield, backoff or sleep-<duration>.
@@ -122,15 +124,29 @@ pub(crate) fn run(args: &DriverArgs) -> Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    let invoked = config.threading_mode == ThreadingMode::Invoker;
+    let mut idler = Idler::new(config.idle_strategy);
     let mut driver = MediaDriver::launch(config).context("starting the driver")?;
+    let composition: Vec<String> = driver
+        .composition()
+        .iter()
+        .map(|(thread, agents)| format!("{thread} [{}]", agents.join(", ")))
+        .collect();
     eprintln!(
-        "tern driver {} running in {} (pid {})",
+        "tern driver {} running in {} (pid {}): {}{}",
         env!("CARGO_PKG_VERSION"),
         driver.dir().display(),
-        std::process::id()
+        std::process::id(),
+        composition.join(", "),
+        if invoked { " on the main thread" } else { "" }
     );
     while !stop.load(Ordering::Acquire) && !driver.is_terminated() && driver.failure().is_none() {
-        std::thread::sleep(Duration::from_millis(20));
+        if invoked {
+            // Invoker mode: this thread is the driver's, under the configured idle strategy.
+            idler.idle(driver.invoke());
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     if let Some(failure) = driver.failure() {
         // A dead agent must not look alive: stop, and say why with a non-zero exit. The error

@@ -434,6 +434,70 @@ fn the_cluster_benchmark_prints_rates_and_percentiles() {
     }
 }
 
+/// The OS names of process `pid`'s threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+                .map(|name| name.trim_end().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_driver_runs_each_threading_mode_it_is_given() {
+    for (mode, threads) in [
+        (
+            "dedicated",
+            &["driver-conducto", "driver-sender", "driver-receiver"][..],
+        ),
+        ("invoker", &[][..]),
+    ] {
+        let dir = scratch(&format!("mode-{mode}"));
+        let mut driver = start_driver(&dir, &["--threading-mode", mode]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let names = thread_names(driver.0.id());
+            if threads
+                .iter()
+                .all(|thread| names.iter().any(|name| name == thread))
+            {
+                assert!(
+                    names.iter().all(
+                        |name| !name.starts_with("driver-") || threads.contains(&name.as_str())
+                    ),
+                    "{mode}: {names:?}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "{mode}: threads {names:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // In every mode the driver serves: a publication connects, and stat shows each agent.
+        let client = tern_engine::client::Tern::connect(tern_engine::client::ClientConfig {
+            dir: dir.clone(),
+            ..tern_engine::client::ClientConfig::default()
+        })
+        .unwrap();
+        let publication = client.add_publication("tern:ipc", 4).unwrap();
+        let _subscription = client.add_subscription("tern:ipc", 4).unwrap();
+        publication.wait_connected(Duration::from_secs(10)).unwrap();
+        let stat = tern(&["stat", "--dir", dir.to_str().unwrap()]);
+        for agent in ["driver-conductor", "driver-sender", "driver-receiver"] {
+            assert!(
+                stdout(&stat).contains(&format!("{agent} duty cycle max ns")),
+                "{mode}: {}",
+                stdout(&stat)
+            );
+        }
+        drop((publication, client));
+        assert!(terminate(&mut driver).success(), "{mode}");
+    }
+}
+
 #[test]
 fn stat_says_who_holds_a_publisher_back() {
     let dir = scratch("slow");
