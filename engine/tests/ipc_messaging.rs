@@ -205,19 +205,6 @@ fn refused_commands_are_typed_errors() {
         "{error}"
     );
     assert!(error.to_string().contains("term-length"));
-    let error = tern
-        .add_subscription("tern:udp?endpoint=localhost:4000", 1)
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ClientError::Refused {
-                code: ErrorCode::NotSupported,
-                ..
-            }
-        ),
-        "{error}"
-    );
     let counter = tern.add_counter(1001, b"key", "my counter").unwrap();
     counter.increment(3);
     let mut found = false;

@@ -50,9 +50,9 @@ fn a_half_made_publication_a_removed_counter_and_a_closed_client_release_everyth
         publication_linger: Duration::from_secs(1),
         ..DriverConfig::default()
     };
-    // Ten system counters and two per agent's duty cycle, then room for six more.
+    // 33 system counters and two per agent's duty cycle, then room for six more.
     config.cnc_layout = CncLayout {
-        counters: 16 + 6,
+        counters: 39 + 6,
         ..CncLayout::default()
     };
     let driver = MediaDriver::launch(config).unwrap();
@@ -62,7 +62,7 @@ fn a_half_made_publication_a_removed_counter_and_a_closed_client_release_everyth
     })
     .unwrap();
     let base = allocated(&tern);
-    assert_eq!(base, 16);
+    assert_eq!(base, 39);
 
     // A publication takes four counters; the second finds only two and fails half-way.
     let first = tern.add_publication("tern:ipc", 1).unwrap();

@@ -32,6 +32,15 @@ pub(crate) struct DriverArgs {
     /// Term length of IPC publications (e.g. 16m).
     #[arg(long)]
     ipc_term_length: Option<String>,
+    /// Term length of UDP publications whose channel names none (e.g. 16m).
+    #[arg(long)]
+    udp_term_length: Option<String>,
+    /// Loss the sender injects, for testing: drop=R[,duplicate=R][,seed=N].
+    #[arg(long)]
+    sender_loss: Option<String>,
+    /// Loss the receiver injects, for testing: drop=R[,duplicate=R][,seed=N].
+    #[arg(long)]
+    receiver_loss: Option<String>,
     /// Default MTU.
     #[arg(long)]
     mtu: Option<String>,
@@ -88,6 +97,9 @@ pub(crate) fn config(args: &DriverArgs) -> Result<DriverConfig> {
         ("threading_mode", &args.threading_mode),
         ("idle", &args.idle),
         ("ipc_term_length", &args.ipc_term_length),
+        ("udp_term_length", &args.udp_term_length),
+        ("sender_loss", &args.sender_loss),
+        ("receiver_loss", &args.receiver_loss),
         ("mtu", &args.mtu),
         ("client_liveness_timeout", &args.client_liveness_timeout),
         ("unblock_timeout", &args.unblock_timeout),

@@ -35,7 +35,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a standalone media driver until SIGINT or SIGTERM.
-    Driver(driver::DriverArgs),
+    // Boxed: its many flags would make every command as large as it.
+    Driver(Box<driver::DriverArgs>),
     /// Print the counters of a running driver.
     Stat(inspect::StatArgs),
     /// Print the distinct error log of a running driver.

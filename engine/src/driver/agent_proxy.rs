@@ -56,13 +56,14 @@ impl<A> CommandInbox<A> {
 }
 
 /// The part of an agent fed by a [`CommandInbox`] that every such agent shares: its inbox, its
-/// error recorder, its duty-cycle counters and this cycle's time. Declares `$agent` with those
-/// fields, its constructor, and its [`Agent`](crate::agent::Agent) impl, whose duty cycle runs
-/// the queued commands (at most [`COMMAND_LIMIT`]).
+/// error recorder, its duty-cycle counters, this cycle's time and its work (`$work`, an
+/// [`AgentWork`]). Declares `$agent` with those fields, its constructor, and its
+/// [`Agent`](crate::agent::Agent) impl, whose duty cycle runs the queued commands (at most
+/// [`COMMAND_LIMIT`]) and then the work.
 macro_rules! command_agent {
     (
         $(#[$meta:meta])*
-        pub struct $agent:ident, role $role:expr
+        pub struct $agent:ident, role $role:expr, work $work:ty
     ) => {
         $(#[$meta])*
         pub struct $agent {
@@ -71,6 +72,8 @@ macro_rules! command_agent {
             duty_cycle: $crate::driver::duty_cycle_counters::DutyCycleCounters,
             /// This duty cycle's time, read once by the runner.
             now: $crate::agent::Now,
+            /// What the agent does besides running commands.
+            pub(crate) work: $work,
         }
 
         impl $agent {
@@ -79,12 +82,14 @@ macro_rules! command_agent {
                 errors: $crate::driver::errors::ErrorRecorder,
                 duty_cycle: $crate::driver::duty_cycle_counters::DutyCycleCounters,
                 now: $crate::agent::Now,
+                work: $work,
             ) -> Self {
                 Self {
                     inbox,
                     errors,
                     duty_cycle,
                     now,
+                    work,
                 }
             }
 
@@ -105,7 +110,11 @@ macro_rules! command_agent {
                     command(self);
                     work += 1;
                 }
-                work
+                work + $crate::driver::agent_proxy::AgentWork::do_work(
+                    &mut self.work,
+                    now,
+                    &self.errors,
+                )
             }
 
             fn role_name(&self) -> &str {
@@ -127,6 +136,12 @@ macro_rules! command_agent {
     };
 }
 pub(crate) use command_agent;
+
+/// What an agent fed by a [`CommandInbox`] does each duty cycle after its commands.
+pub(crate) trait AgentWork {
+    /// One duty cycle at `now`; returns the work done (0 lets the idle strategy back off).
+    fn do_work(&mut self, now: crate::agent::Now, errors: &super::errors::ErrorRecorder) -> usize;
+}
 
 impl<A> std::fmt::Debug for AgentProxy<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

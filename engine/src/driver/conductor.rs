@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use tern_codec::{DecodeError, MessageHeader, UnknownAction, on_unknown};
 
-use super::agent_proxy::{AgentProxy, agent_queue};
+use super::agent_proxy::{AgentProxy, CommandInbox, agent_queue};
 use super::client_proxy::{AvailableImage, ClientProxy, PublicationReady};
 use super::config::DriverConfig;
 use super::duty_cycle_counters::{self, DutyCycleCounters};
@@ -29,13 +29,14 @@ use super::ipc_publication::{
     IpcPublication, PublicationCounters, PublicationSetup, PublicationState, SubscriberLink,
     TetherState, Timeouts,
 };
-use super::receiver::{self, Receiver};
+use super::loss_generator::LossGenerator;
+use super::receiver::{self, Receiver, ReceiverWork};
 use super::reclaim::{CounterLease, Reclaim};
 use super::resources::{
     Aging, ClientSession, ClientState, CounterLink, LinkState, ManagedResource, PublicationLink,
     SubscriptionLink, age,
 };
-use super::sender::{self, Sender};
+use super::sender::{self, Sender, SenderWork};
 use super::system_counters::{SystemCounter, SystemCounters};
 use crate::agent::{Agent, Now};
 use crate::channel::{ChannelUri, Media};
@@ -51,6 +52,8 @@ use crate::concurrent::ring_buffer::ManyToOneRingBuffer;
 use crate::logbuffer::descriptor::LogParameters;
 use crate::logbuffer::log_buffers::LogBuffers;
 use crate::mapped_view::MappedView;
+
+mod udp;
 
 /// The conductor's role name (its thread's name unless it shares one).
 pub const ROLE: &str = "driver-conductor";
@@ -70,6 +73,14 @@ pub mod counter_types {
     pub const PUBLISHER_NOT_CONNECTED: i32 = 6;
     /// An agent thread's duty-cycle time (the longest, or a recent high percentile), in ns.
     pub const DUTY_CYCLE_TIME: i32 = 7;
+    /// A network publication's sender position.
+    pub const SENDER_POSITION: i32 = 8;
+    /// A network publication's sender limit (flow control).
+    pub const SENDER_LIMIT: i32 = 9;
+    /// A publication image's high-water mark.
+    pub const RECEIVER_HWM: i32 = 10;
+    /// A publication image's rebuild position.
+    pub const RECEIVER_POSITION: i32 = 11;
     /// A counter a client asked for.
     pub const CLIENT: i32 = 1000;
 }
@@ -121,6 +132,14 @@ pub struct DriverConductor {
     reclaim: Reclaim,
     /// Work for the receiver agent (subscription endpoints and images, with UDP).
     receiver: AgentProxy<Receiver>,
+    /// Requests from the receiver (SETUP of a new image).
+    from_receiver: CommandInbox<DriverConductor>,
+    /// UDP subscriptions' endpoints, as the receiver has them.
+    receive_channels: Vec<udp::ReceiveChannel>,
+    /// Publication images the receiver rebuilds.
+    images: Vec<udp::NetworkImage>,
+    next_endpoint_id: i64,
+    receiver_id: i64,
 }
 
 /// The driver's agents, made together: they share the CnC file's counters and error log, and
@@ -203,12 +222,27 @@ impl DriverConductor {
             ))
         };
         let conductor_duty_cycle = duty_cycle(ROLE)?;
-        let sender = Sender::new(sender_inbox, errors.clone(), duty_cycle(sender::ROLE)?, now);
+        let seed =
+            u64::try_from(now.epoch_ms).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
+        let receiver_id = i64::from_le_bytes(splitmix(seed ^ 0x5eed).to_le_bytes());
+        let (to_conductor, from_receiver) = agent_queue();
+        let sender = Sender::new(
+            sender_inbox,
+            errors.clone(),
+            duty_cycle(sender::ROLE)?,
+            now,
+            SenderWork::new(config.sender_loss.map(LossGenerator::new)),
+        );
         let receiver = Receiver::new(
             receiver_inbox,
             errors.clone(),
             duty_cycle(receiver::ROLE)?,
             now,
+            ReceiverWork::new(
+                to_conductor,
+                receiver_id,
+                config.receiver_loss.map(LossGenerator::new),
+            ),
         );
         let nanos =
             |duration: std::time::Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
@@ -217,8 +251,6 @@ impl DriverConductor {
             untethered_window_limit_ns: nanos(config.untethered_window_limit_timeout),
             untethered_resting_ns: nanos(config.untethered_resting_timeout),
         };
-        let seed =
-            u64::try_from(now.epoch_ms).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
         let conductor = Self {
             dir: config.dir.clone(),
             config,
@@ -246,6 +278,11 @@ impl DriverConductor {
             sender: sender_proxy,
             receiver: receiver_proxy,
             reclaim: Reclaim::default(),
+            from_receiver,
+            receive_channels: Vec::new(),
+            images: Vec::new(),
+            next_endpoint_id: 1,
+            receiver_id,
         };
         Ok(DriverAgents {
             conductor,
@@ -423,15 +460,6 @@ impl DriverConductor {
                 error.to_string(),
             ))
         })?;
-        if channel.media != Media::Ipc {
-            return Err(fail(CommandError::new(
-                ErrorCode::NotSupported,
-                format!(
-                    "{}: UDP channels are not supported by this driver yet",
-                    command.channel()
-                ),
-            )));
-        }
         let exclusive = command.exclusive() != 0;
         let stream_id = command.stream_id();
         let existing = (!exclusive)
@@ -441,6 +469,8 @@ impl DriverConductor {
                         && publication.stream_id == stream_id
                         && publication.state == PublicationState::Active
                         && publication.uri.media == channel.media
+                        && publication.uri.endpoint == channel.endpoint
+                        && publication.uri.control == channel.control
                         && channel
                             .session_id
                             .is_none_or(|session| session == publication.session_id)
@@ -500,7 +530,12 @@ impl DriverConductor {
         channel_text: &str,
         now_ns: i64,
     ) -> Result<i64, CommandError> {
-        let term_length = channel.term_length.unwrap_or(self.config.ipc_term_length);
+        let network = channel.media == Media::Udp;
+        let term_length = channel.term_length.unwrap_or(if network {
+            self.config.udp_term_length
+        } else {
+            self.config.ipc_term_length
+        });
         let mtu = channel.mtu.unwrap_or(self.config.mtu);
         let session_id = match channel.session_id {
             Some(session_id) => session_id,
@@ -581,8 +616,15 @@ impl DriverConductor {
             },
             now_ns,
         );
+        if network {
+            self.start_sending(&mut publication, channel, channel_text, now_ns)?;
+        }
         publication.update(now_ns, &self.timeouts);
         self.publications.push(publication);
+        if network {
+            // Subscribers of a network publication are the receivers its sender reaches.
+            return Ok(registration_id);
+        }
         let index = self.publications.len() - 1;
         let publication = &self.publications[index];
         let matching: Vec<(i64, i64, bool)> = self
@@ -682,19 +724,12 @@ impl DriverConductor {
                 CommandError::new(ErrorCode::InvalidChannel, error.to_string()),
             )
         })?;
-        if channel.media != Media::Ipc {
-            return Err((
-                correlation_id,
-                CommandError::new(
-                    ErrorCode::NotSupported,
-                    format!(
-                        "{}: UDP channels are not supported by this driver yet",
-                        command.channel()
-                    ),
-                ),
-            ));
-        }
         let stream_id = command.stream_id();
+        if channel.media == Media::Udp {
+            return self
+                .add_udp_subscription(command, channel, now_ns)
+                .map_err(|error| (correlation_id, error));
+        }
         let tether = channel.tether;
         let matching: Vec<usize> = self
             .publications
@@ -712,6 +747,7 @@ impl DriverConductor {
             client_id: command.client_id(),
             stream_id,
             channel,
+            endpoint_id: None,
             state: LinkState::default(),
         });
         self.to_clients.subscription_ready(correlation_id);
@@ -1093,12 +1129,21 @@ impl DriverConductor {
                         .subscribers
                         .retain(|subscriber| subscriber.subscription_id != link.registration_id);
                 }
+                if let Some(endpoint_id) = link.endpoint_id {
+                    self.end_udp_subscription(&link, endpoint_id);
+                }
                 work += 1;
             }
             work += age(&mut self.counter_links, &aging).len();
         }
         work += ended_clients.len();
         for publication in age(&mut self.publications, &aging) {
+            if publication.sender.is_some() {
+                let registration_id = publication.registration_id;
+                self.queue_for_sender(move |sender: &mut Sender| {
+                    sender.work.remove(registration_id)
+                });
+            }
             // Its subscribers' images are withdrawn, but for resting ones: theirs were withdrawn
             // when they were left behind.
             for subscriber in publication.subscribers.iter().filter(|subscriber| {
@@ -1177,6 +1222,7 @@ impl DriverConductor {
     /// Releases every resource: publications' files, at shutdown.
     pub(crate) fn close_all(&mut self) {
         self.publications.clear();
+        self.images.clear();
         self.reclaim();
     }
 
@@ -1192,9 +1238,11 @@ impl Agent for DriverConductor {
         self.to_clients.set_now_ms(now.epoch_ms);
         let now_ns = now.nanos;
         let mut work = self.process_commands(now_ns);
+        work += self.process_receiver_requests();
         // Positions, limits, cleaning and lifecycles every duty cycle: a publisher is never
         // held back waiting for a timer, and a parked conductor wakes to work it can see.
         work += self.check_publications(now_ns);
+        work += self.check_images(now_ns);
         let timers_due = now_ns >= self.next_timer_ns;
         if timers_due {
             let interval =
@@ -1225,6 +1273,14 @@ impl Agent for DriverConductor {
     fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
         self.duty_cycle.record(cycle_ns, end.nanos);
     }
+}
+
+/// One step of splitmix64: a well-mixed 64-bit value from a seed.
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The correlation id of a command whose layout is unknown or broken, where the common prefix

@@ -6,6 +6,9 @@
 //! | threading mode | `--threading-mode` | `TERN_THREADING_MODE` | `threading_mode` | `shared` |
 //! | idle strategy | `--idle` | `TERN_IDLE` | `idle` | `backoff` |
 //! | IPC term length | `--ipc-term-length` | `TERN_IPC_TERM_LENGTH` | `ipc_term_length` | `16m` |
+//! | UDP term length | `--udp-term-length` | `TERN_UDP_TERM_LENGTH` | `udp_term_length` | `16m` |
+//! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,seed=7` |
+//! | receiver loss (testing) | `--receiver-loss` | `TERN_RECEIVER_LOSS` | `receiver_loss` | off; as sender loss |
 //! | MTU | `--mtu` | `TERN_MTU` | `mtu` | `1408` |
 //! | client liveness timeout | `--client-liveness-timeout` | `TERN_CLIENT_LIVENESS_TIMEOUT` | `client_liveness_timeout` | `10s` |
 //! | publication unblock timeout | `--unblock-timeout` | `TERN_UNBLOCK_TIMEOUT` | `unblock_timeout` | `15s` |
@@ -92,6 +95,13 @@ pub struct DriverConfig {
     pub cnc_layout: CncLayout,
     /// Remove the directory's files when the driver stops.
     pub delete_on_shutdown: bool,
+    /// Bytes per term of a UDP publication whose channel names no `term-length`.
+    pub udp_term_length: u32,
+    /// Loss the sender applies to the datagrams it sends (tests and experiments; off unless
+    /// set, as `drop=R[,duplicate=R][,seed=N]`).
+    pub sender_loss: Option<super::loss_generator::LossConfig>,
+    /// Loss the receiver applies to the datagrams it reads (as `sender_loss`).
+    pub receiver_loss: Option<super::loss_generator::LossConfig>,
     /// Where the driver's agents read the time (once per duty cycle): the system clock, or a
     /// [`ManualClock`](crate::agent::ManualClock) that tests step. Not a setting operators make.
     pub clock: Arc<dyn Clock>,
@@ -104,6 +114,9 @@ impl Default for DriverConfig {
             threading_mode: ThreadingMode::default(),
             idle_strategy: IdleStrategy::default(),
             ipc_term_length: 16 * 1024 * 1024,
+            udp_term_length: 16 * 1024 * 1024,
+            sender_loss: None,
+            receiver_loss: None,
             mtu: tern_codec::frame::MTU_DEFAULT,
             page_size: 4096,
             client_liveness_timeout: Duration::from_secs(10),
@@ -143,6 +156,24 @@ impl DriverConfig {
                     .map_err(|error| format!("{key}: {error}"))?;
                 self.ipc_term_length = length;
             }
+            "udp_term_length" => {
+                let length = size()?;
+                tern_codec::position::validate_log_term_length(length)
+                    .map_err(|error| format!("{key}: {error}"))?;
+                self.udp_term_length = length;
+            }
+            "sender_loss" => {
+                self.sender_loss = Some(
+                    super::loss_generator::LossConfig::parse(value)
+                        .map_err(|error| format!("{key}: {error}"))?,
+                );
+            }
+            "receiver_loss" => {
+                self.receiver_loss = Some(
+                    super::loss_generator::LossConfig::parse(value)
+                        .map_err(|error| format!("{key}: {error}"))?,
+                );
+            }
             "mtu" => {
                 let mtu = size()?;
                 tern_codec::frame::validate_mtu(mtu).map_err(|error| format!("{key}: {error}"))?;
@@ -167,11 +198,14 @@ impl DriverConfig {
     }
 
     /// The settings' keys, in the order of the table above.
-    pub const KEYS: [&'static str; 12] = [
+    pub const KEYS: [&'static str; 15] = [
         "dir",
         "threading_mode",
         "idle",
         "ipc_term_length",
+        "udp_term_length",
+        "sender_loss",
+        "receiver_loss",
         "mtu",
         "client_liveness_timeout",
         "unblock_timeout",

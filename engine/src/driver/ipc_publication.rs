@@ -18,12 +18,13 @@
 
 use std::sync::Arc;
 
+use super::network_publication::SenderStatus;
 use super::reclaim::{CounterLease, FileLease};
 use super::resources::{Aging, ManagedResource};
 use crate::channel::ChannelUri;
 use crate::concurrent::as_position;
 use crate::logbuffer::descriptor::{
-    ALIGNMENT, index_by_term, index_by_term_count, tail_term_id, tail_term_offset, zero_slots,
+    ALIGNMENT, index_by_term, index_by_term_count, tail_term_id, tail_term_offset,
 };
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::log_buffers::LogBuffers;
@@ -128,6 +129,9 @@ pub(crate) struct IpcPublication {
     _file: FileLease,
     pub(crate) counters: PublicationCounters,
     pub(crate) subscribers: Vec<SubscriberLink>,
+    /// A network publication's sender, its only consumer: the log is cleaned behind it and
+    /// the publisher limit follows it while a receiver is connected.
+    pub(crate) sender: Option<Arc<SenderStatus>>,
     pub(crate) state: PublicationState,
     pub(crate) references: usize,
     window: i64,
@@ -175,6 +179,7 @@ impl IpcPublication {
             _file: file,
             counters,
             subscribers: Vec::new(),
+            sender: None,
             state: PublicationState::Active,
             references: 1,
             window,
@@ -209,13 +214,13 @@ impl IpcPublication {
     pub(crate) fn on_subscriber_joined(&mut self) {
         let producer = self.producer_position();
         if let Some(consumer) = self.observed_consumer_position(producer) {
-            self.connect_with_limit_for(consumer);
+            self.connect_with_limit_for(consumer, producer);
         }
     }
 
     /// Marks the log connected and moves the limit for the slowest counted `consumer`; returns
     /// whether the limit moved.
-    fn connect_with_limit_for(&mut self, consumer: i64) -> bool {
+    fn connect_with_limit_for(&mut self, consumer: i64, producer: i64) -> bool {
         // consumer <= producer, which stays far below i64::MAX - window. Publishers may write
         // only where the cleaner has been: the bytes of position q are reused for q + 3 terms,
         // and a frame may run past the limit by a message, so the limit stays two terms past the
@@ -226,7 +231,11 @@ impl IpcPublication {
         // The limit moves in steps of at least the trip gain (Aeron's rule), so the line
         // publishers read on every offer changes a few times a window, not on every read a
         // subscriber makes.
-        let moved = self.state == PublicationState::Active && proposed > self.trip_limit;
+        // Once everything is consumed the limit is stored exactly: a publisher then sees the
+        // whole window free (its publication drained), not the window less a step.
+        let caught_up = consumer >= producer && proposed > self.counters.limit.view().get();
+        let moved =
+            self.state == PublicationState::Active && (proposed > self.trip_limit || caught_up);
         if moved {
             self.counters.limit.view().set(proposed);
             self.trip_limit = proposed.saturating_add(self.trip_gain);
@@ -244,8 +253,14 @@ impl IpcPublication {
             .unwrap_or(producer)
     }
 
-    /// The slowest valid subscriber counted in the limit, from this cycle's observations.
+    /// The slowest valid subscriber counted in the limit, from this cycle's observations (a
+    /// network publication's: its sender, while connected).
     fn observed_consumer_position(&self, producer: i64) -> Option<i64> {
+        if let Some(sender) = &self.sender {
+            return sender
+                .is_connected()
+                .then(|| sender.position().clamp(0, producer));
+        }
         self.subscribers
             .iter()
             .filter(|subscriber| !matches!(subscriber.tether_state, TetherState::Resting { .. }))
@@ -302,7 +317,7 @@ impl IpcPublication {
                     self.cleaning = clean_target - self.clean_position >= as_position(ALIGNMENT);
                     work += 1;
                 }
-                if self.connect_with_limit_for(consumer) {
+                if self.connect_with_limit_for(consumer, producer) {
                     work += 1;
                 }
                 if consumer != self.last_consumer_position {
@@ -407,28 +422,7 @@ impl IpcPublication {
     }
 
     fn clean_step(&mut self, position: i64) {
-        let geometry = self.log.geometry();
-        let term_id = geometry.term_id(self.clean_position);
-        let index = index_by_term(geometry.initial_term_id(), term_id);
-        let term_offset = geometry.term_offset(self.clean_position);
-        let term_length = i64::from(geometry.term_length());
-        let length = (position - self.clean_position).min(term_length - i64::from(term_offset));
-        let offset = usize::try_from(term_offset).unwrap_or(0);
-        let length_bytes = usize::try_from(length).unwrap_or(0);
-        let term = self.log.term(index);
-        // Announced first: a lapped reader that copies a byte zeroed below finds out.
-        self.log
-            .metadata()
-            .announce_clean_position(self.clean_position + length);
-        // Zero all but the first frame length, at the slot widths every term access uses, then
-        // the first frame length (release), as readers read nothing of a frame before it.
-        zero_slots(&term, offset + ALIGNMENT, length_bytes - ALIGNMENT);
-        term.put_i32(offset + 4, 0);
-        term.put_i64(offset + 8, 0);
-        term.put_i64(offset + 16, 0);
-        term.put_i64(offset + 24, 0);
-        term.put_i32_ordered(offset, 0);
-        self.clean_position += length;
+        self.clean_position = self.log.clean_step(self.clean_position, position);
     }
 
     fn unblock(&self, consumer: i64) -> bool {
@@ -452,9 +446,14 @@ impl IpcPublication {
         ) != Unblocked::No
     }
 
-    /// Whether every subscriber has read everything.
+    /// Whether every subscriber has read everything (a network publication: whether its
+    /// sender has sent everything, or has nobody to send to).
     pub(crate) fn drained(&self) -> bool {
         let producer = self.producer_position();
+        if let Some(sender) = &self.sender {
+            return !sender.is_connected()
+                || (sender.position() >= producer && sender.end_of_stream_sent());
+        }
         self.subscribers
             .iter()
             .filter(|subscriber| !matches!(subscriber.tether_state, TetherState::Resting { .. }))
@@ -487,9 +486,22 @@ impl ManagedResource for IpcPublication {
     /// A draining publication is done once its subscribers have read to its end, or once its
     /// linger has passed.
     fn on_time_event(&mut self, aging: &Aging<'_>) {
-        if let PublicationState::Draining { since_ns } = self.state
-            && (self.drained() || aging.now_ns - since_ns > self.linger_ns)
-        {
+        let Some(lingered) = (match self.state {
+            PublicationState::Draining { since_ns } => {
+                Some(aging.now_ns - since_ns > self.linger_ns)
+            }
+            _ => None,
+        }) else {
+            return;
+        };
+        // A network publication lingers after draining whatever happens: its receivers may
+        // still ask for what they lost, and its heartbeats carry the end of stream.
+        let done = if self.sender.is_some() {
+            lingered && self.drained()
+        } else {
+            lingered || self.drained()
+        };
+        if done {
             self.state = PublicationState::Done;
         }
     }

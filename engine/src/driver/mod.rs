@@ -16,10 +16,11 @@
 //! | invoker | none: the embedding application calls [`MediaDriver::invoke`] |
 //!
 //! The UDP transport's protocol logic is written as sans-IO cores that take the time and frames
-//! and answer what to send: [`flow_control`], [`retransmit_handler`] and [`publication_timing`]
-//! for the sender, [`loss_detector`] and [`image_timing`] for the receiver. The sender and
-//! receiver agents will drive them over [`crate::udp_transport`] (the driver refuses `tern:udp`
-//! channels until they do).
+//! and answer what to send: [`network_publication`] (with [`flow_control`],
+//! [`retransmit_handler`] and [`publication_timing`]) for the sender, [`publication_image`] (with
+//! [`loss_detector`] and [`image_timing`]) for the receiver. The sender and receiver agents drive
+//! them over [`crate::udp_transport`], batching datagrams through a [`send_batch::SendBatch`];
+//! [`loss_generator`] drops and duplicates datagrams for tests.
 //!
 //! The conductor hands work to the sender and receiver through bounded queues
 //! ([`agent_proxy`]) in every mode, so every mode runs the same code. Starting a driver prepares
@@ -39,11 +40,15 @@ pub mod flow_control;
 pub mod image_timing;
 mod ipc_publication;
 pub mod loss_detector;
+pub mod loss_generator;
+pub mod network_publication;
+pub mod publication_image;
 pub mod publication_timing;
 pub mod receiver;
 mod reclaim;
 mod resources;
 pub mod retransmit_handler;
+pub mod send_batch;
 pub mod sender;
 pub mod system_counters;
 

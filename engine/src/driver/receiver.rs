@@ -1,20 +1,509 @@
-//! The receiver agent: over UDP (the next engine issue) it reads datagrams into publication
-//! images and sends status messages and NAKs. Today it runs the commands the conductor queues
-//! for it ([`super::agent_proxy`]) and reports its duty cycle, so that every threading mode
-//! composes the agents it names and its thread is already measured in `tern stat` when
-//! subscription endpoints and publication images join it.
+//! The receiver agent: reads datagrams from the subscribed channels' sockets, inserts data into
+//! publication images, asks the conductor for an image when a SETUP arrives for a subscribed
+//! stream, and sends each image's status messages and NAKs. Each image's protocol is its sans-IO
+//! core ([`PublicationImage`]); this agent owns the sockets and the counters.
 //!
 //! It runs on the thread `driver-receiver` (dedicated), `driver-network` (shared-network) or
-//! `driver-shared` (shared), or on the embedding application's thread (invoker). It owns
-//! everything it is given through its queue; it shares only counters (its own) and the error
-//! log (through the driver's error recorder).
+//! `driver-shared` (shared), or on the embedding application's thread (invoker). It owns every
+//! endpoint and image it is given through its queue; it shares with the conductor each image's
+//! [`ImageStatus`](super::publication_image::ImageStatus) and log, the counters and the error
+//! log, and sends it SETUP requests through a queue of its own.
+//!
+//! Every datagram is input from the network: each frame is decoded and checked before it is
+//! used, a bad one is counted (`invalid frames`) and the rest of its datagram dropped (nothing
+//! after a frame whose length cannot be trusted can be located). Data for a stream nobody
+//! subscribed is ignored; data for an unknown session of a subscribed stream asks its source for
+//! SETUP, at most once a second per session and never for more than [`ELICIT_LIMIT`] sessions
+//! at once, so spoofed data cannot make the receiver a traffic source.
 
-use super::agent_proxy::command_agent;
+use std::net::SocketAddr;
+
+use tern_codec::frame::{
+    DATA_HEADER_LENGTH, Frame, STATUS_MESSAGE_LENGTH, Setup, StatusMessage, status_flags,
+};
+
+use super::agent_proxy::{AgentProxy, AgentWork, command_agent};
+use super::conductor::DriverConductor;
+use super::errors::ErrorRecorder;
+use super::loss_generator::{Fate, LossGenerator};
+use super::publication_image::{ImageTally, PublicationImage};
+use super::reclaim::CounterLease;
+use super::send_batch::{DatagramSink, SendBatch};
+use super::system_counters::SystemCounter;
+use crate::agent::Now;
+use crate::udp_transport::UdpTransport;
 
 /// The receiver's role name (its thread's name in dedicated mode).
 pub const ROLE: &str = "driver-receiver";
+/// Sessions an endpoint asks SETUP of at once, at most.
+pub const ELICIT_LIMIT: usize = 64;
+/// How long a session asked for SETUP (or sent to the conductor) waits before it is asked again.
+const SETUP_RETRY_NS: i64 = 1_000_000_000;
 
 command_agent! {
     /// The receiver agent.
-    pub struct Receiver, role ROLE
+    pub struct Receiver, role ROLE, work ReceiverWork
+}
+
+/// A SETUP for a subscribed stream with no image: the conductor makes the image.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SetupRequest {
+    pub(crate) endpoint_id: i64,
+    pub(crate) setup: Setup,
+    pub(crate) source: SocketAddr,
+}
+
+/// An image's counters the receiver keeps.
+#[derive(Debug)]
+pub(crate) struct ImageCounters {
+    /// `rcv-hwm`: the highest position received.
+    pub(crate) high_water_mark: CounterLease,
+    /// `rcv-pos`: how far the image is complete.
+    pub(crate) rebuild: CounterLease,
+}
+
+/// An image and its counters.
+#[derive(Debug)]
+pub(crate) struct ImageEntry {
+    pub(crate) image: PublicationImage,
+    pub(crate) counters: ImageCounters,
+    reported: ImageTally,
+}
+
+impl ImageEntry {
+    pub(crate) fn new(image: PublicationImage, counters: ImageCounters) -> Self {
+        Self {
+            image,
+            counters,
+            reported: ImageTally::default(),
+        }
+    }
+}
+
+/// A session waiting for SETUP or for its image.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    session_id: i32,
+    stream_id: i32,
+    since_ns: i64,
+    /// Its SETUP went to the conductor (rather than: it was asked for SETUP).
+    requested: bool,
+}
+
+/// A socket bound to a subscribed channel's endpoint, its streams and their images.
+#[derive(Debug)]
+pub(crate) struct ReceiveEndpoint {
+    id: i64,
+    transport: UdpTransport,
+    streams: Vec<i32>,
+    images: Vec<ImageEntry>,
+    waiting: Vec<Waiting>,
+    /// Status messages asking for SETUP, to send after the datagrams are read.
+    elicits: Vec<(StatusMessage, SocketAddr)>,
+}
+
+impl ReceiveEndpoint {
+    pub(crate) fn new(id: i64, transport: UdpTransport) -> Self {
+        Self {
+            id,
+            transport,
+            streams: Vec::new(),
+            images: Vec::new(),
+            waiting: Vec::with_capacity(ELICIT_LIMIT),
+            elicits: Vec::with_capacity(ELICIT_LIMIT),
+        }
+    }
+}
+
+/// What the receiver runs.
+#[derive(Debug)]
+pub struct ReceiverWork {
+    endpoints: Vec<ReceiveEndpoint>,
+    batch: SendBatch,
+    loss: Option<LossGenerator>,
+    conductor: AgentProxy<DriverConductor>,
+    receiver_id: i64,
+}
+
+impl ReceiverWork {
+    pub(crate) fn new(
+        conductor: AgentProxy<DriverConductor>,
+        receiver_id: i64,
+        loss: Option<LossGenerator>,
+    ) -> Self {
+        Self {
+            endpoints: Vec::new(),
+            batch: SendBatch::new(),
+            loss,
+            conductor,
+            receiver_id,
+        }
+    }
+
+    /// This receiver's id in status messages.
+    pub fn receiver_id(&self) -> i64 {
+        self.receiver_id
+    }
+
+    /// Endpoints open.
+    pub fn endpoints(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub(crate) fn add_endpoint(&mut self, endpoint: ReceiveEndpoint) {
+        self.endpoints.push(endpoint);
+    }
+
+    /// Closes endpoint `id` with its images.
+    pub(crate) fn remove_endpoint(&mut self, id: i64) {
+        self.endpoints.retain(|endpoint| endpoint.id != id);
+    }
+
+    fn endpoint(&mut self, id: i64) -> Option<&mut ReceiveEndpoint> {
+        self.endpoints.iter_mut().find(|endpoint| endpoint.id == id)
+    }
+
+    /// Starts accepting `stream_id` on endpoint `id`.
+    pub(crate) fn add_stream(&mut self, id: i64, stream_id: i32) {
+        if let Some(endpoint) = self.endpoint(id)
+            && !endpoint.streams.contains(&stream_id)
+        {
+            endpoint.streams.push(stream_id);
+        }
+    }
+
+    /// Stops accepting `stream_id` on endpoint `id`; its images go.
+    pub(crate) fn remove_stream(&mut self, id: i64, stream_id: i32) {
+        if let Some(endpoint) = self.endpoint(id) {
+            endpoint.streams.retain(|stream| *stream != stream_id);
+            endpoint
+                .images
+                .retain(|entry| entry.image.stream_id() != stream_id);
+        }
+    }
+
+    /// Starts rebuilding an image on endpoint `id`.
+    pub(crate) fn add_image(&mut self, id: i64, entry: ImageEntry) {
+        match self.endpoint(id) {
+            Some(endpoint) => {
+                let (session, stream) = (entry.image.session_id(), entry.image.stream_id());
+                endpoint
+                    .waiting
+                    .retain(|waiting| waiting.session_id != session || waiting.stream_id != stream);
+                endpoint.images.push(entry);
+            }
+            // The endpoint closed while the conductor made the image: dropping it releases it.
+            None => drop(entry),
+        }
+    }
+
+    /// Stops rebuilding image `image_id` (the conductor withdrew it).
+    pub(crate) fn remove_image(&mut self, id: i64, image_id: i64) {
+        if let Some(endpoint) = self.endpoint(id) {
+            endpoint
+                .images
+                .retain(|entry| entry.image.image_id() != image_id);
+        }
+    }
+}
+
+/// An endpoint's socket as the image cores see it.
+struct EndpointSink<'a> {
+    transport: &'a mut UdpTransport,
+    errors: &'a ErrorRecorder,
+    now_ms: i64,
+}
+
+impl DatagramSink for EndpointSink<'_> {
+    fn send(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> usize {
+        match self.transport.send(datagrams, destination) {
+            Ok(sent) => {
+                self.errors.system().add(SystemCounter::DatagramsSent, sent);
+                if sent < datagrams.len() {
+                    self.errors.system().increment(SystemCounter::ShortSends);
+                }
+                sent
+            }
+            Err(error) => {
+                self.errors.system().increment(SystemCounter::SendErrors);
+                self.errors
+                    .record(self.now_ms, &format!("send to {destination}: {error}"));
+                0
+            }
+        }
+    }
+}
+
+/// What one datagram asks of the agent besides inserting data.
+struct Dispatch<'a> {
+    now_ns: i64,
+    endpoint_id: i64,
+    streams: &'a [i32],
+    images: &'a mut [ImageEntry],
+    waiting: &'a mut Vec<Waiting>,
+    elicits: &'a mut Vec<(StatusMessage, SocketAddr)>,
+    conductor: &'a mut AgentProxy<DriverConductor>,
+    receiver_id: i64,
+    invalid: usize,
+}
+
+impl Dispatch<'_> {
+    fn on_datagram(&mut self, datagram: &[u8], source: SocketAddr) {
+        let mut offset = 0;
+        while let Some(rest) = datagram.get(offset..).filter(|rest| !rest.is_empty()) {
+            let Ok(frame) = Frame::decode(rest) else {
+                self.invalid += 1;
+                return;
+            };
+            let step = frame.datagram_length();
+            match frame {
+                Frame::Data(data) => {
+                    let header = data.header;
+                    let length = usize::try_from(header.frame_length)
+                        .unwrap_or(0)
+                        .max(DATA_HEADER_LENGTH);
+                    self.on_data(&header, rest.get(..length).unwrap_or(rest), source);
+                }
+                Frame::Pad(header) => self.on_data(
+                    &header,
+                    rest.get(..DATA_HEADER_LENGTH).unwrap_or(rest),
+                    source,
+                ),
+                Frame::Setup(setup) => self.on_setup(&setup, source),
+                // Measurement replies and control frames of other kinds are not a receiver's.
+                Frame::Rttm(_) => {}
+                _ => self.invalid += 1,
+            }
+            offset += step;
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        header: &tern_codec::frame::DataHeader,
+        frame: &[u8],
+        source: SocketAddr,
+    ) {
+        let found = self.images.iter_mut().find(|entry| {
+            entry.image.session_id() == header.session_id
+                && entry.image.stream_id() == header.stream_id
+        });
+        match found {
+            // Dropped frames are counted by the image.
+            Some(entry) => {
+                let _ = entry.image.on_frame(header, frame, self.now_ns);
+            }
+            None if self.streams.contains(&header.stream_id) => {
+                self.elicit_setup(header.session_id, header.stream_id, source);
+            }
+            None => {}
+        }
+    }
+
+    /// Asks `source` for SETUP of a session it sends data for (rate-limited and bounded).
+    fn elicit_setup(&mut self, session_id: i32, stream_id: i32, source: SocketAddr) {
+        if !self.admit_waiting(session_id, stream_id, false) || self.elicits.len() >= ELICIT_LIMIT {
+            return;
+        }
+        self.elicits.push((
+            StatusMessage {
+                frame_length: i32::try_from(STATUS_MESSAGE_LENGTH).unwrap_or(i32::MAX),
+                flags: status_flags::SEND_SETUP,
+                session_id,
+                stream_id,
+                consumption_term_id: 0,
+                consumption_term_offset: 0,
+                receiver_window: 0,
+                receiver_id: self.receiver_id,
+                group_tag: None,
+            },
+            source,
+        ));
+    }
+
+    /// Records the session as waiting from now, unless it already waits within the retry
+    /// (a SETUP may replace a wait for SETUP) or the table is full; whether it was recorded.
+    fn admit_waiting(&mut self, session_id: i32, stream_id: i32, requested: bool) -> bool {
+        let now_ns = self.now_ns;
+        self.waiting
+            .retain(|waiting| now_ns - waiting.since_ns < SETUP_RETRY_NS);
+        let same =
+            |waiting: &Waiting| waiting.session_id == session_id && waiting.stream_id == stream_id;
+        match self.waiting.iter().position(same) {
+            Some(index) if requested && !self.waiting[index].requested => {
+                self.waiting.swap_remove(index);
+            }
+            Some(_) => return false,
+            None if self.waiting.len() >= ELICIT_LIMIT => return false,
+            None => {}
+        }
+        self.waiting.push(Waiting {
+            session_id,
+            stream_id,
+            since_ns: now_ns,
+            requested,
+        });
+        true
+    }
+
+    fn on_setup(&mut self, setup: &Setup, source: SocketAddr) {
+        if !self.streams.contains(&setup.stream_id)
+            || self.images.iter().any(|entry| {
+                entry.image.session_id() == setup.session_id
+                    && entry.image.stream_id() == setup.stream_id
+            })
+            || !self.admit_waiting(setup.session_id, setup.stream_id, true)
+        {
+            return;
+        }
+        let request = SetupRequest {
+            endpoint_id: self.endpoint_id,
+            setup: *setup,
+            source,
+        };
+        if self
+            .conductor
+            .offer(move |conductor: &mut DriverConductor| conductor.on_setup(request))
+            .is_err()
+        {
+            // The conductor is not keeping up: the next SETUP (every 100 ms) asks again.
+            self.waiting.retain(|waiting| {
+                waiting.session_id != setup.session_id || waiting.stream_id != setup.stream_id
+            });
+        }
+    }
+}
+
+impl AgentWork for ReceiverWork {
+    fn do_work(&mut self, now: Now, errors: &ErrorRecorder) -> usize {
+        let mut work = 0;
+        let now_ns = now.nanos;
+        for endpoint in &mut self.endpoints {
+            let ReceiveEndpoint {
+                id,
+                transport,
+                streams,
+                images,
+                waiting,
+                elicits,
+            } = endpoint;
+            let mut dispatch = Dispatch {
+                now_ns,
+                endpoint_id: *id,
+                streams,
+                images,
+                waiting,
+                elicits,
+                conductor: &mut self.conductor,
+                receiver_id: self.receiver_id,
+                invalid: 0,
+            };
+            let loss = &mut self.loss;
+            let mut dropped = 0;
+            let received = transport.receive(|datagram, source| {
+                match loss.as_mut().map(LossGenerator::fate) {
+                    Some(Fate::Drop) => dropped += 1,
+                    Some(Fate::Duplicate) => {
+                        dispatch.on_datagram(datagram, source);
+                        dispatch.on_datagram(datagram, source);
+                    }
+                    _ => dispatch.on_datagram(datagram, source),
+                }
+            });
+            let invalid = dispatch.invalid;
+            let system = errors.system();
+            match received {
+                Ok(count) if count > 0 => {
+                    work += count;
+                    system.add(SystemCounter::DatagramsReceived, count);
+                }
+                Ok(_) => {}
+                Err(error) => errors.record(now.epoch_ms, &format!("receive: {error}")),
+            }
+            if invalid > 0 {
+                system.add(SystemCounter::InvalidFrames, invalid);
+            }
+            if dropped > 0 {
+                system.add(SystemCounter::LossGeneratorDrops, dropped);
+            }
+            let mut sink = EndpointSink {
+                transport,
+                errors,
+                now_ms: now.epoch_ms,
+            };
+            for (message, source) in elicits.drain(..) {
+                self.batch.clear();
+                self.batch.push_with(STATUS_MESSAGE_LENGTH, |bytes| {
+                    let _ = message.encode(bytes);
+                });
+                work += self.batch.flush(&mut sink, source);
+            }
+            for entry in images.iter_mut() {
+                work += entry.image.do_work(now_ns, &mut self.batch, &mut sink);
+                report(entry, errors);
+            }
+        }
+        work
+    }
+}
+
+/// Moves what the image counted since the last report into the driver's counters.
+fn report(entry: &mut ImageEntry, errors: &ErrorRecorder) {
+    let tally = entry.image.tally();
+    if tally != entry.reported {
+        let last = entry.reported;
+        let system = errors.system();
+        let add = |counter, now: u64, before: u64| {
+            if now > before {
+                system.add(counter, usize::try_from(now - before).unwrap_or(usize::MAX));
+            }
+        };
+        add(
+            SystemCounter::BytesReceived,
+            tally.bytes_received,
+            last.bytes_received,
+        );
+        add(
+            SystemCounter::DuplicateFrames,
+            tally.duplicates,
+            last.duplicates,
+        );
+        add(
+            SystemCounter::FlowControlOverRuns,
+            tally.overruns,
+            last.overruns,
+        );
+        add(
+            SystemCounter::InvalidFrames,
+            tally.invalid_frames,
+            last.invalid_frames,
+        );
+        add(SystemCounter::NaksSent, tally.naks_sent, last.naks_sent);
+        add(
+            SystemCounter::StatusMessagesSent,
+            tally.status_messages_sent,
+            last.status_messages_sent,
+        );
+        add(
+            SystemCounter::GapsPadded,
+            tally.gaps_padded,
+            last.gaps_padded,
+        );
+        add(
+            SystemCounter::HeartbeatsReceived,
+            tally.heartbeats,
+            last.heartbeats,
+        );
+        entry.reported = tally;
+    }
+    entry
+        .counters
+        .high_water_mark
+        .view()
+        .set(entry.image.high_water_mark());
+    entry
+        .counters
+        .rebuild
+        .view()
+        .set(entry.image.rebuild_position());
 }

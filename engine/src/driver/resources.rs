@@ -123,6 +123,8 @@ pub(crate) struct SubscriptionLink {
     pub(crate) stream_id: i32,
     /// What the subscription asked for: which publications it admits, and whether tethered.
     pub(crate) channel: ChannelUri,
+    /// The receive endpoint of a UDP subscription.
+    pub(crate) endpoint_id: Option<i64>,
     pub(crate) state: LinkState,
 }
 

@@ -29,9 +29,55 @@ pub enum SystemCounter {
     InvalidPositions,
     /// Agents that panicked (the driver stops after recording it).
     AgentPanics,
+    /// Data bytes sent over UDP (new data, not retransmissions).
+    BytesSent,
+    /// Frame bytes received over UDP and inserted into images.
+    BytesReceived,
+    /// Datagrams sent over UDP, of every kind.
+    DatagramsSent,
+    /// Datagrams received over UDP, of every kind.
+    DatagramsReceived,
+    /// Sends the socket took only part of (its buffer was full).
+    ShortSends,
+    /// Sends the socket refused with an error.
+    SendErrors,
+    /// Frames dropped as malformed, for no known stream, or outside the term.
+    InvalidFrames,
+    /// Data frames past the receiver window (dropped and asked for again).
+    FlowControlOverRuns,
+    /// Data frames already received.
+    DuplicateFrames,
+    /// NAKs sent by images.
+    NaksSent,
+    /// NAKs received by publications.
+    NaksReceived,
+    /// NAKs out of the window, overlapping a repair, or over the budget.
+    NaksIgnored,
+    /// Ranges resent in answer to NAKs.
+    Retransmits,
+    /// Bytes resent in answer to NAKs.
+    RetransmittedBytes,
+    /// Status messages sent by images.
+    StatusMessagesSent,
+    /// Status messages received by publications.
+    StatusMessagesReceived,
+    /// Heartbeats sent by idle publications.
+    HeartbeatsSent,
+    /// Heartbeats received by images.
+    HeartbeatsReceived,
+    /// SETUP frames sent.
+    SetupsSent,
+    /// Gaps padded over on unreliable channels.
+    GapsPadded,
+    /// Datagrams dropped by a configured loss generator.
+    LossGeneratorDrops,
+    /// Publication images created from SETUP.
+    ImagesCreated,
+    /// Publication images ended by the liveness timeout.
+    ImagesGone,
 }
 
-const ALL: [(SystemCounter, &str); 10] = [
+const ALL: [(SystemCounter, &str); 33] = [
     (SystemCounter::Errors, "errors"),
     (SystemCounter::CommandsReceived, "commands received"),
     (SystemCounter::InvalidCommands, "invalid commands"),
@@ -51,7 +97,45 @@ const ALL: [(SystemCounter, &str); 10] = [
     (SystemCounter::CorruptCommandBytes, "corrupt command bytes"),
     (SystemCounter::InvalidPositions, "invalid positions"),
     (SystemCounter::AgentPanics, "agent panics"),
+    (SystemCounter::BytesSent, "bytes sent"),
+    (SystemCounter::BytesReceived, "bytes received"),
+    (SystemCounter::DatagramsSent, "datagrams sent"),
+    (SystemCounter::DatagramsReceived, "datagrams received"),
+    (SystemCounter::ShortSends, "short sends"),
+    (SystemCounter::SendErrors, "send errors"),
+    (SystemCounter::InvalidFrames, "invalid frames"),
+    (SystemCounter::FlowControlOverRuns, "flow control over-runs"),
+    (SystemCounter::DuplicateFrames, "duplicate frames"),
+    (SystemCounter::NaksSent, "naks sent"),
+    (SystemCounter::NaksReceived, "naks received"),
+    (SystemCounter::NaksIgnored, "naks ignored"),
+    (SystemCounter::Retransmits, "retransmits"),
+    (SystemCounter::RetransmittedBytes, "retransmitted bytes"),
+    (SystemCounter::StatusMessagesSent, "status messages sent"),
+    (
+        SystemCounter::StatusMessagesReceived,
+        "status messages received",
+    ),
+    (SystemCounter::HeartbeatsSent, "heartbeats sent"),
+    (SystemCounter::HeartbeatsReceived, "heartbeats received"),
+    (SystemCounter::SetupsSent, "setups sent"),
+    (SystemCounter::GapsPadded, "loss gaps padded"),
+    (SystemCounter::LossGeneratorDrops, "loss generator drops"),
+    (SystemCounter::ImagesCreated, "images created"),
+    (SystemCounter::ImagesGone, "images gone"),
 ];
+
+// Counters are found by their discriminant: the table lists them in declaration order.
+const _: () = {
+    let mut index = 0;
+    while index < ALL.len() {
+        assert!(
+            ALL[index].0 as usize == index,
+            "ALL lists the counters in order"
+        );
+        index += 1;
+    }
+};
 
 /// The allocated system counters.
 #[derive(Debug)]
@@ -87,11 +171,7 @@ impl SystemCounters {
 
     /// Adds `amount` to `counter`.
     pub(crate) fn add(&self, counter: SystemCounter, amount: usize) {
-        let index = ALL
-            .iter()
-            .position(|(candidate, _)| *candidate == counter)
-            .unwrap_or(0);
-        self.counters[index]
+        self.counters[counter as usize]
             .view()
             .increment(i64::try_from(amount).unwrap_or(i64::MAX));
     }

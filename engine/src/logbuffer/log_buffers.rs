@@ -173,4 +173,38 @@ impl LogBuffers {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Zeroes the log from `clean_position` towards `target` (a frame-aligned position past
+    /// it), within one partition, so that the next writer of those bytes (three terms on)
+    /// finds them clean; returns the new clean position. Run only by the log's cleaner (the
+    /// conductor for a publication, the receiver for an image), never over bytes a reader may
+    /// still read: the clean position is announced first, so a lapped reader that copies a
+    /// byte zeroed here finds out.
+    pub(crate) fn clean_step(&self, clean_position: i64, target: i64) -> i64 {
+        let geometry = self.geometry;
+        let term_id = geometry.term_id(clean_position);
+        let index = super::descriptor::index_by_term(geometry.initial_term_id(), term_id);
+        let term_offset = geometry.term_offset(clean_position);
+        let term_length = i64::from(geometry.term_length());
+        let length = (target - clean_position).min(term_length - i64::from(term_offset));
+        if length <= 0 {
+            return clean_position;
+        }
+        let alignment = super::descriptor::ALIGNMENT;
+        debug_assert!(length % i64::try_from(alignment).unwrap_or(1) == 0);
+        let offset = usize::try_from(term_offset).unwrap_or(0);
+        let length_bytes = usize::try_from(length).unwrap_or(0);
+        let term = self.term(index);
+        self.metadata()
+            .announce_clean_position(clean_position + length);
+        // Zero all but the first frame length, at the slot widths every term access uses, then
+        // the first frame length (release), as readers read nothing of a frame before it.
+        super::descriptor::zero_slots(&term, offset + alignment, length_bytes - alignment);
+        term.put_i32(offset + 4, 0);
+        term.put_i64(offset + 8, 0);
+        term.put_i64(offset + 16, 0);
+        term.put_i64(offset + 24, 0);
+        term.put_i32_ordered(offset, 0);
+        clean_position + length
+    }
 }

@@ -1,0 +1,259 @@
+//! End to end over `tern:udp` on loopback: one driver talking to itself, two drivers, loss
+//! injected by the drivers' loss generators, the end of a stream, and channels refused.
+#![cfg(all(not(loom), target_os = "linux"))]
+
+use std::cell::RefCell;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tern_engine::client::{
+    ClientConfig, ClientError, FragmentAssembler, OfferResult, Publication, Subscription, Tern,
+};
+use tern_engine::command::ErrorCode;
+use tern_engine::driver::{DriverConfig, MediaDriver};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tern-udp-{name}-{}", std::process::id()))
+}
+
+fn driver_with(name: &str, adjust: impl FnOnce(&mut DriverConfig)) -> MediaDriver {
+    let mut config = DriverConfig {
+        dir: dir(name),
+        ..DriverConfig::default()
+    };
+    config.udp_term_length = 64 * 1024;
+    config.publication_linger = Duration::from_millis(50);
+    adjust(&mut config);
+    MediaDriver::launch(config).unwrap()
+}
+
+fn client(driver: &MediaDriver) -> Tern {
+    Tern::connect(ClientConfig {
+        dir: driver.dir().to_path_buf(),
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+/// A loopback port nobody is bound to now.
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of the system counter labelled `label`.
+fn system_counter(tern: &Tern, label: &str) -> i64 {
+    let mut value = None;
+    tern.counters().for_each(|info| {
+        if info.type_id == 0 && info.label == label {
+            value = Some(info.value);
+        }
+    });
+    value.unwrap_or_else(|| panic!("no system counter {label:?}"))
+}
+
+fn messages(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|index| {
+            // Mostly small, every seventh longer than an MTU (fragmented), each distinct.
+            let length = if index % 7 == 0 {
+                3000 + index % 1000
+            } else {
+                8 + index % 200
+            };
+            let mut message = vec![u8::try_from(index % 251).unwrap(); length];
+            message[..8].copy_from_slice(&u64::try_from(index).unwrap().to_le_bytes());
+            message
+        })
+        .collect()
+}
+
+/// Sends `messages` and receives them all, interleaved, asserting order and content.
+fn exchange(publication: &Publication, subscription: &mut Subscription, messages: &[Vec<u8>]) {
+    let received = RefCell::new(Vec::new());
+    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
+        received.borrow_mut().push(message.to_vec());
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut sent = 0;
+    while received.borrow().len() < messages.len() {
+        if sent < messages.len() {
+            match publication.offer(&messages[sent]) {
+                OfferResult::Ok(_) => sent += 1,
+                OfferResult::BackPressured
+                | OfferResult::AdminAction
+                | OfferResult::NotConnected => {}
+                other => panic!("offer failed: {other:?}"),
+            }
+        }
+        subscription.poll(
+            |fragment, header| assembler.on_fragment(fragment, header),
+            64,
+        );
+        assert!(
+            Instant::now() < deadline,
+            "received {} of {} (sent {sent})",
+            received.borrow().len(),
+            messages.len()
+        );
+    }
+    let received = received.into_inner();
+    for (index, (got, want)) in received.iter().zip(messages).enumerate() {
+        assert!(
+            got == want,
+            "message {index} differs: {} bytes, wanted {}",
+            got.len(),
+            want.len()
+        );
+    }
+    assert_eq!(received.len(), messages.len());
+}
+
+fn channel(port: u16) -> String {
+    format!("tern:udp?endpoint=127.0.0.1:{port}|term-length=64k")
+}
+
+fn wait_connected(publication: &Publication, subscription: &mut Subscription) {
+    publication.wait_connected(DEADLINE).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while !subscription.is_connected() {
+        subscription.poll(|_, _| {}, 1);
+        assert!(Instant::now() < deadline, "no image");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn one_driver_sends_to_itself_over_loopback() {
+    let driver = driver_with("self", |_| {});
+    let tern = client(&driver);
+    let port = free_port();
+    let mut subscription = tern.add_subscription(&channel(port), 7).unwrap();
+    let publication = tern.add_publication(&channel(port), 7).unwrap();
+    wait_connected(&publication, &mut subscription);
+    exchange(&publication, &mut subscription, &messages(5_000));
+    assert!(system_counter(&tern, "bytes sent") >= system_counter(&tern, "bytes received"));
+    assert!(system_counter(&tern, "status messages received") > 0);
+    tern.counters().for_each(|info| {
+        if info.type_id == 0 {
+            eprintln!("{}: {}", info.label, info.value);
+        }
+    });
+    assert_eq!(
+        system_counter(&tern, "naks sent"),
+        0,
+        "nothing was lost on loopback"
+    );
+    assert_eq!(system_counter(&tern, "invalid frames"), 0);
+}
+
+#[test]
+fn two_drivers_exchange_a_stream() {
+    let sending = driver_with("two-send", |_| {});
+    let receiving = driver_with("two-receive", |_| {});
+    let (publisher, subscriber) = (client(&sending), client(&receiving));
+    let port = free_port();
+    let mut subscription = subscriber.add_subscription(&channel(port), 8).unwrap();
+    let publication = publisher.add_publication(&channel(port), 8).unwrap();
+    wait_connected(&publication, &mut subscription);
+    exchange(&publication, &mut subscription, &messages(5_000));
+}
+
+#[test]
+fn loss_on_both_sides_is_repaired_in_order() {
+    let sending = driver_with("loss-send", |config| {
+        config
+            .set("sender_loss", "drop=0.1,duplicate=0.05,seed=11")
+            .unwrap();
+    });
+    let receiving = driver_with("loss-receive", |config| {
+        config
+            .set("receiver_loss", "drop=0.1,duplicate=0.05,seed=12")
+            .unwrap();
+    });
+    let (publisher, subscriber) = (client(&sending), client(&receiving));
+    let port = free_port();
+    let mut subscription = subscriber.add_subscription(&channel(port), 9).unwrap();
+    let publication = publisher.add_publication(&channel(port), 9).unwrap();
+    wait_connected(&publication, &mut subscription);
+    exchange(&publication, &mut subscription, &messages(5_000));
+    let counted = |tern: &Tern, label: &str| {
+        let value = system_counter(tern, label);
+        assert!(value > 0, "{label}: {value}");
+        value
+    };
+    counted(&publisher, "loss generator drops");
+    counted(&subscriber, "loss generator drops");
+    counted(&subscriber, "naks sent");
+    counted(&subscriber, "duplicate frames");
+    counted(&publisher, "naks received");
+    counted(&publisher, "retransmits");
+    assert_eq!(system_counter(&subscriber, "invalid frames"), 0);
+}
+
+#[test]
+fn a_closed_publication_ends_its_stream_and_the_image_goes() {
+    let driver = driver_with("eos", |_| {});
+    let tern = client(&driver);
+    let port = free_port();
+    let mut subscription = tern.add_subscription(&channel(port), 10).unwrap();
+    let publication = tern.add_publication(&channel(port), 10).unwrap();
+    wait_connected(&publication, &mut subscription);
+    exchange(&publication, &mut subscription, &messages(100));
+    drop(publication);
+    let deadline = Instant::now() + DEADLINE;
+    while subscription.is_connected() {
+        subscription.poll(|_, _| {}, 10);
+        assert!(
+            Instant::now() < deadline,
+            "the image stayed after the end of stream"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn bad_udp_channels_are_refused_with_the_reason() {
+    let driver = driver_with("refused", |_| {});
+    let tern = client(&driver);
+    for (channel, wanted) in [
+        ("tern:udp?term-length=64k", "endpoint"),
+        (
+            "tern:udp?endpoint=no-such-host.invalid:40123",
+            "no-such-host.invalid",
+        ),
+        ("tern:udp?endpoint=127.0.0.1", "endpoint"),
+    ] {
+        let error = tern.add_publication(channel, 1).unwrap_err();
+        let ClientError::Refused { code, message } = error else {
+            panic!("{channel}: {error:?}");
+        };
+        assert_eq!(code, ErrorCode::InvalidChannel, "{channel}: {message}");
+        assert!(message.contains(wanted), "{channel}: {message}");
+        let error = tern.add_subscription(channel, 1).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Refused {
+                    code: ErrorCode::InvalidChannel,
+                    ..
+                }
+            ),
+            "{channel}: {error:?}"
+        );
+    }
+    // A port another socket holds cannot be bound.
+    let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let error = tern.add_subscription(&channel(port), 1).unwrap_err();
+    let ClientError::Refused { message, .. } = error else {
+        panic!("{error:?}");
+    };
+    assert!(message.contains("cannot bind"), "{message}");
+}
