@@ -257,3 +257,126 @@ fn bad_udp_channels_are_refused_with_the_reason() {
     };
     assert!(message.contains("cannot bind"), "{message}");
 }
+
+/// Malformed datagrams of every kind the receiver must survive, each counted once as invalid.
+fn malformed(random: &mut u64, kind: u64, session_id: i32, stream_id: i32) -> Vec<u8> {
+    let mut next = || {
+        *random ^= *random << 13;
+        *random ^= *random >> 7;
+        *random ^= *random << 17;
+        *random
+    };
+    let data_header = |frame_length: i32, term_offset: i32| {
+        let mut frame = vec![0u8; 32];
+        frame[0..4].copy_from_slice(&frame_length.to_le_bytes());
+        frame[5] = 0xC0;
+        frame[6..8].copy_from_slice(&1u16.to_le_bytes());
+        frame[8..12].copy_from_slice(&term_offset.to_le_bytes());
+        frame[12..16].copy_from_slice(&session_id.to_le_bytes());
+        frame[16..20].copy_from_slice(&stream_id.to_le_bytes());
+        frame
+    };
+    match kind % 5 {
+        // Random bytes of a random length, the version byte (if any) never 0.
+        0 => {
+            let length = usize::try_from(next() % 1400).unwrap() + 1;
+            let mut bytes: Vec<u8> = (0..length).map(|_| next().to_le_bytes()[0]).collect();
+            if let Some(version) = bytes.get_mut(4) {
+                *version = version.saturating_add(1).max(1);
+            }
+            bytes
+        }
+        // A header cut short.
+        1 => {
+            let length = usize::try_from(next() % 31).unwrap() + 1;
+            data_header(64, 0)[..length].to_vec()
+        }
+        // A valid DATA header of another protocol version.
+        2 => {
+            let mut frame = data_header(32, 0);
+            frame[4] = u8::try_from(next() % 255).unwrap() + 1;
+            frame
+        }
+        // A frame length past the end of the datagram.
+        3 => {
+            let mut frame = data_header(1024, 0);
+            frame.extend_from_slice(&[7u8; 64]);
+            frame
+        }
+        // The stream's own session, at an offset outside the term or off the alignment.
+        _ => {
+            let offsets = [i32::MAX - 31, -64, 64 * 1024 - 32, 33];
+            let offset = offsets[usize::try_from(next() % 4).unwrap()];
+            let mut frame = data_header(64, offset);
+            frame.extend_from_slice(&[9u8; 32]);
+            frame
+        }
+    }
+}
+
+#[test]
+fn a_hundred_thousand_malformed_datagrams_are_counted_and_the_stream_loses_nothing() {
+    const MALFORMED: u64 = 100_000;
+    const BURST: u64 = 100;
+    let driver = driver_with("malformed", |_| {});
+    let tern = client(&driver);
+    let port = free_port();
+    let mut subscription = tern.add_subscription(&channel(port), 11).unwrap();
+    let publication = tern.add_publication(&channel(port), 11).unwrap();
+    wait_connected(&publication, &mut subscription);
+    let session_id = publication.session_id();
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = messages(20_000);
+    let received = RefCell::new(Vec::new());
+    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
+        received.borrow_mut().push(message.to_vec());
+    });
+    let mut random = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut fired, mut offered) = (0u64, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fired < MALFORMED || received.borrow().len() < sent.len() {
+        if fired < MALFORMED {
+            for _ in 0..BURST {
+                let datagram = malformed(&mut random, fired, session_id, 11);
+                attacker.send_to(&datagram, ("127.0.0.1", port)).unwrap();
+                fired += 1;
+            }
+        }
+        // Bursts small enough for the socket's buffer: every datagram reaches the driver, so
+        // the count must match exactly. Wait for this burst to be counted while the stream runs.
+        loop {
+            for _ in 0..8 {
+                if offered < sent.len()
+                    && matches!(publication.offer(&sent[offered]), OfferResult::Ok(_))
+                {
+                    offered += 1;
+                }
+            }
+            subscription.poll(
+                |fragment, header| assembler.on_fragment(fragment, header),
+                64,
+            );
+            let counted = u64::try_from(system_counter(&tern, "invalid frames")).unwrap();
+            assert!(counted <= fired, "{counted} counted, {fired} fired");
+            assert!(
+                Instant::now() < deadline,
+                "{counted} of {fired} counted; {} of {} received",
+                received.borrow().len(),
+                sent.len()
+            );
+            if counted == fired {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        u64::try_from(system_counter(&tern, "invalid frames")).unwrap(),
+        MALFORMED
+    );
+    let received = received.into_inner();
+    assert_eq!(received.len(), sent.len());
+    assert!(received == sent, "the stream arrived intact and in order");
+    assert_eq!(system_counter(&tern, "images created"), 1);
+    assert_eq!(system_counter(&tern, "errors"), 0);
+    assert!(driver.failure().is_none());
+}

@@ -37,6 +37,10 @@ use crate::logbuffer::log_buffers::LogBuffers;
 use crate::logbuffer::term_scanner::scan_for_availability;
 use crate::udp_transport::BATCH_MAX;
 
+const FRAME_TERM_OFFSET: usize = tern_codec::frame::data_offsets::TERM_OFFSET;
+const FRAME_SESSION_ID: usize = tern_codec::frame::data_offsets::SESSION_ID;
+const FRAME_TERM_ID: usize = tern_codec::frame::data_offsets::TERM_ID;
+
 /// Ranges waiting to be resent, at most (more NAKs than this in one cycle wait for the next).
 const PENDING_RESENDS: usize = 16;
 /// RTT measurement replies waiting, at most.
@@ -466,6 +470,18 @@ impl NetworkPublication {
         let term = self.log.term(index);
         let mut offset = usize::try_from(range.term_offset).unwrap_or(usize::MAX);
         let end = offset.saturating_add(usize::try_from(range.length).unwrap_or(0));
+        // A NAK names an offset, not a frame: a range starting inside a frame (a confused or
+        // hostile receiver) would send payload bytes as if they were a frame. Every frame's
+        // header carries its own offset, term and session, so the start is checked against
+        // them; from a frame, the scan steps frame by frame.
+        let is_frame = offset + DATA_HEADER_LENGTH <= term.capacity()
+            && term.get_i32(offset + FRAME_TERM_OFFSET) == i32::try_from(offset).unwrap_or(-1)
+            && term.get_i32(offset + FRAME_SESSION_ID) == self.session_id
+            && term.get_i32(offset + FRAME_TERM_ID) == range.term_id;
+        if !is_frame {
+            self.tally.naks_ignored += 1;
+            return 0;
+        }
         let mut bytes = 0;
         while offset < end && batch.len() < BATCH_MAX {
             let mut scan = scan_for_availability(&term, offset, self.mtu.min(end - offset));

@@ -1,0 +1,413 @@
+//! The UDP protocol cores without sockets: a network publication and a publication image fed
+//! frames and stepped on a manual clock. Control frames are hostile here: NAKs outside the
+//! window or longer than the term, status messages with absurd windows and positions, frames for
+//! other sessions. None may make the sender resend what it does not hold, widen its window past
+//! half a term, or send anywhere but its destination; none may make the image write outside the
+//! term or past its window.
+#![cfg(not(loom))]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tern_codec::frame::{
+    DataHeader, Frame, FrameType, NAK_LENGTH, Nak, STATUS_MESSAGE_LENGTH, StatusMessage,
+    data_flags, status_flags,
+};
+use tern_engine::driver::flow_control::Strategy;
+use tern_engine::driver::image_timing;
+use tern_engine::driver::loss_detector::FeedbackDelay;
+use tern_engine::driver::network_publication::{NetworkPublication, PublicationParams};
+use tern_engine::driver::publication_image::{ImageParams, ImageState, PublicationImage};
+use tern_engine::driver::publication_timing;
+use tern_engine::driver::retransmit_handler::RetransmitConfig;
+use tern_engine::driver::send_batch::{RecordingSink, SendBatch};
+use tern_engine::logbuffer::descriptor::LogParameters;
+use tern_engine::logbuffer::frame_header::HeaderTemplate;
+use tern_engine::logbuffer::log_buffers::LogBuffers;
+use tern_engine::logbuffer::term_appender::{Appended, TermAppender};
+
+const TERM_LENGTH: u32 = 64 * 1024;
+const SESSION: i32 = 77;
+const STREAM: i32 = 9;
+const INITIAL_TERM_ID: i32 = 1000;
+const MS: i64 = 1_000_000;
+
+fn destination() -> SocketAddr {
+    "127.0.0.1:40001".parse().unwrap()
+}
+
+fn new_log(name: &str) -> (Arc<LogBuffers>, PathBuf) {
+    let path = std::env::temp_dir().join(format!(
+        "tern-cores-{name}-{}.logbuffer",
+        std::process::id()
+    ));
+    let parameters = LogParameters {
+        term_length: TERM_LENGTH,
+        initial_term_id: INITIAL_TERM_ID,
+        mtu: 1408,
+        page_size: 4096,
+        correlation_id: 1,
+        session_id: SESSION,
+        stream_id: STREAM,
+        publication_window: TERM_LENGTH / 2,
+    };
+    (
+        Arc::new(LogBuffers::create(&path, &parameters).unwrap()),
+        path,
+    )
+}
+
+/// Appends `count` messages of `length` bytes to term 0; returns the tail offset.
+fn publish(log: &LogBuffers, count: usize, length: usize) -> u32 {
+    let appender = TermAppender::new(log.term(0), log.metadata(), 0);
+    let template = HeaderTemplate::new(log.metadata().default_header());
+    let mut tail = 0;
+    for index in 0..count {
+        let body = vec![u8::try_from(index % 251).unwrap(); length];
+        match appender.append(&template, &[&body], 1376, 0) {
+            Appended::Ok { term_offset, .. } => tail = term_offset,
+            Appended::Tripped { .. } => panic!("the test stays in one term"),
+        }
+    }
+    tail
+}
+
+fn publication(log: &Arc<LogBuffers>) -> NetworkPublication {
+    let params = PublicationParams {
+        destination: destination(),
+        strategy: Strategy::Unicast,
+        timings: publication_timing::Timings::default(),
+        retransmit: RetransmitConfig::unicast(64 * 1024),
+        receiver_timeout_ns: 5_000 * MS,
+        ttl: 0,
+    };
+    NetworkPublication::new(1, Arc::clone(log), &params, 0)
+}
+
+fn status(position_offset: i32, window: i32) -> StatusMessage {
+    StatusMessage {
+        frame_length: i32::try_from(STATUS_MESSAGE_LENGTH).unwrap(),
+        flags: 0,
+        session_id: SESSION,
+        stream_id: STREAM,
+        consumption_term_id: INITIAL_TERM_ID,
+        consumption_term_offset: position_offset,
+        receiver_window: window,
+        receiver_id: 5,
+        group_tag: None,
+    }
+}
+
+fn nak(term_id: i32, term_offset: i32, length: i32) -> Nak {
+    Nak {
+        frame_length: i32::try_from(NAK_LENGTH).unwrap(),
+        flags: 0,
+        session_id: SESSION,
+        stream_id: STREAM,
+        term_id,
+        term_offset,
+        length,
+    }
+}
+
+/// Data bytes in `sent` (DATA frames' lengths, heartbeats and control frames excluded).
+fn data_bytes(sent: &[(Vec<u8>, SocketAddr)]) -> usize {
+    sent.iter()
+        .map(|(datagram, _)| {
+            let mut offset = 0;
+            let mut bytes = 0;
+            while offset < datagram.len() {
+                let frame = Frame::decode(&datagram[offset..]).unwrap();
+                if let Frame::Data(data) = frame {
+                    bytes += tern_codec::frame::align(
+                        usize::try_from(data.header.frame_length).unwrap(),
+                    );
+                }
+                offset += frame.datagram_length();
+            }
+            bytes
+        })
+        .sum()
+}
+
+#[test]
+fn a_publication_sends_setup_until_answered_then_data_up_to_the_window_only() {
+    let (log, path) = new_log("window");
+    let mut publication = publication(&log);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    let tail = publish(&log, 400, 100);
+    assert!(tail > TERM_LENGTH / 2, "more than a window is waiting");
+    publication.send_control(0, &mut batch, &mut sink);
+    assert!(matches!(
+        Frame::decode(&sink.sent[0].0).unwrap(),
+        Frame::Setup(_)
+    ));
+    assert_eq!(
+        publication.send_data(0, &mut batch, &mut sink),
+        0,
+        "no receiver, no data"
+    );
+    publication.on_status_message(&status(0, 4096), MS);
+    assert!(publication.status().is_connected());
+    sink.sent.clear();
+    while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
+    let window_end = publication.sender_position();
+    assert!(
+        window_end <= 4096,
+        "sent to {window_end} past a 4 KiB window"
+    );
+    assert!(window_end > 4096 - 160, "the window is used");
+    assert_eq!(data_bytes(&sink.sent), usize::try_from(window_end).unwrap());
+    for (datagram, to) in &sink.sent {
+        assert!(datagram.len() <= 1408, "a datagram is at most the MTU");
+        assert_eq!(*to, destination());
+    }
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn absurd_status_messages_never_widen_the_window_past_half_a_term() {
+    let (log, path) = new_log("absurd");
+    let mut publication = publication(&log);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    publish(&log, 400, 100);
+    // Far ahead of anything sent, with the largest window there is.
+    let mut message = status(0, i32::MAX);
+    message.consumption_term_id = INITIAL_TERM_ID + 1_000_000;
+    publication.on_status_message(&message, MS);
+    publication.on_status_message(&status(-4096, i32::MIN), MS);
+    while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
+    assert!(publication.status().limit() <= i64::from(TERM_LENGTH / 2));
+    assert!(publication.sender_position() <= i64::from(TERM_LENGTH / 2));
+    // Another session's status message is counted and changes nothing.
+    let mut stranger = status(0, 1 << 20);
+    stranger.session_id = SESSION + 1;
+    publication.on_status_message(&stranger, MS);
+    assert_eq!(publication.tally().invalid_frames, 1);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn naks_are_answered_from_the_log_only_inside_what_was_sent_and_once_per_linger() {
+    let (log, path) = new_log("naks");
+    let mut publication = publication(&log);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    publish(&log, 300, 100);
+    publication.on_status_message(&status(0, 16 * 1024), MS);
+    while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
+    let sent = publication.sender_position();
+    assert!(sent >= 8192);
+    sink.sent.clear();
+    let hostile = [
+        nak(INITIAL_TERM_ID, 0, i32::try_from(TERM_LENGTH).unwrap() * 2), // longer than the term
+        nak(INITIAL_TERM_ID, i32::try_from(sent).unwrap(), 1024),         // not sent yet
+        nak(INITIAL_TERM_ID - 1, 0, 1024),                                // before the stream
+        nak(INITIAL_TERM_ID + 5, 0, 1024),                                // a term never written
+        nak(INITIAL_TERM_ID, -32, 64),                                    // negative offset
+        nak(INITIAL_TERM_ID, 16, 64),                                     // off the alignment
+        nak(INITIAL_TERM_ID, 0, -1),                                      // negative length
+    ];
+    for frame in hostile {
+        assert!(publication.on_nak(&frame, 2 * MS).is_err(), "{frame:?}");
+    }
+    publication.send_control(2 * MS, &mut batch, &mut sink);
+    assert_eq!(data_bytes(&sink.sent), 0, "nothing resent for hostile NAKs");
+    // A range starting inside a frame (frames take 160 bytes here) resends nothing: payload
+    // bytes never go out as a frame.
+    publication
+        .on_nak(&nak(INITIAL_TERM_ID, 2048, 1024), 2 * MS)
+        .unwrap();
+    publication.send_control(2 * MS, &mut batch, &mut sink);
+    assert_eq!(
+        data_bytes(&sink.sent),
+        0,
+        "nothing resent from inside a frame"
+    );
+    // A real loss: 1 KiB from the frame at 1920.
+    publication
+        .on_nak(&nak(INITIAL_TERM_ID, 1920, 1024), 13 * MS)
+        .unwrap();
+    assert!(
+        publication
+            .on_nak(&nak(INITIAL_TERM_ID, 1920, 1024), 13 * MS)
+            .is_err(),
+        "lingering"
+    );
+    publication.send_control(13 * MS, &mut batch, &mut sink);
+    let resent = data_bytes(&sink.sent);
+    assert!((1024..1024 + 1408).contains(&resent), "resent {resent}");
+    assert!(sink.sent.iter().all(|(_, to)| *to == destination()));
+    // After the linger the same range may be asked for again.
+    publication
+        .on_nak(&nak(INITIAL_TERM_ID, 1920, 1024), 30 * MS)
+        .unwrap();
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_closed_publication_sends_its_end_of_stream_once_drained() {
+    let (log, path) = new_log("eos");
+    let mut publication = publication(&log);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    let tail = publish(&log, 10, 100);
+    publication.on_status_message(&status(0, 16 * 1024), MS);
+    publication.send_data(MS, &mut batch, &mut sink);
+    log.metadata().set_end_of_stream_position(i64::from(tail));
+    sink.sent.clear();
+    publication.send_control(2 * MS, &mut batch, &mut sink);
+    assert!(publication.status().end_of_stream_sent());
+    let Frame::Data(heartbeat) = Frame::decode(&sink.sent[0].0).unwrap() else {
+        panic!("a heartbeat");
+    };
+    assert_eq!(heartbeat.header.frame_length, 0);
+    assert_ne!(heartbeat.header.flags & data_flags::END_OF_STREAM, 0);
+    assert_eq!(heartbeat.header.term_offset, i32::try_from(tail).unwrap());
+    std::fs::remove_file(path).unwrap();
+}
+
+fn new_image(log: &Arc<LogBuffers>, reliable: bool) -> PublicationImage {
+    let params = ImageParams {
+        control: destination(),
+        join_position: 0,
+        receiver_id: 3,
+        reliable,
+        timings: image_timing::Timings::default(),
+        delay: FeedbackDelay::unicast(),
+        window: 16 * 1024,
+    };
+    PublicationImage::new(1, Arc::clone(log), &params, 0)
+}
+
+fn data(term_offset: i32, length: usize, flags: u8) -> (DataHeader, Vec<u8>) {
+    let header = DataHeader {
+        frame_length: i32::try_from(length).unwrap(),
+        flags,
+        frame_type: FrameType::Data,
+        term_offset,
+        session_id: SESSION,
+        stream_id: STREAM,
+        term_id: INITIAL_TERM_ID,
+        reserved_value: 0,
+    };
+    let mut bytes = vec![0xAB; length.max(32)];
+    header.encode(&mut bytes).unwrap();
+    (header, bytes)
+}
+
+#[test]
+fn an_image_rebuilds_out_of_order_naks_the_gap_after_its_delay_and_refuses_bad_frames() {
+    let (log, path) = new_log("image");
+    let mut image = new_image(&log, true);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    image.do_work(0, &mut batch, &mut sink);
+    let Frame::StatusMessage(first) = Frame::decode(&sink.sent[0].0).unwrap() else {
+        panic!("the first status message goes out at once");
+    };
+    assert_eq!(
+        (first.consumption_term_offset, first.receiver_window),
+        (0, 16 * 1024)
+    );
+    // Frames of 128 bytes at 0, 256 and 384: 128..256 is missing.
+    for offset in [384, 0, 256] {
+        let (header, bytes) = data(offset, 128, data_flags::UNFRAGMENTED);
+        image.on_frame(&header, &bytes, 1_000).unwrap();
+    }
+    let (header, bytes) = data(0, 128, data_flags::UNFRAGMENTED);
+    image.on_frame(&header, &bytes, 1_000).unwrap();
+    assert_eq!(image.tally().duplicates, 1);
+    sink.sent.clear();
+    image.do_work(2_000, &mut batch, &mut sink);
+    assert_eq!(image.rebuild_position(), 128);
+    assert_eq!(image.high_water_mark(), 512);
+    assert!(sink.sent.is_empty(), "the NAK waits its delay");
+    image.do_work(2_000 + 100_000, &mut batch, &mut sink);
+    let naks: Vec<Nak> = sink
+        .sent
+        .iter()
+        .filter_map(|(datagram, _)| match Frame::decode(datagram).unwrap() {
+            Frame::Nak(nak) => Some(nak),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(naks.len(), 1);
+    assert_eq!((naks[0].term_offset, naks[0].length), (128, 128));
+    // Bad frames: counted, nothing written.
+    let bad = [
+        data(33, 64, 0),                                        // misaligned
+        data(i32::try_from(TERM_LENGTH).unwrap() - 32, 128, 0), // runs past the term
+        data(-64, 64, 0),                                       // negative offset
+        data(16 * 1024 + 1024, 128, 0),                         // past the window
+    ];
+    let before = image.tally();
+    for (header, bytes) in &bad {
+        assert!(image.on_frame(header, bytes, 3_000).is_err(), "{header:?}");
+    }
+    let after = image.tally();
+    assert_eq!(after.invalid_frames - before.invalid_frames, 3);
+    assert_eq!(after.overruns - before.overruns, 1);
+    assert_eq!(
+        log.term(0).get_i32(16 * 1024 + 1024),
+        0,
+        "nothing written past the window"
+    );
+    // The repair arrives; the image is complete.
+    let (header, bytes) = data(128, 128, data_flags::UNFRAGMENTED);
+    image.on_frame(&header, &bytes, 4_000).unwrap();
+    image.do_work(5_000, &mut batch, &mut sink);
+    assert_eq!(image.rebuild_position(), 512);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn an_unreliable_image_pads_over_gaps() {
+    let (log, path) = new_log("unreliable");
+    let mut image = new_image(&log, false);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    let (header, bytes) = data(512, 128, data_flags::UNFRAGMENTED);
+    image.on_frame(&header, &bytes, 0).unwrap();
+    image.do_work(0, &mut batch, &mut sink);
+    assert_eq!(image.rebuild_position(), 640);
+    assert_eq!(image.tally().gaps_padded, 1);
+    assert_eq!(image.tally().naks_sent, 0);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn an_image_ends_at_its_end_of_stream_or_after_its_liveness_timeout() {
+    let (log, path) = new_log("image-end");
+    let mut image = new_image(&log, true);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    let (header, bytes) = data(0, 128, data_flags::UNFRAGMENTED);
+    image.on_frame(&header, &bytes, 0).unwrap();
+    let (mut heartbeat, beat) = data(128, 0, data_flags::UNFRAGMENTED | data_flags::END_OF_STREAM);
+    heartbeat.frame_length = 0;
+    image.on_frame(&heartbeat, &beat[..32], 0).unwrap();
+    image.do_work(0, &mut batch, &mut sink);
+    assert_eq!(image.status().state(), ImageState::EndOfStream);
+    assert_eq!(log.metadata().end_of_stream_position(), 128);
+
+    let (log2, path2) = new_log("image-silent");
+    let mut silent = new_image(&log2, true);
+    silent.do_work(9_000 * MS, &mut batch, &mut sink);
+    assert_eq!(silent.status().state(), ImageState::Active);
+    silent.do_work(10_001 * MS, &mut batch, &mut sink);
+    assert_eq!(silent.status().state(), ImageState::Gone);
+    for path in [path, path2] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+#[test]
+fn status_flags_of_a_closing_image_say_end_of_stream() {
+    let (log, path) = new_log("closing");
+    let mut image = new_image(&log, true);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    image.close();
+    image.do_work(0, &mut batch, &mut sink);
+    let Frame::StatusMessage(message) = Frame::decode(&sink.sent[0].0).unwrap() else {
+        panic!("a status message");
+    };
+    assert_ne!(message.flags & status_flags::END_OF_STREAM, 0);
+    std::fs::remove_file(path).unwrap();
+}
