@@ -1,6 +1,7 @@
 //! The data path allocates nothing: after warm-up, a million offer + poll cycles through a
 //! publication, a subscription and a fragment assembler (fragmented messages included), and a
 //! million through an exclusive publication, make no allocation on the thread that runs them.
+//! A UDP stream through a driver the test thread runs (invoker mode) is counted end to end.
 //! Allocations are counted per thread, so the driver's and the client conductor's threads do not
 //! blur the count.
 #![cfg(not(loom))]
@@ -208,4 +209,88 @@ fn udp_sends_and_receives_in_batches_allocate_nothing() {
         bytes > 1408 * 8 * 10_000 / 2,
         "most datagrams arrived: {bytes} bytes"
     );
+}
+
+/// A UDP stream end to end through a driver this thread runs (invoker mode): the sender's
+/// scans, batches and sends, the receiver's reads, insertions, status messages and cleaning,
+/// the conductor's limits, and the client's offers and polls allocate nothing after warm-up.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_udp_stream_through_an_invoked_driver_allocates_nothing() {
+    use tern_engine::driver::ThreadingMode;
+    let dir = std::env::temp_dir().join(format!("tern-test-alloc-udp-{}", std::process::id()));
+    let mut driver = MediaDriver::launch(DriverConfig {
+        dir,
+        threading_mode: ThreadingMode::Invoker,
+        ..DriverConfig::default()
+    })
+    .unwrap();
+    let tern = Tern::connect(ClientConfig {
+        dir: driver.dir().to_path_buf(),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let channel = format!("tern:udp?endpoint=127.0.0.1:{port}|term-length=1m");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let subscription_id = tern.async_add_subscription(&channel, 22).unwrap();
+    let mut subscription = loop {
+        driver.invoke();
+        if let Some(result) = tern.poll_subscription(subscription_id) {
+            break result.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline);
+    };
+    let publication_id = tern.async_add_publication(&channel, 22).unwrap();
+    let publication = loop {
+        driver.invoke();
+        if let Some(result) = tern.poll_publication(publication_id) {
+            break result.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline);
+    };
+    while !publication.is_connected() || subscription.images().is_empty() {
+        driver.invoke();
+        subscription.poll(|_, _| {}, 1);
+        assert!(std::time::Instant::now() < deadline, "no connection");
+    }
+    let small = [7u8; 32];
+    let large = vec![9u8; 3000];
+    let mut delivered = 0u64;
+    let mut assembler = FragmentAssembler::new(|_: &[u8], _: &_| delivered += 1);
+    let mut cycle = |index: u64| {
+        let message: &[u8] = if index.is_multiple_of(100) {
+            &large
+        } else {
+            &small
+        };
+        loop {
+            driver.invoke();
+            subscription.poll(
+                |fragment, header| assembler.on_fragment(fragment, header),
+                64,
+            );
+            match publication.offer(message) {
+                OfferResult::Ok(_) => break,
+                OfferResult::BackPressured | OfferResult::AdminAction => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    for index in 0..20_000 {
+        cycle(index);
+    }
+    COUNTING.with(|counting| counting.set(true));
+    for index in 0..200_000 {
+        cycle(index);
+    }
+    COUNTING.with(|counting| counting.set(false));
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    drop(assembler);
+    assert_eq!(allocations, 0, "the UDP path allocated {allocations} times");
+    assert!(delivered > 200_000, "delivered {delivered}");
 }
