@@ -87,8 +87,12 @@ pub struct FlowControlSpec {
 pub enum FlowControlKind {
     /// The fastest.
     Max,
-    /// The slowest.
-    Min,
+    /// The slowest; the publication connects once `group_min_size` receivers are present
+    /// (`min,g:/N`).
+    Min {
+        /// Receivers required (0: one).
+        group_min_size: u32,
+    },
     /// The slowest with this group tag; the publication connects once `group_min_size` of
     /// them are present.
     Tagged {
@@ -104,7 +108,7 @@ impl FlowControlSpec {
         let mut parts = text.split(',');
         let mut kind = match parts.next()? {
             "max" => FlowControlKind::Max,
-            "min" => FlowControlKind::Min,
+            "min" => FlowControlKind::Min { group_min_size: 0 },
             "tagged" => FlowControlKind::Tagged {
                 group_tag: 0,
                 group_min_size: 0,
@@ -117,6 +121,13 @@ impl FlowControlSpec {
             if let Some(timeout) = part.strip_prefix("t:") {
                 receiver_timeout_ns = Some(parse_duration_ns(timeout)?);
             } else if let Some(group) = part.strip_prefix("g:") {
+                if let FlowControlKind::Min { .. } = kind {
+                    // `min,g:/N`: the slowest of at least N receivers, untagged.
+                    kind = FlowControlKind::Min {
+                        group_min_size: group.strip_prefix('/')?.parse().ok()?,
+                    };
+                    continue;
+                }
                 let FlowControlKind::Tagged { .. } = kind else {
                     return None;
                 };
@@ -440,7 +451,14 @@ mod tests {
                 .map(|uri| uri.flow_control.unwrap().kind)
         };
         assert_eq!(fc("max"), Ok(FlowControlKind::Max));
-        assert_eq!(fc("min,t:500ms"), Ok(FlowControlKind::Min));
+        assert_eq!(
+            fc("min,t:500ms"),
+            Ok(FlowControlKind::Min { group_min_size: 0 })
+        );
+        assert_eq!(
+            fc("min,g:/3"),
+            Ok(FlowControlKind::Min { group_min_size: 3 })
+        );
         for bad in ["fastest", "tagged", "min,g:5", "max,t:soon", "tagged,g:x"] {
             assert!(
                 matches!(fc(bad), Err(ChannelError::InvalidValue { .. })),

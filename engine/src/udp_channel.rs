@@ -5,7 +5,7 @@
 //! | parameter | meaning |
 //! |---|---|
 //! | `endpoint=host:port` | unicast: where data goes (publication) or is received (subscription); multicast: the group |
-//! | `control=host:port` | where status messages and NAKs go (multi-destination cast, multicast control) |
+//! | `control=host:port` | where status messages and NAKs go (multi-destination cast; for a multicast group, the next address by default) |
 //! | `interface=ip[:port][/prefix]` | the local interface to bind or to send multicast from |
 //! | `ttl=N` | multicast hops (multicast endpoints only) |
 
@@ -66,6 +66,19 @@ impl UdpChannel {
                 "a multicast group needs a port",
             ));
         }
+        // A multicast channel's control frames (status messages, NAKs) go to the next group
+        // address on the same port, as Aeron's do: the data group's last octet is odd, the
+        // control group's the one after.
+        let control = match (control, endpoint.filter(|_| multicast)) {
+            (None, Some(group)) => Some(control_group(group).ok_or_else(|| {
+                invalid(
+                    "endpoint",
+                    uri.endpoint.as_deref().unwrap_or(""),
+                    "a multicast data group's last octet is odd (its control group is the next address)",
+                )
+            })?),
+            (control, _) => control,
+        };
         if uri.ttl.is_some() && !multicast {
             return Err(invalid(
                 "ttl",
@@ -81,6 +94,30 @@ impl UdpChannel {
             ttl: uri.ttl,
         })
     }
+}
+
+/// The control group of multicast data group `group`: its last octet plus one, for an odd last
+/// octet.
+fn control_group(group: SocketAddr) -> Option<SocketAddr> {
+    let address = match group.ip() {
+        IpAddr::V4(address) => {
+            let mut octets = address.octets();
+            if octets[3] % 2 == 0 {
+                return None;
+            }
+            octets[3] += 1;
+            IpAddr::from(octets)
+        }
+        IpAddr::V6(address) => {
+            let mut octets = address.octets();
+            if octets[15] % 2 == 0 {
+                return None;
+            }
+            octets[15] += 1;
+            IpAddr::from(octets)
+        }
+    };
+    Some(SocketAddr::new(address, group.port()))
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ChannelError {
@@ -188,6 +225,7 @@ mod tests {
             resolve("tern:udp?endpoint=239.1.2.3:40456|interface=10.0.0.5/32|ttl=4").unwrap();
         assert!(group.multicast);
         assert_eq!(group.ttl, Some(4));
+        assert_eq!(group.control, Some("239.1.2.4:40456".parse().unwrap()));
         assert_eq!(
             group.interface,
             Some(Interface {
@@ -221,6 +259,7 @@ mod tests {
         assert!(
             message("tern:udp?endpoint=127.0.0.1:4000|ttl=3").contains("multicast endpoint only")
         );
+        assert!(message("tern:udp?endpoint=239.1.2.4:4000").contains("last octet is odd"));
         assert!(
             message("tern:udp?endpoint=127.0.0.1:4000|interface=10.0.0.1/33").contains("interface")
         );

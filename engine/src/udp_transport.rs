@@ -59,6 +59,35 @@ impl SocketBuffers {
     }
 }
 
+/// Joins `group` on the channel's interface (any, if none).
+fn join(socket: &Socket, group: IpAddr, channel: &UdpChannel) -> io::Result<()> {
+    match (group, channel.interface.map(|interface| interface.address)) {
+        (IpAddr::V4(group), Some(IpAddr::V4(interface))) => {
+            socket.join_multicast_v4(&group, &interface)
+        }
+        (IpAddr::V4(group), _) => socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED),
+        (IpAddr::V6(group), _) => socket.join_multicast_v6(&group, 0),
+    }
+}
+
+/// Multicast sends from this socket: the channel's hops and interface, looped back to other
+/// sockets of this host (another driver on the machine may subscribe).
+fn set_multicast_sending(socket: &Socket, channel: &UdpChannel) -> io::Result<()> {
+    if channel.endpoint.is_some_and(|endpoint| endpoint.is_ipv6()) {
+        if let Some(ttl) = channel.ttl {
+            socket.set_multicast_hops_v6(u32::from(ttl))?;
+        }
+        return socket.set_multicast_loop_v6(true);
+    }
+    if let Some(ttl) = channel.ttl {
+        socket.set_multicast_ttl_v4(u32::from(ttl))?;
+    }
+    if let Some(IpAddr::V4(interface)) = channel.interface.map(|interface| interface.address) {
+        socket.set_multicast_if_v4(&interface)?;
+    }
+    socket.set_multicast_loop_v4(true)
+}
+
 impl UdpTransport {
     fn socket(address: &SocketAddr, buffers: SocketBuffers) -> io::Result<Socket> {
         let socket = Socket::new(
@@ -84,24 +113,12 @@ impl UdpTransport {
         })?;
         let socket = Self::socket(&endpoint, buffers)?;
         if channel.multicast {
+            // Bound to the group itself, so that the socket takes only the group's datagrams
+            // (another group on the same port, such as the control group, is not its).
             socket.set_reuse_address(true)?;
-            let any = match endpoint.ip() {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            };
-            socket.bind(&SockAddr::from(SocketAddr::new(any, endpoint.port())))?;
-            match (
-                endpoint.ip(),
-                channel.interface.map(|interface| interface.address),
-            ) {
-                (IpAddr::V4(group), Some(IpAddr::V4(interface))) => {
-                    socket.join_multicast_v4(&group, &interface)?;
-                }
-                (IpAddr::V4(group), _) => {
-                    socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?
-                }
-                (IpAddr::V6(group), _) => socket.join_multicast_v6(&group, 0)?,
-            }
+            socket.bind(&SockAddr::from(endpoint))?;
+            join(&socket, endpoint.ip(), channel)?;
+            set_multicast_sending(&socket, channel)?;
         } else {
             socket.bind(&SockAddr::from(endpoint))?;
         }
@@ -109,26 +126,29 @@ impl UdpTransport {
     }
 
     /// A socket that sends a publication's stream: bound to the channel's interface (or any
-    /// address and port), with the multicast hops and interface when the endpoint is a group.
+    /// address and port); for a multicast group, bound to the control group and joined to it, to
+    /// hear the receivers' status messages and NAKs, with the channel's hops and interface.
     pub fn sender(channel: &UdpChannel, buffers: SocketBuffers) -> io::Result<Self> {
         let endpoint = channel.endpoint.or(channel.control).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "a sender needs an endpoint")
         })?;
         let socket = Self::socket(&endpoint, buffers)?;
-        let local = match channel.interface {
-            Some(interface) => SocketAddr::new(interface.address, interface.port),
-            None if endpoint.is_ipv4() => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            None => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
-        };
-        socket.bind(&SockAddr::from(local))?;
-        if channel.multicast {
-            if let Some(ttl) = channel.ttl {
-                socket.set_multicast_ttl_v4(u32::from(ttl))?;
+        match channel.control.filter(|_| channel.multicast) {
+            Some(control) => {
+                socket.set_reuse_address(true)?;
+                socket.bind(&SockAddr::from(control))?;
+                join(&socket, control.ip(), channel)?;
+                set_multicast_sending(&socket, channel)?;
             }
-            if let Some(IpAddr::V4(interface)) =
-                channel.interface.map(|interface| interface.address)
-            {
-                socket.set_multicast_if_v4(&interface)?;
+            None => {
+                let local = match channel.interface {
+                    Some(interface) => SocketAddr::new(interface.address, interface.port),
+                    None if endpoint.is_ipv4() => {
+                        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+                    }
+                    None => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
+                };
+                socket.bind(&SockAddr::from(local))?;
             }
         }
         Ok(Self::with(socket))

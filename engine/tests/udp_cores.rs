@@ -37,7 +37,16 @@ fn destination() -> SocketAddr {
     "127.0.0.1:40001".parse().unwrap()
 }
 
-fn new_log(name: &str) -> (Arc<LogBuffers>, PathBuf) {
+/// Removes a test's log file when dropped, whether the test passed or not.
+struct Removed(PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn new_log(name: &str) -> (Arc<LogBuffers>, Removed) {
     let path = std::env::temp_dir().join(format!(
         "tern-cores-{name}-{}.logbuffer",
         std::process::id()
@@ -52,10 +61,9 @@ fn new_log(name: &str) -> (Arc<LogBuffers>, PathBuf) {
         stream_id: STREAM,
         publication_window: TERM_LENGTH / 2,
     };
-    (
-        Arc::new(LogBuffers::create(&path, &parameters).unwrap()),
-        path,
-    )
+    let _ = std::fs::remove_file(&path);
+    let log = Arc::new(LogBuffers::create(&path, &parameters).unwrap());
+    (log, Removed(path))
 }
 
 /// Appends `count` messages of `length` bytes to term 0; returns the tail offset.
@@ -133,7 +141,7 @@ fn data_bytes(sent: &[(Vec<u8>, SocketAddr)]) -> usize {
 
 #[test]
 fn a_publication_sends_setup_until_answered_then_data_up_to_the_window_only() {
-    let (log, path) = new_log("window");
+    let (log, _file) = new_log("window");
     let mut publication = publication(&log);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     let tail = publish(&log, 400, 100);
@@ -163,12 +171,11 @@ fn a_publication_sends_setup_until_answered_then_data_up_to_the_window_only() {
         assert!(datagram.len() <= 1408, "a datagram is at most the MTU");
         assert_eq!(*to, destination());
     }
-    std::fs::remove_file(path).unwrap();
 }
 
 #[test]
 fn absurd_status_messages_never_widen_the_window_past_half_a_term() {
-    let (log, path) = new_log("absurd");
+    let (log, _file) = new_log("absurd");
     let mut publication = publication(&log);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     publish(&log, 400, 100);
@@ -185,12 +192,11 @@ fn absurd_status_messages_never_widen_the_window_past_half_a_term() {
     stranger.session_id = SESSION + 1;
     publication.on_status_message(&stranger, MS);
     assert_eq!(publication.tally().invalid_frames, 1);
-    std::fs::remove_file(path).unwrap();
 }
 
 #[test]
 fn naks_are_answered_from_the_log_only_inside_what_was_sent_and_once_per_linger() {
-    let (log, path) = new_log("naks");
+    let (log, _file) = new_log("naks");
     let mut publication = publication(&log);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     publish(&log, 300, 100);
@@ -242,12 +248,11 @@ fn naks_are_answered_from_the_log_only_inside_what_was_sent_and_once_per_linger(
     publication
         .on_nak(&nak(INITIAL_TERM_ID, 1920, 1024), 30 * MS)
         .unwrap();
-    std::fs::remove_file(path).unwrap();
 }
 
 #[test]
 fn a_closed_publication_sends_its_end_of_stream_once_drained() {
-    let (log, path) = new_log("eos");
+    let (log, _file) = new_log("eos");
     let mut publication = publication(&log);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     let tail = publish(&log, 10, 100);
@@ -263,7 +268,6 @@ fn a_closed_publication_sends_its_end_of_stream_once_drained() {
     assert_eq!(heartbeat.header.frame_length, 0);
     assert_ne!(heartbeat.header.flags & data_flags::END_OF_STREAM, 0);
     assert_eq!(heartbeat.header.term_offset, i32::try_from(tail).unwrap());
-    std::fs::remove_file(path).unwrap();
 }
 
 fn new_image(log: &Arc<LogBuffers>, reliable: bool) -> PublicationImage {
@@ -297,7 +301,7 @@ fn data(term_offset: i32, length: usize, flags: u8) -> (DataHeader, Vec<u8>) {
 
 #[test]
 fn an_image_rebuilds_out_of_order_naks_the_gap_after_its_delay_and_refuses_bad_frames() {
-    let (log, path) = new_log("image");
+    let (log, _file) = new_log("image");
     let mut image = new_image(&log, true);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     image.do_work(0, &mut batch, &mut sink);
@@ -356,12 +360,11 @@ fn an_image_rebuilds_out_of_order_naks_the_gap_after_its_delay_and_refuses_bad_f
     image.on_frame(&header, &bytes, 4_000).unwrap();
     image.do_work(5_000, &mut batch, &mut sink);
     assert_eq!(image.rebuild_position(), 512);
-    std::fs::remove_file(path).unwrap();
 }
 
 #[test]
 fn an_unreliable_image_pads_over_gaps() {
-    let (log, path) = new_log("unreliable");
+    let (log, _file) = new_log("unreliable");
     let mut image = new_image(&log, false);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     let (header, bytes) = data(512, 128, data_flags::UNFRAGMENTED);
@@ -370,12 +373,11 @@ fn an_unreliable_image_pads_over_gaps() {
     assert_eq!(image.rebuild_position(), 640);
     assert_eq!(image.tally().gaps_padded, 1);
     assert_eq!(image.tally().naks_sent, 0);
-    std::fs::remove_file(path).unwrap();
 }
 
 #[test]
 fn an_image_ends_at_its_end_of_stream_or_after_its_liveness_timeout() {
-    let (log, path) = new_log("image-end");
+    let (log, _file) = new_log("image-end");
     let mut image = new_image(&log, true);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     let (header, bytes) = data(0, 128, data_flags::UNFRAGMENTED);
@@ -387,20 +389,17 @@ fn an_image_ends_at_its_end_of_stream_or_after_its_liveness_timeout() {
     assert_eq!(image.status().state(), ImageState::EndOfStream);
     assert_eq!(log.metadata().end_of_stream_position(), 128);
 
-    let (log2, path2) = new_log("image-silent");
+    let (log2, _file2) = new_log("image-silent");
     let mut silent = new_image(&log2, true);
     silent.do_work(9_000 * MS, &mut batch, &mut sink);
     assert_eq!(silent.status().state(), ImageState::Active);
     silent.do_work(10_001 * MS, &mut batch, &mut sink);
     assert_eq!(silent.status().state(), ImageState::Gone);
-    for path in [path, path2] {
-        std::fs::remove_file(path).unwrap();
-    }
 }
 
 #[test]
 fn status_flags_of_a_closing_image_say_end_of_stream() {
-    let (log, path) = new_log("closing");
+    let (log, _file) = new_log("closing");
     let mut image = new_image(&log, true);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     image.close();
@@ -409,5 +408,42 @@ fn status_flags_of_a_closing_image_say_end_of_stream() {
         panic!("a status message");
     };
     assert_ne!(message.flags & status_flags::END_OF_STREAM, 0);
-    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_request_for_setup_is_answered_with_setup_and_never_moves_flow_control() {
+    let (log, _file) = new_log("elicit");
+    let params = PublicationParams {
+        destination: destination(),
+        strategy: Strategy::Min { group_min_size: 0 },
+        timings: publication_timing::Timings::default(),
+        retransmit: RetransmitConfig::multicast(64 * 1024, 7),
+        receiver_timeout_ns: 5_000 * MS,
+        ttl: 1,
+    };
+    let mut publication = NetworkPublication::new(1, Arc::clone(&log), &params, 0);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    publish(&log, 300, 100);
+    publication.on_status_message(&status(0, 4096), MS);
+    publication.send_control(MS, &mut batch, &mut sink);
+    while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
+    let held = publication.sender_position();
+    assert!(held <= 4096);
+    // A second receiver with no image yet asks for SETUP: its message says nothing of a
+    // position, whatever its fields read as.
+    let mut elicit = status(i32::MAX, i32::MAX);
+    elicit.flags = status_flags::SEND_SETUP;
+    elicit.consumption_term_id = 0;
+    elicit.receiver_id = 99;
+    publication.on_status_message(&elicit, 2 * MS);
+    sink.sent.clear();
+    publication.send_control(2 * MS, &mut batch, &mut sink);
+    assert!(
+        sink.sent
+            .iter()
+            .any(|(datagram, _)| matches!(Frame::decode(datagram), Ok(Frame::Setup(_)))),
+        "SETUP answers at once"
+    );
+    assert_eq!(publication.send_data(2 * MS, &mut batch, &mut sink), 0);
+    assert_eq!(publication.status().limit(), 4096, "the limit did not move");
 }

@@ -169,12 +169,18 @@ fn two_drivers_exchange_a_stream() {
 fn loss_on_both_sides_is_repaired_in_order() {
     let sending = driver_with("loss-send", |config| {
         config
-            .set("sender_loss", "drop=0.1,duplicate=0.05,seed=11")
+            .set(
+                "sender_loss",
+                "drop=0.1,duplicate=0.05,reorder=0.05,seed=11",
+            )
             .unwrap();
     });
     let receiving = driver_with("loss-receive", |config| {
         config
-            .set("receiver_loss", "drop=0.1,duplicate=0.05,seed=12")
+            .set(
+                "receiver_loss",
+                "drop=0.1,duplicate=0.05,reorder=0.05,seed=12",
+            )
             .unwrap();
     });
     let (publisher, subscriber) = (client(&sending), client(&receiving));

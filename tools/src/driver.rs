@@ -35,6 +35,12 @@ pub(crate) struct DriverArgs {
     /// Term length of UDP publications whose channel names none (e.g. 16m).
     #[arg(long)]
     udp_term_length: Option<String>,
+    /// A publication image that hears nothing this long goes away (e.g. 10s).
+    #[arg(long)]
+    image_liveness_timeout: Option<String>,
+    /// A UDP publication without a status message this long is not connected (e.g. 5s).
+    #[arg(long)]
+    publication_connection_timeout: Option<String>,
     /// Loss the sender injects, for testing: drop=R[,duplicate=R][,seed=N].
     #[arg(long)]
     sender_loss: Option<String>,
@@ -98,6 +104,11 @@ pub(crate) fn config(args: &DriverArgs) -> Result<DriverConfig> {
         ("idle", &args.idle),
         ("ipc_term_length", &args.ipc_term_length),
         ("udp_term_length", &args.udp_term_length),
+        ("image_liveness_timeout", &args.image_liveness_timeout),
+        (
+            "publication_connection_timeout",
+            &args.publication_connection_timeout,
+        ),
         ("sender_loss", &args.sender_loss),
         ("receiver_loss", &args.receiver_loss),
         ("mtu", &args.mtu),

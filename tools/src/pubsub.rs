@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tern_engine::agent::{IdleStrategy, Idler};
 use tern_engine::client::{ClientConfig, FragmentAssembler, OfferResult, Publication, Tern};
+use tern_engine::logbuffer::frame_header::FragmentHeader;
 
 use crate::DirArg;
 
@@ -54,6 +55,11 @@ pub(crate) struct SubArgs {
     /// Only count messages; print the total at exit.
     #[arg(long)]
     quiet: bool,
+    /// Check that generated messages (`tern pub --count`) arrive exactly once and in order:
+    /// each session's sequence numbers from 0 up by one. The first message out of sequence
+    /// ends the command with an error naming it.
+    #[arg(long)]
+    verify: bool,
 }
 
 fn connect(dir: &DirArg) -> Result<Tern> {
@@ -145,8 +151,15 @@ pub(crate) fn subscribe(args: &SubArgs) -> Result<()> {
     let received = Cell::new(0u64);
     let out = RefCell::new(std::io::BufWriter::new(std::io::stdout().lock()));
     let write_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
-    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
+    // Each session's next sequence number, with --verify.
+    let expected: RefCell<Vec<(i32, u64)>> = RefCell::new(Vec::new());
+    let out_of_order: RefCell<Option<String>> = RefCell::new(None);
+    let mut assembler = FragmentAssembler::new(|message: &[u8], header: &FragmentHeader| {
         received.set(received.get() + 1);
+        if args.verify && out_of_order.borrow().is_none() {
+            let fault = check_sequence(&mut expected.borrow_mut(), header.session_id, message);
+            *out_of_order.borrow_mut() = fault;
+        }
         if !args.quiet && write_error.borrow().is_none() {
             let line = String::from_utf8_lossy(message);
             if let Err(error) = writeln!(out.borrow_mut(), "{line}") {
@@ -155,7 +168,10 @@ pub(crate) fn subscribe(args: &SubArgs) -> Result<()> {
         }
     });
     let mut idler = Idler::new(IdleStrategy::default());
-    while !stop.load(Ordering::Acquire) && write_error.borrow().is_none() {
+    while !stop.load(Ordering::Acquire)
+        && write_error.borrow().is_none()
+        && out_of_order.borrow().is_none()
+    {
         // With --count, read one fragment at a time so as not to consume past the count.
         let limit = if args.count.is_some() { 1 } else { 256 };
         let work = subscription.poll(
@@ -180,8 +196,53 @@ pub(crate) fn subscribe(args: &SubArgs) -> Result<()> {
     {
         return Err(error).context("writing standard output");
     }
+    if let Some(fault) = out_of_order.into_inner() {
+        bail!("after {} messages: {fault}", received.get());
+    }
     if args.quiet {
-        println!("{} messages", received.get());
+        let verified = if args.verify { ", in order" } else { "" };
+        println!("{} messages{verified}", received.get());
     }
     Ok(())
+}
+
+/// Checks a generated message against its session's next sequence number; what is wrong, if
+/// anything.
+fn check_sequence(
+    expected: &mut Vec<(i32, u64)>,
+    session_id: i32,
+    message: &[u8],
+) -> Option<String> {
+    let Some(sequence) = message
+        .first_chunk::<8>()
+        .map(|bytes| u64::from_le_bytes(*bytes))
+    else {
+        return Some(format!(
+            "session {session_id}: a {}-byte message has no sequence number",
+            message.len()
+        ));
+    };
+    let next = match expected
+        .iter_mut()
+        .find(|(session, _)| *session == session_id)
+    {
+        Some((_, next)) => next,
+        None => {
+            expected.push((session_id, 0));
+            &mut expected.last_mut().expect("just pushed").1
+        }
+    };
+    if sequence != *next {
+        let what = if sequence > *next {
+            "lost"
+        } else {
+            "repeated or reordered"
+        };
+        return Some(format!(
+            "session {session_id}: message {sequence} arrived where {} was due ({what})",
+            *next
+        ));
+    }
+    *next += 1;
+    None
 }

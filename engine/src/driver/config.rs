@@ -7,7 +7,9 @@
 //! | idle strategy | `--idle` | `TERN_IDLE` | `idle` | `backoff` |
 //! | IPC term length | `--ipc-term-length` | `TERN_IPC_TERM_LENGTH` | `ipc_term_length` | `16m` |
 //! | UDP term length | `--udp-term-length` | `TERN_UDP_TERM_LENGTH` | `udp_term_length` | `16m` |
-//! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,seed=7` |
+//! | image liveness timeout | `--image-liveness-timeout` | `TERN_IMAGE_LIVENESS_TIMEOUT` | `image_liveness_timeout` | `10s` |
+//! | publication connection timeout | `--publication-connection-timeout` | `TERN_PUBLICATION_CONNECTION_TIMEOUT` | `publication_connection_timeout` | `5s` |
+//! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,reorder=0.01,seed=7` |
 //! | receiver loss (testing) | `--receiver-loss` | `TERN_RECEIVER_LOSS` | `receiver_loss` | off; as sender loss |
 //! | MTU | `--mtu` | `TERN_MTU` | `mtu` | `1408` |
 //! | client liveness timeout | `--client-liveness-timeout` | `TERN_CLIENT_LIVENESS_TIMEOUT` | `client_liveness_timeout` | `10s` |
@@ -95,6 +97,10 @@ pub struct DriverConfig {
     pub cnc_layout: CncLayout,
     /// Remove the directory's files when the driver stops.
     pub delete_on_shutdown: bool,
+    /// A publication image that receives nothing this long goes away (Aeron: 10 s).
+    pub image_liveness_timeout: Duration,
+    /// A network publication without a status message this long is not connected (Aeron: 5 s).
+    pub publication_connection_timeout: Duration,
     /// Bytes per term of a UDP publication whose channel names no `term-length`.
     pub udp_term_length: u32,
     /// Loss the sender applies to the datagrams it sends (tests and experiments; off unless
@@ -115,6 +121,8 @@ impl Default for DriverConfig {
             idle_strategy: IdleStrategy::default(),
             ipc_term_length: 16 * 1024 * 1024,
             udp_term_length: 16 * 1024 * 1024,
+            image_liveness_timeout: Duration::from_secs(10),
+            publication_connection_timeout: Duration::from_secs(5),
             sender_loss: None,
             receiver_loss: None,
             mtu: tern_codec::frame::MTU_DEFAULT,
@@ -162,6 +170,10 @@ impl DriverConfig {
                     .map_err(|error| format!("{key}: {error}"))?;
                 self.udp_term_length = length;
             }
+            "image_liveness_timeout" => self.image_liveness_timeout = duration()?,
+            "publication_connection_timeout" => {
+                self.publication_connection_timeout = duration()?;
+            }
             "sender_loss" => {
                 self.sender_loss = Some(
                     super::loss_generator::LossConfig::parse(value)
@@ -198,12 +210,14 @@ impl DriverConfig {
     }
 
     /// The settings' keys, in the order of the table above.
-    pub const KEYS: [&'static str; 15] = [
+    pub const KEYS: [&'static str; 17] = [
         "dir",
         "threading_mode",
         "idle",
         "ipc_term_length",
         "udp_term_length",
+        "image_liveness_timeout",
+        "publication_connection_timeout",
         "sender_loss",
         "receiver_loss",
         "mtu",

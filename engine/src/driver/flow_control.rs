@@ -24,8 +24,11 @@ pub enum Strategy {
     Unicast,
     /// The fastest receiver.
     Max,
-    /// The slowest receiver.
-    Min,
+    /// The slowest receiver; connected once `group_min_size` are tracked.
+    Min {
+        /// Receivers required.
+        group_min_size: u32,
+    },
     /// The slowest receiver with this group tag; connected once `group_min_size` are tracked.
     Tagged {
         /// The tag.
@@ -100,7 +103,7 @@ impl FlowControl {
     /// its group's minimum size; otherwise always).
     pub fn has_required_receivers(&self) -> bool {
         match self.strategy {
-            Strategy::Tagged { group_min_size, .. } => {
+            Strategy::Tagged { group_min_size, .. } | Strategy::Min { group_min_size } => {
                 self.receivers.len() >= usize::try_from(group_min_size).unwrap_or(usize::MAX)
             }
             _ => true,
@@ -129,7 +132,7 @@ impl FlowControl {
         match self.strategy {
             Strategy::Unicast => self.limit = self.limit.max(right_edge),
             Strategy::Max => self.limit = self.limit.max(right_edge),
-            Strategy::Min | Strategy::Tagged { .. } => {
+            Strategy::Min { .. } | Strategy::Tagged { .. } => {
                 let tracked = self.receivers.len();
                 // A receiver joining far behind the limit (more than a window) is not let pull
                 // it back: it catches up, or is left behind, as Aeron admits receivers.
@@ -276,7 +279,7 @@ mod tests {
     fn max_follows_the_fastest_and_min_the_slowest_until_it_times_out() {
         let sent = 1_000_000;
         let mut max = FlowControl::new(Strategy::Max, limits(), 0);
-        let mut min = FlowControl::new(Strategy::Min, limits(), 0);
+        let mut min = FlowControl::new(Strategy::Min { group_min_size: 0 }, limits(), 0);
         for flow in [&mut max, &mut min] {
             flow.on_status_message(&status(1, 10, 1024, 1024), sent, 0);
             flow.on_status_message(&status(2, 10, 8192, 1024), sent, 0);
@@ -297,7 +300,7 @@ mod tests {
     #[test]
     fn min_is_not_pulled_back_by_a_late_joiner_or_a_departed_receiver() {
         let sent = 1_000_000;
-        let mut min = FlowControl::new(Strategy::Min, limits(), 0);
+        let mut min = FlowControl::new(Strategy::Min { group_min_size: 0 }, limits(), 0);
         min.on_status_message(&status(1, 10, 60_000, 1024), sent, 0);
         assert_eq!(min.limit(), 61_024);
         // A newcomer far behind (more than a window) is not admitted to hold the limit back.

@@ -13,6 +13,8 @@ pub enum Fate {
     Drop,
     /// Deliver it twice.
     Duplicate,
+    /// Deliver it after the next one.
+    Reorder,
 }
 
 /// The loss a generator applies, each as a rate from 0 to 1.
@@ -22,16 +24,20 @@ pub struct LossConfig {
     pub drop_rate: f64,
     /// Datagrams delivered twice.
     pub duplicate_rate: f64,
+    /// Datagrams delivered after the one that follows them.
+    pub reorder_rate: f64,
     /// The seed of the decisions.
     pub seed: u64,
 }
 
 impl LossConfig {
-    /// Parses `drop=R[,duplicate=R][,seed=N]`, the form of the `*_loss` driver settings.
+    /// Parses `drop=R[,duplicate=R][,reorder=R][,seed=N]`, the form of the `*_loss` driver
+    /// settings.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut config = Self {
             drop_rate: 0.0,
             duplicate_rate: 0.0,
+            reorder_rate: 0.0,
             seed: 1,
         };
         for part in text.split(',').filter(|part| !part.is_empty()) {
@@ -48,6 +54,7 @@ impl LossConfig {
             match key {
                 "drop" => config.drop_rate = rate()?,
                 "duplicate" => config.duplicate_rate = rate()?,
+                "reorder" => config.reorder_rate = rate()?,
                 "seed" => {
                     config.seed = value
                         .parse()
@@ -95,6 +102,9 @@ impl LossGenerator {
         if self.next_unit() < self.config.duplicate_rate {
             return Fate::Duplicate;
         }
+        if self.next_unit() < self.config.reorder_rate {
+            return Fate::Reorder;
+        }
         Fate::Pass
     }
 
@@ -110,7 +120,7 @@ mod tests {
 
     #[test]
     fn rates_hold_and_seeds_repeat() {
-        let config = LossConfig::parse("drop=0.1,duplicate=0.05,seed=7").unwrap();
+        let config = LossConfig::parse("drop=0.1,duplicate=0.05,reorder=0.02,seed=7").unwrap();
         let fates = |config| {
             let mut generator = LossGenerator::new(config);
             (0..100_000).map(|_| generator.fate()).collect::<Vec<_>>()
@@ -124,6 +134,8 @@ mod tests {
             .count();
         assert!((9_000..11_000).contains(&dropped), "{dropped}");
         assert!((4_000..5_000).contains(&duplicated), "{duplicated}");
+        let reordered = first.iter().filter(|fate| **fate == Fate::Reorder).count();
+        assert!((1_500..2_000).contains(&reordered), "{reordered}");
         assert!(LossConfig::parse("drop=2").is_err());
         assert!(LossConfig::parse("burst=1").is_err());
         assert!(LossConfig::parse("drop").is_err());

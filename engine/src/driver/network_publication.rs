@@ -250,16 +250,24 @@ impl NetworkPublication {
             return;
         }
         self.tally.status_messages += 1;
+        let send_setup = message.flags & status_flags::SEND_SETUP != 0;
+        if send_setup {
+            // A receiver that heard data of a session it has no image for asks for SETUP: its
+            // message carries no position, so it is no receiver for flow control (counted as
+            // one, a stuck receiver's zero position could read as caught up and let the
+            // slowest-receiver limit run past it).
+            self.timing.on_setup_requested(now_ns);
+            return;
+        }
         if let Outcome::Limit(limit) =
             self.flow_control
                 .on_status_message(message, self.sender_position, now_ns)
         {
             self.status.limit.store(limit, Ordering::Release);
         }
-        let send_setup = message.flags & status_flags::SEND_SETUP != 0;
         // A departing receiver's last word does not keep the publication connected.
         if message.flags & status_flags::END_OF_STREAM == 0 {
-            self.timing.on_status_message(send_setup, now_ns);
+            self.timing.on_status_message(false, now_ns);
         }
         self.update_connected(now_ns);
     }

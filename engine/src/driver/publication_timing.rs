@@ -74,6 +74,16 @@ impl PublicationTiming {
         }
     }
 
+    /// A receiver asked for SETUP (it saw data of a session it has no image for): SETUP goes
+    /// out at the next poll, without counting as an answer (the asking receiver is not
+    /// connected yet).
+    pub fn on_setup_requested(&mut self, now_ns: i64) {
+        if !self.setup_requested {
+            self.setup_requested = true;
+            self.next_setup_ns = now_ns;
+        }
+    }
+
     /// Data (or a retransmission) went out.
     pub fn on_data_sent(&mut self, now_ns: i64) {
         self.last_data_ns = now_ns;

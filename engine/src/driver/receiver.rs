@@ -100,13 +100,16 @@ pub(crate) struct ReceiveEndpoint {
     waiting: Vec<Waiting>,
     /// Status messages asking for SETUP, to send after the datagrams are read.
     elicits: Vec<(StatusMessage, SocketAddr)>,
+    /// A multicast endpoint's control group, where its control frames go.
+    control: Option<SocketAddr>,
 }
 
 impl ReceiveEndpoint {
-    pub(crate) fn new(id: i64, transport: UdpTransport) -> Self {
+    pub(crate) fn new(id: i64, transport: UdpTransport, control: Option<SocketAddr>) -> Self {
         Self {
             id,
             transport,
+            control,
             streams: Vec::new(),
             images: Vec::new(),
             waiting: Vec::with_capacity(ELICIT_LIMIT),
@@ -121,6 +124,8 @@ pub struct ReceiverWork {
     endpoints: Vec<ReceiveEndpoint>,
     batch: SendBatch,
     loss: Option<LossGenerator>,
+    /// A datagram the loss generator holds back, and its source.
+    held: (Vec<u8>, Option<SocketAddr>),
     conductor: AgentProxy<DriverConductor>,
     receiver_id: i64,
 }
@@ -134,6 +139,14 @@ impl ReceiverWork {
         Self {
             endpoints: Vec::new(),
             batch: SendBatch::new(),
+            held: (
+                Vec::with_capacity(if loss.is_some() {
+                    crate::udp_transport::DATAGRAM_MAX
+                } else {
+                    0
+                }),
+                None,
+            ),
             loss,
             conductor,
             receiver_id,
@@ -242,6 +255,7 @@ struct Dispatch<'a> {
     images: &'a mut [ImageEntry],
     waiting: &'a mut Vec<Waiting>,
     elicits: &'a mut Vec<(StatusMessage, SocketAddr)>,
+    control: Option<SocketAddr>,
     conductor: &'a mut AgentProxy<DriverConductor>,
     receiver_id: i64,
     invalid: usize,
@@ -317,7 +331,8 @@ impl Dispatch<'_> {
                 receiver_id: self.receiver_id,
                 group_tag: None,
             },
-            source,
+            // A multicast sender hears its control group only.
+            self.control.unwrap_or(source),
         ));
     }
 
@@ -386,6 +401,7 @@ impl AgentWork for ReceiverWork {
                 images,
                 waiting,
                 elicits,
+                control,
             } = endpoint;
             let mut dispatch = Dispatch {
                 now_ns,
@@ -394,11 +410,13 @@ impl AgentWork for ReceiverWork {
                 images,
                 waiting,
                 elicits,
+                control: *control,
                 conductor: &mut self.conductor,
                 receiver_id: self.receiver_id,
                 invalid: 0,
             };
             let loss = &mut self.loss;
+            let held = &mut self.held;
             let mut dropped = 0;
             let received = transport.receive(|datagram, source| {
                 match loss.as_mut().map(LossGenerator::fate) {
@@ -407,9 +425,22 @@ impl AgentWork for ReceiverWork {
                         dispatch.on_datagram(datagram, source);
                         dispatch.on_datagram(datagram, source);
                     }
+                    Some(Fate::Reorder) if held.1.is_none() => {
+                        // Kept (in memory allocated with the agent) until the next datagram.
+                        held.0.clear();
+                        held.0.extend_from_slice(datagram);
+                        held.1 = Some(source);
+                        return;
+                    }
                     _ => dispatch.on_datagram(datagram, source),
                 }
+                if let Some(source) = held.1.take() {
+                    dispatch.on_datagram(&held.0, source);
+                }
             });
+            if let Some(source) = held.1.take() {
+                dispatch.on_datagram(&held.0, source);
+            }
             let invalid = dispatch.invalid;
             let system = errors.system();
             match received {

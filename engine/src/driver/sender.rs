@@ -124,25 +124,35 @@ impl DatagramSink for TransportSink<'_> {
         // Dropped datagrams count as sent: the network lost them.
         let mut kept: [&[u8]; BATCH_MAX] = [&[]; BATCH_MAX];
         let mut count = 0;
+        // A datagram to deliver after the next one.
+        let mut held: Option<&[u8]> = None;
         for datagram in datagrams.iter().take(BATCH_MAX) {
-            match loss.fate() {
+            let fate = loss.fate();
+            if fate == Fate::Reorder && held.is_none() {
+                held = Some(datagram);
+                continue;
+            }
+            match fate {
                 Fate::Drop => self
                     .errors
                     .system()
                     .increment(SystemCounter::LossGeneratorDrops),
-                Fate::Pass => {
-                    kept[count] = datagram;
-                    count += 1;
-                }
-                Fate::Duplicate => {
-                    for _ in 0..2 {
+                Fate::Pass | Fate::Reorder | Fate::Duplicate => {
+                    let copies = if fate == Fate::Duplicate { 2 } else { 1 };
+                    // The held datagram goes right after this one.
+                    let held_now = held.take();
+                    for next in std::iter::repeat_n(*datagram, copies).chain(held_now) {
                         if count < BATCH_MAX {
-                            kept[count] = datagram;
+                            kept[count] = next;
                             count += 1;
                         }
                     }
                 }
             }
+        }
+        if let Some(datagram) = held.filter(|_| count < BATCH_MAX) {
+            kept[count] = datagram;
+            count += 1;
         }
         let sent = send_or_record(
             self.transport,

@@ -49,7 +49,9 @@ const RECEIVER_TIMEOUT_NS: i64 = 5_000_000_000;
 pub(super) struct ReceiveChannel {
     id: i64,
     endpoint: SocketAddr,
-    multicast: bool,
+    /// Where a multicast endpoint's status messages and NAKs go (its control group); `None`
+    /// for unicast, whose control frames go back to each image's source.
+    control: Option<SocketAddr>,
     /// Subscribed streams and how many subscriptions each has.
     streams: Vec<(i32, usize)>,
 }
@@ -73,6 +75,10 @@ impl NetworkImage {
     fn term_length(&self) -> i64 {
         i64::from(self.log.geometry().term_length())
     }
+}
+
+fn nanos(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Why a SETUP cannot make an image.
@@ -187,7 +193,7 @@ impl DriverConductor {
         )?;
         let strategy = match channel.flow_control.map(|spec| spec.kind) {
             Some(FlowControlKind::Max) => Strategy::Max,
-            Some(FlowControlKind::Min) => Strategy::Min,
+            Some(FlowControlKind::Min { group_min_size }) => Strategy::Min { group_min_size },
             Some(FlowControlKind::Tagged {
                 group_tag,
                 group_min_size,
@@ -206,7 +212,10 @@ impl DriverConductor {
         let params = PublicationParams {
             destination,
             strategy,
-            timings: publication_timing::Timings::default(),
+            timings: publication_timing::Timings {
+                connection_timeout_ns: nanos(self.config.publication_connection_timeout),
+                ..publication_timing::Timings::default()
+            },
             retransmit,
             receiver_timeout_ns: channel
                 .flow_control
@@ -275,13 +284,14 @@ impl DriverConductor {
                     .map_err(|error| invalid(format!("{text}: cannot bind {endpoint}: {error}")))?;
                 let id = self.next_endpoint_id;
                 self.next_endpoint_id += 1;
+                let control = udp.control.filter(|_| udp.multicast);
                 self.receive_channels.push(ReceiveChannel {
                     id,
                     endpoint,
-                    multicast: udp.multicast,
+                    control,
                     streams: Vec::new(),
                 });
-                let receive = ReceiveEndpoint::new(id, transport);
+                let receive = ReceiveEndpoint::new(id, transport, control);
                 self.queue_for_receiver(move |receiver: &mut Receiver| {
                     receiver.work.add_endpoint(receive)
                 });
@@ -397,7 +407,7 @@ impl DriverConductor {
         else {
             return;
         };
-        let multicast = receive.multicast;
+        let control = receive.control;
         let exists = self.images.iter().any(|image| {
             image.endpoint_id == endpoint_id
                 && image.session_id == setup.session_id
@@ -437,7 +447,7 @@ impl DriverConductor {
             source,
             geometry,
             join_position,
-            multicast,
+            control,
             &subscribers,
         ) {
             Ok(index) => {
@@ -461,7 +471,7 @@ impl DriverConductor {
         source: SocketAddr,
         geometry: TermGeometry,
         join_position: i64,
-        multicast: bool,
+        control: Option<SocketAddr>,
         subscribers: &[(i64, i64, bool)],
     ) -> Result<usize, String> {
         let image_id = self.next_image_id;
@@ -514,12 +524,15 @@ impl DriverConductor {
         // Unreliable only when every subscription asked for it.
         let reliable = subscribers.iter().any(|(_, _, reliable)| *reliable);
         let params = ImageParams {
-            control: source,
+            control: control.unwrap_or(source),
             join_position,
             receiver_id: self.receiver_id,
             reliable,
-            timings: image_timing::Timings::default(),
-            delay: if multicast {
+            timings: image_timing::Timings {
+                liveness_timeout_ns: nanos(self.config.image_liveness_timeout),
+                ..image_timing::Timings::default()
+            },
+            delay: if control.is_some() {
                 FeedbackDelay::multicast(self.next_random())
             } else {
                 FeedbackDelay::unicast()
