@@ -1,8 +1,9 @@
 //! tern and Aeron C 1.54 side by side, interleaved in one process run, on the same workloads:
-//! IPC ping-pong of 32-byte messages (RTT percentiles) and IPC throughput at 32 B and 1 KiB over
-//! exclusive and concurrent publications (messages per second). Each measurement is bracketed by
-//! the cache-line round-trip probe, because on shared VMs two vCPUs can be near in one run and
-//! far in the next; the two systems alternate which goes first in each round.
+//! ping-pong of 32-byte messages (RTT percentiles) and throughput at 32 B and 1 KiB over
+//! exclusive and concurrent publications (messages per second), over IPC and over UDP on
+//! loopback. Each measurement is bracketed by the cache-line round-trip probe, because on shared
+//! VMs two vCPUs can be near in one run and far in the next; the two systems alternate which goes
+//! first in each round.
 //!
 //! ```sh
 //! cargo bench -p tern-benches --features aeron --bench versus_aeron -- --rounds 3 --pin 0,1
@@ -11,11 +12,16 @@
 //! Options (after `--`): `--rounds N` (3), `--pin A,B` (CPUs for the two client threads; the
 //! drivers' threads float), `--ping-count N` (1 000 000, after a tenth as warm-up),
 //! `--seconds S` (3, per throughput measurement, after one second of warm-up), `--only ping`
-//! or `--only throughput`.
+//! or `--only throughput`, `--media ipc` or `--media udp` (both by default).
 //!
-//! Both drivers run one shared thread with their default backoff idle strategy, keep IPC terms
+//! IPC: both drivers run one shared thread with their default backoff idle strategy, keep terms
 //! of 16 MiB, and populate log pages before use (tern maps them populated; Aeron is told to
 //! pre-touch and not to use sparse files). Clients spin.
+//!
+//! UDP (`udp?endpoint=127.0.0.1:<a free port>`, 16 MiB terms, MTU 1408, default socket buffers):
+//! ping-pong with each system's shared driver, throughput with its dedicated driver (conductor,
+//! sender and receiver threads). Every thread yields when idle, drivers and clients alike,
+//! because two cores cannot host three to five spinning threads.
 
 use std::ffi::CString;
 use std::hint::spin_loop;
@@ -57,8 +63,63 @@ trait Subscriber {
 trait Client {
     type Publication: Publisher;
     type Subscription: Subscriber;
-    fn publication(&self, stream: i32, exclusive: bool) -> Self::Publication;
-    fn subscription(&self, stream: i32) -> Self::Subscription;
+    fn publication(&self, channel: &str, stream: i32, exclusive: bool) -> Self::Publication;
+    fn subscription(&self, channel: &str, stream: i32) -> Self::Subscription;
+}
+
+/// How each system's driver runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriverKind {
+    /// One shared thread, backing off when idle (the IPC workloads).
+    SharedBackoff,
+    /// One shared thread, yielding when idle.
+    SharedYield,
+    /// Conductor, sender and receiver threads, each yielding when idle.
+    DedicatedYield,
+}
+
+/// A workload's channel and how its client threads wait.
+#[derive(Debug, Clone)]
+struct Route {
+    /// The channel both systems use (tern reads `aeron:` as its own scheme).
+    channel: String,
+    /// Whether client threads yield when a poll or an offer finds nothing to do.
+    yielding: bool,
+    /// How the route is named in the output.
+    name: &'static str,
+}
+
+impl Route {
+    fn ipc() -> Self {
+        Self {
+            channel: "aeron:ipc".to_owned(),
+            yielding: false,
+            name: "ipc",
+        }
+    }
+
+    /// UDP on loopback, on a port free now (each measurement gets its own).
+    fn udp() -> Self {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .map(|address| address.port())
+            .expect("a free port");
+        Self {
+            channel: format!("aeron:udp?endpoint=127.0.0.1:{port}|term-length=16m"),
+            yielding: true,
+            name: "udp",
+        }
+    }
+
+    /// Waits for more work the way this route's client threads do.
+    #[inline]
+    fn idle(&self) {
+        if self.yielding {
+            std::thread::yield_now();
+        } else {
+            spin_loop();
+        }
+    }
 }
 
 /// A running driver of either system.
@@ -73,6 +134,7 @@ trait System {
 
 mod tern_side {
     use super::*;
+    use tern_engine::agent::IdleStrategy;
     use tern_engine::client::{
         ClientConfig, ExclusivePublication, OfferResult, Publication, Subscription, Tern,
     };
@@ -83,13 +145,20 @@ mod tern_side {
     }
 
     impl TernSystem {
-        pub(crate) fn launch() -> Self {
+        pub(crate) fn launch(kind: DriverKind) -> Self {
             let dir = tern_engine::directory::default_directory()
-                .with_file_name(format!("tern-versus-{}", std::process::id()));
+                .with_file_name(format!("tern-versus-{}-{kind:?}", std::process::id()));
+            let (threading_mode, idle_strategy) = match kind {
+                DriverKind::SharedBackoff => (ThreadingMode::Shared, IdleStrategy::default()),
+                DriverKind::SharedYield => (ThreadingMode::Shared, IdleStrategy::Yield),
+                DriverKind::DedicatedYield => (ThreadingMode::Dedicated, IdleStrategy::Yield),
+            };
             let config = DriverConfig {
                 dir,
-                threading_mode: ThreadingMode::Shared,
+                threading_mode,
+                idle_strategy,
                 ipc_term_length: TERM_LENGTH,
+                udp_term_length: TERM_LENGTH,
                 ..DriverConfig::default()
             };
             Self {
@@ -138,22 +207,22 @@ mod tern_side {
         type Publication = TernPublication;
         type Subscription = Subscription;
 
-        fn publication(&self, stream: i32, exclusive: bool) -> TernPublication {
+        fn publication(&self, channel: &str, stream: i32, exclusive: bool) -> TernPublication {
             if exclusive {
                 TernPublication::Exclusive(
-                    self.add_exclusive_publication("tern:ipc", stream)
+                    self.add_exclusive_publication(channel, stream)
                         .expect("a tern publication"),
                 )
             } else {
                 TernPublication::Concurrent(
-                    self.add_publication("tern:ipc", stream)
+                    self.add_publication(channel, stream)
                         .expect("a tern publication"),
                 )
             }
         }
 
-        fn subscription(&self, stream: i32) -> Subscription {
-            self.add_subscription("tern:ipc", stream)
+        fn subscription(&self, channel: &str, stream: i32) -> Subscription {
+            self.add_subscription(channel, stream)
                 .expect("a tern subscription")
         }
     }
@@ -189,11 +258,28 @@ mod aeron_side {
     }
 
     impl AeronSystem {
-        pub(crate) fn launch() -> Self {
+        pub(crate) fn launch(kind: DriverKind) -> Self {
+            use rusteron_media_driver::AeronIdleStrategyKind;
+            use rusteron_media_driver::bindings::aeron_threading_mode_enum::{
+                AERON_THREADING_MODE_DEDICATED, AERON_THREADING_MODE_SHARED,
+            };
             let driver = EmbeddedDriver::launch_with(|context| {
-                context.set_threading_mode(
-                    rusteron_media_driver::bindings::aeron_threading_mode_enum::AERON_THREADING_MODE_SHARED,
-                )?;
+                match kind {
+                    DriverKind::SharedBackoff => {
+                        context.set_threading_mode(AERON_THREADING_MODE_SHARED)?;
+                    }
+                    DriverKind::SharedYield => {
+                        context.set_threading_mode(AERON_THREADING_MODE_SHARED)?;
+                        context.set_shared_idle_strategy_kind(AeronIdleStrategyKind::Yielding)?;
+                    }
+                    DriverKind::DedicatedYield => {
+                        context.set_threading_mode(AERON_THREADING_MODE_DEDICATED)?;
+                        context
+                            .set_conductor_idle_strategy_kind(AeronIdleStrategyKind::Yielding)?;
+                        context.set_sender_idle_strategy_kind(AeronIdleStrategyKind::Yielding)?;
+                        context.set_receiver_idle_strategy_kind(AeronIdleStrategyKind::Yielding)?;
+                    }
+                }
                 context.set_ipc_term_buffer_length(TERM_LENGTH as usize)?;
                 context.set_term_buffer_sparse_file(false)?;
                 Ok(())
@@ -241,36 +327,37 @@ mod aeron_side {
         }
     }
 
-    fn channel() -> CString {
-        CString::new("aeron:ipc").expect("no NUL")
+    fn c_string(channel: &str) -> CString {
+        CString::new(channel).expect("no NUL")
     }
 
     impl Client for AeronClient {
         type Publication = AeronAnyPublication;
         type Subscription = AeronSubscription;
 
-        fn publication(&self, stream: i32, exclusive: bool) -> AeronAnyPublication {
+        fn publication(&self, channel: &str, stream: i32, exclusive: bool) -> AeronAnyPublication {
+            let channel = c_string(channel);
             let timeout = Duration::from_secs(10);
             if exclusive {
                 AeronAnyPublication::Exclusive(
                     self.0
-                        .async_add_exclusive_publication(&channel(), stream)
+                        .async_add_exclusive_publication(&channel, stream)
                         .and_then(|pending| pending.poll_blocking(timeout))
                         .expect("an Aeron publication"),
                 )
             } else {
                 AeronAnyPublication::Concurrent(
                     self.0
-                        .async_add_publication(&channel(), stream)
+                        .async_add_publication(&channel, stream)
                         .and_then(|pending| pending.poll_blocking(timeout))
                         .expect("an Aeron publication"),
                 )
             }
         }
 
-        fn subscription(&self, stream: i32) -> AeronSubscription {
+        fn subscription(&self, channel: &str, stream: i32) -> AeronSubscription {
             self.0
-                .async_add_subscription(&channel(), stream, Handlers::NONE, Handlers::NONE)
+                .async_add_subscription(&c_string(channel), stream, Handlers::NONE, Handlers::NONE)
                 .and_then(|pending| pending.poll_blocking(Duration::from_secs(10)))
                 .expect("an Aeron subscription")
         }
@@ -299,13 +386,13 @@ mod aeron_side {
     }
 }
 
-/// Offers until accepted; a failed offer ends the benchmark loudly.
+/// Offers until accepted, waiting as `route` says; a failed offer ends the benchmark loudly.
 #[inline]
-fn offer_spinning(publication: &mut impl Publisher, message: &[u8]) {
+fn offer_until_accepted(publication: &mut impl Publisher, message: &[u8], route: &Route) {
     loop {
         match publication.offer(message) {
             Offered::Ok => return,
-            Offered::Retry => spin_loop(),
+            Offered::Retry => route.idle(),
             Offered::Failed => panic!("an offer failed"),
         }
     }
@@ -325,7 +412,7 @@ fn now_ns(start: Instant) -> u64 {
 }
 
 /// Ping-pong of 32-byte messages over two exclusive publications; returns the RTT histogram.
-fn ping<S: System>(system: &S, options: &Options) -> Histogram<u64> {
+fn ping<S: System>(system: &S, options: &Options, route: &Route) -> Histogram<u64> {
     let dir = system.dir();
     let running = AtomicBool::new(true);
     let ready = AtomicBool::new(false);
@@ -333,17 +420,23 @@ fn ping<S: System>(system: &S, options: &Options) -> Histogram<u64> {
         scope.spawn(|| {
             pin_by_index(&options.pin, 1);
             let client = S::connect(&dir);
-            let mut pong = client.publication(PONG_STREAM, true);
-            let mut pings = client.subscription(PING_STREAM);
+            let mut pong = client.publication(&route.channel, PONG_STREAM, true);
+            let mut pings = client.subscription(&route.channel, PING_STREAM);
             ready.store(true, Ordering::Release);
             while running.load(Ordering::Acquire) {
-                pings.poll(|message| offer_spinning(&mut pong, message), FRAGMENT_LIMIT);
+                let polled = pings.poll(
+                    |message| offer_until_accepted(&mut pong, message, route),
+                    FRAGMENT_LIMIT,
+                );
+                if polled == 0 {
+                    route.idle();
+                }
             }
         });
         pin_by_index(&options.pin, 0);
         let client = S::connect(&dir);
-        let mut ping = client.publication(PING_STREAM, true);
-        let mut pongs = client.subscription(PONG_STREAM);
+        let mut ping = client.publication(&route.channel, PING_STREAM, true);
+        let mut pongs = client.subscription(&route.channel, PONG_STREAM);
         wait_for("the ponger", || ready.load(Ordering::Acquire));
         wait_for("both images", || pongs.is_connected());
         let mut histogram =
@@ -354,10 +447,12 @@ fn ping<S: System>(system: &S, options: &Options) -> Histogram<u64> {
         for index in 0..warmup + options.ping_count {
             let sent = now_ns(start);
             message[..8].copy_from_slice(&sent.to_le_bytes());
-            offer_spinning(&mut ping, &message);
+            offer_until_accepted(&mut ping, &message, route);
             let mut received = false;
             while !received {
-                pongs.poll(|_| received = true, 1);
+                if pongs.poll(|_| received = true, 1) == 0 {
+                    route.idle();
+                }
             }
             if index >= warmup {
                 histogram.saturating_record(now_ns(start).saturating_sub(sent).max(1));
@@ -369,7 +464,13 @@ fn ping<S: System>(system: &S, options: &Options) -> Histogram<u64> {
 }
 
 /// One publisher and one subscriber as fast as they go; returns messages per second.
-fn throughput<S: System>(system: &S, options: &Options, size: usize, exclusive: bool) -> f64 {
+fn throughput<S: System>(
+    system: &S,
+    options: &Options,
+    route: &Route,
+    size: usize,
+    exclusive: bool,
+) -> f64 {
     let dir = system.dir();
     let running = AtomicBool::new(true);
     let received = AtomicU64::new(0);
@@ -378,27 +479,37 @@ fn throughput<S: System>(system: &S, options: &Options, size: usize, exclusive: 
         scope.spawn(|| {
             pin_by_index(&options.pin, 1);
             let client = S::connect(&dir);
-            let mut subscription = client.subscription(THROUGHPUT_STREAM);
+            let mut subscription = client.subscription(&route.channel, THROUGHPUT_STREAM);
             ready.store(true, Ordering::Release);
             let mut count = 0u64;
             while running.load(Ordering::Relaxed) {
-                count += subscription.poll(|_| {}, THROUGHPUT_FRAGMENT_LIMIT) as u64;
+                let polled = subscription.poll(|_| {}, THROUGHPUT_FRAGMENT_LIMIT);
+                if polled == 0 {
+                    route.idle();
+                }
+                count += polled as u64;
                 received.store(count, Ordering::Relaxed);
             }
         });
         pin_by_index(&options.pin, 0);
         let client = S::connect(&dir);
-        let mut publication = client.publication(THROUGHPUT_STREAM, exclusive);
+        let mut publication = client.publication(&route.channel, THROUGHPUT_STREAM, exclusive);
         wait_for("the subscriber", || ready.load(Ordering::Acquire));
         let message = vec![0xA5u8; size];
         let warmup_end = Instant::now() + Duration::from_secs(1);
         let end = warmup_end + Duration::from_secs_f64(options.seconds);
         let mut measured: Option<(Instant, u64)> = None;
         loop {
+            let mut refused = 0;
             for _ in 0..1024 {
-                if publication.offer(&message) == Offered::Failed {
-                    panic!("an offer failed");
+                match publication.offer(&message) {
+                    Offered::Ok => {}
+                    Offered::Retry => refused += 1,
+                    Offered::Failed => panic!("an offer failed"),
                 }
+            }
+            if refused == 1024 {
+                route.idle();
             }
             let now = Instant::now();
             if measured.is_none() && now >= warmup_end {
@@ -421,6 +532,7 @@ struct Options {
     ping_count: u64,
     seconds: f64,
     only: Option<String>,
+    media: Option<String>,
 }
 
 fn options() -> Options {
@@ -430,6 +542,7 @@ fn options() -> Options {
         ping_count: 1_000_000,
         seconds: 3.0,
         only: None,
+        media: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -445,6 +558,7 @@ fn options() -> Options {
             "--ping-count" => options.ping_count = value().parse().expect("--ping-count N"),
             "--seconds" => options.seconds = value().parse().expect("--seconds S"),
             "--only" => options.only = Some(value()),
+            "--media" => options.media = Some(value()),
             // cargo bench passes --bench; anything else is a mistake worth hearing about.
             "--bench" => {}
             other => panic!("unknown option {other}"),
@@ -481,6 +595,7 @@ fn ping_round(
     aeron: &aeron_side::AeronSystem,
     options: &Options,
     round: usize,
+    route: impl Fn() -> Route,
 ) {
     let mut results = Vec::new();
     let mut measure = |name: &str, run: &dyn Fn() -> Histogram<u64>| {
@@ -489,7 +604,8 @@ fn ping_round(
         let after = probe(options);
         let values = percentiles(&histogram);
         println!(
-            "  {name:<8} ping 32 B RTT ns  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({})",
+            "  {name:<8} {} ping 32 B RTT ns  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({})",
+            route().name,
             values[0],
             values[1],
             values[2],
@@ -500,8 +616,8 @@ fn ping_round(
         );
         results.push((name.to_owned(), values));
     };
-    let tern_run = || ping(tern, options);
-    let aeron_run = || ping(aeron, options);
+    let tern_run = || ping(tern, options, &route());
+    let aeron_run = || ping(aeron, options, &route());
     if round.is_multiple_of(2) {
         measure(tern_side::TernSystem::NAME, &tern_run);
         measure(aeron_side::AeronSystem::NAME, &aeron_run);
@@ -519,7 +635,7 @@ fn ping_round(
     let (tern_values, aeron_values) = (of("tern"), of("Aeron C"));
     let ratio = |index: usize| tern_values[index] as f64 / aeron_values[index].max(1) as f64;
     println!(
-        "  ratio    tern / Aeron C     p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  p99.99 {:.2}  max {:.2}",
+        "  ratio    tern / Aeron C         p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  p99.99 {:.2}  max {:.2}",
         ratio(0),
         ratio(1),
         ratio(2),
@@ -534,6 +650,7 @@ fn throughput_round(
     aeron: &aeron_side::AeronSystem,
     options: &Options,
     round: usize,
+    route: impl Fn() -> Route,
 ) {
     for (size, exclusive) in [(32, true), (32, false), (1024, true), (1024, false)] {
         let kind = if exclusive { "exclusive" } else { "concurrent" };
@@ -544,17 +661,18 @@ fn throughput_round(
             [1, 0]
         };
         let mut probes = Vec::new();
+        let name = route().name;
         for side in order {
             let before = probe(options);
             rates[side] = if side == 0 {
-                throughput(tern, options, size, exclusive)
+                throughput(tern, options, &route(), size, exclusive)
             } else {
-                throughput(aeron, options, size, exclusive)
+                throughput(aeron, options, &route(), size, exclusive)
             };
             probes.push(probe_text(before, probe(options)));
         }
         println!(
-            "  throughput {size:>4} B {kind:<10}  tern {:>7.2} M msg/s  Aeron C {:>7.2} M msg/s  \
+            "  {name} throughput {size:>4} B {kind:<10}  tern {:>7.2} M msg/s  Aeron C {:>7.2} M msg/s  \
              ratio {:.2}  ({})",
             rates[0] / 1e6,
             rates[1] / 1e6,
@@ -566,22 +684,48 @@ fn throughput_round(
 
 fn main() {
     let options = options();
+    let media = options.media.as_deref();
+    let (ipc, udp) = (media != Some("udp"), media != Some("ipc"));
+    let (pings, throughputs) = (
+        options.only.as_deref() != Some("throughput"),
+        options.only.as_deref() != Some("ping"),
+    );
     println!(
-        "tern {} versus Aeron C 1.54 (rusteron 0.2.16), IPC, {} rounds, client threads pinned to \
-         {:?}",
+        "tern {} versus Aeron C 1.54 (rusteron 0.2.16), {} rounds, client threads pinned to {:?}",
         env!("CARGO_PKG_VERSION"),
         options.rounds,
         options.pin
     );
-    let tern = tern_side::TernSystem::launch();
-    let aeron = aeron_side::AeronSystem::launch();
-    for round in 0..options.rounds {
-        println!("round {}", round + 1);
-        if options.only.as_deref() != Some("throughput") {
-            ping_round(&tern, &aeron, &options, round);
+    if ipc {
+        println!("IPC, shared drivers backing off, clients spinning");
+        let tern = tern_side::TernSystem::launch(DriverKind::SharedBackoff);
+        let aeron = aeron_side::AeronSystem::launch(DriverKind::SharedBackoff);
+        for round in 0..options.rounds {
+            println!("round {}", round + 1);
+            if pings {
+                ping_round(&tern, &aeron, &options, round, Route::ipc);
+            }
+            if throughputs {
+                throughput_round(&tern, &aeron, &options, round, Route::ipc);
+            }
         }
-        if options.only.as_deref() != Some("ping") {
-            throughput_round(&tern, &aeron, &options, round);
+    }
+    if udp && pings {
+        println!("UDP loopback ping, shared drivers, every thread yielding");
+        let tern = tern_side::TernSystem::launch(DriverKind::SharedYield);
+        let aeron = aeron_side::AeronSystem::launch(DriverKind::SharedYield);
+        for round in 0..options.rounds {
+            println!("round {}", round + 1);
+            ping_round(&tern, &aeron, &options, round, Route::udp);
+        }
+    }
+    if udp && throughputs {
+        println!("UDP loopback throughput, dedicated drivers, every thread yielding");
+        let tern = tern_side::TernSystem::launch(DriverKind::DedicatedYield);
+        let aeron = aeron_side::AeronSystem::launch(DriverKind::DedicatedYield);
+        for round in 0..options.rounds {
+            println!("round {}", round + 1);
+            throughput_round(&tern, &aeron, &options, round, Route::udp);
         }
     }
 }

@@ -161,6 +161,12 @@ impl UdpTransport {
         }
     }
 
+    /// The socket's receive buffer as the kernel keeps it (`SO_RCVBUF`; the kernel may grant
+    /// less than asked, up to `net.core.rmem_max`).
+    pub fn receive_buffer_size(&self) -> io::Result<usize> {
+        self.socket.recv_buffer_size()
+    }
+
     /// The address the socket is bound to.
     pub fn local_address(&self) -> io::Result<SocketAddr> {
         self.socket

@@ -35,6 +35,10 @@ pub(crate) struct DriverArgs {
     /// Term length of UDP publications whose channel names none (e.g. 16m).
     #[arg(long)]
     udp_term_length: Option<String>,
+    /// SO_RCVBUF asked for UDP subscription sockets (e.g. 2m; the kernel caps it at
+    /// net.core.rmem_max).
+    #[arg(long)]
+    so_rcvbuf: Option<String>,
     /// A publication image that hears nothing this long goes away (e.g. 10s).
     #[arg(long)]
     image_liveness_timeout: Option<String>,
@@ -104,6 +108,7 @@ pub(crate) fn config(args: &DriverArgs) -> Result<DriverConfig> {
         ("idle", &args.idle),
         ("ipc_term_length", &args.ipc_term_length),
         ("udp_term_length", &args.udp_term_length),
+        ("so_rcvbuf", &args.so_rcvbuf),
         ("image_liveness_timeout", &args.image_liveness_timeout),
         (
             "publication_connection_timeout",

@@ -7,6 +7,7 @@
 //! | idle strategy | `--idle` | `TERN_IDLE` | `idle` | `backoff` |
 //! | IPC term length | `--ipc-term-length` | `TERN_IPC_TERM_LENGTH` | `ipc_term_length` | `16m` |
 //! | UDP term length | `--udp-term-length` | `TERN_UDP_TERM_LENGTH` | `udp_term_length` | `16m` |
+//! | UDP receive socket buffer | `--so-rcvbuf` | `TERN_SO_RCVBUF` | `so_rcvbuf` | `2m` |
 //! | image liveness timeout | `--image-liveness-timeout` | `TERN_IMAGE_LIVENESS_TIMEOUT` | `image_liveness_timeout` | `10s` |
 //! | publication connection timeout | `--publication-connection-timeout` | `TERN_PUBLICATION_CONNECTION_TIMEOUT` | `publication_connection_timeout` | `5s` |
 //! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,reorder=0.01,seed=7` |
@@ -97,6 +98,10 @@ pub struct DriverConfig {
     pub cnc_layout: CncLayout,
     /// Remove the directory's files when the driver stops.
     pub delete_on_shutdown: bool,
+    /// `SO_RCVBUF` asked for a UDP subscription's socket whose channel names no `so-rcvbuf`
+    /// (the kernel grants at most `net.core.rmem_max`). A receiver window is never more than
+    /// the granted buffer holds: what overflows the socket is lost and must be asked for again.
+    pub socket_receive_buffer: u32,
     /// A publication image that receives nothing this long goes away (Aeron: 10 s).
     pub image_liveness_timeout: Duration,
     /// A network publication without a status message this long is not connected (Aeron: 5 s).
@@ -121,6 +126,7 @@ impl Default for DriverConfig {
             idle_strategy: IdleStrategy::default(),
             ipc_term_length: 16 * 1024 * 1024,
             udp_term_length: 16 * 1024 * 1024,
+            socket_receive_buffer: 2 * 1024 * 1024,
             image_liveness_timeout: Duration::from_secs(10),
             publication_connection_timeout: Duration::from_secs(5),
             sender_loss: None,
@@ -170,6 +176,7 @@ impl DriverConfig {
                     .map_err(|error| format!("{key}: {error}"))?;
                 self.udp_term_length = length;
             }
+            "so_rcvbuf" => self.socket_receive_buffer = size()?,
             "image_liveness_timeout" => self.image_liveness_timeout = duration()?,
             "publication_connection_timeout" => {
                 self.publication_connection_timeout = duration()?;
@@ -210,12 +217,13 @@ impl DriverConfig {
     }
 
     /// The settings' keys, in the order of the table above.
-    pub const KEYS: [&'static str; 17] = [
+    pub const KEYS: [&'static str; 18] = [
         "dir",
         "threading_mode",
         "idle",
         "ipc_term_length",
         "udp_term_length",
+        "so_rcvbuf",
         "image_liveness_timeout",
         "publication_connection_timeout",
         "sender_loss",

@@ -37,6 +37,8 @@ use crate::udp_transport::UdpTransport;
 pub const ROLE: &str = "driver-receiver";
 /// Sessions an endpoint asks SETUP of at once, at most.
 pub const ELICIT_LIMIT: usize = 64;
+/// Receive calls per endpoint per duty cycle at most.
+const RECEIVE_CALLS: usize = 4;
 /// How long a session asked for SETUP (or sent to the conductor) waits before it is asked again.
 const SETUP_RETRY_NS: i64 = 1_000_000_000;
 
@@ -418,26 +420,43 @@ impl AgentWork for ReceiverWork {
             let loss = &mut self.loss;
             let held = &mut self.held;
             let mut dropped = 0;
-            let received = transport.receive(|datagram, source| {
-                match loss.as_mut().map(LossGenerator::fate) {
-                    Some(Fate::Drop) => dropped += 1,
-                    Some(Fate::Duplicate) => {
-                        dispatch.on_datagram(datagram, source);
-                        dispatch.on_datagram(datagram, source);
+            // Up to RECEIVE_CALLS batches per cycle: a socket left full between cycles drops
+            // what the sender sends next, and a loss costs a round trip to repair.
+            let mut received = Ok(0);
+            for _ in 0..RECEIVE_CALLS {
+                let batch = transport.receive(|datagram, source| {
+                    match loss.as_mut().map(LossGenerator::fate) {
+                        Some(Fate::Drop) => dropped += 1,
+                        Some(Fate::Duplicate) => {
+                            dispatch.on_datagram(datagram, source);
+                            dispatch.on_datagram(datagram, source);
+                        }
+                        Some(Fate::Reorder) if held.1.is_none() => {
+                            // Kept (in memory allocated with the agent) until the next datagram.
+                            held.0.clear();
+                            held.0.extend_from_slice(datagram);
+                            held.1 = Some(source);
+                            return;
+                        }
+                        _ => dispatch.on_datagram(datagram, source),
                     }
-                    Some(Fate::Reorder) if held.1.is_none() => {
-                        // Kept (in memory allocated with the agent) until the next datagram.
-                        held.0.clear();
-                        held.0.extend_from_slice(datagram);
-                        held.1 = Some(source);
-                        return;
+                    if let Some(source) = held.1.take() {
+                        dispatch.on_datagram(&held.0, source);
                     }
-                    _ => dispatch.on_datagram(datagram, source),
+                });
+                match batch {
+                    Ok(count) => {
+                        received = received.map(|total| total + count);
+                        if count < crate::udp_transport::RECEIVE_BATCH {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        received = Err(error);
+                        break;
+                    }
                 }
-                if let Some(source) = held.1.take() {
-                    dispatch.on_datagram(&held.0, source);
-                }
-            });
+            }
             if let Some(source) = held.1.take() {
                 dispatch.on_datagram(&held.0, source);
             }

@@ -42,7 +42,7 @@ pub struct RetransmitConfig {
     pub delay: Option<FeedbackDelay>,
     /// After one, overlapping NAKs are ignored this long.
     pub linger_ns: i64,
-    /// Retransmissions pending or lingering at once: 1 for unicast, 16 for multicast.
+    /// Retransmissions pending or lingering at once (Aeron C: 16).
     pub max_actions: usize,
     /// The most bytes retransmitted per interval.
     pub budget_bytes: u64,
@@ -51,13 +51,13 @@ pub struct RetransmitConfig {
 }
 
 impl RetransmitConfig {
-    /// Aeron's unicast behaviour (one retransmission, at once, lingering 10 ms), with a budget
-    /// of `budget_bytes` per millisecond.
+    /// Aeron C's unicast behaviour (at once, up to 16 ranges pending or lingering, each
+    /// lingering 10 ms), with a budget of `budget_bytes` per millisecond.
     pub fn unicast(budget_bytes: u64) -> Self {
         Self {
             delay: None,
             linger_ns: 10_000_000,
-            max_actions: 1,
+            max_actions: 16,
             budget_bytes,
             budget_interval_ns: 1_000_000,
         }
@@ -280,11 +280,16 @@ mod tests {
                 Err(Ignored::Overlapping)
             );
         }
+        // Other ranges are answered, up to sixteen at once (Aeron C's pool).
+        for index in 0..15 {
+            let other = nak(100, index * 64, 64);
+            assert_eq!(handler.on_nak(other, &sent, 1), Ok(Some(other)));
+        }
         assert_eq!(
-            handler.on_nak(nak(100, 0, 64), &sent, 1),
+            handler.on_nak(nak(100, 2048, 64), &sent, 1),
             Err(Ignored::Busy)
         );
-        assert_eq!(handler.active(), 1);
+        assert_eq!(handler.active(), 16);
         assert_eq!(
             handler.on_nak(range, &sent, 10_000_000),
             Ok(Some(range)),

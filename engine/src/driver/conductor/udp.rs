@@ -52,6 +52,8 @@ pub(super) struct ReceiveChannel {
     /// Where a multicast endpoint's status messages and NAKs go (its control group); `None`
     /// for unicast, whose control frames go back to each image's source.
     control: Option<SocketAddr>,
+    /// The socket's receive buffer as granted: the receiver windows of its images fit in it.
+    receive_buffer: usize,
     /// Subscribed streams and how many subscriptions each has.
     streams: Vec<(i32, usize)>,
 }
@@ -280,8 +282,15 @@ impl DriverConductor {
         {
             Some(receive) => receive.id,
             None => {
-                let transport = UdpTransport::receiver(&udp, SocketBuffers::of(&channel))
+                let buffers = SocketBuffers {
+                    receive: channel
+                        .socket_receive_buffer
+                        .or(Some(self.config.socket_receive_buffer)),
+                    ..SocketBuffers::of(&channel)
+                };
+                let transport = UdpTransport::receiver(&udp, buffers)
                     .map_err(|error| invalid(format!("{text}: cannot bind {endpoint}: {error}")))?;
+                let receive_buffer = transport.receive_buffer_size().unwrap_or(0);
                 let id = self.next_endpoint_id;
                 self.next_endpoint_id += 1;
                 let control = udp.control.filter(|_| udp.multicast);
@@ -289,6 +298,7 @@ impl DriverConductor {
                     id,
                     endpoint,
                     control,
+                    receive_buffer,
                     streams: Vec::new(),
                 });
                 let receive = ReceiveEndpoint::new(id, transport, control);
@@ -407,7 +417,7 @@ impl DriverConductor {
         else {
             return;
         };
-        let control = receive.control;
+        let (control, receive_buffer) = (receive.control, receive.receive_buffer);
         let exists = self.images.iter().any(|image| {
             image.endpoint_id == endpoint_id
                 && image.session_id == setup.session_id
@@ -448,6 +458,7 @@ impl DriverConductor {
             geometry,
             join_position,
             control,
+            receive_buffer,
             &subscribers,
         ) {
             Ok(index) => {
@@ -472,12 +483,17 @@ impl DriverConductor {
         geometry: TermGeometry,
         join_position: i64,
         control: Option<SocketAddr>,
+        receive_buffer: usize,
         subscribers: &[(i64, i64, bool)],
     ) -> Result<usize, String> {
         let image_id = self.next_image_id;
         self.next_image_id += 1;
         let term_length = geometry.term_length();
-        let window = receiver_window(term_length);
+        // The window never asks for more than the socket holds: the kernel counts a datagram
+        // at about twice its payload (buffer and bookkeeping), so a third of the buffer, in
+        // frames, is what may be in flight without overflowing it.
+        let socket_room = u32::try_from(receive_buffer / 3).unwrap_or(u32::MAX) & !31;
+        let window = receiver_window(term_length).min(socket_room.max(4096));
         let parameters = LogParameters {
             term_length,
             initial_term_id: setup.initial_term_id,
