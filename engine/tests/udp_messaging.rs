@@ -201,6 +201,21 @@ fn loss_on_both_sides_is_repaired_in_order() {
     counted(&publisher, "naks received");
     counted(&publisher, "retransmits");
     assert_eq!(system_counter(&subscriber, "invalid frames"), 0);
+    // The receiving driver's loss report names the stream, its source and what went missing.
+    let mut entries = Vec::new();
+    tern_engine::loss_report::read(receiving.dir(), |entry| entries.push(entry)).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].stream_id, 9);
+    assert_eq!(entries[0].session_id, publication.session_id());
+    assert!(entries[0].observations > 0 && entries[0].bytes > 0);
+    assert!(entries[0].channel.contains(&port.to_string()));
+    assert!(entries[0].source.starts_with("127.0.0.1:"));
+    let mut nothing = Vec::new();
+    tern_engine::loss_report::read(sending.dir(), |entry| nothing.push(entry)).unwrap();
+    assert!(
+        nothing.is_empty(),
+        "the sending driver received nothing lossy"
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `tern stat` and `tern errors`: look inside a running driver through its CnC file.
+//! `tern stat`, `tern errors` and `tern loss`: look inside a running driver through its CnC
+//! file and its loss report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -31,6 +32,13 @@ pub(crate) struct StatArgs {
 /// Arguments of `tern errors`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ErrorsArgs {
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+/// Arguments of `tern loss`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LossArgs {
     #[command(flatten)]
     dir: DirArg,
 }
@@ -174,5 +182,30 @@ pub(crate) fn errors(args: &ErrorsArgs) -> Result<()> {
         );
     });
     println!("{count} distinct errors");
+    Ok(())
+}
+
+/// Prints the loss report: per stream and source, how often loss was seen and how much.
+pub(crate) fn loss(args: &LossArgs) -> Result<()> {
+    let dir = args.dir.resolve();
+    println!(
+        "{:>12} {:>14} {:>15} {:>15} {:>11} {:>8}  channel  source",
+        "observations", "bytes lost", "first (ms)", "last (ms)", "session", "stream"
+    );
+    let count = tern_engine::loss_report::read(&dir, |entry| {
+        println!(
+            "{:>12} {:>14} {:>15} {:>15} {:>11} {:>8}  {}  {}",
+            entry.observations,
+            entry.bytes,
+            entry.first_ms,
+            entry.last_ms,
+            entry.session_id,
+            entry.stream_id,
+            entry.channel,
+            entry.source
+        );
+    })
+    .with_context(|| format!("reading the loss report in {}", dir.display()))?;
+    println!("{count} streams with loss (times in ms since the epoch)");
     Ok(())
 }

@@ -41,6 +41,8 @@ enum Command {
     Stat(inspect::StatArgs),
     /// Print the distinct error log of a running driver.
     Errors(inspect::ErrorsArgs),
+    /// Print the loss report of a driver: per stream and source, the loss its receiver saw.
+    Loss(inspect::LossArgs),
     /// Publish each line of standard input (or generated messages) to a stream.
     Pub(pubsub::PubArgs),
     /// Print each message of a stream on its own line.
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Driver(args) => driver::run(&args),
         Command::Stat(args) => inspect::stat(&args),
         Command::Errors(args) => inspect::errors(&args),
+        Command::Loss(args) => inspect::loss(&args),
         Command::Pub(args) => pubsub::publish(&args),
         Command::Sub(args) => pubsub::subscribe(&args),
         Command::Bench(command) => bench::run(&command),

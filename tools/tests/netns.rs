@@ -371,6 +371,14 @@ fn unicast_under_loss(tag: &str, rate: f64, count: u64) {
     if rate > 0.0 {
         assert!(network.counter(2, "naks sent") > 0);
         assert!(network.counter(1, "retransmits") > 0);
+        let output = network.command(2, &["loss"]).output().expect("tern loss");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{report}");
+        assert!(
+            report.contains("1 streams with loss")
+                && report.contains(&format!("tern:udp?endpoint={}:40456  {}:", ip(2), ip(1))),
+            "{report}"
+        );
     }
 }
 

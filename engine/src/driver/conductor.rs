@@ -226,6 +226,11 @@ impl DriverConductor {
             u64::try_from(now.epoch_ms).unwrap_or(1) ^ (u64::from(std::process::id()) << 32) | 1;
         let receiver_id = i64::from_le_bytes(splitmix(seed ^ 0x5eed).to_le_bytes());
         let (to_conductor, from_receiver) = agent_queue();
+        // A report left by an earlier driver in this directory describes that driver's streams.
+        let _ = std::fs::remove_file(config.dir.join(crate::loss_report::FILE_NAME));
+        let loss_report =
+            crate::loss_report::LossReport::create(&config.dir, crate::loss_report::DEFAULT_LENGTH)
+                .map_err(|error| format!("creating the loss report: {error}"))?;
         let sender = Sender::new(
             sender_inbox,
             errors.clone(),
@@ -242,6 +247,7 @@ impl DriverConductor {
                 to_conductor,
                 receiver_id,
                 config.receiver_loss.map(LossGenerator::new),
+                loss_report,
             ),
         );
         let nanos =

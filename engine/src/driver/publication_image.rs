@@ -176,6 +176,10 @@ pub struct PublicationImage {
     /// The image is leaving: status messages carry EOS.
     closing: bool,
     tally: ImageTally,
+    /// The start of the last gap seen (NAKed or padded), to tell a new loss from a retry.
+    last_gap: Option<(i32, usize)>,
+    /// Bytes of gaps seen since the receiver last took them (for the loss report).
+    new_loss: u64,
 }
 
 impl PublicationImage {
@@ -209,6 +213,8 @@ impl PublicationImage {
             status: Arc::new(ImageStatus::new(join)),
             closing: false,
             tally: ImageTally::default(),
+            last_gap: None,
+            new_loss: 0,
             log,
         }
     }
@@ -251,6 +257,20 @@ impl PublicationImage {
     /// The highest position received.
     pub fn high_water_mark(&self) -> i64 {
         self.high_water_mark
+    }
+
+    /// Bytes of the gaps first seen since the last call (each gap counted once, at its length
+    /// when first seen), for the loss report.
+    pub fn take_new_loss(&mut self) -> u64 {
+        std::mem::take(&mut self.new_loss)
+    }
+
+    fn note_gap(&mut self, gap: Gap) {
+        let start = (gap.term_id, gap.term_offset);
+        if self.last_gap != Some(start) {
+            self.last_gap = Some(start);
+            self.new_loss += gap.length as u64;
+        }
     }
 
     /// From now on status messages say the receiver is leaving (EOS), so that the sender stops
@@ -430,6 +450,7 @@ impl PublicationImage {
         if !self.reliable
             && let Some(missing) = gap
         {
+            self.note_gap(missing);
             self.pad(missing);
             gap = self.rebuild();
         }
@@ -441,6 +462,7 @@ impl PublicationImage {
             None
         };
         if let Some(gap) = nak {
+            self.note_gap(gap);
             let frame = Nak {
                 frame_length: i32::try_from(NAK_LENGTH).unwrap_or(i32::MAX),
                 flags: 0,

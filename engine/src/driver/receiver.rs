@@ -31,6 +31,7 @@ use super::reclaim::CounterLease;
 use super::send_batch::{DatagramSink, SendBatch};
 use super::system_counters::SystemCounter;
 use crate::agent::Now;
+use crate::loss_report::{EntryIndex, LossReport};
 use crate::udp_transport::UdpTransport;
 
 /// The receiver's role name (its thread's name in dedicated mode).
@@ -64,20 +65,53 @@ pub(crate) struct ImageCounters {
     pub(crate) rebuild: CounterLease,
 }
 
-/// An image and its counters.
+/// An image, its counters and how it appears in the loss report.
 #[derive(Debug)]
 pub(crate) struct ImageEntry {
     pub(crate) image: PublicationImage,
     pub(crate) counters: ImageCounters,
     reported: ImageTally,
+    /// The subscription channel and the source, for the loss report.
+    channel: String,
+    source: String,
+    loss_entry: Option<EntryIndex>,
 }
 
 impl ImageEntry {
-    pub(crate) fn new(image: PublicationImage, counters: ImageCounters) -> Self {
+    pub(crate) fn new(
+        image: PublicationImage,
+        counters: ImageCounters,
+        channel: String,
+        source: String,
+    ) -> Self {
         Self {
             image,
             counters,
             reported: ImageTally::default(),
+            channel,
+            source,
+            loss_entry: None,
+        }
+    }
+
+    /// Adds what the image lost since the last call to the loss report.
+    fn report_loss(&mut self, report: &mut LossReport, now_ms: i64) {
+        let lost = self.image.take_new_loss();
+        if lost == 0 {
+            return;
+        }
+        match self.loss_entry {
+            Some(entry) => report.record_observation(entry, lost, now_ms),
+            None => {
+                self.loss_entry = report.create_entry(
+                    lost,
+                    now_ms,
+                    self.image.session_id(),
+                    self.image.stream_id(),
+                    &self.channel,
+                    &self.source,
+                );
+            }
         }
     }
 }
@@ -130,6 +164,7 @@ pub struct ReceiverWork {
     held: (Vec<u8>, Option<SocketAddr>),
     conductor: AgentProxy<DriverConductor>,
     receiver_id: i64,
+    loss_report: LossReport,
 }
 
 impl ReceiverWork {
@@ -137,6 +172,7 @@ impl ReceiverWork {
         conductor: AgentProxy<DriverConductor>,
         receiver_id: i64,
         loss: Option<LossGenerator>,
+        loss_report: LossReport,
     ) -> Self {
         Self {
             endpoints: Vec::new(),
@@ -152,6 +188,7 @@ impl ReceiverWork {
             loss,
             conductor,
             receiver_id,
+            loss_report,
         }
     }
 
@@ -490,6 +527,7 @@ impl AgentWork for ReceiverWork {
             }
             for entry in images.iter_mut() {
                 work += entry.image.do_work(now_ns, &mut self.batch, &mut sink);
+                entry.report_loss(&mut self.loss_report, now.epoch_ms);
                 report(entry, errors);
             }
         }

@@ -418,6 +418,7 @@ impl DriverConductor {
             return;
         };
         let (control, receive_buffer) = (receive.control, receive.receive_buffer);
+        let channel = format!("tern:udp?endpoint={}", receive.endpoint);
         let exists = self.images.iter().any(|image| {
             image.endpoint_id == endpoint_id
                 && image.session_id == setup.session_id
@@ -460,6 +461,7 @@ impl DriverConductor {
             control,
             receive_buffer,
             &subscribers,
+            &channel,
         ) {
             Ok(index) => {
                 self.errors.system().increment(SystemCounter::ImagesCreated);
@@ -485,6 +487,7 @@ impl DriverConductor {
         control: Option<SocketAddr>,
         receive_buffer: usize,
         subscribers: &[(i64, i64, bool)],
+        channel: &str,
     ) -> Result<usize, String> {
         let image_id = self.next_image_id;
         self.next_image_id += 1;
@@ -563,6 +566,8 @@ impl DriverConductor {
                 high_water_mark,
                 rebuild,
             },
+            channel.to_owned(),
+            source.to_string(),
         );
         self.queue_for_receiver(move |receiver: &mut Receiver| {
             receiver.work.add_image(endpoint_id, entry)
