@@ -401,3 +401,20 @@ fn a_hundred_thousand_malformed_datagrams_are_counted_and_the_stream_loses_nothi
     assert_eq!(system_counter(&tern, "errors"), 0);
     assert!(driver.failure().is_none());
 }
+
+#[test]
+fn a_fixed_gap_in_every_term_is_asked_for_and_repaired() {
+    let driver = driver_with("gap", |config| {
+        config.set("receiver_loss", "gap=8192/2048").unwrap();
+    });
+    let tern = client(&driver);
+    let port = free_port();
+    let mut subscription = tern.add_subscription(&channel(port), 12).unwrap();
+    let publication = tern.add_publication(&channel(port), 12).unwrap();
+    wait_connected(&publication, &mut subscription);
+    // About 1.4 MB: more than twenty 64 KiB terms, each with its gap.
+    exchange(&publication, &mut subscription, &messages(5_000));
+    let naks = system_counter(&tern, "naks sent");
+    assert!(naks >= 20, "{naks} NAKs");
+    assert!(system_counter(&tern, "loss generator drops") >= 20);
+}

@@ -10,7 +10,7 @@
 //! | UDP receive socket buffer | `--so-rcvbuf` | `TERN_SO_RCVBUF` | `so_rcvbuf` | `2m` |
 //! | image liveness timeout | `--image-liveness-timeout` | `TERN_IMAGE_LIVENESS_TIMEOUT` | `image_liveness_timeout` | `10s` |
 //! | publication connection timeout | `--publication-connection-timeout` | `TERN_PUBLICATION_CONNECTION_TIMEOUT` | `publication_connection_timeout` | `5s` |
-//! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,reorder=0.01,seed=7` |
+//! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,reorder=0.01,gap=8192/1024,seed=7` |
 //! | receiver loss (testing) | `--receiver-loss` | `TERN_RECEIVER_LOSS` | `receiver_loss` | off; as sender loss |
 //! | MTU | `--mtu` | `TERN_MTU` | `mtu` | `1408` |
 //! | client liveness timeout | `--client-liveness-timeout` | `TERN_CLIENT_LIVENESS_TIMEOUT` | `client_liveness_timeout` | `10s` |

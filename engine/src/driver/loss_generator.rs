@@ -1,5 +1,6 @@
-//! Seeded loss for tests and experiments (Aeron's debug loss generators): drops, duplicates
-//! and holds back datagrams at the sender's or receiver's socket, off unless configured.
+//! Seeded loss for tests and experiments (Aeron's debug loss generators): drops at a rate,
+//! drops a fixed gap of every term once, duplicates and holds back datagrams at the sender's or
+//! receiver's socket; off unless configured.
 //!
 //! Each agent owns its generator; decisions come from a xorshift sequence seeded by the
 //! configuration, so a run's losses repeat with its seed.
@@ -26,18 +27,22 @@ pub struct LossConfig {
     pub duplicate_rate: f64,
     /// Datagrams delivered after the one that follows them.
     pub reorder_rate: f64,
+    /// A fixed gap: the first datagram whose DATA frame starts in [offset, offset + length) of
+    /// a term is dropped, once per term of each session (its repair passes).
+    pub gap: Option<(u32, u32)>,
     /// The seed of the decisions.
     pub seed: u64,
 }
 
 impl LossConfig {
-    /// Parses `drop=R[,duplicate=R][,reorder=R][,seed=N]`, the form of the `*_loss` driver
-    /// settings.
+    /// Parses `drop=R[,duplicate=R][,reorder=R][,gap=OFFSET/LENGTH][,seed=N]`, the form of the
+    /// `*_loss` driver settings.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut config = Self {
             drop_rate: 0.0,
             duplicate_rate: 0.0,
             reorder_rate: 0.0,
+            gap: None,
             seed: 1,
         };
         for part in text.split(',').filter(|part| !part.is_empty()) {
@@ -55,6 +60,16 @@ impl LossConfig {
                 "drop" => config.drop_rate = rate()?,
                 "duplicate" => config.duplicate_rate = rate()?,
                 "reorder" => config.reorder_rate = rate()?,
+                "gap" => {
+                    let gap = value
+                        .split_once('/')
+                        .and_then(|(offset, length)| {
+                            Some((offset.parse().ok()?, length.parse().ok()?))
+                        })
+                        .filter(|(_, length): &(u32, u32)| *length > 0)
+                        .ok_or_else(|| format!("gap={value}: OFFSET/LENGTH in bytes of a term"))?;
+                    config.gap = Some(gap);
+                }
                 "seed" => {
                     config.seed = value
                         .parse()
@@ -67,12 +82,18 @@ impl LossConfig {
     }
 }
 
+/// Terms whose fixed gap was dropped, remembered at most (the oldest is forgotten first).
+const GAPS_REMEMBERED: usize = 64;
+
 /// A seeded loss generator.
 #[derive(Debug, Clone)]
 pub struct LossGenerator {
     config: LossConfig,
     state: u64,
     dropped: u64,
+    /// (session, term id) whose fixed gap was dropped, in a ring.
+    gapped: [(i32, i32); GAPS_REMEMBERED],
+    gapped_count: usize,
 }
 
 impl LossGenerator {
@@ -82,6 +103,8 @@ impl LossGenerator {
             config,
             state: config.seed | 1,
             dropped: 0,
+            gapped: [(0, 0); GAPS_REMEMBERED],
+            gapped_count: 0,
         }
     }
 
@@ -93,7 +116,29 @@ impl LossGenerator {
         (self.state >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// What happens to the next datagram.
+    /// What happens to `datagram`: its fixed gap first, then the rates.
+    pub fn fate_of(&mut self, datagram: &[u8]) -> Fate {
+        if let Some((offset, length)) = self.config.gap
+            && let Ok(tern_codec::frame::Frame::Data(data)) =
+                tern_codec::frame::Frame::decode(datagram)
+            && let Ok(term_offset) = u32::try_from(data.header.term_offset)
+            && data.header.frame_length > 0
+            && term_offset >= offset
+            && term_offset - offset < length
+        {
+            let key = (data.header.session_id, data.header.term_id);
+            let remembered = self.gapped_count.min(GAPS_REMEMBERED);
+            if !self.gapped[..remembered].contains(&key) {
+                self.gapped[self.gapped_count % GAPS_REMEMBERED] = key;
+                self.gapped_count += 1;
+                self.dropped += 1;
+                return Fate::Drop;
+            }
+        }
+        self.fate()
+    }
+
+    /// What happens to the next datagram, by the rates alone.
     pub fn fate(&mut self) -> Fate {
         if self.next_unit() < self.config.drop_rate {
             self.dropped += 1;
@@ -139,5 +184,52 @@ mod tests {
         assert!(LossConfig::parse("drop=2").is_err());
         assert!(LossConfig::parse("burst=1").is_err());
         assert!(LossConfig::parse("drop").is_err());
+        assert!(LossConfig::parse("gap=1024").is_err());
+        assert!(LossConfig::parse("gap=1024/0").is_err());
+    }
+
+    #[test]
+    fn a_fixed_gap_drops_its_first_datagram_once_per_term() {
+        use tern_codec::frame::{DataHeader, FrameType, data_flags};
+        let config = LossConfig::parse("gap=4096/1024").unwrap();
+        let mut generator = LossGenerator::new(config);
+        let datagram = |term_id: i32, term_offset: i32| {
+            let header = DataHeader {
+                frame_length: 64,
+                flags: data_flags::UNFRAGMENTED,
+                frame_type: FrameType::Data,
+                term_offset,
+                session_id: 5,
+                stream_id: 1,
+                term_id,
+                reserved_value: 0,
+            };
+            let mut bytes = vec![0u8; 64];
+            header.encode(&mut bytes).unwrap();
+            bytes
+        };
+        assert_eq!(generator.fate_of(&datagram(1, 0)), Fate::Pass);
+        assert_eq!(generator.fate_of(&datagram(1, 4096)), Fate::Drop);
+        assert_eq!(
+            generator.fate_of(&datagram(1, 4096)),
+            Fate::Pass,
+            "its repair passes"
+        );
+        assert_eq!(
+            generator.fate_of(&datagram(1, 4160)),
+            Fate::Pass,
+            "once per term"
+        );
+        assert_eq!(
+            generator.fate_of(&datagram(2, 4608)),
+            Fate::Drop,
+            "the next term's"
+        );
+        assert_eq!(
+            generator.fate_of(&datagram(2, 5120)),
+            Fate::Pass,
+            "past the gap"
+        );
+        assert_eq!(generator.dropped(), 2);
     }
 }

@@ -462,7 +462,7 @@ impl AgentWork for ReceiverWork {
             let mut received = Ok(0);
             for _ in 0..RECEIVE_CALLS {
                 let batch = transport.receive(|datagram, source| {
-                    match loss.as_mut().map(LossGenerator::fate) {
+                    match loss.as_mut().map(|loss| loss.fate_of(datagram)) {
                         Some(Fate::Drop) => dropped += 1,
                         Some(Fate::Duplicate) => {
                             dispatch.on_datagram(datagram, source);

@@ -127,7 +127,7 @@ impl DatagramSink for TransportSink<'_> {
         // A datagram to deliver after the next one.
         let mut held: Option<&[u8]> = None;
         for datagram in datagrams.iter().take(BATCH_MAX) {
-            let fate = loss.fate();
+            let fate = loss.fate_of(datagram);
             if fate == Fate::Reorder && held.is_none() {
                 held = Some(datagram);
                 continue;
