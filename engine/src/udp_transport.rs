@@ -22,6 +22,21 @@ pub const BATCH_MAX: usize = 64;
 /// the kernel had to cut (`MSG_TRUNC`) can only be one too large for any protocol frame.
 pub const DATAGRAM_MAX: usize = 65536;
 
+/// `UDP_SEGMENT` (Linux 4.18): the control message of a GSO send, its segment size.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Segments in one GSO send at most (the kernel's `UDP_MAX_SEGMENTS`).
+const GSO_SEGMENTS_MAX: usize = 64;
+/// Payload bytes in one GSO send at most (one IP datagram, less headers).
+const GSO_BYTES_MAX: usize = 65_000;
+
+/// Whether a send failed because this kernel or route has no UDP GSO.
+fn gso_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
+}
+
 /// Datagrams one receive call takes at most.
 pub const RECEIVE_BATCH: usize = 16;
 
@@ -30,6 +45,9 @@ pub struct UdpTransport {
     socket: Socket,
     /// [`RECEIVE_BATCH`] buffers of [`DATAGRAM_MAX`] bytes, allocated once.
     buffers: Box<[u8]>,
+    /// Whether runs of equal datagrams go out as one GSO send (`UDP_SEGMENT`); turned off for
+    /// good the first time the kernel refuses it.
+    gso: bool,
 }
 
 impl std::fmt::Debug for UdpTransport {
@@ -158,7 +176,18 @@ impl UdpTransport {
         Self {
             socket,
             buffers: vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice(),
+            gso: true,
         }
+    }
+
+    /// Whether sends use UDP GSO (until the kernel first refuses it).
+    pub fn uses_gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Sends without GSO from now on (what a kernel without it does anyway).
+    pub fn disable_gso(&mut self) {
+        self.gso = false;
     }
 
     /// The socket's receive buffer as the kernel keeps it (`SO_RCVBUF`; the kernel may grant
@@ -177,8 +206,23 @@ impl UdpTransport {
 
     /// Sends `datagrams` to `destination`, as many per system call as the kernel takes
     /// (`sendmmsg`), at most [`BATCH_MAX`] per call; returns how many were sent (fewer when the
-    /// socket's buffer is full: the caller sends the rest later).
+    /// socket's buffer is full: the caller sends the rest later). Runs of datagrams of one
+    /// length (the last of a run may be shorter) go out as one message the kernel segments
+    /// (UDP GSO), so a batch of full datagrams crosses the stack once.
     pub fn send(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> io::Result<usize> {
+        if self.gso && datagrams.len() > 1 {
+            match self.send_segmented(datagrams, destination) {
+                Ok(sent) => return Ok(sent),
+                // A kernel or device without UDP GSO says so on the first try, before anything
+                // went out: send datagram by datagram from now on.
+                Err(error) if gso_unsupported(&error) => self.gso = false,
+                Err(error) => return Err(error),
+            }
+        }
+        self.send_each(datagrams, destination)
+    }
+
+    fn send_each(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> io::Result<usize> {
         let destination = SockAddr::from(destination);
         let count = datagrams.len().min(BATCH_MAX);
         // On the stack: the headers point into `datagrams` and `destination`, valid only here.
@@ -197,12 +241,91 @@ impl UdpTransport {
             message.msg_iov = std::ptr::from_mut(&mut iovecs[index]);
             message.msg_iovlen = 1;
         }
+        let sent = self.send_messages(&mut headers[..count])?;
+        Ok(sent)
+    }
+
+    /// Sends runs of equal datagrams as GSO messages; returns the datagrams sent.
+    fn send_segmented(
+        &mut self,
+        datagrams: &[&[u8]],
+        destination: SocketAddr,
+    ) -> io::Result<usize> {
+        let destination = SockAddr::from(destination);
+        let count = datagrams.len().min(BATCH_MAX);
+        // SAFETY: all-zero bytes are a valid iovec and mmsghdr (null pointers, zero lengths).
+        let mut iovecs: [libc::iovec; BATCH_MAX] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut headers: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
+        // One control message per GSO message: its segment size. u64s for the alignment
+        // cmsghdr needs.
+        let mut controls = [[0u64; 4]; BATCH_MAX];
+        // Datagrams in each message, to count what went out.
+        let mut runs = [0usize; BATCH_MAX];
+        for (index, datagram) in datagrams.iter().take(count).enumerate() {
+            iovecs[index] = libc::iovec {
+                iov_base: datagram.as_ptr().cast_mut().cast(),
+                iov_len: datagram.len(),
+            };
+        }
+        let mut messages = 0;
+        let mut start = 0;
+        while start < count {
+            let segment = datagrams[start].len();
+            let mut end = start + 1;
+            let mut bytes = segment;
+            // A run: datagrams of the segment's length, then at most one shorter, within the
+            // kernel's limits (64 segments, one IP datagram of payload).
+            while end < count
+                && end - start < GSO_SEGMENTS_MAX
+                && datagrams[end].len() <= segment
+                && datagrams[end - 1].len() == segment
+                && bytes + datagrams[end].len() <= GSO_BYTES_MAX
+                && segment > 0
+            {
+                bytes += datagrams[end].len();
+                end += 1;
+            }
+            let message = &mut headers[messages].msg_hdr;
+            message.msg_name = destination.as_ptr().cast_mut().cast();
+            message.msg_namelen = destination.len();
+            message.msg_iov = std::ptr::from_mut(&mut iovecs[start]);
+            message.msg_iovlen = end - start;
+            if end - start > 1 {
+                let control = &mut controls[messages];
+                let segment_size = u16::try_from(segment).unwrap_or(u16::MAX);
+                // SAFETY: `control` is 32 bytes, aligned for cmsghdr, more than
+                // CMSG_SPACE(2) (24 on 64-bit Linux); the macros only compute offsets within
+                // it, and the header is written before its data.
+                unsafe {
+                    let space = libc::CMSG_SPACE(2) as usize;
+                    debug_assert!(space <= size_of_val(control));
+                    message.msg_control = control.as_mut_ptr().cast();
+                    message.msg_controllen = space;
+                    let header = libc::CMSG_FIRSTHDR(message);
+                    (*header).cmsg_level = libc::SOL_UDP;
+                    (*header).cmsg_type = UDP_SEGMENT;
+                    (*header).cmsg_len = libc::CMSG_LEN(2) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<u16>(), segment_size);
+                }
+            }
+            runs[messages] = end - start;
+            messages += 1;
+            start = end;
+        }
+        let sent_messages = self.send_messages(&mut headers[..messages])?;
+        Ok(runs[..sent_messages].iter().sum())
+    }
+
+    /// `sendmmsg` until every message went or the socket is full; returns the messages sent.
+    fn send_messages(&mut self, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
+        let count = headers.len();
         let mut sent = 0;
         while sent < count {
             let remaining = u32::try_from(count - sent).unwrap_or(u32::MAX);
-            // SAFETY: `headers[sent..count]` point at `destination` and at iovecs over the
-            // caller's datagrams, all alive for this call; the kernel only reads them (and
-            // writes `msg_len`). The socket is this transport's, open.
+            // SAFETY: `headers[sent..]` point at the destination, iovecs over the caller's
+            // datagrams and control buffers, all alive for this call on the caller's stack;
+            // the kernel only reads them (and writes `msg_len`). The socket is open.
             let result = unsafe {
                 libc::sendmmsg(
                     self.socket.as_raw_fd(),
@@ -340,6 +463,40 @@ mod tests {
             }
         }
         received
+    }
+
+    #[test]
+    fn runs_of_equal_datagrams_go_out_segmented_and_arrive_as_sent_with_or_without_gso() {
+        let lengths = [
+            1000, 1000, 1000, 500, 1000, 1000, 300, 7, 7, 7, 1408, 2000, 2000,
+        ];
+        let datagrams: Vec<Vec<u8>> = lengths
+            .iter()
+            .enumerate()
+            .map(|(index, &length)| vec![u8::try_from(index).unwrap(); length])
+            .collect();
+        let views: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+        for gso in [true, false] {
+            let mut receiver = UdpTransport::receiver(
+                &channel("tern:udp?endpoint=127.0.0.1:0"),
+                SocketBuffers::default(),
+            )
+            .unwrap();
+            let destination = receiver.local_address().unwrap();
+            let mut sender = UdpTransport::sender(
+                &channel(&format!("tern:udp?endpoint={destination}")),
+                SocketBuffers::default(),
+            )
+            .unwrap();
+            if !gso {
+                sender.disable_gso();
+            }
+            assert_eq!(sender.send(&views, destination).unwrap(), lengths.len());
+            let received = receive_all(&mut receiver, lengths.len());
+            let got: Vec<&[u8]> = received.iter().map(|(bytes, _)| bytes.as_slice()).collect();
+            assert_eq!(got, views, "gso {gso}: each datagram whole, in order");
+            assert_eq!(sender.uses_gso(), gso, "this kernel (4.18+) segments UDP");
+        }
     }
 
     #[test]
