@@ -4,7 +4,8 @@
 //! operator can see after the fact which links dropped what.
 //!
 //! The receiver agent is the only writer (it sees a gap when its loss detector first asks for
-//! it); readers in other processes map the file read-only and validate everything they read.
+//! it); readers in other processes map the file, only read it, and validate everything they
+//! read.
 //!
 //! Layout (little-endian, 64-byte header, then 256-byte entries):
 //!

@@ -74,7 +74,8 @@ impl UdpChannel {
                 invalid(
                     "endpoint",
                     uri.endpoint.as_deref().unwrap_or(""),
-                    "a multicast data group's last octet is odd (its control group is the next address)",
+                    "a multicast data group's last octet is odd and below 255 (its control group is \
+                     the next address)",
                 )
             })?),
             (control, _) => control,
@@ -105,7 +106,7 @@ fn control_group(group: SocketAddr) -> Option<SocketAddr> {
             if octets[3] % 2 == 0 {
                 return None;
             }
-            octets[3] += 1;
+            octets[3] = octets[3].checked_add(1)?;
             IpAddr::from(octets)
         }
         IpAddr::V6(address) => {
@@ -113,7 +114,7 @@ fn control_group(group: SocketAddr) -> Option<SocketAddr> {
             if octets[15] % 2 == 0 {
                 return None;
             }
-            octets[15] += 1;
+            octets[15] = octets[15].checked_add(1)?;
             IpAddr::from(octets)
         }
     };
@@ -260,6 +261,8 @@ mod tests {
             message("tern:udp?endpoint=127.0.0.1:4000|ttl=3").contains("multicast endpoint only")
         );
         assert!(message("tern:udp?endpoint=239.1.2.4:4000").contains("last octet is odd"));
+        assert!(message("tern:udp?endpoint=239.1.2.255:4000").contains("below 255"));
+        assert!(message("tern:udp?endpoint=[ff02::ff]:4000").contains("below 255"));
         assert!(
             message("tern:udp?endpoint=127.0.0.1:4000|interface=10.0.0.1/33").contains("interface")
         );

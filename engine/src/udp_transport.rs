@@ -289,7 +289,8 @@ impl UdpTransport {
             let message = &mut headers[messages].msg_hdr;
             message.msg_name = destination.as_ptr().cast_mut().cast();
             message.msg_namelen = destination.len();
-            message.msg_iov = std::ptr::from_mut(&mut iovecs[start]);
+            // A pointer with the provenance of the whole array: the kernel reads a run of it.
+            message.msg_iov = iovecs.as_mut_ptr().wrapping_add(start);
             message.msg_iovlen = end - start;
             if end - start > 1 {
                 let control = &mut controls[messages];

@@ -219,12 +219,19 @@ fn udp_sends_and_receives_in_batches_allocate_nothing() {
 fn a_udp_stream_through_an_invoked_driver_allocates_nothing() {
     use tern_engine::driver::ThreadingMode;
     let dir = std::env::temp_dir().join(format!("tern-test-alloc-udp-{}", std::process::id()));
-    let mut driver = MediaDriver::launch(DriverConfig {
+    let mut config = DriverConfig {
         dir,
         threading_mode: ThreadingMode::Invoker,
         ..DriverConfig::default()
-    })
-    .unwrap();
+    };
+    // Loss too, so that NAKs, retransmissions and the loss report are on the counted path.
+    config
+        .set(
+            "receiver_loss",
+            "drop=0.01,duplicate=0.01,reorder=0.01,seed=3",
+        )
+        .unwrap();
+    let mut driver = MediaDriver::launch(config).unwrap();
     let tern = Tern::connect(ClientConfig {
         dir: driver.dir().to_path_buf(),
         ..ClientConfig::default()
@@ -293,4 +300,11 @@ fn a_udp_stream_through_an_invoked_driver_allocates_nothing() {
     drop(assembler);
     assert_eq!(allocations, 0, "the UDP path allocated {allocations} times");
     assert!(delivered > 200_000, "delivered {delivered}");
+    let mut retransmits = 0;
+    tern.counters().for_each(|info| {
+        if info.type_id == 0 && info.label == "retransmits" {
+            retransmits = info.value;
+        }
+    });
+    assert!(retransmits > 0, "the loss was repaired on the counted path");
 }

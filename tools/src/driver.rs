@@ -39,6 +39,10 @@ pub(crate) struct DriverArgs {
     /// net.core.rmem_max).
     #[arg(long)]
     so_rcvbuf: Option<String>,
+    /// The longest term a publication image may have; a SETUP asking for more is refused
+    /// (e.g. 128m).
+    #[arg(long)]
+    max_image_term_length: Option<String>,
     /// A publication image that hears nothing this long goes away (e.g. 10s).
     #[arg(long)]
     image_liveness_timeout: Option<String>,
@@ -109,6 +113,7 @@ pub(crate) fn config(args: &DriverArgs) -> Result<DriverConfig> {
         ("ipc_term_length", &args.ipc_term_length),
         ("udp_term_length", &args.udp_term_length),
         ("so_rcvbuf", &args.so_rcvbuf),
+        ("max_image_term_length", &args.max_image_term_length),
         ("image_liveness_timeout", &args.image_liveness_timeout),
         (
             "publication_connection_timeout",

@@ -8,6 +8,7 @@
 //! | IPC term length | `--ipc-term-length` | `TERN_IPC_TERM_LENGTH` | `ipc_term_length` | `16m` |
 //! | UDP term length | `--udp-term-length` | `TERN_UDP_TERM_LENGTH` | `udp_term_length` | `16m` |
 //! | UDP receive socket buffer | `--so-rcvbuf` | `TERN_SO_RCVBUF` | `so_rcvbuf` | `2m` |
+//! | longest image term (a SETUP asking more is refused) | `--max-image-term-length` | `TERN_MAX_IMAGE_TERM_LENGTH` | `max_image_term_length` | `128m` |
 //! | image liveness timeout | `--image-liveness-timeout` | `TERN_IMAGE_LIVENESS_TIMEOUT` | `image_liveness_timeout` | `10s` |
 //! | publication connection timeout | `--publication-connection-timeout` | `TERN_PUBLICATION_CONNECTION_TIMEOUT` | `publication_connection_timeout` | `5s` |
 //! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,reorder=0.01,gap=8192/1024,seed=7` |
@@ -102,6 +103,9 @@ pub struct DriverConfig {
     /// (the kernel grants at most `net.core.rmem_max`). A receiver window is never more than
     /// the granted buffer holds: what overflows the socket is lost and must be asked for again.
     pub socket_receive_buffer: u32,
+    /// The longest term a publication image may have: a SETUP asking for more (a file of three
+    /// such terms in the driver directory) is refused and logged. Senders are input.
+    pub max_image_term_length: u32,
     /// A publication image that receives nothing this long goes away (Aeron: 10 s).
     pub image_liveness_timeout: Duration,
     /// A network publication without a status message this long is not connected (Aeron: 5 s).
@@ -127,6 +131,7 @@ impl Default for DriverConfig {
             ipc_term_length: 16 * 1024 * 1024,
             udp_term_length: 16 * 1024 * 1024,
             socket_receive_buffer: 2 * 1024 * 1024,
+            max_image_term_length: 128 * 1024 * 1024,
             image_liveness_timeout: Duration::from_secs(10),
             publication_connection_timeout: Duration::from_secs(5),
             sender_loss: None,
@@ -177,6 +182,12 @@ impl DriverConfig {
                 self.udp_term_length = length;
             }
             "so_rcvbuf" => self.socket_receive_buffer = size()?,
+            "max_image_term_length" => {
+                let length = size()?;
+                tern_codec::position::validate_log_term_length(length)
+                    .map_err(|error| format!("{key}: {error}"))?;
+                self.max_image_term_length = length;
+            }
             "image_liveness_timeout" => self.image_liveness_timeout = duration()?,
             "publication_connection_timeout" => {
                 self.publication_connection_timeout = duration()?;
@@ -217,13 +228,14 @@ impl DriverConfig {
     }
 
     /// The settings' keys, in the order of the table above.
-    pub const KEYS: [&'static str; 18] = [
+    pub const KEYS: [&'static str; 19] = [
         "dir",
         "threading_mode",
         "idle",
         "ipc_term_length",
         "udp_term_length",
         "so_rcvbuf",
+        "max_image_term_length",
         "image_liveness_timeout",
         "publication_connection_timeout",
         "sender_loss",

@@ -486,18 +486,17 @@ impl ManagedResource for IpcPublication {
     /// A draining publication is done once its subscribers have read to its end, or once its
     /// linger has passed.
     fn on_time_event(&mut self, aging: &Aging<'_>) {
-        let Some(lingered) = (match self.state {
-            PublicationState::Draining { since_ns } => {
-                Some(aging.now_ns - since_ns > self.linger_ns)
-            }
-            _ => None,
-        }) else {
+        let PublicationState::Draining { since_ns } = self.state else {
             return;
         };
+        let draining_ns = aging.now_ns - since_ns;
+        let lingered = draining_ns > self.linger_ns;
         // A network publication lingers after draining whatever happens: its receivers may
-        // still ask for what they lost, and its heartbeats carry the end of stream.
+        // still ask for what they lost, and its heartbeats carry the end of stream. A receiver
+        // that keeps reporting without ever consuming (or status messages someone forges)
+        // holds it ten lingers more at most.
         let done = if self.sender.is_some() {
-            lingered && self.drained()
+            (lingered && self.drained()) || draining_ns > self.linger_ns.saturating_mul(11)
         } else {
             lingered || self.drained()
         };

@@ -242,11 +242,11 @@ impl NetworkPublication {
         }
     }
 
-    /// A control frame arrived from a receiver: a status message, a NAK or an RTT
-    /// measurement. Frames for another session or stream are counted and ignored.
+    /// A status message arrived from a receiver. One for another session or stream (on a
+    /// multicast control group every publication hears every session's) is ignored.
     pub fn on_status_message(&mut self, message: &StatusMessage, now_ns: i64) {
+        // Another publication's (a multicast control group carries every session's): not ours.
         if message.session_id != self.session_id || message.stream_id != self.stream_id {
-            self.tally.invalid_frames += 1;
             return;
         }
         self.tally.status_messages += 1;
@@ -276,7 +276,6 @@ impl NetworkPublication {
     /// (unicast) or when its delay ends (multicast), if the retransmit handler allows it.
     pub fn on_nak(&mut self, nak: &Nak, now_ns: i64) -> Result<(), Ignored> {
         if nak.session_id != self.session_id || nak.stream_id != self.stream_id {
-            self.tally.invalid_frames += 1;
             return Err(Ignored::OutOfWindow);
         }
         self.tally.naks_received += 1;
@@ -317,7 +316,6 @@ impl NetworkPublication {
     /// [`NetworkPublication::send_control`], to the publication's destination.
     pub fn on_rttm(&mut self, rttm: &Rttm) {
         if rttm.session_id != self.session_id || rttm.stream_id != self.stream_id {
-            self.tally.invalid_frames += 1;
             return;
         }
         if rttm.flags & rttm_flags::REPLY == 0 {

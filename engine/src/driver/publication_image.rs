@@ -180,6 +180,8 @@ pub struct PublicationImage {
     last_gap: Option<(i32, usize)>,
     /// Bytes of gaps seen since the receiver last took them (for the loss report).
     new_loss: u64,
+    /// Bytes inserted since the last cleaning step: the cleaner keeps pace with them.
+    inserted_since_clean: u64,
 }
 
 impl PublicationImage {
@@ -215,6 +217,7 @@ impl PublicationImage {
             tally: ImageTally::default(),
             last_gap: None,
             new_loss: 0,
+            inserted_since_clean: 0,
             log,
         }
     }
@@ -293,23 +296,30 @@ impl PublicationImage {
         frame: &[u8],
         now_ns: i64,
     ) -> Result<Inserted, Dropped> {
-        let term_length = u64::from(self.geometry.term_length());
         let Ok(term_offset) = u32::try_from(header.term_offset) else {
             return self.invalid();
         };
-        if u64::from(term_offset) > term_length
+        if term_offset > self.geometry.term_length()
             || !usize::try_from(term_offset).is_ok_and(|offset| offset % FRAME_ALIGNMENT == 0)
         {
             return self.invalid();
         }
         let position = self.geometry.position(header.term_id, term_offset);
-        self.timing.on_packet(now_ns);
+        let term_length = i64::from(self.geometry.term_length());
+        // Bytes at position p were last used by p - 3 terms, and are clean below the clean
+        // position: a frame may end only where the next position's slot is clean too, so that a
+        // subscriber (or the gap scanner) stepping past it finds zero, never a frame three
+        // terms old.
+        let clean_limit = self.clean_position + 3 * term_length;
         if header.is_heartbeat() {
-            self.tally.heartbeats += 1;
             // A heartbeat says how far the sender has sent: whatever lies below it is a gap.
             let consumption = self.consumption();
-            if position >= self.rebuild_position && position <= consumption + i64::from(self.window)
+            if position >= self.rebuild_position
+                && position <= consumption + i64::from(self.window)
+                && position < clean_limit
             {
+                self.timing.on_packet(now_ns);
+                self.tally.heartbeats += 1;
                 self.high_water_mark = self.high_water_mark.max(position);
                 if header.flags & data_flags::END_OF_STREAM != 0 {
                     self.end_of_stream = Some(position);
@@ -324,15 +334,18 @@ impl PublicationImage {
             return self.invalid();
         }
         let extent = align(length);
-        if u64::try_from(extent).unwrap_or(u64::MAX) > term_length - u64::from(term_offset) {
+        if u64::try_from(extent).unwrap_or(u64::MAX)
+            > u64::from(self.geometry.term_length()) - u64::from(term_offset)
+        {
             return self.invalid();
         }
         let end = position + i64::try_from(extent).unwrap_or(i64::MAX);
         if end <= self.rebuild_position {
+            // Still a sign of life: a retransmission crossing its original.
+            self.timing.on_packet(now_ns);
             self.tally.duplicates += 1;
             return Ok(Inserted::Duplicate);
         }
-        let term_length = i64::from(self.geometry.term_length());
         // A PAD frame writes its header alone (the rest of the term was cleaned), and its
         // sender counted only the header against the window, as Aeron's does.
         let pad = header.frame_type == FrameType::Pad;
@@ -343,7 +356,7 @@ impl PublicationImage {
         };
         if position < self.rebuild_position
             || written_end > self.consumption() + i64::from(self.window)
-            || written_end > self.clean_position + 3 * term_length
+            || end >= clean_limit
         {
             // Behind the rebuild position yet not a whole duplicate (a sender whose frames
             // moved), or beyond what may be written now: dropped, and asked for again later.
@@ -361,13 +374,25 @@ impl PublicationImage {
             return self.invalid();
         };
         let offset = usize::try_from(term_offset).unwrap_or(usize::MAX);
-        match term_rebuilder::insert(&term, offset, bytes) {
+        // Nothing was written in this term at or past the high-water mark.
+        let term_base = position - i64::from(term_offset);
+        let written_until =
+            usize::try_from((self.high_water_mark - term_base).clamp(0, term_length)).unwrap_or(0);
+        match term_rebuilder::insert_within(&term, offset, bytes, written_until) {
             Ok(Inserted::Written) => {
+                self.timing.on_packet(now_ns);
                 self.tally.bytes_received += extent as u64;
                 self.high_water_mark = self.high_water_mark.max(end);
+                self.inserted_since_clean += extent as u64;
+                if position == self.rebuild_position {
+                    // Subscribers may read it at once: the rebuild position moves over it now,
+                    // so no later frame of this batch can land inside it.
+                    self.rebuild();
+                }
                 Ok(Inserted::Written)
             }
             Ok(Inserted::Duplicate) => {
+                self.timing.on_packet(now_ns);
                 self.tally.duplicates += 1;
                 Ok(Inserted::Duplicate)
             }
@@ -519,9 +544,20 @@ impl PublicationImage {
         }
         let clean_target = consumption - i64::from(self.geometry.term_length());
         if clean_target > self.clean_position {
-            let target = clean_target.min(self.clean_position + CLEAN_CHUNK_BYTES);
+            // At least twice what came in since the last step, so that under sustained load
+            // the cleaner gains on the writes it makes room for; a term at most (a step covers
+            // one partition).
+            let inserted = i64::try_from(self.inserted_since_clean).unwrap_or(i64::MAX);
+            let chunk = CLEAN_CHUNK_BYTES.max(inserted.saturating_mul(2));
+            let target = clean_target.min(self.clean_position.saturating_add(chunk));
             let target = target & !(i64::try_from(FRAME_ALIGNMENT).unwrap_or(32) - 1);
-            self.clean_position = self.log.clean_step(self.clean_position, target);
+            for _ in 0..2 {
+                if target <= self.clean_position {
+                    break;
+                }
+                self.clean_position = self.log.clean_step(self.clean_position, target);
+            }
+            self.inserted_since_clean = 0;
             work += 1;
         }
         if !self.timing.is_live(now_ns) && self.status.state() == ImageState::Active {

@@ -61,6 +61,18 @@ pub fn insert(
     term_offset: usize,
     frame: &[u8],
 ) -> Result<Inserted, RebuildError> {
+    insert_within(term, term_offset, frame, term.capacity())
+}
+
+/// [`insert`], checking for frames it would overlap only up to `written_until`: the caller
+/// knows no frame was written at or past that offset in this term (its high-water mark), so a
+/// PAD declaring a whole term costs the slots actually written, not the term.
+pub fn insert_within(
+    term: &AtomicBuffer<'_>,
+    term_offset: usize,
+    frame: &[u8],
+    written_until: usize,
+) -> Result<Inserted, RebuildError> {
     if !term_offset.is_multiple_of(FRAME_ALIGNMENT) {
         return Err(RebuildError::Misaligned(term_offset));
     }
@@ -104,7 +116,8 @@ pub fn insert(
     // A frame overlapping one already here (a forged or inconsistent sender) would write over
     // published bytes that subscribers may be reading: every slot it covers must be empty.
     let extent = length.next_multiple_of(FRAME_ALIGNMENT);
-    if (term_offset + FRAME_ALIGNMENT..term_offset + extent)
+    let checked_end = (term_offset + extent).min(written_until.max(term_offset));
+    if (term_offset + FRAME_ALIGNMENT..checked_end)
         .step_by(FRAME_ALIGNMENT)
         .any(|slot| term.get_i32_volatile(slot) != 0)
     {

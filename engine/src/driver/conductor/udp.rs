@@ -41,6 +41,9 @@ use crate::udp_transport::{SocketBuffers, UdpTransport};
 /// The most a network publication resends per millisecond, whatever its receivers ask
 /// (about 1 GB/s: more than a 10 GbE link carries, less than a receiver could make it send).
 const RETRANSMIT_BUDGET_BYTES_PER_MS: u64 = 1024 * 1024;
+/// Images one receive endpoint holds at most: each is a log file of three terms, and SETUP
+/// frames are input (spoofed ones would otherwise make files without end).
+const MAX_IMAGES_PER_ENDPOINT: usize = 256;
 /// A multicast receiver not heard from this long no longer holds the sender limit (Aeron: 5 s).
 const RECEIVER_TIMEOUT_NS: i64 = 5_000_000_000;
 
@@ -365,6 +368,20 @@ impl DriverConductor {
                 .subscribers
                 .retain(|subscriber| subscriber.subscription_id != link.registration_id);
         }
+        // An image nobody reads any more (its stream's other subscriptions take other
+        // sessions) goes: nothing would ever end it but its sender.
+        let unread: Vec<i64> = self
+            .images
+            .iter()
+            .filter(|image| image.endpoint_id == endpoint_id && image.subscribers.is_empty())
+            .map(|image| image.image_id)
+            .collect();
+        for image_id in unread {
+            self.images.retain(|image| image.image_id != image_id);
+            self.queue_for_receiver(move |receiver: &mut Receiver| {
+                receiver.work.remove_image(endpoint_id, image_id);
+            });
+        }
         let stream_id = link.stream_id;
         let Some(index) = self
             .receive_channels
@@ -439,6 +456,33 @@ impl DriverConductor {
             .map(|link| (link.registration_id, link.client_id, link.channel.reliable))
             .collect();
         if exists || subscribers.is_empty() {
+            return;
+        }
+        let images_here = self
+            .images
+            .iter()
+            .filter(|image| image.endpoint_id == endpoint_id)
+            .count();
+        let refusal = if images_here >= MAX_IMAGES_PER_ENDPOINT {
+            Some(format!(
+                "the endpoint holds {images_here} images, the most it may"
+            ))
+        } else if u32::try_from(setup.term_length)
+            .is_ok_and(|length| length > self.config.max_image_term_length)
+        {
+            Some(format!(
+                "term length {} is more than max_image_term_length ({})",
+                setup.term_length, self.config.max_image_term_length
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.errors.system().increment(SystemCounter::InvalidFrames);
+            self.record_error(&format!(
+                "SETUP from {source} for session {} of stream {} refused: {reason}",
+                setup.session_id, setup.stream_id
+            ));
             return;
         }
         let (geometry, join_position) = match check_setup(&setup) {
