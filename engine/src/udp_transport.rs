@@ -445,6 +445,20 @@ mod tests {
         UdpChannel::resolve(&ChannelUri::parse(text).unwrap()).unwrap()
     }
 
+    /// A receiver on a free loopback port and a sender to it, with `send` buffers.
+    fn pair(send: SocketBuffers) -> (UdpTransport, UdpTransport, SocketAddr) {
+        let receiver = UdpTransport::receiver(
+            &channel("tern:udp?endpoint=127.0.0.1:0"),
+            SocketBuffers::default(),
+        )
+        .unwrap();
+        let destination = receiver.local_address().unwrap();
+        let sender =
+            UdpTransport::sender(&channel(&format!("tern:udp?endpoint={destination}")), send)
+                .unwrap();
+        (receiver, sender, destination)
+    }
+
     /// Receives until `count` datagrams arrived (bounded: loopback delivers at once, but the
     /// receive is non-blocking, so the loop waits a little for the kernel).
     fn receive_all(receiver: &mut UdpTransport, count: usize) -> Vec<(Vec<u8>, SocketAddr)> {
@@ -478,17 +492,7 @@ mod tests {
             .collect();
         let views: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
         for gso in [true, false] {
-            let mut receiver = UdpTransport::receiver(
-                &channel("tern:udp?endpoint=127.0.0.1:0"),
-                SocketBuffers::default(),
-            )
-            .unwrap();
-            let destination = receiver.local_address().unwrap();
-            let mut sender = UdpTransport::sender(
-                &channel(&format!("tern:udp?endpoint={destination}")),
-                SocketBuffers::default(),
-            )
-            .unwrap();
+            let (mut receiver, mut sender, destination) = pair(SocketBuffers::default());
             if !gso {
                 sender.disable_gso();
             }
@@ -502,20 +506,10 @@ mod tests {
 
     #[test]
     fn batches_of_datagrams_cross_loopback_in_order_with_their_source() {
-        let mut receiver = UdpTransport::receiver(
-            &channel("tern:udp?endpoint=127.0.0.1:0"),
-            SocketBuffers::default(),
-        )
-        .unwrap();
-        let destination = receiver.local_address().unwrap();
-        let mut sender = UdpTransport::sender(
-            &channel(&format!("tern:udp?endpoint={destination}")),
-            SocketBuffers {
-                send: Some(1 << 20),
-                receive: None,
-            },
-        )
-        .unwrap();
+        let (mut receiver, mut sender, destination) = pair(SocketBuffers {
+            send: Some(1 << 20),
+            receive: None,
+        });
         let datagrams: Vec<Vec<u8>> = (0..100u8)
             .map(|index| vec![index; 100 + usize::from(index)])
             .collect();

@@ -667,22 +667,15 @@ impl DriverConductor {
             "sub-pos: {subscription_id} {} {} {} @{join}",
             publication.session_id, publication.stream_id, publication.channel
         );
-        let spec = CounterSpec {
-            type_id: counter_types::SUBSCRIBER_POSITION,
-            key: &image_id.to_le_bytes(),
-            label: &label,
-            registration_id: image_id,
-            owner_id: client_id,
-            reference_id: publication.registration_id,
-        };
-        let position = match self.lease_counter(&spec) {
-            Ok(position) => position,
-            Err(error) => {
-                self.record_error(&format!(
-                    "cannot link subscription {subscription_id}: {error}"
-                ));
-                return;
-            }
+        let reference_id = publication.registration_id;
+        let Some(position) = self.lease_subscriber_position(
+            subscription_id,
+            client_id,
+            image_id,
+            reference_id,
+            &label,
+        ) else {
+            return;
         };
         position.view().set(join);
         let position_id = position.view().id();
@@ -1214,6 +1207,35 @@ impl DriverConductor {
             }
         }
         released.counters.len() + released.files.len()
+    }
+
+    /// A subscriber's position counter in image `image_id` (of publication or image
+    /// `reference_id`), owned by `client_id`; `None` (recorded) when no counter is left.
+    fn lease_subscriber_position(
+        &mut self,
+        subscription_id: i64,
+        client_id: i64,
+        image_id: i64,
+        reference_id: i64,
+        label: &str,
+    ) -> Option<CounterLease> {
+        let spec = CounterSpec {
+            type_id: counter_types::SUBSCRIBER_POSITION,
+            key: &image_id.to_le_bytes(),
+            label,
+            registration_id: image_id,
+            owner_id: client_id,
+            reference_id,
+        };
+        match self.lease_counter(&spec) {
+            Ok(position) => Some(position),
+            Err(error) => {
+                self.record_error(&format!(
+                    "cannot link subscription {subscription_id}: {error}"
+                ));
+                None
+            }
+        }
     }
 
     /// A counter that is freed when the lease is dropped.

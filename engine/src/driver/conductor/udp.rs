@@ -646,22 +646,11 @@ impl DriverConductor {
             "sub-pos: {subscription_id} {} {} {} @{join}",
             image.session_id, image.stream_id, image.source
         );
-        let spec = CounterSpec {
-            type_id: counter_types::SUBSCRIBER_POSITION,
-            key: &image.image_id.to_le_bytes(),
-            label: &label,
-            registration_id: image.image_id,
-            owner_id: client_id,
-            reference_id: image.image_id,
-        };
-        let position = match self.lease_counter(&spec) {
-            Ok(position) => position,
-            Err(error) => {
-                self.record_error(&format!(
-                    "cannot link subscription {subscription_id}: {error}"
-                ));
-                return;
-            }
+        let image_id = image.image_id;
+        let Some(position) =
+            self.lease_subscriber_position(subscription_id, client_id, image_id, image_id, &label)
+        else {
+            return;
         };
         position.view().set(join);
         let position_id = position.view().id();
