@@ -43,6 +43,7 @@ pub mod duty_cycle;
 #[cfg(not(loom))]
 pub mod fuzz_checks;
 pub mod logbuffer;
+#[cfg(not(loom))]
 pub mod loss_report;
 pub mod mapped_file;
 pub mod mapped_view;
