@@ -11,8 +11,8 @@ use tern_codec::{Schema, SemanticVersion};
 
 /// The driver protocol's schema.
 ///
-/// 0.2 added [`release_image`].
-pub const DRIVER_PROTOCOL: Schema = Schema::new("driver", 10, SemanticVersion::new(0, 2, 0));
+/// 0.2 added [`release_image`]; 0.3 added [`destination`].
+pub const DRIVER_PROTOCOL: Schema = Schema::new("driver", 10, SemanticVersion::new(0, 3, 0));
 
 /// The longest error message in a response.
 pub const ERROR_MESSAGE_MAX: usize = 1024;
@@ -177,6 +177,39 @@ tern_codec::message! {
         var_data {
             /// Why, for the driver's error log.
             reason (max = 1024) since 0: str,
+        }
+    }
+}
+
+tern_codec::enumeration! {
+    /// What a [`destination`] command does.
+    pub enum DestinationAction: u8 {
+        /// Start sending to the destination.
+        Add = 0,
+        /// Stop sending to it.
+        Remove = 1,
+    }
+}
+
+tern_codec::message! {
+    /// Adds a destination to a multi-destination publication in manual control mode
+    /// (`control-mode=manual`), or removes one. Added in 0.3; a 0.2 driver answers it with
+    /// [`ErrorCode::UnknownCommand`].
+    pub mod destination (schema = DRIVER_PROTOCOL, template = 7, policy = Reject) {
+        block {
+            /// The client.
+            client_id @ 0 since 0: i64,
+            /// Echoed in the response.
+            correlation_id @ 8 since 0: i64,
+            /// The publication (its registration id, as the client was told).
+            publication_id @ 16 since 0: i64,
+            /// Add or remove ([`DestinationAction`]).
+            action @ 24 since 0: DestinationAction,
+        }
+        groups {}
+        var_data {
+            /// The destination: `tern:udp?endpoint=host:port`.
+            channel (max = 4096) since 0: str,
         }
     }
 }

@@ -151,14 +151,17 @@ impl UdpTransport {
             io::Error::new(io::ErrorKind::InvalidInput, "a sender needs an endpoint")
         })?;
         let socket = Self::socket(&endpoint, buffers)?;
-        match channel.control.filter(|_| channel.multicast) {
-            Some(control) => {
+        match (channel.control, channel.multicast) {
+            (Some(control), true) => {
                 socket.set_reuse_address(true)?;
                 socket.bind(&SockAddr::from(control))?;
                 join(&socket, control.ip(), channel)?;
                 set_multicast_sending(&socket, channel)?;
             }
-            None => {
+            // A multi-destination publication listens at its control address: receivers send
+            // their status messages and NAKs (and, dynamic, their requests to join) there.
+            (Some(control), false) => socket.bind(&SockAddr::from(control))?,
+            (None, _) => {
                 let local = match channel.interface {
                     Some(interface) => SocketAddr::new(interface.address, interface.port),
                     None if endpoint.is_ipv4() => {

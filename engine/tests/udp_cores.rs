@@ -17,7 +17,9 @@ use tern_codec::frame::{
 use tern_engine::driver::flow_control::Strategy;
 use tern_engine::driver::image_timing;
 use tern_engine::driver::loss_detector::FeedbackDelay;
-use tern_engine::driver::network_publication::{NetworkPublication, PublicationParams};
+use tern_engine::driver::network_publication::{
+    Destination, NetworkPublication, PublicationParams,
+};
 use tern_engine::driver::publication_image::{ImageParams, ImageState, PublicationImage};
 use tern_engine::driver::publication_timing;
 use tern_engine::driver::retransmit_handler::RetransmitConfig;
@@ -83,7 +85,7 @@ fn publish(log: &LogBuffers, count: usize, length: usize) -> u32 {
 
 fn publication(log: &Arc<LogBuffers>) -> NetworkPublication {
     let params = PublicationParams {
-        destination: destination(),
+        destination: Destination::Fixed(destination()),
         strategy: Strategy::Unicast,
         timings: publication_timing::Timings::default(),
         retransmit: RetransmitConfig::unicast(64 * 1024),
@@ -156,7 +158,7 @@ fn a_publication_sends_setup_until_answered_then_data_up_to_the_window_only() {
         0,
         "no receiver, no data"
     );
-    publication.on_status_message(&status(0, 4096), MS);
+    publication.on_status_message(&status(0, 4096), destination(), MS);
     assert!(publication.status().is_connected());
     sink.sent.clear();
     while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
@@ -182,8 +184,8 @@ fn absurd_status_messages_never_widen_the_window_past_half_a_term() {
     // Far ahead of anything sent, with the largest window there is.
     let mut message = status(0, i32::MAX);
     message.consumption_term_id = INITIAL_TERM_ID + 1_000_000;
-    publication.on_status_message(&message, MS);
-    publication.on_status_message(&status(-4096, i32::MIN), MS);
+    publication.on_status_message(&message, destination(), MS);
+    publication.on_status_message(&status(-4096, i32::MIN), destination(), MS);
     while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
     assert!(publication.status().limit() <= i64::from(TERM_LENGTH / 2));
     assert!(publication.sender_position() <= i64::from(TERM_LENGTH / 2));
@@ -191,7 +193,7 @@ fn absurd_status_messages_never_widen_the_window_past_half_a_term() {
     let limit = publication.status().limit();
     let mut stranger = status(16 * 1024, 1 << 20);
     stranger.session_id = SESSION + 1;
-    publication.on_status_message(&stranger, MS);
+    publication.on_status_message(&stranger, destination(), MS);
     assert_eq!(publication.status().limit(), limit);
     assert_eq!(
         publication.tally().status_messages,
@@ -206,7 +208,7 @@ fn naks_are_answered_from_the_log_only_inside_what_was_sent_and_once_per_linger(
     let mut publication = publication(&log);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     publish(&log, 300, 100);
-    publication.on_status_message(&status(0, 16 * 1024), MS);
+    publication.on_status_message(&status(0, 16 * 1024), destination(), MS);
     while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
     let sent = publication.sender_position();
     assert!(sent >= 8192);
@@ -262,7 +264,7 @@ fn a_closed_publication_sends_its_end_of_stream_once_drained() {
     let mut publication = publication(&log);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     let tail = publish(&log, 10, 100);
-    publication.on_status_message(&status(0, 16 * 1024), MS);
+    publication.on_status_message(&status(0, 16 * 1024), destination(), MS);
     publication.send_data(MS, &mut batch, &mut sink);
     log.metadata().set_end_of_stream_position(i64::from(tail));
     sink.sent.clear();
@@ -420,7 +422,7 @@ fn status_flags_of_a_closing_image_say_end_of_stream() {
 fn a_request_for_setup_is_answered_with_setup_and_never_moves_flow_control() {
     let (log, _file) = new_log("elicit");
     let params = PublicationParams {
-        destination: destination(),
+        destination: Destination::Fixed(destination()),
         strategy: Strategy::Min { group_min_size: 0 },
         timings: publication_timing::Timings::default(),
         retransmit: RetransmitConfig::multicast(64 * 1024, 7),
@@ -430,7 +432,7 @@ fn a_request_for_setup_is_answered_with_setup_and_never_moves_flow_control() {
     let mut publication = NetworkPublication::new(1, Arc::clone(&log), &params, 0);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     publish(&log, 300, 100);
-    publication.on_status_message(&status(0, 4096), MS);
+    publication.on_status_message(&status(0, 4096), destination(), MS);
     publication.send_control(MS, &mut batch, &mut sink);
     while publication.send_data(MS, &mut batch, &mut sink) > 0 {}
     let held = publication.sender_position();
@@ -441,7 +443,7 @@ fn a_request_for_setup_is_answered_with_setup_and_never_moves_flow_control() {
     elicit.flags = status_flags::SEND_SETUP;
     elicit.consumption_term_id = 0;
     elicit.receiver_id = 99;
-    publication.on_status_message(&elicit, 2 * MS);
+    publication.on_status_message(&elicit, destination(), 2 * MS);
     sink.sent.clear();
     publication.send_control(2 * MS, &mut batch, &mut sink);
     assert!(
@@ -498,4 +500,52 @@ fn across_term_wraps_the_slot_past_the_rebuilt_data_is_always_clean() {
     }
     assert_eq!(image.rebuild_position(), 5 * i64::from(TERM_LENGTH));
     assert_eq!(image.tally().invalid_frames, 0);
+}
+
+#[test]
+fn dynamic_destinations_are_bounded_and_forgotten_after_the_receiver_timeout() {
+    let (log, _file) = new_log("dynamic");
+    let params = PublicationParams {
+        destination: Destination::Dynamic,
+        strategy: Strategy::Max,
+        timings: publication_timing::Timings::default(),
+        retransmit: RetransmitConfig::unicast(64 * 1024),
+        receiver_timeout_ns: 5_000 * MS,
+        ttl: 0,
+    };
+    let mut publication = NetworkPublication::new(1, Arc::clone(&log), &params, 0);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    // Nobody joined: SETUP goes nowhere.
+    publication.send_control(0, &mut batch, &mut sink);
+    assert!(sink.sent.is_empty());
+    let mut join = status(0, 0);
+    join.flags = status_flags::SEND_SETUP;
+    join.session_id = 0;
+    for port in 0..100u16 {
+        let source: SocketAddr = format!("127.0.0.1:{}", 20_000 + port).parse().unwrap();
+        publication.on_status_message(&join, source, MS);
+    }
+    assert_eq!(
+        publication.destinations().count(),
+        64,
+        "at most MAX_DESTINATIONS"
+    );
+    publication.send_control(MS, &mut batch, &mut sink);
+    let setups = sink
+        .sent
+        .iter()
+        .filter(|(datagram, _)| matches!(Frame::decode(datagram), Ok(Frame::Setup(_))))
+        .count();
+    assert_eq!(setups, 64, "SETUP to each who joined");
+    // Another stream's request is not a join.
+    let mut other = join;
+    other.stream_id = STREAM + 1;
+    publication.on_status_message(&other, "127.0.0.1:30000".parse().unwrap(), MS);
+    assert_eq!(publication.destinations().count(), 64);
+    publication.send_control(5_002 * MS, &mut batch, &mut sink);
+    assert_eq!(
+        publication.destinations().count(),
+        0,
+        "silent ones are dropped"
+    );
 }

@@ -455,3 +455,141 @@ fn a_setup_asking_for_a_huge_term_makes_no_image_and_is_logged() {
         "no log file was made"
     );
 }
+
+/// Offers `sent` and polls every subscription until each has received all of it; returns
+/// what each received.
+fn publish_all(
+    publication: &Publication,
+    sent: &[Vec<u8>],
+    subscriptions: &mut [Subscription],
+) -> Vec<Vec<Vec<u8>>> {
+    let received: Vec<RefCell<Vec<Vec<u8>>>> = subscriptions
+        .iter()
+        .map(|_| RefCell::new(Vec::new()))
+        .collect();
+    let mut assemblers: Vec<_> = received
+        .iter()
+        .map(|into| {
+            FragmentAssembler::new(move |message: &[u8], _: &_| {
+                into.borrow_mut().push(message.to_vec());
+            })
+        })
+        .collect();
+    let mut offered = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while received.iter().any(|into| into.borrow().len() < sent.len()) {
+        if offered < sent.len() {
+            match publication.offer(&sent[offered]) {
+                OfferResult::Ok(_) => offered += 1,
+                OfferResult::BackPressured
+                | OfferResult::AdminAction
+                | OfferResult::NotConnected => {}
+                other => panic!("offer failed: {other:?}"),
+            }
+        }
+        for (subscription, assembler) in subscriptions.iter_mut().zip(&mut assemblers) {
+            subscription.poll(
+                |fragment, header| assembler.on_fragment(fragment, header),
+                64,
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "offered {offered}; not every subscriber got all"
+        );
+    }
+    drop(assemblers);
+    received.into_iter().map(RefCell::into_inner).collect()
+}
+
+#[test]
+fn a_manual_multi_destination_publication_reaches_each_destination_added() {
+    let driver = driver_with("mdc-manual", |_| {});
+    let tern = client(&driver);
+    let (control, first, second) = (free_port(), free_port(), free_port());
+    let mut subscriptions = vec![
+        tern.add_subscription(&channel(first), 14).unwrap(),
+        tern.add_subscription(&channel(second), 14).unwrap(),
+    ];
+    let publication = tern
+        .add_publication(
+            &format!(
+                "tern:udp?control=127.0.0.1:{control}|control-mode=manual|term-length=64k|fc=min"
+            ),
+            14,
+        )
+        .unwrap();
+    publication
+        .add_destination(&format!("tern:udp?endpoint=127.0.0.1:{first}"))
+        .unwrap();
+    publication
+        .add_destination(&format!("tern:udp?endpoint=127.0.0.1:{second}"))
+        .unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while subscriptions
+        .iter_mut()
+        .any(|subscription| !subscription.is_connected())
+    {
+        for subscription in &mut subscriptions {
+            subscription.poll(|_, _| {}, 1);
+        }
+        assert!(Instant::now() < deadline, "both images");
+    }
+    let sent = messages(300);
+    let received = publish_all(&publication, &sent, &mut subscriptions);
+    for got in received {
+        assert!(got == sent, "each destination gets every message, in order");
+    }
+    assert_eq!(system_counter(&tern, "images created"), 2);
+    // A destination that is not one: refused with the reason.
+    let error = publication
+        .add_destination("tern:udp?control=127.0.0.1:9")
+        .unwrap_err();
+    assert!(error.to_string().contains("endpoint"), "{error}");
+    // Manual destinations only on a manual multi-destination publication.
+    let plain = tern.add_publication(&channel(free_port()), 15).unwrap();
+    let error = plain.add_destination(&channel(first)).unwrap_err();
+    assert!(error.to_string().contains("manual"), "{error}");
+}
+
+#[test]
+fn dynamic_multi_destination_subscribers_join_through_the_control_address() {
+    let driver = driver_with("mdc-dynamic", |_| {});
+    let tern = client(&driver);
+    let control = free_port();
+    let subscriber_channel = |port: u16| {
+        format!(
+            "tern:udp?endpoint=127.0.0.1:{port}|control=127.0.0.1:{control}|control-mode=dynamic"
+        )
+    };
+    let publication = tern
+        .add_publication(
+            &format!("tern:udp?control=127.0.0.1:{control}|control-mode=dynamic|term-length=64k|fc=min,g:/2"),
+            16,
+        )
+        .unwrap();
+    let mut subscriptions = vec![
+        tern.add_subscription(&subscriber_channel(free_port()), 16)
+            .unwrap(),
+        tern.add_subscription(&subscriber_channel(free_port()), 16)
+            .unwrap(),
+    ];
+    publication.wait_connected(DEADLINE).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while subscriptions
+        .iter_mut()
+        .any(|subscription| !subscription.is_connected())
+    {
+        for subscription in &mut subscriptions {
+            subscription.poll(|_, _| {}, 1);
+        }
+        assert!(Instant::now() < deadline, "both joined");
+    }
+    let sent = messages(300);
+    let received = publish_all(&publication, &sent, &mut subscriptions);
+    for got in received {
+        assert!(got == sent, "each subscriber gets every message, in order");
+    }
+    assert_eq!(system_counter(&tern, "images created"), 2);
+}

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::conductor::{PublicationReady, write_command};
 use super::{ClientError, ClientShared};
-use crate::command::{ResourceKind, add_publication, remove_resource};
+use crate::command::{
+    DestinationAction, ResourceKind, add_publication, destination, remove_resource,
+};
 use crate::logbuffer::descriptor::{index_by_term_count, tail_term_id, tail_term_offset};
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::term_appender::{
@@ -200,6 +202,30 @@ impl PublicationCore {
     }
 }
 
+impl PublicationCore {
+    /// Asks the driver to add or remove a destination; waits for its answer.
+    fn destination(&self, channel: &str, action: DestinationAction) -> Result<(), ClientError> {
+        if self.shared.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        let correlation_id = self.shared.to_driver.view().next_correlation_id();
+        let mut buf = vec![0u8; 96 + channel.len()];
+        let resource = |error: tern_codec::EncodeError| ClientError::Resource(error.to_string());
+        let mut encoder = destination::Encoder::wrap(&mut buf).map_err(resource)?;
+        encoder
+            .client_id(self.shared.client_id)
+            .correlation_id(correlation_id)
+            .publication_id(self.ready.registration_id)
+            .action(action);
+        let length = encoder.channel(channel).map_err(resource)?.finish();
+        self.shared.lock().expect(correlation_id);
+        write_command(&self.shared, destination::TEMPLATE_ID, &buf[..length])?;
+        self.shared.await_response("destination", |conductor| {
+            conductor.take_success(correlation_id)
+        })
+    }
+}
+
 impl Drop for PublicationCore {
     fn drop(&mut self) {
         if self.shared.is_closed() {
@@ -281,6 +307,18 @@ macro_rules! publication_accessors {
         /// Waits until a subscriber is connected.
         pub fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
             self.core.wait_connected(timeout)
+        }
+
+        /// Starts sending to `channel` (`tern:udp?endpoint=host:port`) as well: for a
+        /// multi-destination publication in manual control mode
+        /// (`tern:udp?control=host:port|control-mode=manual`). Waits for the driver's answer.
+        pub fn add_destination(&self, channel: &str) -> Result<(), ClientError> {
+            self.core.destination(channel, DestinationAction::Add)
+        }
+
+        /// Stops sending to a destination added with `add_destination`.
+        pub fn remove_destination(&self, channel: &str) -> Result<(), ClientError> {
+            self.core.destination(channel, DestinationAction::Remove)
         }
     };
 }

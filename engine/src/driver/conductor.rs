@@ -399,6 +399,8 @@ impl DriverConductor {
                 .map(|command| self.on_client_command(&command, now_ns)),
             release_image::TEMPLATE_ID => release_image::Decoder::decode(bytes)
                 .map(|command| self.on_release_image(&command, now_ns)),
+            command::destination::TEMPLATE_ID => command::destination::Decoder::decode(bytes)
+                .map(|command| self.on_destination(&command, now_ns)),
             _ => return self.unknown(bytes, &header),
         };
         match result {

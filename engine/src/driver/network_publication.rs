@@ -13,7 +13,11 @@
 //!
 //! Datagrams are copied out of the log into the agent's [`SendBatch`] (one copy; the term may
 //! be cleaned behind the sender while the batch is still being sent) and sent through a
-//! [`DatagramSink`]. The sender position moves only by what the sink took.
+//! [`DatagramSink`] to each destination: one address (unicast, a multicast group), or the
+//! destinations of a multi-destination publication, added by the application (manual) or by
+//! receivers that ask to join at the control address (dynamic; at most [`MAX_DESTINATIONS`],
+//! each forgotten after the receiver timeout without a word). The sender position moves only by
+//! what reached every destination.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,11 +122,27 @@ pub struct SenderTally {
     pub invalid_frames: u64,
 }
 
+/// Where a network publication sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// One address: a unicast receiver or a multicast group.
+    Fixed(SocketAddr),
+    /// Multi-destination cast, destinations added and removed by the application.
+    Manual,
+    /// Multi-destination cast, receivers joining by sending to the control address (and
+    /// dropped after the receiver timeout without a word).
+    Dynamic,
+}
+
+/// Destinations a multi-destination publication keeps at most: every datagram goes to each, so
+/// the bound is also the bound on how much a joining receiver can multiply the traffic.
+pub const MAX_DESTINATIONS: usize = 64;
+
 /// How a network publication is made.
 #[derive(Debug, Clone)]
 pub struct PublicationParams {
-    /// Where data goes (a unicast receiver or a multicast group).
-    pub destination: SocketAddr,
+    /// Where data goes.
+    pub destination: Destination,
     /// Flow control.
     pub strategy: Strategy,
     /// SETUP, heartbeat and connection timing.
@@ -144,7 +164,10 @@ pub struct NetworkPublication {
     mtu: usize,
     geometry: TermGeometry,
     log: Arc<LogBuffers>,
-    destination: SocketAddr,
+    mode: Destination,
+    /// The addresses sent to, with when each was last heard from (dynamic mode).
+    destinations: Vec<(SocketAddr, i64)>,
+    receiver_timeout_ns: i64,
     ttl: u8,
     sender_position: i64,
     flow_control: FlowControl,
@@ -185,7 +208,15 @@ impl NetworkPublication {
             mtu,
             geometry,
             log,
-            destination: params.destination,
+            mode: params.destination,
+            destinations: {
+                let mut destinations = Vec::with_capacity(MAX_DESTINATIONS);
+                if let Destination::Fixed(address) = params.destination {
+                    destinations.push((address, now_ns));
+                }
+                destinations
+            },
+            receiver_timeout_ns: params.receiver_timeout_ns,
             ttl: params.ttl,
             sender_position: 0,
             flow_control: FlowControl::new(params.strategy, limits, 0),
@@ -244,13 +275,20 @@ impl NetworkPublication {
 
     /// A status message arrived from a receiver. One for another session or stream (on a
     /// multicast control group every publication hears every session's) is ignored.
-    pub fn on_status_message(&mut self, message: &StatusMessage, now_ns: i64) {
+    pub fn on_status_message(&mut self, message: &StatusMessage, source: SocketAddr, now_ns: i64) {
+        let send_setup = message.flags & status_flags::SEND_SETUP != 0;
+        let ours = message.session_id == self.session_id && message.stream_id == self.stream_id;
+        // A receiver joining a multi-destination stream does not know its session yet.
+        let joining =
+            send_setup && message.stream_id == self.stream_id && self.mode == Destination::Dynamic;
         // Another publication's (a multicast control group carries every session's): not ours.
-        if message.session_id != self.session_id || message.stream_id != self.stream_id {
+        if !ours && !joining {
             return;
         }
         self.tally.status_messages += 1;
-        let send_setup = message.flags & status_flags::SEND_SETUP != 0;
+        if self.mode == Destination::Dynamic && message.flags & status_flags::END_OF_STREAM == 0 {
+            self.heard_from(source, now_ns);
+        }
         if send_setup {
             // A receiver that heard data of a session it has no image for asks for SETUP: its
             // message carries no position, so it is no receiver for flow control (counted as
@@ -270,6 +308,66 @@ impl NetworkPublication {
             self.timing.on_status_message(false, now_ns);
         }
         self.update_connected(now_ns);
+    }
+
+    /// A dynamic destination spoke: it is sent to from now on (if there is room).
+    fn heard_from(&mut self, source: SocketAddr, now_ns: i64) {
+        if let Some(destination) = self
+            .destinations
+            .iter_mut()
+            .find(|(address, _)| *address == source)
+        {
+            destination.1 = now_ns;
+        } else if self.destinations.len() < MAX_DESTINATIONS {
+            self.destinations.push((source, now_ns));
+        }
+    }
+
+    /// Adds a destination (manual mode); false when the publication has no room or is not in
+    /// manual mode.
+    pub fn add_destination(&mut self, address: SocketAddr, now_ns: i64) -> bool {
+        if self.mode != Destination::Manual {
+            return false;
+        }
+        if self.destinations.iter().any(|(known, _)| *known == address) {
+            return true;
+        }
+        if self.destinations.len() >= MAX_DESTINATIONS {
+            return false;
+        }
+        self.destinations.push((address, now_ns));
+        // A new receiver needs SETUP before it can make an image.
+        self.timing.on_setup_requested(now_ns);
+        true
+    }
+
+    /// Removes a destination (manual mode).
+    pub fn remove_destination(&mut self, address: SocketAddr) {
+        if self.mode == Destination::Manual {
+            self.destinations.retain(|(known, _)| *known != address);
+        }
+    }
+
+    /// The addresses sent to now.
+    pub fn destinations(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.destinations.iter().map(|(address, _)| *address)
+    }
+
+    /// Sends the batch to every destination and empties it; returns the datagrams that reached
+    /// all of them (a short send to one means its receivers ask for the rest).
+    fn send_to_all(&mut self, batch: &mut SendBatch, sink: &mut dyn DatagramSink) -> usize {
+        let gathered = batch.len();
+        let mut sent = if self.destinations.is_empty() {
+            0
+        } else {
+            gathered
+        };
+        for index in 0..self.destinations.len() {
+            let address = self.destinations[index].0;
+            sent = sent.min(batch.send_to(sink, address));
+        }
+        batch.clear();
+        sent
     }
 
     /// A NAK arrived: its range is resent at the next [`NetworkPublication::send_control`]
@@ -313,7 +411,7 @@ impl NetworkPublication {
     }
 
     /// An RTT measurement arrived; one asking for a reply is answered at the next
-    /// [`NetworkPublication::send_control`], to the publication's destination.
+    /// [`NetworkPublication::send_control`], to the publication's destinations.
     pub fn on_rttm(&mut self, rttm: &Rttm) {
         if rttm.session_id != self.session_id || rttm.stream_id != self.stream_id {
             return;
@@ -376,8 +474,8 @@ impl NetworkPublication {
         if gathered == 0 {
             return 0;
         }
-        let sent = batch.flush(sink, self.destination);
-        if sent < gathered {
+        let sent = self.send_to_all(batch, sink);
+        if sent < gathered && !self.destinations.is_empty() {
             self.tally.short_sends += 1;
         }
         let advanced: usize = advances[..sent].iter().sum();
@@ -419,6 +517,11 @@ impl NetworkPublication {
                 });
             }
         }
+        if self.mode == Destination::Dynamic {
+            let timeout = self.receiver_timeout_ns;
+            self.destinations
+                .retain(|(_, heard_ns)| now_ns - heard_ns <= timeout);
+        }
         let limit = self.flow_control.on_idle(now_ns);
         self.status.limit.store(limit, Ordering::Release);
         let ended = self.sender_position >= self.log.metadata().end_of_stream_position();
@@ -452,7 +555,7 @@ impl NetworkPublication {
         }
         if !batch.is_empty() {
             let gathered = batch.len();
-            let went = batch.flush(sink, self.destination);
+            let went = self.send_to_all(batch, sink);
             if went < gathered {
                 self.tally.short_sends += 1;
             }
@@ -506,7 +609,7 @@ impl NetworkPublication {
             offset += scan.available + scan.padding;
         }
         let gathered = batch.len();
-        let sent = batch.flush(sink, self.destination);
+        let sent = self.send_to_all(batch, sink);
         if sent < gathered {
             self.tally.short_sends += 1;
         }

@@ -38,6 +38,8 @@ use crate::udp_transport::UdpTransport;
 pub const ROLE: &str = "driver-receiver";
 /// Sessions an endpoint asks SETUP of at once, at most.
 pub const ELICIT_LIMIT: usize = 64;
+/// How often a dynamic multi-destination subscriber asks to join a stream it has no image of.
+const JOIN_INTERVAL_NS: i64 = 100_000_000;
 /// Receive calls per endpoint per duty cycle at most.
 const RECEIVE_CALLS: usize = 4;
 /// How long a session asked for SETUP (or sent to the conductor) waits before it is asked again.
@@ -136,16 +138,32 @@ pub(crate) struct ReceiveEndpoint {
     waiting: Vec<Waiting>,
     /// Status messages asking for SETUP, to send after the datagrams are read.
     elicits: Vec<(StatusMessage, SocketAddr)>,
-    /// A multicast endpoint's control group, where its control frames go.
+    /// Where its control frames go, when not back to each source: a multicast endpoint's
+    /// control group, or a dynamic multi-destination publication's control address.
     control: Option<SocketAddr>,
+    /// Whether it asks the control address to send to it (dynamic multi-destination), and
+    /// when next.
+    joins: bool,
+    next_join_ns: i64,
+    /// Its receiver id in status messages.
+    receiver_id: i64,
 }
 
 impl ReceiveEndpoint {
-    pub(crate) fn new(id: i64, transport: UdpTransport, control: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(
+        id: i64,
+        transport: UdpTransport,
+        control: Option<SocketAddr>,
+        joins: bool,
+        receiver_id: i64,
+    ) -> Self {
         Self {
+            receiver_id,
             id,
             transport,
             control,
+            joins,
+            next_join_ns: 0,
             streams: Vec::new(),
             images: Vec::new(),
             waiting: Vec::with_capacity(ELICIT_LIMIT),
@@ -441,6 +459,9 @@ impl AgentWork for ReceiverWork {
                 waiting,
                 elicits,
                 control,
+                joins,
+                next_join_ns,
+                receiver_id,
             } = endpoint;
             let mut dispatch = Dispatch {
                 now_ns,
@@ -451,7 +472,7 @@ impl AgentWork for ReceiverWork {
                 elicits,
                 control: *control,
                 conductor: &mut self.conductor,
-                receiver_id: self.receiver_id,
+                receiver_id: *receiver_id,
                 invalid: 0,
             };
             let loss = &mut self.loss;
@@ -513,6 +534,12 @@ impl AgentWork for ReceiverWork {
             if dropped > 0 {
                 system.add(SystemCounter::LossGeneratorDrops, dropped);
             }
+            if *joins && now_ns >= *next_join_ns {
+                *next_join_ns = now_ns.saturating_add(JOIN_INTERVAL_NS);
+                if let Some(control) = *control {
+                    join_streams(streams, images, elicits, control, *receiver_id);
+                }
+            }
             let mut sink = EndpointSink {
                 transport,
                 errors,
@@ -532,6 +559,39 @@ impl AgentWork for ReceiverWork {
             }
         }
         work
+    }
+}
+
+/// Asks a dynamic multi-destination publication to send each subscribed stream that has no
+/// image yet: a status message asking for SETUP, for no session (the receiver knows none yet).
+fn join_streams(
+    streams: &[i32],
+    images: &[ImageEntry],
+    elicits: &mut Vec<(StatusMessage, SocketAddr)>,
+    control: SocketAddr,
+    receiver_id: i64,
+) {
+    for &stream_id in streams {
+        let joined = images
+            .iter()
+            .any(|entry| entry.image.stream_id() == stream_id);
+        if joined || elicits.len() >= ELICIT_LIMIT {
+            continue;
+        }
+        elicits.push((
+            StatusMessage {
+                frame_length: i32::try_from(STATUS_MESSAGE_LENGTH).unwrap_or(i32::MAX),
+                flags: status_flags::SEND_SETUP,
+                session_id: 0,
+                stream_id,
+                consumption_term_id: 0,
+                consumption_term_offset: 0,
+                receiver_window: 0,
+                receiver_id,
+                group_tag: None,
+            },
+            control,
+        ));
     }
 }
 

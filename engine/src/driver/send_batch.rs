@@ -84,6 +84,14 @@ impl SendBatch {
     /// Sends everything gathered to `destination` through `sink` and empties the batch; returns
     /// how many datagrams went.
     pub fn flush(&mut self, sink: &mut dyn DatagramSink, destination: SocketAddr) -> usize {
+        let sent = self.send_to(sink, destination);
+        self.count = 0;
+        sent
+    }
+
+    /// Sends everything gathered to `destination` through `sink`, keeping it for the next
+    /// destination; returns how many datagrams went.
+    pub fn send_to(&self, sink: &mut dyn DatagramSink, destination: SocketAddr) -> usize {
         if self.count == 0 {
             return 0;
         }
@@ -93,9 +101,7 @@ impl SendBatch {
             *datagram = &self.bytes[start..end];
             start = end;
         }
-        let sent = sink.send(&datagrams[..self.count], destination);
-        self.count = 0;
-        sent
+        sink.send(&datagrams[..self.count], destination)
     }
 }
 

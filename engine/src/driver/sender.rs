@@ -96,6 +96,30 @@ impl SenderWork {
             .retain(|entry| entry.publication.registration_id() != registration_id);
     }
 
+    /// Adds (or removes) a destination of multi-destination publication `registration_id`
+    /// (manual mode); false when it has no room for it or is no such publication.
+    pub(crate) fn destination(
+        &mut self,
+        registration_id: i64,
+        address: SocketAddr,
+        add: bool,
+        now_ns: i64,
+    ) -> bool {
+        let Some(entry) = self
+            .publications
+            .iter_mut()
+            .find(|entry| entry.publication.registration_id() == registration_id)
+        else {
+            return false;
+        };
+        if add {
+            entry.publication.add_destination(address, now_ns)
+        } else {
+            entry.publication.remove_destination(address);
+            true
+        }
+    }
+
     /// Publications being sent.
     pub fn publications(&self) -> usize {
         self.publications.len()
@@ -196,8 +220,8 @@ impl AgentWork for SenderWork {
                 transport,
                 ..
             } = entry;
-            let received = transport.receive(|datagram, _source| {
-                on_control_datagram(publication, datagram, now_ns);
+            let received = transport.receive(|datagram, source| {
+                on_control_datagram(publication, datagram, source, now_ns);
             });
             match received {
                 Ok(count) => {
@@ -232,7 +256,12 @@ impl AgentWork for SenderWork {
 }
 
 /// Hands the control frames of one datagram to `publication`; anything else is invalid here.
-fn on_control_datagram(publication: &mut NetworkPublication, datagram: &[u8], now_ns: i64) {
+fn on_control_datagram(
+    publication: &mut NetworkPublication,
+    datagram: &[u8],
+    source: SocketAddr,
+    now_ns: i64,
+) {
     let mut offset = 0;
     while let Some(rest) = datagram.get(offset..).filter(|rest| !rest.is_empty()) {
         let Ok(frame) = Frame::decode(rest) else {
@@ -240,7 +269,9 @@ fn on_control_datagram(publication: &mut NetworkPublication, datagram: &[u8], no
             return;
         };
         match frame {
-            Frame::StatusMessage(message) => publication.on_status_message(&message, now_ns),
+            Frame::StatusMessage(message) => {
+                publication.on_status_message(&message, source, now_ns);
+            }
             Frame::Nak(nak) => {
                 // Ignored NAKs are counted by the publication.
                 let _ = publication.on_nak(&nak, now_ns);

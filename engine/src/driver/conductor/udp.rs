@@ -16,15 +16,15 @@ use tern_codec::frame::validate_mtu;
 use tern_codec::position::{TermGeometry, validate_log_term_length};
 
 use super::{CommandError, DriverConductor, counter_types};
-use crate::channel::{ChannelUri, FlowControlKind};
-use crate::command::{ErrorCode, add_subscription};
+use crate::channel::{ChannelUri, ControlMode, FlowControlKind};
+use crate::command::{DestinationAction, ErrorCode, add_subscription, destination};
 use crate::concurrent::counters::CounterSpec;
 use crate::driver::client_proxy::AvailableImage;
 use crate::driver::flow_control::Strategy;
 use crate::driver::image_timing::{self, receiver_window};
 use crate::driver::ipc_publication::{IpcPublication, SubscriberLink, TetherState};
 use crate::driver::loss_detector::FeedbackDelay;
-use crate::driver::network_publication::{NetworkPublication, PublicationParams};
+use crate::driver::network_publication::{Destination, NetworkPublication, PublicationParams};
 use crate::driver::publication_image::{ImageParams, ImageState, ImageStatus, PublicationImage};
 use crate::driver::publication_timing;
 use crate::driver::receiver::{ImageCounters, ImageEntry, ReceiveEndpoint, Receiver, SetupRequest};
@@ -57,6 +57,9 @@ pub(super) struct ReceiveChannel {
     control: Option<SocketAddr>,
     /// The socket's receive buffer as granted: the receiver windows of its images fit in it.
     receive_buffer: usize,
+    /// The receiver id in its status messages: one per endpoint (as Aeron's), so that a
+    /// multi-destination sender counts two endpoints of one driver as two receivers.
+    receiver_id: i64,
     /// Subscribed streams and how many subscriptions each has.
     streams: Vec<(i32, usize)>,
 }
@@ -168,11 +171,22 @@ impl DriverConductor {
         let invalid = |message: String| CommandError::new(ErrorCode::InvalidChannel, message);
         let udp = UdpChannel::resolve(channel)
             .map_err(|error| invalid(format!("{channel_text}: {error}")))?;
-        let destination = udp.endpoint.ok_or_else(|| {
-            invalid(format!(
-                "{channel_text}: a UDP publication needs endpoint=host:port"
-            ))
-        })?;
+        let destination = match (channel.control_mode, udp.endpoint, udp.control) {
+            (Some(ControlMode::Manual), _, Some(_)) => Destination::Manual,
+            (Some(ControlMode::Dynamic), _, Some(_)) => Destination::Dynamic,
+            (Some(_), _, None) => {
+                return Err(invalid(format!(
+                    "{channel_text}: a multi-destination publication needs control=host:port"
+                )));
+            }
+            (None, Some(endpoint), _) => Destination::Fixed(endpoint),
+            (None, None, _) => {
+                return Err(invalid(format!(
+                    "{channel_text}: a UDP publication needs endpoint=host:port (or \
+                     control=host:port with control-mode=manual or dynamic)"
+                )));
+            }
+        };
         let transport = UdpTransport::sender(&udp, SocketBuffers::of(channel))
             .map_err(|error| invalid(format!("{channel_text}: cannot open a socket: {error}")))?;
         let registration_id = publication.registration_id;
@@ -206,7 +220,7 @@ impl DriverConductor {
                 group_tag,
                 group_min_size,
             },
-            None if udp.multicast => Strategy::Max,
+            None if udp.multicast || !matches!(destination, Destination::Fixed(_)) => Strategy::Max,
             None => Strategy::Unicast,
         };
         let retransmit = if udp.multicast {
@@ -261,6 +275,73 @@ impl DriverConductor {
             .map_err(|error| CommandError::new(ErrorCode::ResourceExhausted, error.to_string()))
     }
 
+    /// A client adds or removes a destination of its manual multi-destination publication.
+    pub(super) fn on_destination(
+        &mut self,
+        command: &destination::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let correlation_id = command.correlation_id();
+        let fail = |code, message: String| (correlation_id, CommandError::new(code, message));
+        let client_id = command.client_id();
+        self.touch_client(client_id, now_ns);
+        let link_id = command.publication_id();
+        let Some(publication_id) = self
+            .publication_links
+            .iter()
+            .find(|link| link.client_id == client_id && link.registration_id == link_id)
+            .map(|link| link.publication_id)
+        else {
+            return Err(fail(
+                ErrorCode::UnknownPublication,
+                format!("client {client_id} has no publication {link_id}"),
+            ));
+        };
+        let manual = self.publications.iter().any(|publication| {
+            publication.registration_id == publication_id
+                && publication.sender.is_some()
+                && publication.uri.control_mode == Some(ControlMode::Manual)
+        });
+        if !manual {
+            return Err(fail(
+                ErrorCode::InvalidChannel,
+                format!(
+                    "publication {link_id} is not a multi-destination publication in manual \
+                     control mode (control=host:port|control-mode=manual)"
+                ),
+            ));
+        }
+        let text = command.channel();
+        let address = ChannelUri::parse(text)
+            .map_err(|error| error.to_string())
+            .and_then(|uri| UdpChannel::resolve(&uri).map_err(|error| error.to_string()))
+            .and_then(|udp| {
+                udp.endpoint
+                    .ok_or_else(|| "a destination needs endpoint=host:port".to_owned())
+            })
+            .map_err(|reason| fail(ErrorCode::InvalidChannel, format!("{text}: {reason}")))?;
+        let add = match command.action() {
+            DestinationAction::Add => true,
+            DestinationAction::Remove => false,
+            DestinationAction::Unknown(action) => {
+                return Err(fail(
+                    ErrorCode::MalformedCommand,
+                    format!("unknown destination action {action}"),
+                ));
+            }
+        };
+        self.queue_for_sender(move |sender: &mut Sender| {
+            let now_ns = sender.now().nanos;
+            // A full table is refused by the sender; the driver counts and logs nothing more,
+            // as the client was told the command was taken.
+            let _ = sender
+                .work
+                .destination(publication_id, address, add, now_ns);
+        });
+        self.to_clients.success(correlation_id);
+        Ok(())
+    }
+
     /// Adds a UDP subscription: the endpoint's socket (made with the first subscription on
     /// it), the stream on it, and the images already there.
     pub(super) fn add_udp_subscription(
@@ -296,15 +377,22 @@ impl DriverConductor {
                 let receive_buffer = transport.receive_buffer_size().unwrap_or(0);
                 let id = self.next_endpoint_id;
                 self.next_endpoint_id += 1;
-                let control = udp.control.filter(|_| udp.multicast);
+                // Control frames go to the control address of a multicast group or of a
+                // dynamic multi-destination publication; otherwise back to each source.
+                let dynamic = channel.control_mode == Some(ControlMode::Dynamic);
+                let control = udp.control.filter(|_| udp.multicast || dynamic);
+                let receiver_id =
+                    super::splitmix(self.receiver_id.cast_unsigned() ^ id.cast_unsigned())
+                        .cast_signed();
                 self.receive_channels.push(ReceiveChannel {
                     id,
                     endpoint,
                     control,
                     receive_buffer,
+                    receiver_id,
                     streams: Vec::new(),
                 });
-                let receive = ReceiveEndpoint::new(id, transport, control);
+                let receive = ReceiveEndpoint::new(id, transport, control, dynamic, receiver_id);
                 self.queue_for_receiver(move |receiver: &mut Receiver| {
                     receiver.work.add_endpoint(receive)
                 });
@@ -434,7 +522,8 @@ impl DriverConductor {
         else {
             return;
         };
-        let (control, receive_buffer) = (receive.control, receive.receive_buffer);
+        let (control, receive_buffer, receiver_id) =
+            (receive.control, receive.receive_buffer, receive.receiver_id);
         let channel = format!("tern:udp?endpoint={}", receive.endpoint);
         let exists = self.images.iter().any(|image| {
             image.endpoint_id == endpoint_id
@@ -504,6 +593,7 @@ impl DriverConductor {
             join_position,
             control,
             receive_buffer,
+            receiver_id,
             &subscribers,
             &channel,
         ) {
@@ -530,6 +620,7 @@ impl DriverConductor {
         join_position: i64,
         control: Option<SocketAddr>,
         receive_buffer: usize,
+        receiver_id: i64,
         subscribers: &[(i64, i64, bool)],
         channel: &str,
     ) -> Result<usize, String> {
@@ -589,7 +680,7 @@ impl DriverConductor {
         let params = ImageParams {
             control: control.unwrap_or(source),
             join_position,
-            receiver_id: self.receiver_id,
+            receiver_id,
             reliable,
             timings: image_timing::Timings {
                 liveness_timeout_ns: nanos(self.config.image_liveness_timeout),
