@@ -269,3 +269,195 @@ fn a_tern_publication_reaches_an_aeron_subscription_through_loss() {
             .expect("a loss setting");
     });
 }
+
+/// Polls `subscription` (Aeron C) with an assembler until `count` messages arrived.
+fn aeron_receive(
+    subscription: &AeronSubscription,
+    count: usize,
+    publish: &mut dyn FnMut(),
+) -> Vec<Vec<u8>> {
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let (assembler, _delegate) =
+        Handler::with_fragment_assembler(Collect(Arc::clone(&collected))).expect("an assembler");
+    let deadline = Instant::now() + DEADLINE;
+    while collected.lock().expect("not poisoned").len() < count {
+        publish();
+        subscription
+            .poll(Some(&assembler), 64)
+            .expect("Aeron polls");
+        assert!(
+            Instant::now() < deadline,
+            "Aeron received {} of {count}",
+            collected.lock().expect("not poisoned").len()
+        );
+    }
+    std::mem::take(&mut *collected.lock().expect("not poisoned"))
+}
+
+fn aeron_subscription(aeron: &Aeron, channel: &str, stream: i32) -> AeronSubscription {
+    aeron
+        .async_add_subscription(
+            &CString::new(channel).expect("no NUL"),
+            stream,
+            Handlers::NONE,
+            Handlers::NONE,
+        )
+        .and_then(|pending| pending.poll_blocking(Duration::from_secs(10)))
+        .expect("an Aeron subscription")
+}
+
+/// A tern multi-destination publication (manual, then dynamic) reaches Aeron C subscribers:
+/// one on an endpoint the application added, one that joined through the control address.
+#[test]
+fn a_tern_multi_destination_publication_reaches_aeron_subscribers() {
+    let tern = tern_driver("mdc", |_| {});
+    let aeron = aeron_driver();
+    let subscriber = aeron_client(&aeron);
+    let publisher = tern_client(&tern);
+    let sent: Vec<Vec<u8>> = messages().into_iter().take(300).collect();
+
+    // Manual: the destination is added by the application.
+    let (control, endpoint) = (free_port(), free_port());
+    let manual = aeron_subscription(
+        &subscriber,
+        &format!("aeron:udp?endpoint=127.0.0.1:{endpoint}"),
+        1003,
+    );
+    let publication = publisher
+        .add_publication(
+            &format!("tern:udp?control=127.0.0.1:{control}|control-mode=manual|term-length=64k"),
+            1003,
+        )
+        .expect("a tern publication");
+    publication
+        .add_destination(&format!("tern:udp?endpoint=127.0.0.1:{endpoint}"))
+        .expect("a destination");
+    let mut next = 0;
+    let received = aeron_receive(&manual, sent.len(), &mut || {
+        if next < sent.len() && matches!(publication.offer(&sent[next]), OfferResult::Ok(_)) {
+            next += 1;
+        }
+    });
+    check(&received, &sent);
+
+    // Dynamic: the Aeron C subscriber joins by asking the control address.
+    let control = free_port();
+    let publication = publisher
+        .add_publication(
+            &format!("tern:udp?control=127.0.0.1:{control}|control-mode=dynamic|term-length=64k"),
+            1004,
+        )
+        .expect("a tern publication");
+    let dynamic = aeron_subscription(
+        &subscriber,
+        &format!(
+            "aeron:udp?endpoint=127.0.0.1:{}|control=127.0.0.1:{control}|control-mode=dynamic",
+            free_port()
+        ),
+        1004,
+    );
+    let mut next = 0;
+    let received = aeron_receive(&dynamic, sent.len(), &mut || {
+        if next < sent.len() && matches!(publication.offer(&sent[next]), OfferResult::Ok(_)) {
+            next += 1;
+        }
+    });
+    check(&received, &sent);
+    assert_eq!(tern_counter(&publisher, "invalid frames"), 0);
+}
+
+/// An Aeron C multi-destination publication reaches tern subscriptions: one added as a
+/// destination (manual), one that joined through the control address (dynamic).
+#[test]
+fn an_aeron_multi_destination_publication_reaches_a_tern_subscription() {
+    let tern = tern_driver("a-mdc", |_| {});
+    let aeron = aeron_driver();
+    let (control, endpoint) = (free_port(), free_port());
+    let subscriber = tern_client(&tern);
+    let mut subscription = subscriber
+        .add_subscription(&format!("tern:udp?endpoint=127.0.0.1:{endpoint}"), 1005)
+        .expect("a tern subscription");
+    let publisher = aeron_client(&aeron);
+    let publication: AeronPublication = publisher
+        .async_add_publication(
+            &CString::new(format!(
+                "aeron:udp?control=127.0.0.1:{control}|control-mode=manual|term-length=64k"
+            ))
+            .expect("no NUL"),
+            1005,
+        )
+        .and_then(|pending| pending.poll_blocking(Duration::from_secs(10)))
+        .expect("an Aeron publication");
+    publication
+        .add_destination(
+            &CString::new(format!("aeron:udp?endpoint=127.0.0.1:{endpoint}")).expect("no NUL"),
+            Duration::from_secs(10),
+        )
+        .expect("an Aeron destination");
+    let sent: Vec<Vec<u8>> = messages().into_iter().take(300).collect();
+    let received = std::cell::RefCell::new(Vec::new());
+    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
+        received.borrow_mut().push(message.to_vec());
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut next = 0;
+    while received.borrow().len() < sent.len() {
+        if next < sent.len() && publication.offer(&sent[next]).is_ok() {
+            next += 1;
+        }
+        subscription.poll(
+            |fragment, header| assembler.on_fragment(fragment, header),
+            64,
+        );
+        assert!(
+            Instant::now() < deadline,
+            "tern received {}",
+            received.borrow().len()
+        );
+    }
+    check(&received.into_inner(), &sent);
+
+    // Dynamic: the tern subscriber joins the Aeron C publication through its control address.
+    let control = free_port();
+    let publication: AeronPublication = publisher
+        .async_add_publication(
+            &CString::new(format!(
+                "aeron:udp?control=127.0.0.1:{control}|control-mode=dynamic|term-length=64k"
+            ))
+            .expect("no NUL"),
+            1006,
+        )
+        .and_then(|pending| pending.poll_blocking(Duration::from_secs(10)))
+        .expect("an Aeron publication");
+    let mut subscription = subscriber
+        .add_subscription(
+            &format!(
+                "tern:udp?endpoint=127.0.0.1:{}|control=127.0.0.1:{control}|control-mode=dynamic",
+                free_port()
+            ),
+            1006,
+        )
+        .expect("a tern subscription");
+    let received = std::cell::RefCell::new(Vec::new());
+    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
+        received.borrow_mut().push(message.to_vec());
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut next = 0;
+    while received.borrow().len() < sent.len() {
+        if next < sent.len() && publication.offer(&sent[next]).is_ok() {
+            next += 1;
+        }
+        subscription.poll(
+            |fragment, header| assembler.on_fragment(fragment, header),
+            64,
+        );
+        assert!(
+            Instant::now() < deadline,
+            "tern received {}",
+            received.borrow().len()
+        );
+    }
+    check(&received.into_inner(), &sent);
+    assert_eq!(tern_counter(&subscriber, "invalid frames"), 0);
+}

@@ -278,9 +278,10 @@ impl NetworkPublication {
     pub fn on_status_message(&mut self, message: &StatusMessage, source: SocketAddr, now_ns: i64) {
         let send_setup = message.flags & status_flags::SEND_SETUP != 0;
         let ours = message.session_id == self.session_id && message.stream_id == self.stream_id;
-        // A receiver joining a multi-destination stream does not know its session yet.
-        let joining =
-            send_setup && message.stream_id == self.stream_id && self.mode == Destination::Dynamic;
+        // A receiver joining a dynamic multi-destination publication knows no session yet, and
+        // Aeron C's receivers ask once per endpoint, for stream 0: any request for SETUP at the
+        // control address is a join.
+        let joining = send_setup && self.mode == Destination::Dynamic;
         // Another publication's (a multicast control group carries every session's): not ours.
         if !ours && !joining {
             return;
