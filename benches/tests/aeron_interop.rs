@@ -366,6 +366,36 @@ fn a_tern_multi_destination_publication_reaches_aeron_subscribers() {
     assert_eq!(tern_counter(&publisher, "invalid frames"), 0);
 }
 
+/// Offers `sent` through an Aeron C publication while a tern subscription reads; what it read.
+fn aeron_to_tern_subscription(
+    publication: &AeronPublication,
+    subscription: &mut tern_engine::client::Subscription,
+    sent: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    let received = std::cell::RefCell::new(Vec::new());
+    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
+        received.borrow_mut().push(message.to_vec());
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut next = 0;
+    while received.borrow().len() < sent.len() {
+        if next < sent.len() && publication.offer(&sent[next]).is_ok() {
+            next += 1;
+        }
+        subscription.poll(
+            |fragment, header| assembler.on_fragment(fragment, header),
+            64,
+        );
+        assert!(
+            Instant::now() < deadline,
+            "tern received {}",
+            received.borrow().len()
+        );
+    }
+    drop(assembler);
+    received.into_inner()
+}
+
 /// An Aeron C multi-destination publication reaches tern subscriptions: one added as a
 /// destination (manual), one that joined through the control address (dynamic).
 #[test]
@@ -395,27 +425,10 @@ fn an_aeron_multi_destination_publication_reaches_a_tern_subscription() {
         )
         .expect("an Aeron destination");
     let sent: Vec<Vec<u8>> = messages().into_iter().take(300).collect();
-    let received = std::cell::RefCell::new(Vec::new());
-    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
-        received.borrow_mut().push(message.to_vec());
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let mut next = 0;
-    while received.borrow().len() < sent.len() {
-        if next < sent.len() && publication.offer(&sent[next]).is_ok() {
-            next += 1;
-        }
-        subscription.poll(
-            |fragment, header| assembler.on_fragment(fragment, header),
-            64,
-        );
-        assert!(
-            Instant::now() < deadline,
-            "tern received {}",
-            received.borrow().len()
-        );
-    }
-    check(&received.into_inner(), &sent);
+    check(
+        &aeron_to_tern_subscription(&publication, &mut subscription, &sent),
+        &sent,
+    );
 
     // Dynamic: the tern subscriber joins the Aeron C publication through its control address.
     let control = free_port();
@@ -438,26 +451,9 @@ fn an_aeron_multi_destination_publication_reaches_a_tern_subscription() {
             1006,
         )
         .expect("a tern subscription");
-    let received = std::cell::RefCell::new(Vec::new());
-    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
-        received.borrow_mut().push(message.to_vec());
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let mut next = 0;
-    while received.borrow().len() < sent.len() {
-        if next < sent.len() && publication.offer(&sent[next]).is_ok() {
-            next += 1;
-        }
-        subscription.poll(
-            |fragment, header| assembler.on_fragment(fragment, header),
-            64,
-        );
-        assert!(
-            Instant::now() < deadline,
-            "tern received {}",
-            received.borrow().len()
-        );
-    }
-    check(&received.into_inner(), &sent);
+    check(
+        &aeron_to_tern_subscription(&publication, &mut subscription, &sent),
+        &sent,
+    );
     assert_eq!(tern_counter(&subscriber, "invalid frames"), 0);
 }

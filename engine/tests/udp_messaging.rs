@@ -456,6 +456,23 @@ fn a_setup_asking_for_a_huge_term_makes_no_image_and_is_logged() {
     );
 }
 
+/// Polls `subscriptions` until each has an image (bounded).
+fn wait_all_connected(subscriptions: &mut [Subscription]) {
+    let deadline = Instant::now() + DEADLINE;
+    while subscriptions
+        .iter_mut()
+        .any(|subscription| !subscription.is_connected())
+    {
+        for subscription in subscriptions.iter_mut() {
+            subscription.poll(|_, _| {}, 1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every subscription has an image"
+        );
+    }
+}
+
 /// Offers `sent` and polls every subscription until each has received all of it; returns
 /// what each received.
 fn publish_all(
@@ -526,16 +543,7 @@ fn a_manual_multi_destination_publication_reaches_each_destination_added() {
         .add_destination(&format!("tern:udp?endpoint=127.0.0.1:{second}"))
         .unwrap();
     publication.wait_connected(DEADLINE).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while subscriptions
-        .iter_mut()
-        .any(|subscription| !subscription.is_connected())
-    {
-        for subscription in &mut subscriptions {
-            subscription.poll(|_, _| {}, 1);
-        }
-        assert!(Instant::now() < deadline, "both images");
-    }
+    wait_all_connected(&mut subscriptions);
     let sent = messages(300);
     let received = publish_all(&publication, &sent, &mut subscriptions);
     for got in received {
@@ -576,16 +584,7 @@ fn dynamic_multi_destination_subscribers_join_through_the_control_address() {
             .unwrap(),
     ];
     publication.wait_connected(DEADLINE).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while subscriptions
-        .iter_mut()
-        .any(|subscription| !subscription.is_connected())
-    {
-        for subscription in &mut subscriptions {
-            subscription.poll(|_, _| {}, 1);
-        }
-        assert!(Instant::now() < deadline, "both joined");
-    }
+    wait_all_connected(&mut subscriptions);
     let sent = messages(300);
     let received = publish_all(&publication, &sent, &mut subscriptions);
     for got in received {
