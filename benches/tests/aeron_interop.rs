@@ -165,28 +165,8 @@ fn aeron_to_tern(name: &str, expect: Expect, adjust: impl FnOnce(&mut DriverConf
         .and_then(|pending| pending.poll_blocking(Duration::from_secs(10)))
         .expect("an Aeron publication");
     let sent = messages();
-    let received = std::cell::RefCell::new(Vec::new());
-    let mut assembler = FragmentAssembler::new(|message: &[u8], _: &_| {
-        received.borrow_mut().push(message.to_vec());
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let mut next = 0;
-    while received.borrow().len() < sent.len() {
-        if next < sent.len() && publication.offer(&sent[next]).is_ok() {
-            next += 1;
-        }
-        subscription.poll(
-            |fragment, header| assembler.on_fragment(fragment, header),
-            64,
-        );
-        assert!(
-            Instant::now() < deadline,
-            "tern received {} of {} (Aeron offered {next})",
-            received.borrow().len(),
-            sent.len()
-        );
-    }
-    check(&received.into_inner(), &sent);
+    let received = aeron_to_tern_subscription(&publication, &mut subscription, &sent);
+    check(&received, &sent);
     check_counters(&subscriber, expect);
 }
 

@@ -31,7 +31,7 @@ use super::ipc_publication::{
 };
 use super::loss_generator::LossGenerator;
 use super::receiver::{self, Receiver, ReceiverWork};
-use super::reclaim::{CounterLease, Reclaim};
+use super::reclaim::{CounterLease, FileLease, Reclaim};
 use super::resources::{
     Aging, ClientSession, ClientState, CounterLink, LinkState, ManagedResource, PublicationLink,
     SubscriptionLink, age,
@@ -564,22 +564,10 @@ impl DriverConductor {
             stream_id,
             publication_window: window,
         };
-        let dir = self.dir.join("publications");
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir).map_err(|error| {
-            CommandError::new(
-                ErrorCode::ResourceExhausted,
-                format!("{}: {error}", dir.display()),
-            )
-        })?;
-        let path = dir.join(format!("{registration_id}.logbuffer"));
-        let log = LogBuffers::create(&path, &parameters)
-            .map_err(|error| CommandError::new(ErrorCode::ResourceExhausted, error.to_string()))?;
+        let (log, file) = self
+            .create_log("publications", registration_id, &parameters)
+            .map_err(|error| CommandError::new(ErrorCode::ResourceExhausted, error))?;
         // From here on, a failure drops what was made, and dropping releases it.
-        let file = self.reclaim.lease_file(path);
         let mut counters = Vec::with_capacity(PUBLICATION_COUNTERS.len());
         for (type_id, name) in PUBLICATION_COUNTERS {
             let label =
@@ -1238,6 +1226,27 @@ impl DriverConductor {
                 None
             }
         }
+    }
+
+    /// Creates the log file `<folder>/<id>.logbuffer` in the driver directory (the folder
+    /// 0700), leased so that dropping whatever holds the lease removes it.
+    fn create_log(
+        &mut self,
+        folder: &str,
+        id: i64,
+        parameters: &LogParameters,
+    ) -> Result<(LogBuffers, FileLease), String> {
+        let dir = self.dir.join(folder);
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|error| format!("{}: {error}", dir.display()))?;
+        let path = dir.join(format!("{id}.logbuffer"));
+        let log = LogBuffers::create(&path, parameters).map_err(|error| error.to_string())?;
+        Ok((log, self.reclaim.lease_file(path)))
     }
 
     /// A counter that is freed when the lease is dropped.

@@ -642,18 +642,8 @@ impl DriverConductor {
             stream_id: setup.stream_id,
             publication_window: window,
         };
-        let dir = self.dir.join("images");
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&dir)
-            .map_err(|error| format!("{}: {error}", dir.display()))?;
-        let path = dir.join(format!("{image_id}.logbuffer"));
-        let log =
-            Arc::new(LogBuffers::create(&path, &parameters).map_err(|error| error.to_string())?);
-        let file = self.reclaim.lease_file(path);
+        let (log, file) = self.create_log("images", image_id, &parameters)?;
+        let log = Arc::new(log);
         let label = |name: &str| {
             format!(
                 "{name}: {image_id} {} {} {source}",
