@@ -437,3 +437,85 @@ fn an_aeron_multi_destination_publication_reaches_a_tern_subscription() {
     );
     assert_eq!(tern_counter(&subscriber, "invalid frames"), 0);
 }
+
+/// Multi-destination subscriptions both ways: an Aeron C publication sending to two
+/// destinations fills one image of a tern subscription that receives on both, and a tern
+/// publication sending to two destinations fills one image of an Aeron C subscription that
+/// receives on both. Each message arrives once, in order.
+#[test]
+fn multi_destination_subscriptions_merge_two_paths_both_ways() {
+    let tern = tern_driver("mds", |_| {});
+    let aeron = aeron_driver();
+    let tern_side = tern_client(&tern);
+    let aeron_side = aeron_client(&aeron);
+    let sent: Vec<Vec<u8>> = messages().into_iter().take(300).collect();
+    let timeout = Duration::from_secs(10);
+
+    // Aeron C → tern.
+    let (control, first, second) = (free_port(), free_port(), free_port());
+    let mut subscription = tern_side
+        .add_subscription("tern:udp?control-mode=manual", 1007)
+        .expect("a tern subscription");
+    for port in [first, second] {
+        subscription
+            .add_destination(&format!("tern:udp?endpoint=127.0.0.1:{port}"))
+            .expect("a tern destination");
+    }
+    let publication: AeronPublication = aeron_side
+        .async_add_publication(
+            &CString::new(format!(
+                "aeron:udp?control=127.0.0.1:{control}|control-mode=manual|term-length=64k"
+            ))
+            .expect("no NUL"),
+            1007,
+        )
+        .and_then(|pending| pending.poll_blocking(timeout))
+        .expect("an Aeron publication");
+    for port in [first, second] {
+        publication
+            .add_destination(
+                &CString::new(format!("aeron:udp?endpoint=127.0.0.1:{port}")).expect("no NUL"),
+                timeout,
+            )
+            .expect("an Aeron destination");
+    }
+    check(
+        &aeron_to_tern_subscription(&publication, &mut subscription, &sent),
+        &sent,
+    );
+    assert_eq!(subscription.images().len(), 1, "both paths fill one image");
+    assert!(tern_counter(&tern_side, "duplicate frames") > 0);
+    assert_eq!(tern_counter(&tern_side, "invalid frames"), 0);
+
+    // tern → Aeron C.
+    let (control, first, second) = (free_port(), free_port(), free_port());
+    let merged = aeron_subscription(&aeron_side, "aeron:udp?control-mode=manual", 1008);
+    for port in [first, second] {
+        merged
+            .add_destination(
+                &CString::new(format!("aeron:udp?endpoint=127.0.0.1:{port}")).expect("no NUL"),
+                timeout,
+            )
+            .expect("an Aeron subscription destination");
+    }
+    let publication = tern_side
+        .add_publication(
+            &format!("tern:udp?control=127.0.0.1:{control}|control-mode=manual|term-length=64k"),
+            1008,
+        )
+        .expect("a tern publication");
+    for port in [first, second] {
+        publication
+            .add_destination(&format!("tern:udp?endpoint=127.0.0.1:{port}"))
+            .expect("a destination");
+    }
+    let mut next = 0;
+    let received = aeron_receive(&merged, sent.len(), &mut || {
+        if next < sent.len() && matches!(publication.offer(&sent[next]), OfferResult::Ok(_)) {
+            next += 1;
+        }
+    });
+    check(&received, &sent);
+    assert_eq!(merged.image_count().expect("images"), 1);
+    assert_eq!(tern_counter(&tern_side, "invalid frames"), 0);
+}

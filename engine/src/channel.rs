@@ -183,7 +183,10 @@ pub enum ChannelError {
     #[error("a channel is at most {CHANNEL_MAX_LENGTH} bytes")]
     TooLong,
     /// UDP without an endpoint or control address.
-    #[error("a udp channel needs endpoint= (or control=)")]
+    #[error(
+        "a udp channel needs endpoint= (or control=, or control-mode=manual for a \
+         multi-destination subscription)"
+    )]
     MissingEndpoint,
     /// A UDP parameter on an IPC channel.
     #[error("channel parameter {0:?} applies to udp channels only")]
@@ -266,7 +269,13 @@ impl ChannelUri {
             seen.push(key);
             uri.set(key, value)?;
         }
-        if media == Media::Udp && uri.endpoint.is_none() && uri.control.is_none() {
+        // A multi-destination subscription (`control-mode=manual` alone) gets its endpoints
+        // as destinations later.
+        if media == Media::Udp
+            && uri.endpoint.is_none()
+            && uri.control.is_none()
+            && uri.control_mode != Some(ControlMode::Manual)
+        {
             return Err(ChannelError::MissingEndpoint);
         }
         Ok(uri)

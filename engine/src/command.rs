@@ -11,8 +11,8 @@ use tern_codec::{Schema, SemanticVersion};
 
 /// The driver protocol's schema.
 ///
-/// 0.2 added [`release_image`]; 0.3 added [`destination`].
-pub const DRIVER_PROTOCOL: Schema = Schema::new("driver", 10, SemanticVersion::new(0, 3, 0));
+/// 0.2 added [`release_image`]; 0.3 added [`destination`]; 0.4 added [`receive_destination`].
+pub const DRIVER_PROTOCOL: Schema = Schema::new("driver", 10, SemanticVersion::new(0, 4, 0));
 
 /// The longest error message in a response.
 pub const ERROR_MESSAGE_MAX: usize = 1024;
@@ -209,6 +209,31 @@ tern_codec::message! {
         groups {}
         var_data {
             /// The destination: `tern:udp?endpoint=host:port`.
+            channel (max = 4096) since 0: str,
+        }
+    }
+}
+
+tern_codec::message! {
+    /// Adds a destination (a socket to receive on) to a multi-destination subscription
+    /// (`control-mode=manual`), or removes one. Added in 0.4; a 0.3 driver answers it with
+    /// [`ErrorCode::UnknownCommand`].
+    pub mod receive_destination (schema = DRIVER_PROTOCOL, template = 8, policy = Reject) {
+        block {
+            /// The client.
+            client_id @ 0 since 0: i64,
+            /// Echoed in the response.
+            correlation_id @ 8 since 0: i64,
+            /// The subscription (its registration id).
+            subscription_id @ 16 since 0: i64,
+            /// Add or remove ([`DestinationAction`]).
+            action @ 24 since 0: DestinationAction,
+        }
+        groups {}
+        var_data {
+            /// The destination: `tern:udp?endpoint=host:port`, a multicast group, or an endpoint
+            /// with `control=host:port|control-mode=dynamic` to join a dynamic
+            /// multi-destination publication.
             channel (max = 4096) since 0: str,
         }
     }

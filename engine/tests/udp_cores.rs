@@ -281,6 +281,7 @@ fn a_closed_publication_sends_its_end_of_stream_once_drained() {
 fn new_image(log: &Arc<LogBuffers>, reliable: bool) -> PublicationImage {
     let params = ImageParams {
         control: destination(),
+        destination: 0,
         join_position: 0,
         receiver_id: 3,
         reliable,
@@ -403,6 +404,61 @@ fn an_image_ends_at_its_end_of_stream_or_after_its_liveness_timeout() {
     assert_eq!(silent.status().state(), ImageState::Active);
     silent.do_work(10_001 * MS, &mut batch, &mut sink);
     assert_eq!(silent.status().state(), ImageState::Gone);
+}
+
+#[test]
+fn a_multi_destination_image_answers_along_every_live_route_and_keeps_each_first_address() {
+    let (log, _file) = new_log("image-routes");
+    let mut image = new_image(&log, true);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    let second: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    let spoofed: SocketAddr = "10.9.9.9:40002".parse().unwrap();
+    image.on_route(1, second, 0);
+    // Later frames on destination 1 from elsewhere keep it alive but never redirect it.
+    image.on_route(1, spoofed, MS);
+    let destinations = |sink: &RecordingSink| -> Vec<(u32, SocketAddr)> {
+        sink.sockets
+            .iter()
+            .copied()
+            .zip(sink.sent.iter().map(|(_, to)| *to))
+            .collect()
+    };
+    image.do_work(MS, &mut batch, &mut sink);
+    assert_eq!(
+        destinations(&sink),
+        [(0, destination()), (1, second)],
+        "the status message goes back along both ways, each from its own socket"
+    );
+    // Destination 0 falls silent past the liveness timeout while 1 still carries the stream.
+    let (header, bytes) = data(0, 128, data_flags::UNFRAGMENTED);
+    let later = 10_500 * MS;
+    image.on_frame(&header, &bytes, later).unwrap();
+    image.on_route(1, second, later);
+    sink.sent.clear();
+    sink.sockets.clear();
+    image.do_work(later, &mut batch, &mut sink);
+    image.do_work(later + 250 * MS, &mut batch, &mut sink);
+    assert!(!sink.sent.is_empty());
+    assert!(
+        destinations(&sink)
+            .iter()
+            .all(|&route| route == (1, second)),
+        "a silent route gets nothing: {:?}",
+        destinations(&sink)
+    );
+    // A removed destination's route goes; the last route always stays.
+    image.remove_route(1);
+    image.remove_route(0);
+    assert_eq!(image.routes().len(), 1);
+    assert_eq!(image.routes()[0].destination, 0);
+    // Routes are bounded.
+    for destination in 2..100 {
+        image.on_route(destination, second, later);
+    }
+    assert_eq!(
+        image.routes().len(),
+        tern_engine::driver::publication_image::MAX_ROUTES
+    );
 }
 
 #[test]

@@ -592,3 +592,133 @@ fn dynamic_multi_destination_subscribers_join_through_the_control_address() {
     }
     assert_eq!(system_counter(&tern, "images created"), 2);
 }
+
+#[test]
+fn a_multi_destination_subscription_merges_two_paths_into_one_image_under_loss() {
+    // A third of the datagrams dropped at the receiver: what one path loses the other
+    // usually brings, and NAKs repair the rest.
+    let driver = driver_with("mds-manual", |config| {
+        config
+            .set(
+                "receiver_loss",
+                "drop=0.3,duplicate=0.05,reorder=0.05,seed=21",
+            )
+            .unwrap();
+    });
+    let tern = client(&driver);
+    let (control, first, second) = (free_port(), free_port(), free_port());
+    let destination = |port: u16| format!("tern:udp?endpoint=127.0.0.1:{port}");
+    let subscription = tern
+        .add_subscription("tern:udp?control-mode=manual", 17)
+        .unwrap();
+    subscription.add_destination(&destination(first)).unwrap();
+    subscription.add_destination(&destination(second)).unwrap();
+    let publication = tern
+        .add_publication(
+            &format!(
+                "tern:udp?control=127.0.0.1:{control}|control-mode=manual|term-length=64k|fc=min"
+            ),
+            17,
+        )
+        .unwrap();
+    publication.add_destination(&destination(first)).unwrap();
+    publication.add_destination(&destination(second)).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let mut subscriptions = vec![subscription];
+    wait_all_connected(&mut subscriptions);
+    let sent = messages(500);
+    let received = publish_all(&publication, &sent, &mut subscriptions);
+    assert!(received[0] == sent, "every message once, in order");
+    assert_eq!(
+        subscriptions[0].images().len(),
+        1,
+        "both paths fill one image"
+    );
+    assert_eq!(system_counter(&tern, "images created"), 1);
+    assert!(
+        system_counter(&tern, "duplicate frames") > 0,
+        "the second path's copies were recognised as such"
+    );
+
+    // One path goes: the stream carries on over the other.
+    subscriptions[0]
+        .remove_destination(&destination(first))
+        .unwrap();
+    let more = messages(200);
+    let received = publish_all(&publication, &more, &mut subscriptions);
+    assert!(received[0] == more, "nothing lost after a destination went");
+    assert_eq!(system_counter(&tern, "images created"), 1);
+
+    // Refusals, each with its reason.
+    let error = subscriptions[0]
+        .add_destination(&destination(second))
+        .unwrap_err();
+    assert!(error.to_string().contains("already"), "{error}");
+    let error = subscriptions[0]
+        .remove_destination(&destination(first))
+        .unwrap_err();
+    assert!(error.to_string().contains("not a destination"), "{error}");
+    let error = subscriptions[0]
+        .add_destination("tern:udp?control=127.0.0.1:9")
+        .unwrap_err();
+    assert!(error.to_string().contains("endpoint"), "{error}");
+    let plain = tern.add_subscription(&channel(free_port()), 17).unwrap();
+    let error = plain.add_destination(&destination(first)).unwrap_err();
+    assert!(error.to_string().contains("multi-destination"), "{error}");
+    let error = tern
+        .add_subscription(
+            &format!("tern:udp?endpoint=127.0.0.1:{first}|control-mode=manual"),
+            17,
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("destinations"), "{error}");
+    // A taken address cannot be a destination.
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let error = subscriptions[0]
+        .add_destination(&format!(
+            "tern:udp?endpoint={}",
+            taken.local_addr().unwrap()
+        ))
+        .unwrap_err();
+    assert!(error.to_string().contains("cannot bind"), "{error}");
+}
+
+#[test]
+fn a_multi_destination_subscription_joins_a_dynamic_publication_through_each_destination() {
+    let driver = driver_with("mds-dynamic", |config| {
+        config.set("receiver_loss", "drop=0.1,seed=22").unwrap();
+    });
+    let tern = client(&driver);
+    let (control, first, second) = (free_port(), free_port(), free_port());
+    let destination = |port: u16| {
+        format!(
+            "tern:udp?endpoint=127.0.0.1:{port}|control=127.0.0.1:{control}|control-mode=dynamic"
+        )
+    };
+    let publication = tern
+        .add_publication(
+            &format!("tern:udp?control=127.0.0.1:{control}|control-mode=dynamic|term-length=64k"),
+            18,
+        )
+        .unwrap();
+    let subscription = tern
+        .add_subscription("tern:udp?control-mode=manual", 18)
+        .unwrap();
+    subscription.add_destination(&destination(first)).unwrap();
+    subscription.add_destination(&destination(second)).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let mut subscriptions = vec![subscription];
+    wait_all_connected(&mut subscriptions);
+    let sent = messages(300);
+    let received = publish_all(&publication, &sent, &mut subscriptions);
+    assert!(received[0] == sent, "every message once, in order");
+    // The first destination goes; the publication reaches the second, which asked to join
+    // from its own socket.
+    subscriptions[0]
+        .remove_destination(&destination(first))
+        .unwrap();
+    let more = messages(200);
+    let received = publish_all(&publication, &more, &mut subscriptions);
+    assert!(received[0] == more, "nothing lost after a destination went");
+    assert_eq!(system_counter(&tern, "images created"), 1);
+}

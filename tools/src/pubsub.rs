@@ -36,6 +36,10 @@ pub(crate) struct PubArgs {
     /// Bytes per generated message (at least 8).
     #[arg(long, default_value_t = 32)]
     size: usize,
+    /// A destination to send to (`tern:udp?endpoint=host:port`), for a channel in manual
+    /// multi-destination mode (`control=host:port|control-mode=manual`); repeatable.
+    #[arg(long = "destination")]
+    destinations: Vec<String>,
 }
 
 /// Arguments of `tern sub`.
@@ -60,6 +64,10 @@ pub(crate) struct SubArgs {
     /// ends the command with an error naming it.
     #[arg(long)]
     verify: bool,
+    /// A destination to receive on (`tern:udp?endpoint=host:port`), for a multi-destination
+    /// subscription (`--channel 'tern:udp?control-mode=manual'`); repeatable.
+    #[arg(long = "destination")]
+    destinations: Vec<String>,
 }
 
 fn connect(dir: &DirArg) -> Result<Tern> {
@@ -102,6 +110,11 @@ fn offer_retrying(publication: &Publication, message: &[u8], timeout: Duration) 
 pub(crate) fn publish(args: &PubArgs) -> Result<()> {
     let tern = connect(&args.dir)?;
     let publication = tern.add_publication(&args.channel, args.stream)?;
+    for destination in &args.destinations {
+        publication
+            .add_destination(destination)
+            .with_context(|| format!("adding destination {destination}"))?;
+    }
     let timeout = Duration::from_millis(args.timeout_ms);
     publication
         .wait_connected(timeout)
@@ -147,6 +160,11 @@ pub(crate) fn publish(args: &PubArgs) -> Result<()> {
 pub(crate) fn subscribe(args: &SubArgs) -> Result<()> {
     let tern = connect(&args.dir)?;
     let mut subscription = tern.add_subscription(&args.channel, args.stream)?;
+    for destination in &args.destinations {
+        subscription
+            .add_destination(destination)
+            .with_context(|| format!("adding destination {destination}"))?;
+    }
     let stop = stop_flag()?;
     let received = Cell::new(0u64);
     let out = RefCell::new(std::io::BufWriter::new(std::io::stdout().lock()));

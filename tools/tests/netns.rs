@@ -299,44 +299,43 @@ fn exchange(
     channel: impl Fn(usize) -> String,
     count: u64,
 ) {
+    let arguments = |host| vec!["--channel".to_owned(), channel(host)];
+    exchange_with(network, subscribers, arguments, &arguments(1), count);
+}
+
+/// [`exchange`] with each side's channel arguments (`--channel`, `--destination`) given.
+fn exchange_with(
+    network: &mut Network,
+    subscribers: &[usize],
+    subscriber_arguments: impl Fn(usize) -> Vec<String>,
+    publisher_arguments: &[String],
+    count: u64,
+) {
     let count_text = count.to_string();
     let readers: Vec<usize> = subscribers
         .iter()
         .map(|&host| {
-            network.spawn(
-                host,
-                &[
-                    "sub",
-                    "--channel",
-                    &channel(host),
-                    "--stream",
-                    "7",
-                    "--count",
-                    &count_text,
-                    "--verify",
-                    "--quiet",
-                ],
-            )
+            let mut args = vec!["sub", "--stream", "7", "--count", &count_text, "--verify"];
+            args.push("--quiet");
+            let channel = subscriber_arguments(host);
+            args.extend(channel.iter().map(String::as_str));
+            network.spawn(host, &args)
         })
         .collect();
     // The subscriptions exist before the publication connects (or it would wait for them).
     std::thread::sleep(Duration::from_millis(300));
-    let writer = network.spawn(
-        1,
-        &[
-            "pub",
-            "--channel",
-            &channel(1),
-            "--stream",
-            "7",
-            "--count",
-            &count_text,
-            "--size",
-            "200",
-            "--timeout-ms",
-            "60000",
-        ],
-    );
+    let mut args = vec![
+        "pub",
+        "--stream",
+        "7",
+        "--count",
+        &count_text,
+        "--size",
+        "200",
+    ];
+    args.extend(["--timeout-ms", "60000"]);
+    args.extend(publisher_arguments.iter().map(String::as_str));
+    let writer = network.spawn(1, &args);
     for (reader, host) in readers.into_iter().zip(subscribers) {
         let output = network.finish(reader, Duration::from_secs(120));
         let printed = String::from_utf8_lossy(&output.stdout);
@@ -404,6 +403,46 @@ fn multicast_under_loss(tag: &str, rate: f64, count: u64) {
             assert!(network.counter(host, "naks sent") > 0, "host {host}");
         }
     }
+}
+
+/// Host 1 sends one stream to two ports of host 2 (manual multi-destination cast, `tern pub
+/// --destination`); host 2 receives both into one image (a multi-destination subscription,
+/// `tern sub --destination`), under 10 % loss at each end.
+#[test]
+fn a_multi_destination_subscription_merges_two_paths_from_another_host() {
+    let Some(mut network) = Network::new("mds", 2) else {
+        return;
+    };
+    network.driver(1, &loss_flags("--sender-loss", 0.1, 1));
+    network.driver(2, &loss_flags("--receiver-loss", 0.1, 2));
+    let destinations: Vec<String> = [40461, 40462]
+        .iter()
+        .flat_map(|port| {
+            [
+                "--destination".to_owned(),
+                format!("tern:udp?endpoint={}:{port}", ip(2)),
+            ]
+        })
+        .collect();
+    let subscriber = |_| {
+        let mut args = vec![
+            "--channel".to_owned(),
+            "tern:udp?control-mode=manual".to_owned(),
+        ];
+        args.extend(destinations.iter().cloned());
+        args
+    };
+    let mut publisher = vec![
+        "--channel".to_owned(),
+        format!("tern:udp?control={}:40460|control-mode=manual", ip(1)),
+    ];
+    publisher.extend(destinations.iter().cloned());
+    exchange_with(&mut network, &[2], subscriber, &publisher, 20_000);
+    assert_eq!(network.counter(2, "images created"), 1);
+    assert!(
+        network.counter(2, "duplicate frames") > 0,
+        "both paths delivered"
+    );
 }
 
 #[test]

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use super::conductor::write_command;
 use super::{ClientError, ClientShared};
 use crate::channel::ChannelUri;
-use crate::command::{ResourceKind, add_subscription, remove_resource};
+use crate::command::{
+    DestinationAction, ResourceKind, add_subscription, receive_destination, remove_resource,
+};
 use crate::concurrent::counters::Counter;
 use crate::logbuffer::descriptor::index_by_term;
 use crate::logbuffer::frame_header::FragmentHeader;
@@ -429,6 +431,46 @@ impl Subscription {
     /// The registration id the driver knows this subscription by.
     pub fn registration_id(&self) -> i64 {
         self.state.registration_id
+    }
+
+    /// Starts receiving on another destination (a multi-destination subscription, channel
+    /// `tern:udp?control-mode=manual`): `tern:udp?endpoint=host:port`, a multicast group, or an
+    /// endpoint with `control=host:port|control-mode=dynamic`. A publication's frames from any
+    /// destination fill one image. Fails when the driver cannot bind the destination, the
+    /// subscription is not multi-destination, or it has all the destinations it may.
+    pub fn add_destination(&self, channel: &str) -> Result<(), ClientError> {
+        self.destination(channel, DestinationAction::Add)
+    }
+
+    /// Stops receiving on a destination added with `add_destination` (the same endpoint).
+    pub fn remove_destination(&self, channel: &str) -> Result<(), ClientError> {
+        self.destination(channel, DestinationAction::Remove)
+    }
+
+    fn destination(&self, channel: &str, action: DestinationAction) -> Result<(), ClientError> {
+        if self.client.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        let correlation_id = self.client.to_driver.view().next_correlation_id();
+        let mut buf = vec![0u8; 96 + channel.len()];
+        let resource = |error: tern_codec::EncodeError| ClientError::Resource(error.to_string());
+        let mut encoder = receive_destination::Encoder::wrap(&mut buf).map_err(resource)?;
+        encoder
+            .client_id(self.client.client_id)
+            .correlation_id(correlation_id)
+            .subscription_id(self.state.registration_id)
+            .action(action);
+        let length = encoder.channel(channel).map_err(resource)?.finish();
+        self.client.lock().expect(correlation_id);
+        write_command(
+            &self.client,
+            receive_destination::TEMPLATE_ID,
+            &buf[..length],
+        )?;
+        self.client
+            .await_response("receive destination", |conductor| {
+                conductor.take_success(correlation_id)
+            })
     }
 
     /// The images being read.

@@ -401,6 +401,10 @@ impl DriverConductor {
                 .map(|command| self.on_release_image(&command, now_ns)),
             command::destination::TEMPLATE_ID => command::destination::Decoder::decode(bytes)
                 .map(|command| self.on_destination(&command, now_ns)),
+            command::receive_destination::TEMPLATE_ID => {
+                command::receive_destination::Decoder::decode(bytes)
+                    .map(|command| self.on_receive_destination(&command, now_ns))
+            }
             _ => return self.unknown(bytes, &header),
         };
         match result {

@@ -38,6 +38,21 @@ use crate::logbuffer::term_rebuilder::{self, Inserted, RebuildError};
 
 /// The most a cleaning step zeroes per duty cycle.
 const CLEAN_CHUNK_BYTES: i64 = 64 * 1024;
+/// Ways back to the sender an image keeps at most: one per destination of a multi-destination
+/// subscription that carries the stream (the receiver allows no more destinations than this).
+pub const MAX_ROUTES: usize = 16;
+
+/// A way back to the sender: the receiver's socket (`destination`, its id on the endpoint) that
+/// status messages and NAKs leave from, and the address they go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The endpoint's destination the stream arrives on.
+    pub destination: u32,
+    /// Where control frames go: the sender's address (or its control address).
+    pub control: SocketAddr,
+    /// When a frame last came this way.
+    last_seen_ns: i64,
+}
 
 /// Where an image is in its life, as the receiver reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +142,8 @@ pub struct ImageTally {
 pub struct ImageParams {
     /// Where status messages and NAKs go (the sender's address).
     pub control: SocketAddr,
+    /// The endpoint's destination the SETUP came through (0 for a single-socket endpoint).
+    pub destination: u32,
     /// The position the image starts at (from SETUP).
     pub join_position: i64,
     /// This receiver's id in status messages.
@@ -160,7 +177,11 @@ pub struct PublicationImage {
     stream_id: i32,
     geometry: TermGeometry,
     log: Arc<LogBuffers>,
-    control: SocketAddr,
+    /// Where control frames go: the first from SETUP; on a multi-destination subscription,
+    /// one more for each destination the stream arrives on, each until it falls silent.
+    routes: Vec<Route>,
+    /// How long a route stays without a frame (the liveness timeout).
+    route_timeout_ns: i64,
     receiver_id: i64,
     reliable: bool,
     join_position: i64,
@@ -198,7 +219,16 @@ impl PublicationImage {
             session_id: template.session_id(),
             stream_id: template.stream_id(),
             geometry,
-            control: params.control,
+            routes: {
+                let mut routes = Vec::with_capacity(MAX_ROUTES);
+                routes.push(Route {
+                    destination: params.destination,
+                    control: params.control,
+                    last_seen_ns: now_ns,
+                });
+                routes
+            },
+            route_timeout_ns: params.timings.liveness_timeout_ns,
             receiver_id: params.receiver_id,
             reliable: params.reliable,
             join_position: join,
@@ -242,9 +272,45 @@ impl PublicationImage {
         &self.status
     }
 
-    /// Where status messages and NAKs go.
+    /// Where status messages and NAKs go: the first route's address.
     pub fn control(&self) -> SocketAddr {
-        self.control
+        self.routes[0].control
+    }
+
+    /// The ways back to the sender it keeps.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// A frame of the stream came through `destination` from `control` (a multi-destination
+    /// subscription): that way back is kept alive, or added when new and there is room. The
+    /// first address heard on a destination stays its address (as Aeron's image connections),
+    /// so a frame spoofed from elsewhere cannot redirect the status messages.
+    pub fn on_route(&mut self, destination: u32, control: SocketAddr, now_ns: i64) {
+        match self
+            .routes
+            .iter()
+            .position(|route| route.destination == destination)
+        {
+            Some(index) => {
+                let route = &mut self.routes[index];
+                route.last_seen_ns = route.last_seen_ns.max(now_ns);
+            }
+            None if self.routes.len() < MAX_ROUTES => self.routes.push(Route {
+                destination,
+                control,
+                last_seen_ns: now_ns,
+            }),
+            None => {}
+        }
+    }
+
+    /// Destination `destination` was removed from the endpoint: no control frame leaves
+    /// through it again. The last route stays (the image ends by its liveness).
+    pub fn remove_route(&mut self, destination: u32) {
+        if self.routes.len() > 1 {
+            self.routes.retain(|route| route.destination != destination);
+        }
     }
 
     /// What it counted so far.
@@ -462,6 +528,27 @@ impl PublicationImage {
         }
     }
 
+    /// Sends the batch back along every route heard within the liveness timeout (the newest
+    /// if none was), then empties it.
+    fn send(&mut self, batch: &mut SendBatch, sink: &mut dyn DatagramSink, now_ns: i64) -> usize {
+        let timeout = self.route_timeout_ns;
+        let freshest = self
+            .routes
+            .iter()
+            .map(|route| route.last_seen_ns)
+            .max()
+            .unwrap_or(now_ns);
+        let mut sent = 0;
+        for route in &self.routes {
+            if now_ns - route.last_seen_ns <= timeout || route.last_seen_ns == freshest {
+                sink.use_socket(route.destination);
+                sent += batch.send_to(sink, route.control);
+            }
+        }
+        batch.clear();
+        sent
+    }
+
     /// One duty cycle: rebuild, NAK what is missing, clean, send a status message when due,
     /// publish the end of stream and the liveness. Returns the work done.
     pub fn do_work(
@@ -567,7 +654,7 @@ impl PublicationImage {
             work += 1;
         }
         if !batch.is_empty() {
-            work += batch.flush(sink, self.control);
+            work += self.send(batch, sink, now_ns);
         }
         work
     }

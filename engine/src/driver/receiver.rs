@@ -56,6 +56,10 @@ pub(crate) struct SetupRequest {
     pub(crate) endpoint_id: i64,
     pub(crate) setup: Setup,
     pub(crate) source: SocketAddr,
+    /// The endpoint's destination it came through.
+    pub(crate) destination: u32,
+    /// Where that destination's control frames go, when not back to the source.
+    pub(crate) control: Option<SocketAddr>,
 }
 
 /// An image's counters the receiver keeps.
@@ -128,42 +132,75 @@ struct Waiting {
     requested: bool,
 }
 
-/// A socket bound to a subscribed channel's endpoint, its streams and their images.
+/// One socket an endpoint receives on: the endpoint's only one, or a destination of a
+/// multi-destination subscription.
 #[derive(Debug)]
-pub(crate) struct ReceiveEndpoint {
-    id: i64,
+pub(crate) struct ReceiveDestination {
+    /// Its id on the endpoint (routes of images name it).
+    id: u32,
+    /// The address it is bound to (its channel's endpoint), by which it is removed.
+    address: SocketAddr,
     transport: UdpTransport,
-    streams: Vec<i32>,
-    images: Vec<ImageEntry>,
-    waiting: Vec<Waiting>,
-    /// Status messages asking for SETUP, to send after the datagrams are read.
-    elicits: Vec<(StatusMessage, SocketAddr)>,
-    /// Where its control frames go, when not back to each source: a multicast endpoint's
+    /// Where its control frames go, when not back to each source: a multicast group's
     /// control group, or a dynamic multi-destination publication's control address.
     control: Option<SocketAddr>,
     /// Whether it asks the control address to send to it (dynamic multi-destination), and
     /// when next.
     joins: bool,
     next_join_ns: i64,
+}
+
+impl ReceiveDestination {
+    pub(crate) fn new(
+        id: u32,
+        address: SocketAddr,
+        transport: UdpTransport,
+        control: Option<SocketAddr>,
+        joins: bool,
+    ) -> Self {
+        Self {
+            id,
+            address,
+            transport,
+            control,
+            joins,
+            next_join_ns: 0,
+        }
+    }
+}
+
+/// A subscribed channel: its sockets (one, or a multi-destination subscription's
+/// destinations), its streams and their images.
+#[derive(Debug)]
+pub(crate) struct ReceiveEndpoint {
+    id: i64,
+    destinations: Vec<ReceiveDestination>,
+    /// Whether it is a multi-destination subscription: an image keeps a route back through
+    /// each destination its stream arrives on.
+    multi: bool,
+    streams: Vec<i32>,
+    images: Vec<ImageEntry>,
+    waiting: Vec<Waiting>,
+    /// Status messages asking for SETUP, to send after the datagrams are read: where to, and
+    /// through which destination.
+    elicits: Vec<(StatusMessage, SocketAddr, u32)>,
     /// Its receiver id in status messages.
     receiver_id: i64,
 }
 
 impl ReceiveEndpoint {
+    /// An endpoint with `destinations` (one, or none yet for a multi-destination one).
     pub(crate) fn new(
         id: i64,
-        transport: UdpTransport,
-        control: Option<SocketAddr>,
-        joins: bool,
+        destinations: Vec<ReceiveDestination>,
+        multi: bool,
         receiver_id: i64,
     ) -> Self {
         Self {
             receiver_id,
             id,
-            transport,
-            control,
-            joins,
-            next_join_ns: 0,
+            destinations,
+            multi,
             streams: Vec::new(),
             images: Vec::new(),
             waiting: Vec::with_capacity(ELICIT_LIMIT),
@@ -233,6 +270,34 @@ impl ReceiverWork {
         self.endpoints.iter_mut().find(|endpoint| endpoint.id == id)
     }
 
+    /// Starts receiving on another destination of multi-destination endpoint `id`.
+    pub(crate) fn add_destination(&mut self, id: i64, destination: ReceiveDestination) {
+        if let Some(endpoint) = self.endpoint(id) {
+            endpoint.destinations.push(destination);
+        }
+    }
+
+    /// Stops receiving on the destination of endpoint `id` bound to `address`: its socket
+    /// closes and no image sends through it again.
+    pub(crate) fn remove_destination(&mut self, id: i64, address: SocketAddr) {
+        if let Some(endpoint) = self.endpoint(id) {
+            let gone: Vec<u32> = endpoint
+                .destinations
+                .iter()
+                .filter(|destination| destination.address == address)
+                .map(|destination| destination.id)
+                .collect();
+            endpoint
+                .destinations
+                .retain(|destination| destination.address != address);
+            for entry in &mut endpoint.images {
+                for &destination in &gone {
+                    entry.image.remove_route(destination);
+                }
+            }
+        }
+    }
+
     /// Starts accepting `stream_id` on endpoint `id`.
     pub(crate) fn add_stream(&mut self, id: i64, stream_id: i32) {
         if let Some(endpoint) = self.endpoint(id)
@@ -277,16 +342,31 @@ impl ReceiverWork {
     }
 }
 
-/// An endpoint's socket as the image cores see it.
+/// An endpoint's sockets as the image cores see them: sends leave from the destination last
+/// chosen (the first, until one is).
 struct EndpointSink<'a> {
-    transport: &'a mut UdpTransport,
+    destinations: &'a mut [ReceiveDestination],
+    current: usize,
     errors: &'a ErrorRecorder,
     now_ms: i64,
 }
 
 impl DatagramSink for EndpointSink<'_> {
+    fn use_socket(&mut self, socket: u32) {
+        // A destination removed since the route was made: the first one carries it.
+        self.current = self
+            .destinations
+            .iter()
+            .position(|destination| destination.id == socket)
+            .unwrap_or(0);
+    }
+
     fn send(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> usize {
-        match self.transport.send(datagrams, destination) {
+        let Some(socket) = self.destinations.get_mut(self.current) else {
+            // No socket at all (a multi-destination endpoint with none left): nothing goes.
+            return 0;
+        };
+        match socket.transport.send(datagrams, destination) {
             Ok(sent) => {
                 self.errors.system().add(SystemCounter::DatagramsSent, sent);
                 if sent < datagrams.len() {
@@ -311,8 +391,12 @@ struct Dispatch<'a> {
     streams: &'a [i32],
     images: &'a mut [ImageEntry],
     waiting: &'a mut Vec<Waiting>,
-    elicits: &'a mut Vec<(StatusMessage, SocketAddr)>,
+    elicits: &'a mut Vec<(StatusMessage, SocketAddr, u32)>,
+    /// The destination the datagrams arrive on, and where its control frames go.
+    destination: u32,
     control: Option<SocketAddr>,
+    /// Whether images keep a route per destination (multi-destination subscription).
+    multi: bool,
     conductor: &'a mut AgentProxy<DriverConductor>,
     receiver_id: i64,
     invalid: usize,
@@ -362,7 +446,11 @@ impl Dispatch<'_> {
         match found {
             // Dropped frames are counted by the image.
             Some(entry) => {
-                let _ = entry.image.on_frame(header, frame, self.now_ns);
+                let accepted = entry.image.on_frame(header, frame, self.now_ns).is_ok();
+                if self.multi && accepted {
+                    let control = self.control.unwrap_or(source);
+                    entry.image.on_route(self.destination, control, self.now_ns);
+                }
             }
             None if self.streams.contains(&header.stream_id) => {
                 self.elicit_setup(header.session_id, header.stream_id, source);
@@ -390,6 +478,7 @@ impl Dispatch<'_> {
             },
             // A multicast sender hears its control group only.
             self.control.unwrap_or(source),
+            self.destination,
         ));
     }
 
@@ -419,19 +508,30 @@ impl Dispatch<'_> {
     }
 
     fn on_setup(&mut self, setup: &Setup, source: SocketAddr) {
-        if !self.streams.contains(&setup.stream_id)
-            || self.images.iter().any(|entry| {
-                entry.image.session_id() == setup.session_id
-                    && entry.image.stream_id() == setup.stream_id
-            })
-            || !self.admit_waiting(setup.session_id, setup.stream_id, true)
-        {
+        if !self.streams.contains(&setup.stream_id) {
+            return;
+        }
+        if let Some(entry) = self.images.iter_mut().find(|entry| {
+            entry.image.session_id() == setup.session_id
+                && entry.image.stream_id() == setup.stream_id
+        }) {
+            // The stream also comes this way: status messages go back this way too (which is
+            // how a dynamic multi-destination publication learns to send here).
+            if self.multi {
+                let control = self.control.unwrap_or(source);
+                entry.image.on_route(self.destination, control, self.now_ns);
+            }
+            return;
+        }
+        if !self.admit_waiting(setup.session_id, setup.stream_id, true) {
             return;
         }
         let request = SetupRequest {
             endpoint_id: self.endpoint_id,
             setup: *setup,
             source,
+            destination: self.destination,
+            control: self.control,
         };
         if self
             .conductor
@@ -453,103 +553,63 @@ impl AgentWork for ReceiverWork {
         for endpoint in &mut self.endpoints {
             let ReceiveEndpoint {
                 id,
-                transport,
+                destinations,
+                multi,
                 streams,
                 images,
                 waiting,
                 elicits,
-                control,
-                joins,
-                next_join_ns,
                 receiver_id,
             } = endpoint;
-            let mut dispatch = Dispatch {
-                now_ns,
-                endpoint_id: *id,
-                streams,
-                images,
-                waiting,
-                elicits,
-                control: *control,
-                conductor: &mut self.conductor,
-                receiver_id: *receiver_id,
-                invalid: 0,
-            };
-            let loss = &mut self.loss;
-            let held = &mut self.held;
-            let mut dropped = 0;
-            // Up to RECEIVE_CALLS batches per cycle: a socket left full between cycles drops
-            // what the sender sends next, and a loss costs a round trip to repair.
-            let mut received = Ok(0);
-            for _ in 0..RECEIVE_CALLS {
-                let batch = transport.receive(|datagram, source| {
-                    match loss.as_mut().map(|loss| loss.fate_of(datagram)) {
-                        Some(Fate::Drop) => dropped += 1,
-                        Some(Fate::Duplicate) => {
-                            dispatch.on_datagram(datagram, source);
-                            dispatch.on_datagram(datagram, source);
-                        }
-                        Some(Fate::Reorder) if held.1.is_none() => {
-                            // Kept (in memory allocated with the agent) until the next datagram.
-                            held.0.clear();
-                            held.0.extend_from_slice(datagram);
-                            held.1 = Some(source);
-                            return;
-                        }
-                        _ => dispatch.on_datagram(datagram, source),
+            for destination in destinations.iter_mut() {
+                let mut dispatch = Dispatch {
+                    now_ns,
+                    endpoint_id: *id,
+                    streams,
+                    images,
+                    waiting,
+                    elicits,
+                    destination: destination.id,
+                    control: destination.control,
+                    multi: *multi,
+                    conductor: &mut self.conductor,
+                    receiver_id: *receiver_id,
+                    invalid: 0,
+                };
+                work += receive(
+                    &mut destination.transport,
+                    &mut dispatch,
+                    &mut self.loss,
+                    &mut self.held,
+                    now.epoch_ms,
+                    errors,
+                );
+                if destination.joins && now_ns >= destination.next_join_ns {
+                    destination.next_join_ns = now_ns.saturating_add(JOIN_INTERVAL_NS);
+                    if let Some(control) = destination.control {
+                        join_streams(
+                            streams,
+                            images,
+                            elicits,
+                            control,
+                            destination.id,
+                            *receiver_id,
+                        );
                     }
-                    if let Some(source) = held.1.take() {
-                        dispatch.on_datagram(&held.0, source);
-                    }
-                });
-                match batch {
-                    Ok(count) => {
-                        received = received.map(|total| total + count);
-                        if count < crate::udp_transport::RECEIVE_BATCH {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        received = Err(error);
-                        break;
-                    }
-                }
-            }
-            if let Some(source) = held.1.take() {
-                dispatch.on_datagram(&held.0, source);
-            }
-            let invalid = dispatch.invalid;
-            let system = errors.system();
-            match received {
-                Ok(count) if count > 0 => {
-                    work += count;
-                    system.add(SystemCounter::DatagramsReceived, count);
-                }
-                Ok(_) => {}
-                Err(error) => errors.record(now.epoch_ms, &format!("receive: {error}")),
-            }
-            if invalid > 0 {
-                system.add(SystemCounter::InvalidFrames, invalid);
-            }
-            if dropped > 0 {
-                system.add(SystemCounter::LossGeneratorDrops, dropped);
-            }
-            if *joins && now_ns >= *next_join_ns {
-                *next_join_ns = now_ns.saturating_add(JOIN_INTERVAL_NS);
-                if let Some(control) = *control {
-                    join_streams(streams, images, elicits, control, *receiver_id);
                 }
             }
             let mut sink = EndpointSink {
-                transport,
+                destinations,
+                current: 0,
                 errors,
                 now_ms: now.epoch_ms,
             };
-            for (message, source) in elicits.drain(..) {
+            for (message, source, via) in elicits.drain(..) {
                 self.batch.clear();
                 self.batch.push_with(STATUS_MESSAGE_LENGTH, |bytes| {
                     let _ = message.encode(bytes);
                 });
+                sink.use_socket(via);
                 work += self.batch.flush(&mut sink, source);
             }
             for entry in images.iter_mut() {
@@ -562,19 +622,98 @@ impl AgentWork for ReceiverWork {
     }
 }
 
-/// Asks a dynamic multi-destination publication to send each subscribed stream that has no
-/// image yet: a status message asking for SETUP, for no session (the receiver knows none yet).
+/// Reads what waits on one socket into `dispatch` (through the loss generator, if any), up to
+/// [`RECEIVE_CALLS`] batches; counts it. Returns the datagrams read.
+fn receive(
+    transport: &mut UdpTransport,
+    dispatch: &mut Dispatch<'_>,
+    loss: &mut Option<LossGenerator>,
+    held: &mut (Vec<u8>, Option<SocketAddr>),
+    now_ms: i64,
+    errors: &ErrorRecorder,
+) -> usize {
+    let mut dropped = 0;
+    // Up to RECEIVE_CALLS batches per cycle: a socket left full between cycles drops what the
+    // sender sends next, and a loss costs a round trip to repair.
+    let mut received = Ok(0);
+    for _ in 0..RECEIVE_CALLS {
+        let batch = transport.receive(|datagram, source| {
+            match loss.as_mut().map(|loss| loss.fate_of(datagram)) {
+                Some(Fate::Drop) => dropped += 1,
+                Some(Fate::Duplicate) => {
+                    dispatch.on_datagram(datagram, source);
+                    dispatch.on_datagram(datagram, source);
+                }
+                Some(Fate::Reorder) if held.1.is_none() => {
+                    // Kept (in memory allocated with the agent) until the next datagram.
+                    held.0.clear();
+                    held.0.extend_from_slice(datagram);
+                    held.1 = Some(source);
+                    return;
+                }
+                _ => dispatch.on_datagram(datagram, source),
+            }
+            if let Some(source) = held.1.take() {
+                dispatch.on_datagram(&held.0, source);
+            }
+        });
+        match batch {
+            Ok(count) => {
+                received = received.map(|total| total + count);
+                if count < crate::udp_transport::RECEIVE_BATCH {
+                    break;
+                }
+            }
+            Err(error) => {
+                received = Err(error);
+                break;
+            }
+        }
+    }
+    if let Some(source) = held.1.take() {
+        dispatch.on_datagram(&held.0, source);
+    }
+    let system = errors.system();
+    if dispatch.invalid > 0 {
+        system.add(SystemCounter::InvalidFrames, dispatch.invalid);
+    }
+    if dropped > 0 {
+        system.add(SystemCounter::LossGeneratorDrops, dropped);
+    }
+    match received {
+        Ok(count) => {
+            if count > 0 {
+                system.add(SystemCounter::DatagramsReceived, count);
+            }
+            count
+        }
+        Err(error) => {
+            errors.record(now_ms, &format!("receive: {error}"));
+            0
+        }
+    }
+}
+
+/// Asks a dynamic multi-destination publication to send each subscribed stream that does not
+/// come through destination `via` yet: a status message asking for SETUP, for no session (the
+/// receiver knows none yet).
 fn join_streams(
     streams: &[i32],
     images: &[ImageEntry],
-    elicits: &mut Vec<(StatusMessage, SocketAddr)>,
+    elicits: &mut Vec<(StatusMessage, SocketAddr, u32)>,
     control: SocketAddr,
+    via: u32,
     receiver_id: i64,
 ) {
     for &stream_id in streams {
-        let joined = images
-            .iter()
-            .any(|entry| entry.image.stream_id() == stream_id);
+        let joined = images.iter().any(|entry| {
+            entry.image.stream_id() == stream_id
+                && entry
+                    .image
+                    .routes()
+                    .iter()
+                    .any(|route| route.destination == via)
+        });
         if joined || elicits.len() >= ELICIT_LIMIT {
             continue;
         }
@@ -591,6 +730,7 @@ fn join_streams(
                 group_tag: None,
             },
             control,
+            via,
         ));
     }
 }

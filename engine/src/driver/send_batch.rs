@@ -18,6 +18,12 @@ pub trait DatagramSink {
     /// Sends `datagrams` to `destination`, in order; returns how many went (fewer when the
     /// socket is full: the caller sends the rest later, or not at all).
     fn send(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> usize;
+
+    /// The sends that follow leave from the agent's socket `socket` (a destination of a
+    /// multi-destination subscription, by its id); a sink with one socket ignores it.
+    fn use_socket(&mut self, socket: u32) {
+        let _ = socket;
+    }
 }
 
 /// Datagrams waiting to be sent together.
@@ -112,6 +118,9 @@ pub struct RecordingSink {
     pub sent: Vec<(Vec<u8>, SocketAddr)>,
     /// How many datagrams each call takes at most (`None`: all).
     pub capacity: Option<usize>,
+    /// The socket each datagram in `sent` left from (see [`DatagramSink::use_socket`]).
+    pub sockets: Vec<u32>,
+    socket: u32,
 }
 
 impl DatagramSink for RecordingSink {
@@ -121,8 +130,13 @@ impl DatagramSink for RecordingSink {
             .map_or(datagrams.len(), |capacity| capacity.min(datagrams.len()));
         for datagram in &datagrams[..count] {
             self.sent.push((datagram.to_vec(), destination));
+            self.sockets.push(self.socket);
         }
         count
+    }
+
+    fn use_socket(&mut self, socket: u32) {
+        self.socket = socket;
     }
 }
 

@@ -17,7 +17,9 @@ use tern_codec::position::{TermGeometry, validate_log_term_length};
 
 use super::{CommandError, DriverConductor, counter_types};
 use crate::channel::{ChannelUri, ControlMode, FlowControlKind};
-use crate::command::{DestinationAction, ErrorCode, add_subscription, destination};
+use crate::command::{
+    DestinationAction, ErrorCode, add_subscription, destination, receive_destination,
+};
 use crate::concurrent::counters::CounterSpec;
 use crate::driver::client_proxy::AvailableImage;
 use crate::driver::flow_control::Strategy;
@@ -27,7 +29,9 @@ use crate::driver::loss_detector::FeedbackDelay;
 use crate::driver::network_publication::{Destination, NetworkPublication, PublicationParams};
 use crate::driver::publication_image::{ImageParams, ImageState, ImageStatus, PublicationImage};
 use crate::driver::publication_timing;
-use crate::driver::receiver::{ImageCounters, ImageEntry, ReceiveEndpoint, Receiver, SetupRequest};
+use crate::driver::receiver::{
+    ImageCounters, ImageEntry, ReceiveDestination, ReceiveEndpoint, Receiver, SetupRequest,
+};
 use crate::driver::reclaim::{CounterLease, FileLease};
 use crate::driver::resources::{LinkState, ManagedResource, SubscriptionLink};
 use crate::driver::retransmit_handler::RetransmitConfig;
@@ -47,15 +51,25 @@ const MAX_IMAGES_PER_ENDPOINT: usize = 256;
 /// A multicast receiver not heard from this long no longer holds the sender limit (Aeron: 5 s).
 const RECEIVER_TIMEOUT_NS: i64 = 5_000_000_000;
 
-/// A receive socket the receiver holds for UDP subscriptions on one endpoint.
+/// Destinations a multi-destination subscription has at most (each a socket; an image keeps a
+/// route back through each).
+pub(super) const MAX_RECEIVE_DESTINATIONS: usize = crate::driver::publication_image::MAX_ROUTES;
+
+/// A receive endpoint the receiver holds: the socket of every UDP subscription on one address,
+/// or the destinations of one multi-destination subscription.
 #[derive(Debug)]
 pub(super) struct ReceiveChannel {
     id: i64,
-    endpoint: SocketAddr,
-    /// Where a multicast endpoint's status messages and NAKs go (its control group); `None`
-    /// for unicast, whose control frames go back to each image's source.
-    control: Option<SocketAddr>,
-    /// The socket's receive buffer as granted: the receiver windows of its images fit in it.
+    /// The address subscriptions share it by; `None` for a multi-destination subscription's,
+    /// which is its alone.
+    endpoint: Option<SocketAddr>,
+    /// A multi-destination subscription's destinations: their ids and addresses.
+    destinations: Vec<(u32, SocketAddr)>,
+    next_destination_id: u32,
+    /// The channel, as the loss report names it.
+    channel: String,
+    /// The smallest receive buffer of its sockets as granted: the receiver windows of its
+    /// images fit in it.
     receive_buffer: usize,
     /// The receiver id in its status messages: one per endpoint (as Aeron's), so that a
     /// multi-destination sender counts two endpoints of one driver as two receivers.
@@ -343,7 +357,9 @@ impl DriverConductor {
     }
 
     /// Adds a UDP subscription: the endpoint's socket (made with the first subscription on
-    /// it), the stream on it, and the images already there.
+    /// it), the stream on it, and the images already there. A multi-destination subscription
+    /// (`control-mode=manual`, no endpoint) gets an endpoint of its own, with no socket until
+    /// destinations are added.
     pub(super) fn add_udp_subscription(
         &mut self,
         command: &add_subscription::Decoder<'_>,
@@ -354,47 +370,60 @@ impl DriverConductor {
         let text = command.channel();
         let udp =
             UdpChannel::resolve(&channel).map_err(|error| invalid(format!("{text}: {error}")))?;
-        let endpoint = udp.endpoint.ok_or_else(|| {
-            invalid(format!(
-                "{text}: a UDP subscription needs endpoint=host:port"
-            ))
-        })?;
-        let endpoint_id = match self
-            .receive_channels
-            .iter()
-            .find(|receive| receive.endpoint == endpoint)
-        {
-            Some(receive) => receive.id,
+        let multi = channel.control_mode == Some(ControlMode::Manual);
+        let found = match (udp.endpoint, multi) {
+            (Some(_), true) => {
+                return Err(invalid(format!(
+                    "{text}: a multi-destination subscription (control-mode=manual) takes its \
+                     endpoints as destinations (Subscription::add_destination), not endpoint="
+                )));
+            }
+            (None, false) => {
+                return Err(invalid(format!(
+                    "{text}: a UDP subscription needs endpoint=host:port (or control-mode=manual \
+                     for a multi-destination subscription)"
+                )));
+            }
+            (None, true) => None,
+            (Some(endpoint), false) => self
+                .receive_channels
+                .iter()
+                .find(|receive| receive.endpoint == Some(endpoint))
+                .map(|receive| receive.id),
+        };
+        let endpoint_id = match found {
+            Some(id) => id,
             None => {
-                let buffers = SocketBuffers {
-                    receive: channel
-                        .socket_receive_buffer
-                        .or(Some(self.config.socket_receive_buffer)),
-                    ..SocketBuffers::of(&channel)
-                };
-                let transport = UdpTransport::receiver(&udp, buffers)
-                    .map_err(|error| invalid(format!("{text}: cannot bind {endpoint}: {error}")))?;
-                let receive_buffer = transport.receive_buffer_size().unwrap_or(0);
                 let id = self.next_endpoint_id;
                 self.next_endpoint_id += 1;
-                // Control frames go to the control address of a multicast group or of a
-                // dynamic multi-destination publication; otherwise back to each source.
-                let dynamic = channel.control_mode == Some(ControlMode::Dynamic);
-                let control = udp.control.filter(|_| udp.multicast || dynamic);
                 let receiver_id =
                     super::splitmix(self.receiver_id.cast_unsigned() ^ id.cast_unsigned())
                         .cast_signed();
-                self.receive_channels.push(ReceiveChannel {
+                let mut receive = ReceiveChannel {
                     id,
-                    endpoint,
-                    control,
-                    receive_buffer,
+                    endpoint: udp.endpoint,
+                    destinations: Vec::new(),
+                    next_destination_id: 0,
+                    channel: text.to_owned(),
+                    receive_buffer: usize::MAX,
                     receiver_id,
                     streams: Vec::new(),
-                });
-                let receive = ReceiveEndpoint::new(id, transport, control, dynamic, receiver_id);
+                };
+                let destinations = match udp.endpoint {
+                    Some(endpoint) => {
+                        let buffers = self.receive_buffers(&channel);
+                        let destination =
+                            bind_destination(&mut receive, text, &channel, &udp, buffers)
+                                .map_err(invalid)?;
+                        receive.channel = format!("tern:udp?endpoint={endpoint}");
+                        vec![destination]
+                    }
+                    None => Vec::with_capacity(MAX_RECEIVE_DESTINATIONS),
+                };
+                self.receive_channels.push(receive);
+                let endpoint = ReceiveEndpoint::new(id, destinations, multi, receiver_id);
                 self.queue_for_receiver(move |receiver: &mut Receiver| {
-                    receiver.work.add_endpoint(receive)
+                    receiver.work.add_endpoint(endpoint)
                 });
                 id
             }
@@ -444,6 +473,143 @@ impl DriverConductor {
         for index in matching {
             self.link_image(index, correlation_id, client_id);
         }
+        Ok(())
+    }
+
+    /// The socket buffers a subscription's sockets get: the channel's, with the driver's
+    /// receive buffer by default.
+    fn receive_buffers(&self, channel: &ChannelUri) -> SocketBuffers {
+        SocketBuffers {
+            receive: channel
+                .socket_receive_buffer
+                .or(Some(self.config.socket_receive_buffer)),
+            ..SocketBuffers::of(channel)
+        }
+    }
+}
+
+/// Binds a socket of endpoint `receive` for `uri` (resolved as `udp`): the next destination,
+/// its buffer counted in the endpoint's window. Fails with the reason.
+fn bind_destination(
+    receive: &mut ReceiveChannel,
+    text: &str,
+    uri: &ChannelUri,
+    udp: &UdpChannel,
+    buffers: SocketBuffers,
+) -> Result<ReceiveDestination, String> {
+    let address = udp
+        .endpoint
+        .ok_or_else(|| format!("{text}: a destination needs endpoint=host:port"))?;
+    let transport = UdpTransport::receiver(udp, buffers)
+        .map_err(|error| format!("{text}: cannot bind {address}: {error}"))?;
+    receive.receive_buffer = receive
+        .receive_buffer
+        .min(transport.receive_buffer_size().unwrap_or(0));
+    // Control frames go to the control address of a multicast group or of a dynamic
+    // multi-destination publication; otherwise back to each source.
+    let dynamic = uri.control_mode == Some(ControlMode::Dynamic);
+    let control = udp.control.filter(|_| udp.multicast || dynamic);
+    let id = receive.next_destination_id;
+    receive.next_destination_id += 1;
+    receive.destinations.push((id, address));
+    Ok(ReceiveDestination::new(
+        id, address, transport, control, dynamic,
+    ))
+}
+
+impl DriverConductor {
+    /// A client adds or removes a destination of its multi-destination subscription: the
+    /// socket is bound here, so a bad or taken address is the client's error, at once.
+    pub(super) fn on_receive_destination(
+        &mut self,
+        command: &receive_destination::Decoder<'_>,
+        now_ns: i64,
+    ) -> Result<(), (i64, CommandError)> {
+        let correlation_id = command.correlation_id();
+        let fail = |code, message: String| (correlation_id, CommandError::new(code, message));
+        let client_id = command.client_id();
+        self.touch_client(client_id, now_ns);
+        let subscription_id = command.subscription_id();
+        let Some(link) = self
+            .subscriptions
+            .iter()
+            .find(|link| link.client_id == client_id && link.registration_id == subscription_id)
+        else {
+            return Err(fail(
+                ErrorCode::UnknownSubscription,
+                format!("client {client_id} has no subscription {subscription_id}"),
+            ));
+        };
+        let buffers = self.receive_buffers(&link.channel);
+        let Some(index) = link.endpoint_id.and_then(|endpoint_id| {
+            self.receive_channels
+                .iter()
+                .position(|receive| receive.id == endpoint_id && receive.endpoint.is_none())
+        }) else {
+            return Err(fail(
+                ErrorCode::InvalidChannel,
+                format!(
+                    "subscription {subscription_id} is not a multi-destination subscription \
+                     (tern:udp?control-mode=manual)"
+                ),
+            ));
+        };
+        let text = command.channel();
+        let uri = ChannelUri::parse(text)
+            .map_err(|error| fail(ErrorCode::InvalidChannel, format!("{text}: {error}")))?;
+        let udp = UdpChannel::resolve(&uri)
+            .map_err(|error| fail(ErrorCode::InvalidChannel, format!("{text}: {error}")))?;
+        let Some(address) = udp.endpoint else {
+            return Err(fail(
+                ErrorCode::InvalidChannel,
+                format!("{text}: a destination needs endpoint=host:port"),
+            ));
+        };
+        let receive = &mut self.receive_channels[index];
+        let endpoint_id = receive.id;
+        let known = receive
+            .destinations
+            .iter()
+            .any(|(_, bound)| *bound == address);
+        let result = match command.action() {
+            DestinationAction::Add if known => Err(fail(
+                ErrorCode::InvalidChannel,
+                format!("{text}: already a destination of subscription {subscription_id}"),
+            )),
+            DestinationAction::Add if receive.destinations.len() >= MAX_RECEIVE_DESTINATIONS => {
+                Err(fail(
+                    ErrorCode::ResourceExhausted,
+                    format!(
+                        "subscription {subscription_id} has {MAX_RECEIVE_DESTINATIONS} \
+                         destinations, the most it may"
+                    ),
+                ))
+            }
+            DestinationAction::Add => bind_destination(receive, text, &uri, &udp, buffers)
+                .map_err(|reason| fail(ErrorCode::InvalidChannel, reason))
+                .map(Some),
+            DestinationAction::Remove if !known => Err(fail(
+                ErrorCode::InvalidChannel,
+                format!("{text}: not a destination of subscription {subscription_id}"),
+            )),
+            DestinationAction::Remove => {
+                receive.destinations.retain(|(_, bound)| *bound != address);
+                Ok(None)
+            }
+            DestinationAction::Unknown(action) => Err(fail(
+                ErrorCode::MalformedCommand,
+                format!("unknown destination action {action}"),
+            )),
+        };
+        match result? {
+            Some(destination) => self.queue_for_receiver(move |receiver: &mut Receiver| {
+                receiver.work.add_destination(endpoint_id, destination)
+            }),
+            None => self.queue_for_receiver(move |receiver: &mut Receiver| {
+                receiver.work.remove_destination(endpoint_id, address)
+            }),
+        }
+        self.to_clients.success(correlation_id);
         Ok(())
     }
 
@@ -514,6 +680,8 @@ impl DriverConductor {
             endpoint_id,
             setup,
             source,
+            destination,
+            control,
         } = request;
         let Some(receive) = self
             .receive_channels
@@ -522,9 +690,8 @@ impl DriverConductor {
         else {
             return;
         };
-        let (control, receive_buffer, receiver_id) =
-            (receive.control, receive.receive_buffer, receive.receiver_id);
-        let channel = format!("tern:udp?endpoint={}", receive.endpoint);
+        let (receive_buffer, receiver_id) = (receive.receive_buffer, receive.receiver_id);
+        let channel = receive.channel.clone();
         let exists = self.images.iter().any(|image| {
             image.endpoint_id == endpoint_id
                 && image.session_id == setup.session_id
@@ -591,7 +758,7 @@ impl DriverConductor {
             source,
             geometry,
             join_position,
-            control,
+            (destination, control),
             receive_buffer,
             receiver_id,
             &subscribers,
@@ -618,7 +785,7 @@ impl DriverConductor {
         source: SocketAddr,
         geometry: TermGeometry,
         join_position: i64,
-        control: Option<SocketAddr>,
+        (destination, control): (u32, Option<SocketAddr>),
         receive_buffer: usize,
         receiver_id: i64,
         subscribers: &[(i64, i64, bool)],
@@ -669,6 +836,7 @@ impl DriverConductor {
         let reliable = subscribers.iter().any(|(_, _, reliable)| *reliable);
         let params = ImageParams {
             control: control.unwrap_or(source),
+            destination,
             join_position,
             receiver_id,
             reliable,
