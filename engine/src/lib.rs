@@ -12,7 +12,7 @@
 //! | [`driver`] | the media driver (conductor agent), embedded or standalone |
 //! | [`client`] | the client library: publications, subscriptions, images, fragment assembly |
 //! | [`placement`] | pinning threads to CPUs; the cache-line round-trip probe benchmarks bracket runs with |
-//! | [`channel`], [`udp_channel`], [`udp_transport`] | channel URIs, UDP channels resolved, UDP sockets that send and receive in batches |
+//! | [`channel`], [`udp_channel`], [`udp_transport`], [`udp_ring`] | channel URIs, UDP channels resolved, UDP sockets that send and receive in batches (`sendmmsg`/`recvmmsg` or io_uring) |
 //! | [`agent`], [`duty_cycle`] | agents, runners, clocks and idle strategies; duty-cycle timing |
 //!
 //! ## Threads and memory
@@ -55,3 +55,6 @@ pub mod udp_channel;
 // sendmmsg and recvmmsg as Linux has them.
 #[cfg(all(not(loom), target_os = "linux"))]
 pub mod udp_transport;
+// The io_uring backend of the UDP transport.
+#[cfg(all(not(loom), target_os = "linux"))]
+pub mod udp_ring;

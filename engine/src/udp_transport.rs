@@ -40,10 +40,43 @@ fn gso_unsupported(error: &io::Error) -> bool {
 /// Datagrams one receive call takes at most.
 pub const RECEIVE_BATCH: usize = 16;
 
+/// How a transport's sends and receives reach the kernel (setting `udp_io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpIo {
+    /// `sendmmsg` and `recvmmsg`: one system call per batch.
+    #[default]
+    Mmsg,
+    /// io_uring: receives posted ahead and read from the completion queue without a system
+    /// call, sends as linked requests with one (see [`crate::udp_ring`]).
+    IoUring,
+    /// io_uring with a kernel thread polling the submission queue (`SQPOLL`): fewer system
+    /// calls, one more spinning thread per socket. Never the default.
+    IoUringSqpoll,
+}
+
+impl std::str::FromStr for UdpIo {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "mmsg" => Ok(Self::Mmsg),
+            "io_uring" => Ok(Self::IoUring),
+            "io_uring_sqpoll" => Ok(Self::IoUringSqpoll),
+            other => Err(format!(
+                "udp io {other:?} is not mmsg, io_uring or io_uring_sqpoll"
+            )),
+        }
+    }
+}
+
 /// A non-blocking UDP socket and the buffers it receives into.
 pub struct UdpTransport {
+    /// The io_uring backend, when chosen: declared before the socket so that it is dropped
+    /// (its requests cancelled) while the socket is open.
+    ring: Option<crate::udp_ring::UdpRing>,
     socket: Socket,
-    /// [`RECEIVE_BATCH`] buffers of [`DATAGRAM_MAX`] bytes, allocated once.
+    /// [`RECEIVE_BATCH`] buffers of [`DATAGRAM_MAX`] bytes, allocated once (empty with a ring,
+    /// which has its own).
     buffers: Box<[u8]>,
     /// Whether runs of equal datagrams go out as one GSO send (`UDP_SEGMENT`); turned off for
     /// good the first time the kernel refuses it.
@@ -177,9 +210,38 @@ impl UdpTransport {
 
     fn with(socket: Socket) -> Self {
         Self {
+            ring: None,
             socket,
             buffers: vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice(),
             gso: true,
+        }
+    }
+
+    /// Sends and receives through `io` from now on (made right after the socket, before any
+    /// datagram is read). Fails when io_uring cannot be used here.
+    pub fn use_io(&mut self, io: UdpIo) -> io::Result<()> {
+        let sqpoll = match io {
+            UdpIo::Mmsg => {
+                if self.ring.take().is_some() {
+                    self.buffers = vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice();
+                }
+                return Ok(());
+            }
+            UdpIo::IoUring => false,
+            UdpIo::IoUringSqpoll => true,
+        };
+        let ring = crate::udp_ring::UdpRing::new(self.socket.as_raw_fd(), sqpoll)?;
+        self.ring = Some(ring);
+        self.buffers = Box::default();
+        Ok(())
+    }
+
+    /// How sends and receives reach the kernel.
+    pub fn io(&self) -> UdpIo {
+        match &self.ring {
+            None => UdpIo::Mmsg,
+            Some(ring) if ring.sqpoll() => UdpIo::IoUringSqpoll,
+            Some(_) => UdpIo::IoUring,
         }
     }
 
@@ -321,8 +383,12 @@ impl UdpTransport {
         Ok(runs[..sent_messages].iter().sum())
     }
 
-    /// `sendmmsg` until every message went or the socket is full; returns the messages sent.
+    /// `sendmmsg` (or the ring's linked sends) until every message went or the socket is full;
+    /// returns the messages sent.
     fn send_messages(&mut self, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
+        if let Some(ring) = &mut self.ring {
+            return ring.send(headers);
+        }
         let count = headers.len();
         let mut sent = 0;
         while sent < count {
@@ -357,6 +423,9 @@ impl UdpTransport {
     /// Receives the datagrams waiting, at most [`RECEIVE_BATCH`] per call (`recvmmsg`), without
     /// blocking, handing each to `handle` with its source; returns how many.
     pub fn receive(&mut self, mut handle: impl FnMut(&[u8], SocketAddr)) -> io::Result<usize> {
+        if let Some(ring) = &mut self.ring {
+            return ring.receive(handle);
+        }
         // SAFETY: all-zero bytes are a valid iovec, mmsghdr and sockaddr_storage.
         let mut iovecs: [libc::iovec; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -417,7 +486,7 @@ fn socklen_of_storage() -> libc::socklen_t {
 }
 
 /// The IPv4 or IPv6 address the kernel wrote into `storage`.
-fn socket_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn socket_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in; sockaddr_storage is
@@ -448,17 +517,37 @@ mod tests {
         UdpChannel::resolve(&ChannelUri::parse(text).unwrap()).unwrap()
     }
 
-    /// A receiver on a free loopback port and a sender to it, with `send` buffers.
-    fn pair(send: SocketBuffers) -> (UdpTransport, UdpTransport, SocketAddr) {
-        let receiver = UdpTransport::receiver(
+    /// The backends this machine runs: io_uring's only where the kernel allows it (required
+    /// where `TERN_REQUIRE_IO_URING` is set, as in CI).
+    fn backends() -> Vec<UdpIo> {
+        match crate::udp_ring::probe(false) {
+            Ok(()) => vec![UdpIo::Mmsg, UdpIo::IoUring, UdpIo::IoUringSqpoll],
+            Err(error) => {
+                assert!(
+                    std::env::var_os("TERN_REQUIRE_IO_URING").is_none(),
+                    "io_uring is required here: {error}"
+                );
+                eprintln!("io_uring unavailable ({error}): testing sendmmsg/recvmmsg only");
+                vec![UdpIo::Mmsg]
+            }
+        }
+    }
+
+    /// A receiver on a free loopback port and a sender to it, with `send` buffers, both
+    /// through `io`.
+    fn pair(send: SocketBuffers, io: UdpIo) -> (UdpTransport, UdpTransport, SocketAddr) {
+        let mut receiver = UdpTransport::receiver(
             &channel("tern:udp?endpoint=127.0.0.1:0"),
             SocketBuffers::default(),
         )
         .unwrap();
+        receiver.use_io(io).unwrap();
         let destination = receiver.local_address().unwrap();
-        let sender =
+        let mut sender =
             UdpTransport::sender(&channel(&format!("tern:udp?endpoint={destination}")), send)
                 .unwrap();
+        sender.use_io(io).unwrap();
+        assert_eq!((receiver.io(), sender.io()), (io, io));
         (receiver, sender, destination)
     }
 
@@ -494,40 +583,77 @@ mod tests {
             .map(|(index, &length)| vec![u8::try_from(index).unwrap(); length])
             .collect();
         let views: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
-        for gso in [true, false] {
-            let (mut receiver, mut sender, destination) = pair(SocketBuffers::default());
+        for (gso, io) in backends()
+            .into_iter()
+            .flat_map(|io| [(true, io), (false, io)])
+        {
+            let (mut receiver, mut sender, destination) = pair(SocketBuffers::default(), io);
             if !gso {
                 sender.disable_gso();
             }
             assert_eq!(sender.send(&views, destination).unwrap(), lengths.len());
             let received = receive_all(&mut receiver, lengths.len());
-            let got: Vec<&[u8]> = received.iter().map(|(bytes, _)| bytes.as_slice()).collect();
-            assert_eq!(got, views, "gso {gso}: each datagram whole, in order");
+            let mut got: Vec<&[u8]> = received.iter().map(|(bytes, _)| bytes.as_slice()).collect();
+            if io != UdpIo::Mmsg {
+                // Receives posted together may complete in any order (each datagram is
+                // distinct by its first byte).
+                got.sort_by_key(|bytes| bytes[0]);
+            }
+            assert_eq!(got, views, "gso {gso}, {io:?}: each datagram whole");
             assert_eq!(sender.uses_gso(), gso, "this kernel (4.18+) segments UDP");
         }
     }
 
     #[test]
-    fn batches_of_datagrams_cross_loopback_in_order_with_their_source() {
-        let (mut receiver, mut sender, destination) = pair(SocketBuffers {
-            send: Some(1 << 20),
-            receive: None,
-        });
-        let datagrams: Vec<Vec<u8>> = (0..100u8)
-            .map(|index| vec![index; 100 + usize::from(index)])
-            .collect();
-        let slices: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
-        let mut sent = 0;
-        while sent < slices.len() {
-            sent += sender.send(&slices[sent..], destination).unwrap();
+    fn batches_of_datagrams_cross_loopback_with_their_source() {
+        for io in backends() {
+            let (mut receiver, mut sender, destination) = pair(
+                SocketBuffers {
+                    send: Some(1 << 20),
+                    receive: None,
+                },
+                io,
+            );
+            let datagrams: Vec<Vec<u8>> = (0..100u8)
+                .map(|index| vec![index; 100 + usize::from(index)])
+                .collect();
+            let slices: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+            let mut sent = 0;
+            while sent < slices.len() {
+                sent += sender.send(&slices[sent..], destination).unwrap();
+            }
+            let mut received = receive_all(&mut receiver, 100);
+            if io != UdpIo::Mmsg {
+                received.sort_by_key(|(bytes, _)| bytes[0]);
+            }
+            let source = sender.local_address().unwrap();
+            for (index, (bytes, from)) in received.iter().enumerate() {
+                assert_eq!(bytes, &datagrams[index], "{io:?}");
+                assert_eq!(from.port(), source.port());
+            }
+            assert_eq!(receiver.receive(|_, _| panic!("nothing more")).unwrap(), 0);
+            // Either way back: the receiver answers the sender's address.
+            assert_eq!(receiver.send(&[b"back"], source).unwrap(), 1);
+            let answer = receive_all(&mut sender, 1);
+            assert_eq!(answer[0].0, b"back");
         }
-        let received = receive_all(&mut receiver, 100);
-        let source = sender.local_address().unwrap();
-        for (index, (bytes, from)) in received.iter().enumerate() {
-            assert_eq!(bytes, &datagrams[index]);
-            assert_eq!(from.port(), source.port());
+    }
+
+    #[test]
+    fn a_ring_dropped_with_its_receives_posted_cancels_them_and_its_socket_is_free_again() {
+        if !backends().contains(&UdpIo::IoUring) {
+            return;
         }
-        assert_eq!(receiver.receive(|_, _| panic!("nothing more")).unwrap(), 0);
+        for _ in 0..50 {
+            let (receiver, _, destination) = pair(SocketBuffers::default(), UdpIo::IoUring);
+            drop(receiver);
+            // The port is released only once nothing (no posted receive) holds the socket.
+            UdpTransport::receiver(
+                &channel(&format!("tern:udp?endpoint={destination}")),
+                SocketBuffers::default(),
+            )
+            .unwrap();
+        }
     }
 
     #[test]

@@ -158,9 +158,38 @@ fn a_million_exclusive_offers_and_polls_allocate_nothing() {
     assert!(received > 1_000_000, "received {received} fragments");
 }
 
+/// Whether io_uring runs here (required where `TERN_REQUIRE_IO_URING` is set, as in CI).
+#[cfg(target_os = "linux")]
+fn io_uring_runs() -> bool {
+    match tern_engine::udp_ring::probe(false) {
+        Ok(()) => true,
+        Err(error) => {
+            assert!(
+                std::env::var_os("TERN_REQUIRE_IO_URING").is_none(),
+                "io_uring is required here: {error}"
+            );
+            eprintln!("io_uring unavailable ({error}): skipped");
+            false
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn udp_sends_and_receives_in_batches_allocate_nothing() {
+    udp_batches_allocate_nothing(tern_engine::udp_transport::UdpIo::Mmsg);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn udp_sends_and_receives_through_io_uring_allocate_nothing() {
+    if io_uring_runs() {
+        udp_batches_allocate_nothing(tern_engine::udp_transport::UdpIo::IoUring);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn udp_batches_allocate_nothing(io: tern_engine::udp_transport::UdpIo) {
     use tern_engine::channel::ChannelUri;
     use tern_engine::udp_channel::UdpChannel;
     use tern_engine::udp_transport::{SocketBuffers, UdpTransport};
@@ -170,12 +199,14 @@ fn udp_sends_and_receives_in_batches_allocate_nothing() {
         SocketBuffers::default(),
     )
     .unwrap();
+    receiver.use_io(io).unwrap();
     let destination = receiver.local_address().unwrap();
     let mut sender = UdpTransport::sender(
         &resolve(&format!("tern:udp?endpoint={destination}")),
         SocketBuffers::default(),
     )
     .unwrap();
+    sender.use_io(io).unwrap();
     let datagram = [3u8; 1408];
     let batch: [&[u8]; 8] = [&datagram; 8];
     let mut bytes = 0usize;
@@ -217,13 +248,31 @@ fn udp_sends_and_receives_in_batches_allocate_nothing() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_udp_stream_through_an_invoked_driver_allocates_nothing() {
+    udp_stream_allocates_nothing("mmsg");
+}
+
+/// As above, with every socket on io_uring.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_udp_stream_over_io_uring_through_an_invoked_driver_allocates_nothing() {
+    if io_uring_runs() {
+        udp_stream_allocates_nothing("io_uring");
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn udp_stream_allocates_nothing(udp_io: &str) {
     use tern_engine::driver::ThreadingMode;
-    let dir = std::env::temp_dir().join(format!("tern-test-alloc-udp-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "tern-test-alloc-udp-{udp_io}-{}",
+        std::process::id()
+    ));
     let mut config = DriverConfig {
         dir,
         threading_mode: ThreadingMode::Invoker,
         ..DriverConfig::default()
     };
+    config.set("udp_io", udp_io).unwrap();
     // Loss too, so that NAKs, retransmissions and the loss report are on the counted path.
     config
         .set(

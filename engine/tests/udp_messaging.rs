@@ -722,3 +722,64 @@ fn a_multi_destination_subscription_joins_a_dynamic_publication_through_each_des
     assert!(received[0] == more, "nothing lost after a destination went");
     assert_eq!(system_counter(&tern, "images created"), 1);
 }
+
+/// Whether io_uring runs here (required where `TERN_REQUIRE_IO_URING` is set, as in CI).
+fn io_uring_runs() -> bool {
+    match tern_engine::udp_ring::probe(false) {
+        Ok(()) => true,
+        Err(error) => {
+            assert!(
+                std::env::var_os("TERN_REQUIRE_IO_URING").is_none(),
+                "io_uring is required here: {error}"
+            );
+            eprintln!("io_uring unavailable ({error}): skipped");
+            false
+        }
+    }
+}
+
+#[test]
+fn drivers_on_io_uring_repair_loss_in_order() {
+    if !io_uring_runs() {
+        return;
+    }
+    let sending = driver_with("uring-send", |config| {
+        config.set("udp_io", "io_uring").unwrap();
+        config
+            .set(
+                "sender_loss",
+                "drop=0.1,duplicate=0.05,reorder=0.05,seed=31",
+            )
+            .unwrap();
+    });
+    let receiving = driver_with("uring-receive", |config| {
+        config.set("udp_io", "io_uring").unwrap();
+        config
+            .set(
+                "receiver_loss",
+                "drop=0.1,duplicate=0.05,reorder=0.05,seed=32",
+            )
+            .unwrap();
+    });
+    let (publisher, subscriber) = (client(&sending), client(&receiving));
+    let port = free_port();
+    let mut subscription = subscriber.add_subscription(&channel(port), 19).unwrap();
+    let publication = publisher.add_publication(&channel(port), 19).unwrap();
+    wait_connected(&publication, &mut subscription);
+    exchange(&publication, &mut subscription, &messages(3000));
+    assert!(system_counter(&subscriber, "naks sent") > 0);
+    assert!(system_counter(&publisher, "retransmits") > 0);
+    assert_eq!(system_counter(&subscriber, "invalid frames"), 0);
+    // A multi-destination subscription's sockets take the driver's backend too.
+    let merged = subscriber
+        .add_subscription("tern:udp?control-mode=manual", 20)
+        .unwrap();
+    let second = free_port();
+    merged
+        .add_destination(&format!("tern:udp?endpoint=127.0.0.1:{second}"))
+        .unwrap();
+    let to_second = publisher.add_publication(&channel(second), 20).unwrap();
+    let mut merged = merged;
+    wait_connected(&to_second, &mut merged);
+    exchange(&to_second, &mut merged, &messages(500));
+}

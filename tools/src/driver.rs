@@ -55,6 +55,10 @@ pub(crate) struct DriverArgs {
     /// Loss the receiver injects, for testing: drop=R[,duplicate=R][,seed=N].
     #[arg(long)]
     receiver_loss: Option<String>,
+    /// How UDP sockets reach the kernel: mmsg (sendmmsg/recvmmsg, the default), io_uring, or
+    /// io_uring_sqpoll (a kernel thread polls each socket's ring).
+    #[arg(long)]
+    udp_io: Option<String>,
     /// Default MTU.
     #[arg(long)]
     mtu: Option<String>,
@@ -121,6 +125,7 @@ pub(crate) fn config(args: &DriverArgs) -> Result<DriverConfig> {
         ),
         ("sender_loss", &args.sender_loss),
         ("receiver_loss", &args.receiver_loss),
+        ("udp_io", &args.udp_io),
         ("mtu", &args.mtu),
         ("client_liveness_timeout", &args.client_liveness_timeout),
         ("unblock_timeout", &args.unblock_timeout),

@@ -13,6 +13,7 @@
 //! | publication connection timeout | `--publication-connection-timeout` | `TERN_PUBLICATION_CONNECTION_TIMEOUT` | `publication_connection_timeout` | `5s` |
 //! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,reorder=0.01,gap=8192/1024,seed=7` |
 //! | receiver loss (testing) | `--receiver-loss` | `TERN_RECEIVER_LOSS` | `receiver_loss` | off; as sender loss |
+//! | UDP system calls: `mmsg` (`sendmmsg`/`recvmmsg`), `io_uring`, or `io_uring_sqpoll` (a kernel thread polls each ring; never the default) | `--udp-io` | `TERN_UDP_IO` | `udp_io` | `mmsg` |
 //! | MTU | `--mtu` | `TERN_MTU` | `mtu` | `1408` |
 //! | client liveness timeout | `--client-liveness-timeout` | `TERN_CLIENT_LIVENESS_TIMEOUT` | `client_liveness_timeout` | `10s` |
 //! | publication unblock timeout | `--unblock-timeout` | `TERN_UNBLOCK_TIMEOUT` | `unblock_timeout` | `15s` |
@@ -117,6 +118,8 @@ pub struct DriverConfig {
     pub sender_loss: Option<super::loss_generator::LossConfig>,
     /// Loss the receiver applies to the datagrams it reads (as `sender_loss`).
     pub receiver_loss: Option<super::loss_generator::LossConfig>,
+    /// How UDP sockets send and receive: `sendmmsg`/`recvmmsg`, or io_uring.
+    pub udp_io: crate::udp_transport::UdpIo,
     /// Where the driver's agents read the time (once per duty cycle): the system clock, or a
     /// [`ManualClock`](crate::agent::ManualClock) that tests step. Not a setting operators make.
     pub clock: Arc<dyn Clock>,
@@ -136,6 +139,7 @@ impl Default for DriverConfig {
             publication_connection_timeout: Duration::from_secs(5),
             sender_loss: None,
             receiver_loss: None,
+            udp_io: crate::udp_transport::UdpIo::default(),
             mtu: tern_codec::frame::MTU_DEFAULT,
             page_size: 4096,
             client_liveness_timeout: Duration::from_secs(10),
@@ -204,6 +208,7 @@ impl DriverConfig {
                         .map_err(|error| format!("{key}: {error}"))?,
                 );
             }
+            "udp_io" => self.udp_io = value.parse()?,
             "mtu" => {
                 let mtu = size()?;
                 tern_codec::frame::validate_mtu(mtu).map_err(|error| format!("{key}: {error}"))?;
@@ -228,7 +233,7 @@ impl DriverConfig {
     }
 
     /// The settings' keys, in the order of the table above.
-    pub const KEYS: [&'static str; 19] = [
+    pub const KEYS: [&'static str; 20] = [
         "dir",
         "threading_mode",
         "idle",
@@ -240,6 +245,7 @@ impl DriverConfig {
         "publication_connection_timeout",
         "sender_loss",
         "receiver_loss",
+        "udp_io",
         "mtu",
         "client_liveness_timeout",
         "unblock_timeout",
@@ -278,6 +284,9 @@ mod tests {
         assert_eq!(config.threading_mode, ThreadingMode::Dedicated);
         assert!(config.set("ipc_term_length", "1000").is_err());
         assert!(config.set("linger", "soon").is_err());
+        config.set("udp_io", "io_uring").unwrap();
+        assert_eq!(config.udp_io, crate::udp_transport::UdpIo::IoUring);
+        assert!(config.set("udp_io", "epoll").unwrap_err().contains("mmsg"));
         assert!(
             config
                 .set("colour", "blue")

@@ -163,6 +163,17 @@ impl Agent for Watched {
 impl MediaDriver {
     /// Starts a driver.
     pub fn launch(config: DriverConfig) -> Result<Self, DriverError> {
+        // An io_uring the kernel refuses is said at start, not at the first UDP channel.
+        if config.udp_io != crate::udp_transport::UdpIo::Mmsg {
+            crate::udp_ring::probe(config.udp_io == crate::udp_transport::UdpIo::IoUringSqpoll)
+                .map_err(|error| {
+                    DriverError::Setup(format!(
+                        "udp_io = {:?} needs io_uring, which this kernel refuses: {error} (is \
+                         kernel.io_uring_disabled set, or a seccomp filter in the way?)",
+                        config.udp_io
+                    ))
+                })?;
+        }
         let driver_timeout_ms =
             i64::try_from(config.driver_timeout.as_millis()).unwrap_or(i64::MAX);
         let now = config.clock.now();

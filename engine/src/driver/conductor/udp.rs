@@ -40,7 +40,7 @@ use crate::driver::system_counters::SystemCounter;
 use crate::logbuffer::descriptor::LogParameters;
 use crate::logbuffer::log_buffers::LogBuffers;
 use crate::udp_channel::UdpChannel;
-use crate::udp_transport::{SocketBuffers, UdpTransport};
+use crate::udp_transport::{SocketBuffers, UdpIo, UdpTransport};
 
 /// The most a network publication resends per millisecond, whatever its receivers ask
 /// (about 1 GB/s: more than a 10 GbE link carries, less than a receiver could make it send).
@@ -201,8 +201,12 @@ impl DriverConductor {
                 )));
             }
         };
-        let transport = UdpTransport::sender(&udp, SocketBuffers::of(channel))
+        let mut transport = UdpTransport::sender(&udp, SocketBuffers::of(channel))
             .map_err(|error| invalid(format!("{channel_text}: cannot open a socket: {error}")))?;
+        let io = self.config.udp_io;
+        transport
+            .use_io(io)
+            .map_err(|error| invalid(format!("{channel_text}: cannot set up {io:?}: {error}")))?;
         let registration_id = publication.registration_id;
         let label = |name: &str| {
             format!(
@@ -412,9 +416,15 @@ impl DriverConductor {
                 let destinations = match udp.endpoint {
                     Some(endpoint) => {
                         let buffers = self.receive_buffers(&channel);
-                        let destination =
-                            bind_destination(&mut receive, text, &channel, &udp, buffers)
-                                .map_err(invalid)?;
+                        let destination = bind_destination(
+                            &mut receive,
+                            self.config.udp_io,
+                            text,
+                            &channel,
+                            &udp,
+                            buffers,
+                        )
+                        .map_err(invalid)?;
                         receive.channel = format!("tern:udp?endpoint={endpoint}");
                         vec![destination]
                     }
@@ -492,6 +502,7 @@ impl DriverConductor {
 /// its buffer counted in the endpoint's window. Fails with the reason.
 fn bind_destination(
     receive: &mut ReceiveChannel,
+    io: UdpIo,
     text: &str,
     uri: &ChannelUri,
     udp: &UdpChannel,
@@ -500,8 +511,11 @@ fn bind_destination(
     let address = udp
         .endpoint
         .ok_or_else(|| format!("{text}: a destination needs endpoint=host:port"))?;
-    let transport = UdpTransport::receiver(udp, buffers)
+    let mut transport = UdpTransport::receiver(udp, buffers)
         .map_err(|error| format!("{text}: cannot bind {address}: {error}"))?;
+    transport
+        .use_io(io)
+        .map_err(|error| format!("{text}: cannot set up {io:?} for {address}: {error}"))?;
     receive.receive_buffer = receive
         .receive_buffer
         .min(transport.receive_buffer_size().unwrap_or(0));
@@ -585,9 +599,11 @@ impl DriverConductor {
                     ),
                 ))
             }
-            DestinationAction::Add => bind_destination(receive, text, &uri, &udp, buffers)
-                .map_err(|reason| fail(ErrorCode::InvalidChannel, reason))
-                .map(Some),
+            DestinationAction::Add => {
+                bind_destination(receive, self.config.udp_io, text, &uri, &udp, buffers)
+                    .map_err(|reason| fail(ErrorCode::InvalidChannel, reason))
+                    .map(Some)
+            }
             DestinationAction::Remove if !known => Err(fail(
                 ErrorCode::InvalidChannel,
                 format!("{text}: not a destination of subscription {subscription_id}"),

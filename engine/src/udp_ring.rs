@@ -1,0 +1,321 @@
+//! The io_uring backend of a [`UdpTransport`](crate::udp_transport::UdpTransport): the same
+//! sends and receives through one submission ring per socket (`udp_io = "io_uring"`), as an
+//! alternative to `sendmmsg`/`recvmmsg` system calls.
+//!
+//! **Receiving.** [`RECEIVE_BATCH`] `recvmsg` requests stay posted on the socket, each with a
+//! slot of its own (header, address and a [`DATAGRAM_MAX`] buffer) that this ring owns on the
+//! heap. Reading what arrived is a look at the completion queue, without a system call; the
+//! slots read are posted again with one `io_uring_enter`. Requests posted on one socket can
+//! complete in any order, so datagrams that arrive together may be handed on out of order: the
+//! protocol above inserts frames at their offsets and tolerates it.
+//!
+//! **Sending.** A send is a chain of linked `sendmsg` requests (`IOSQE_IO_LINK`) with
+//! `MSG_DONTWAIT`, submitted with one `io_uring_enter` that waits for all of them: each completes
+//! at once, sent or refused (`EAGAIN` when the socket's buffer is full, which cancels the rest of
+//! the chain), so the caller's headers and datagrams need live only for the call, and what went
+//! out is always a prefix of what was asked, as with `sendmmsg`.
+//!
+//! **Memory.** The kernel writes into a posted slot until its request completes. Dropping the
+//! ring cancels every posted request and waits for each to complete before the slots are freed;
+//! a request that will not complete in a second leaves its slots allocated for good (leaked)
+//! rather than freed under the kernel.
+//!
+//! Owned by the thread of the agent that owns the transport; never shared.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::{IoUring, opcode, squeue, types};
+
+use crate::udp_transport::{BATCH_MAX, DATAGRAM_MAX, RECEIVE_BATCH, socket_address};
+
+/// Submission entries: every receive slot posted plus a full send chain, with room to spare.
+const RING_ENTRIES: u32 = 128;
+/// A completion of a send request carries this bit in its user data (receives: the slot).
+const SEND_TAG: u64 = 1 << 32;
+/// A completion of a cancellation request carries this bit.
+const CANCEL_TAG: u64 = 1 << 33;
+/// How long [`UdpRing`]'s drop waits for its cancelled receives, at most.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// How long the SQPOLL kernel thread spins for new submissions before it sleeps.
+const SQPOLL_IDLE_MS: u32 = 10;
+
+/// One posted receive: what the kernel reads (header, iovec) and writes (address, flags,
+/// length, and the buffer the iovec points at).
+#[repr(C)]
+struct Slot {
+    header: libc::msghdr,
+    iovec: libc::iovec,
+    source: libc::sockaddr_storage,
+}
+
+/// A socket's io_uring: its posted receives and the chain of a send.
+pub(crate) struct UdpRing {
+    ring: IoUring,
+    fd: RawFd,
+    /// [`RECEIVE_BATCH`] slots; each header points at its own iovec and address, each iovec
+    /// at its part of `buffers`. Heap memory that never moves while the ring lives.
+    slots: Box<[Slot]>,
+    buffers: Box<[u8]>,
+    /// Whether slot `i` has a request in the kernel.
+    posted: [bool; RECEIVE_BATCH],
+    /// Receives completed and not yet handed on: slot and result, in completion order.
+    ready: [(usize, i32); RECEIVE_BATCH],
+    ready_count: usize,
+    /// Slots read and waiting to be posted again with the next submission.
+    repost: bool,
+    sqpoll: bool,
+}
+
+// SAFETY: the raw pointers in `slots` point only into `slots` and `buffers`, which this ring
+// owns; the ring is used by one thread at a time (the agent that owns the transport), and a
+// move between threads does not move the heap memory the kernel writes.
+unsafe impl Send for UdpRing {}
+
+impl std::fmt::Debug for UdpRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpRing")
+            .field("fd", &self.fd)
+            .field(
+                "posted",
+                &self.posted.iter().filter(|posted| **posted).count(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether io_uring can be used here: a ring can be made (the kernel has it, and neither
+/// `kernel.io_uring_disabled` nor a seccomp filter forbids it).
+pub fn probe(sqpoll: bool) -> io::Result<()> {
+    build(sqpoll).map(drop)
+}
+
+fn build(sqpoll: bool) -> io::Result<IoUring> {
+    let mut builder = IoUring::builder();
+    if sqpoll {
+        builder.setup_sqpoll(SQPOLL_IDLE_MS);
+    }
+    builder.build(RING_ENTRIES)
+}
+
+impl UdpRing {
+    /// A ring for socket `fd` (which must outlive it), its receives posted.
+    pub(crate) fn new(fd: RawFd, sqpoll: bool) -> io::Result<Self> {
+        let ring = build(sqpoll)?;
+        // SAFETY: all-zero bytes are a valid msghdr, iovec and sockaddr_storage (null
+        // pointers, zero lengths); each is filled in below before the kernel sees it.
+        let slots: Box<[Slot]> = (0..RECEIVE_BATCH)
+            .map(|_| unsafe { std::mem::zeroed::<Slot>() })
+            .collect();
+        let mut this = Self {
+            ring,
+            fd,
+            slots,
+            buffers: vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice(),
+            posted: [false; RECEIVE_BATCH],
+            ready: [(0, 0); RECEIVE_BATCH],
+            ready_count: 0,
+            repost: false,
+            sqpoll,
+        };
+        for index in 0..RECEIVE_BATCH {
+            this.post(index)?;
+        }
+        this.ring.submit()?;
+        Ok(this)
+    }
+
+    /// Whether a kernel thread polls its submission queue.
+    pub(crate) fn sqpoll(&self) -> bool {
+        self.sqpoll
+    }
+
+    /// Points slot `index` at its memory again and queues its `recvmsg`.
+    fn post(&mut self, index: usize) -> io::Result<()> {
+        let buffer = self.buffers[index * DATAGRAM_MAX..(index + 1) * DATAGRAM_MAX].as_mut_ptr();
+        let slot = &mut self.slots[index];
+        slot.iovec = libc::iovec {
+            iov_base: buffer.cast(),
+            iov_len: DATAGRAM_MAX,
+        };
+        slot.header.msg_name = std::ptr::from_mut(&mut slot.source).cast();
+        slot.header.msg_namelen =
+            libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).unwrap_or(0);
+        slot.header.msg_iov = std::ptr::from_mut(&mut slot.iovec);
+        slot.header.msg_iovlen = 1;
+        slot.header.msg_control = std::ptr::null_mut();
+        slot.header.msg_controllen = 0;
+        slot.header.msg_flags = 0;
+        let entry = opcode::RecvMsg::new(types::Fd(self.fd), std::ptr::from_mut(&mut slot.header))
+            .build()
+            .user_data(index as u64);
+        // SAFETY: the header, iovec, address and buffer are this ring's heap memory, which
+        // stays allocated until the request completes (drop waits for it, or leaks them).
+        unsafe { self.ring.submission().push(&entry) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        self.posted[index] = true;
+        Ok(())
+    }
+
+    /// Takes every completion waiting: receives into `ready`, sends into `sends` (by their
+    /// place in the chain). Returns how many sends completed.
+    fn reap(&mut self, sends: &mut [i32; BATCH_MAX]) -> usize {
+        let mut sent = 0;
+        for entry in self.ring.completion() {
+            let user_data = entry.user_data();
+            if user_data & SEND_TAG != 0 {
+                if let Some(result) = usize::try_from(user_data & !SEND_TAG)
+                    .ok()
+                    .and_then(|k| sends.get_mut(k))
+                {
+                    *result = entry.result();
+                    sent += 1;
+                }
+            } else if user_data & CANCEL_TAG == 0
+                && let Ok(index) = usize::try_from(user_data)
+                && index < RECEIVE_BATCH
+                && self.posted[index]
+            {
+                self.posted[index] = false;
+                if self.ready_count < RECEIVE_BATCH {
+                    self.ready[self.ready_count] = (index, entry.result());
+                    self.ready_count += 1;
+                }
+            }
+        }
+        sent
+    }
+
+    /// Hands each datagram received since the last call to `handle` with its source (at most
+    /// [`RECEIVE_BATCH`]); posts the slots again. Returns how many datagrams there were.
+    pub(crate) fn receive(
+        &mut self,
+        mut handle: impl FnMut(&[u8], std::net::SocketAddr),
+    ) -> io::Result<usize> {
+        let mut ignored = [0; BATCH_MAX];
+        self.reap(&mut ignored);
+        let mut received = 0;
+        let mut failure = None;
+        let (ready, count) = (self.ready, std::mem::take(&mut self.ready_count));
+        for &(index, result) in &ready[..count] {
+            match usize::try_from(result) {
+                Ok(length) => {
+                    received += 1;
+                    let slot = &self.slots[index];
+                    // Cut short by the kernel: never handed on as if whole.
+                    if slot.header.msg_flags & libc::MSG_TRUNC == 0
+                        && let Some(source) = socket_address(&slot.source)
+                    {
+                        let start = index * DATAGRAM_MAX;
+                        handle(
+                            &self.buffers[start..start + length.min(DATAGRAM_MAX)],
+                            source,
+                        );
+                    }
+                }
+                Err(_) if result == -libc::EAGAIN || result == -libc::EINTR => {}
+                Err(_) => failure = Some(io::Error::from_raw_os_error(-result)),
+            }
+            self.post(index)?;
+            self.repost = true;
+        }
+        if self.repost {
+            self.ring.submit()?;
+            self.repost = false;
+        }
+        match failure {
+            Some(error) if received == 0 => Err(error),
+            _ => Ok(received),
+        }
+    }
+
+    /// Sends `headers` (each a datagram, or a GSO run, to its address) as one linked chain;
+    /// returns how many went before the first refusal (none: the socket's buffer is full).
+    pub(crate) fn send(&mut self, headers: &[libc::mmsghdr]) -> io::Result<usize> {
+        let count = headers.len().min(BATCH_MAX);
+        if count == 0 {
+            return Ok(0);
+        }
+        let room = |ring: &mut IoUring| {
+            let submission = ring.submission();
+            submission.capacity() - submission.len()
+        };
+        if room(&mut self.ring) < count {
+            // Receives queued for posting go first, to make room.
+            self.ring.submit()?;
+        }
+        {
+            let mut submission = self.ring.submission();
+            if submission.capacity() - submission.len() < count {
+                return Err(io::Error::other("io_uring submission queue full"));
+            }
+            for (k, header) in headers.iter().take(count).enumerate() {
+                let flags = if k + 1 < count {
+                    squeue::Flags::IO_LINK
+                } else {
+                    squeue::Flags::empty()
+                };
+                let entry = opcode::SendMsg::new(types::Fd(self.fd), &raw const header.msg_hdr)
+                    .flags(libc::MSG_DONTWAIT.cast_unsigned())
+                    .build()
+                    .flags(flags)
+                    .user_data(SEND_TAG | k as u64);
+                // SAFETY: the header and what it points at (the caller's datagrams, iovecs,
+                // address and control messages) live until this call returns, and it returns
+                // only once every request of the chain has completed (below).
+                let pushed = unsafe { submission.push(&entry) };
+                debug_assert!(pushed.is_ok(), "room was checked above");
+            }
+        }
+        let mut results = [0i32; BATCH_MAX];
+        let mut completed = 0;
+        while completed < count {
+            // MSG_DONTWAIT: each request completes at once, sent or refused, so this wait is
+            // the system call itself; completions of receives may wake it early, hence the loop.
+            match self.ring.submit_and_wait(count - completed) {
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+            completed += self.reap(&mut results);
+        }
+        let sent = results[..count]
+            .iter()
+            .take_while(|result| **result >= 0)
+            .count();
+        match results[0] {
+            error if error < 0 && error != -libc::EAGAIN && error != -libc::ECANCELED => {
+                Err(io::Error::from_raw_os_error(-error))
+            }
+            _ => Ok(sent),
+        }
+    }
+}
+
+impl Drop for UdpRing {
+    fn drop(&mut self) {
+        for index in 0..RECEIVE_BATCH {
+            if self.posted[index] {
+                let entry = opcode::AsyncCancel::new(index as u64)
+                    .build()
+                    .user_data(CANCEL_TAG | index as u64);
+                // SAFETY: a cancellation refers to no memory of ours.
+                let _ = unsafe { self.ring.submission().push(&entry) };
+            }
+        }
+        let deadline = std::time::Instant::now() + DRAIN_LIMIT;
+        let wait = types::Timespec::from(Duration::from_millis(10));
+        let mut ignored = [0; BATCH_MAX];
+        while self.posted.iter().any(|posted| *posted) && std::time::Instant::now() < deadline {
+            let args = types::SubmitArgs::new().timespec(&wait);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.reap(&mut ignored);
+        }
+        if self.posted.iter().any(|posted| *posted) {
+            // The kernel may still write into the slots: they stay allocated for good.
+            std::mem::forget(std::mem::take(&mut self.slots));
+            std::mem::forget(std::mem::take(&mut self.buffers));
+        }
+    }
+}
