@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tern_codec::frame::{
-    DataHeader, Frame, FrameType, NAK_LENGTH, Nak, STATUS_MESSAGE_LENGTH, StatusMessage,
-    data_flags, status_flags,
+    DataHeader, Frame, FrameType, NAK_LENGTH, Nak, RTTM_LENGTH, Rttm, STATUS_MESSAGE_LENGTH,
+    StatusMessage, data_flags, rttm_flags, status_flags,
 };
 use tern_engine::driver::flow_control::Strategy;
 use tern_engine::driver::image_timing;
@@ -276,6 +276,63 @@ fn a_closed_publication_sends_its_end_of_stream_once_drained() {
     assert_eq!(heartbeat.header.frame_length, 0);
     assert_ne!(heartbeat.header.flags & data_flags::END_OF_STREAM, 0);
     assert_eq!(heartbeat.header.term_offset, i32::try_from(tail).unwrap());
+}
+
+#[test]
+fn rtt_requests_are_echoed_once_each_bounded_and_only_for_this_session() {
+    let (log, _file) = new_log("rttm");
+    let mut publication = publication(&log);
+    let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
+    let request = |session_id, flags, echo| Rttm {
+        frame_length: i32::try_from(RTTM_LENGTH).unwrap(),
+        flags,
+        session_id,
+        stream_id: STREAM,
+        echo_timestamp_ns: echo,
+        reception_delta_ns: 99,
+        receiver_id: 5,
+    };
+    publication.on_rttm(&request(SESSION, rttm_flags::REPLY, 1234));
+    // Not asking for a reply (a reply itself), or for another session: nothing.
+    publication.on_rttm(&request(SESSION, 0, 1));
+    publication.on_rttm(&request(SESSION + 1, rttm_flags::REPLY, 2));
+    let replies = |sink: &RecordingSink| -> Vec<(Rttm, SocketAddr)> {
+        sink.sent
+            .iter()
+            .filter_map(|(datagram, to)| match Frame::decode(datagram) {
+                Ok(Frame::Rttm(reply)) => Some((reply, *to)),
+                _ => None,
+            })
+            .collect()
+    };
+    publication.send_control(MS, &mut batch, &mut sink);
+    let got = replies(&sink);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (reply, to) = got[0];
+    assert_eq!(
+        to,
+        destination(),
+        "replies go to the destination, not a source"
+    );
+    assert_eq!(reply.flags, 0, "a reply does not ask for one");
+    assert_eq!(
+        (
+            reply.echo_timestamp_ns,
+            reply.receiver_id,
+            reply.reception_delta_ns
+        ),
+        (1234, 5, 0)
+    );
+    // A flood of requests between two sends is answered a bounded few times.
+    sink.sent.clear();
+    for echo in 0..1000 {
+        publication.on_rttm(&request(SESSION, rttm_flags::REPLY, echo));
+    }
+    publication.send_control(2 * MS, &mut batch, &mut sink);
+    assert_eq!(replies(&sink).len(), 4);
+    sink.sent.clear();
+    publication.send_control(3 * MS, &mut batch, &mut sink);
+    assert!(replies(&sink).is_empty(), "each is answered once");
 }
 
 fn new_image(log: &Arc<LogBuffers>, reliable: bool) -> PublicationImage {
