@@ -12,7 +12,8 @@
 //! Options (after `--`): `--rounds N` (3), `--pin A,B` (CPUs for the two client threads; the
 //! drivers' threads float), `--ping-count N` (1 000 000, after a tenth as warm-up),
 //! `--seconds S` (3, per throughput measurement, after one second of warm-up), `--only ping`
-//! or `--only throughput`, `--media ipc` or `--media udp` (both by default).
+//! or `--only throughput`, `--media ipc` or `--media udp` (both by default), `--udp-io mmsg`
+//! (tern's default) or `--udp-io io_uring` (tern's sockets on io_uring).
 //!
 //! IPC: both drivers run one shared thread with their default backoff idle strategy, keep terms
 //! of 16 MiB, and populate log pages before use (tern maps them populated; Aeron is told to
@@ -36,6 +37,8 @@ const PONG_STREAM: i32 = 1002;
 const THROUGHPUT_STREAM: i32 = 1003;
 const TERM_LENGTH: u32 = 16 * 1024 * 1024;
 const FRAGMENT_LIMIT: usize = 10;
+/// How tern's driver reaches the kernel for UDP (`--udp-io`), set once from the options.
+static UDP_IO: std::sync::OnceLock<tern_engine::udp_transport::UdpIo> = std::sync::OnceLock::new();
 const THROUGHPUT_FRAGMENT_LIMIT: usize = 1024;
 
 /// What an offer came to.
@@ -159,6 +162,7 @@ mod tern_side {
                 idle_strategy,
                 ipc_term_length: TERM_LENGTH,
                 udp_term_length: TERM_LENGTH,
+                udp_io: UDP_IO.get().copied().unwrap_or_default(),
                 ..DriverConfig::default()
             };
             Self {
@@ -559,6 +563,12 @@ fn options() -> Options {
             "--seconds" => options.seconds = value().parse().expect("--seconds S"),
             "--only" => options.only = Some(value()),
             "--media" => options.media = Some(value()),
+            "--udp-io" => {
+                let io = value()
+                    .parse()
+                    .expect("--udp-io mmsg|io_uring|io_uring_sqpoll");
+                UDP_IO.set(io).expect("--udp-io once");
+            }
             // cargo bench passes --bench; anything else is a mistake worth hearing about.
             "--bench" => {}
             other => panic!("unknown option {other}"),

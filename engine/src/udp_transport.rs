@@ -2,10 +2,12 @@
 //! non-blocking, sending and receiving in batches, one system call for many datagrams
 //! (`sendmmsg`, `recvmmsg`).
 //!
-//! Each transport is owned by one agent's thread. The kernel headers of a call live on its stack
-//! and point only at memory alive for the call; receive buffers are allocated with the
-//! transport. Sending and receiving allocate nothing, and [`BATCH_MAX`] / [`RECEIVE_BATCH`]
-//! bound the work of one call.
+//! Each transport is owned by one agent's thread. The kernel headers are allocated with the
+//! transport and reused: a call fills only the entries it passes, pointing only at memory alive
+//! for the call (zeroing them per call cost more than the call's own work); receive buffers are
+//! allocated with the transport too. Sending and receiving allocate nothing, and [`BATCH_MAX`] /
+//! [`RECEIVE_BATCH`] bound the work of one call. With `udp_io = "io_uring"` the same calls go
+//! through [`crate::udp_ring`].
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -69,6 +71,60 @@ impl std::str::FromStr for UdpIo {
     }
 }
 
+/// The kernel headers of one send or receive call, kept with the transport so that a call
+/// fills only the entries it uses and zeroes nothing. Each call writes every field the kernel
+/// reads of the entries it passes, pointing at memory alive for that call only (the caller's
+/// datagrams, the destination, the transport's buffers and these arrays); between calls the
+/// pointers are stale and never read.
+struct Headers {
+    messages: [libc::mmsghdr; BATCH_MAX],
+    iovecs: [libc::iovec; BATCH_MAX],
+    /// One control message per GSO send message: its segment size (u64s for the alignment
+    /// cmsghdr needs).
+    controls: [[u64; 4]; BATCH_MAX],
+    /// Where each received datagram came from.
+    sources: [libc::sockaddr_storage; RECEIVE_BATCH],
+}
+
+// SAFETY: the raw pointers in `Headers` are written and used within one call on the thread
+// that owns the transport; between calls they are stale values nobody reads, so moving the
+// headers to another thread moves no access.
+unsafe impl Send for Headers {}
+
+impl Headers {
+    fn new() -> Box<Self> {
+        // SAFETY: all-zero bytes are a valid mmsghdr, iovec, u64 and sockaddr_storage (null
+        // pointers, zero lengths).
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    /// Points entry `index` at one buffer (`iov_base`, `iov_len`) and an address of
+    /// `name_length` bytes at `name`, with no control message.
+    fn point(
+        &mut self,
+        index: usize,
+        base: *mut libc::c_void,
+        length: usize,
+        name: *mut libc::c_void,
+        name_length: libc::socklen_t,
+    ) {
+        self.iovecs[index] = libc::iovec {
+            iov_base: base,
+            iov_len: length,
+        };
+        let iovec = std::ptr::from_mut(&mut self.iovecs[index]);
+        let message = &mut self.messages[index];
+        message.msg_len = 0;
+        message.msg_hdr.msg_name = name;
+        message.msg_hdr.msg_namelen = name_length;
+        message.msg_hdr.msg_iov = iovec;
+        message.msg_hdr.msg_iovlen = 1;
+        message.msg_hdr.msg_control = std::ptr::null_mut();
+        message.msg_hdr.msg_controllen = 0;
+        message.msg_hdr.msg_flags = 0;
+    }
+}
+
 /// A non-blocking UDP socket and the buffers it receives into.
 pub struct UdpTransport {
     /// The io_uring backend, when chosen: declared before the socket so that it is dropped
@@ -78,6 +134,7 @@ pub struct UdpTransport {
     /// [`RECEIVE_BATCH`] buffers of [`DATAGRAM_MAX`] bytes, allocated once (empty with a ring,
     /// which has its own).
     buffers: Box<[u8]>,
+    headers: Box<Headers>,
     /// Whether runs of equal datagrams go out as one GSO send (`UDP_SEGMENT`); turned off for
     /// good the first time the kernel refuses it.
     gso: bool,
@@ -213,6 +270,7 @@ impl UdpTransport {
             ring: None,
             socket,
             buffers: vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice(),
+            headers: Headers::new(),
             gso: true,
         }
     }
@@ -290,24 +348,17 @@ impl UdpTransport {
     fn send_each(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> io::Result<usize> {
         let destination = SockAddr::from(destination);
         let count = datagrams.len().min(BATCH_MAX);
-        // On the stack: the headers point into `datagrams` and `destination`, valid only here.
-        // SAFETY: all-zero bytes are a valid iovec and mmsghdr (null pointers, zero lengths).
-        let mut iovecs: [libc::iovec; BATCH_MAX] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut headers: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
+        let headers = &mut *self.headers;
         for (index, datagram) in datagrams.iter().take(count).enumerate() {
-            iovecs[index] = libc::iovec {
-                iov_base: datagram.as_ptr().cast_mut().cast(),
-                iov_len: datagram.len(),
-            };
-            let message = &mut headers[index].msg_hdr;
-            message.msg_name = destination.as_ptr().cast_mut().cast();
-            message.msg_namelen = destination.len();
-            message.msg_iov = std::ptr::from_mut(&mut iovecs[index]);
-            message.msg_iovlen = 1;
+            headers.point(
+                index,
+                datagram.as_ptr().cast_mut().cast(),
+                datagram.len(),
+                destination.as_ptr().cast_mut().cast(),
+                destination.len(),
+            );
         }
-        let sent = self.send_messages(&mut headers[..count])?;
-        Ok(sent)
+        send_messages(&self.socket, &mut self.ring, &mut headers.messages[..count])
     }
 
     /// Sends runs of equal datagrams as GSO messages; returns the datagrams sent.
@@ -318,17 +369,11 @@ impl UdpTransport {
     ) -> io::Result<usize> {
         let destination = SockAddr::from(destination);
         let count = datagrams.len().min(BATCH_MAX);
-        // SAFETY: all-zero bytes are a valid iovec and mmsghdr (null pointers, zero lengths).
-        let mut iovecs: [libc::iovec; BATCH_MAX] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut headers: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
-        // One control message per GSO message: its segment size. u64s for the alignment
-        // cmsghdr needs.
-        let mut controls = [[0u64; 4]; BATCH_MAX];
+        let headers = &mut *self.headers;
         // Datagrams in each message, to count what went out.
-        let mut runs = [0usize; BATCH_MAX];
+        let mut runs = [0u8; BATCH_MAX];
         for (index, datagram) in datagrams.iter().take(count).enumerate() {
-            iovecs[index] = libc::iovec {
+            headers.iovecs[index] = libc::iovec {
                 iov_base: datagram.as_ptr().cast_mut().cast(),
                 iov_len: datagram.len(),
             };
@@ -351,14 +396,19 @@ impl UdpTransport {
                 bytes += datagrams[end].len();
                 end += 1;
             }
-            let message = &mut headers[messages].msg_hdr;
-            message.msg_name = destination.as_ptr().cast_mut().cast();
-            message.msg_namelen = destination.len();
             // A pointer with the provenance of the whole array: the kernel reads a run of it.
-            message.msg_iov = iovecs.as_mut_ptr().wrapping_add(start);
-            message.msg_iovlen = end - start;
+            let iovecs = headers.iovecs.as_mut_ptr().wrapping_add(start);
+            let message = &mut headers.messages[messages];
+            message.msg_len = 0;
+            message.msg_hdr.msg_name = destination.as_ptr().cast_mut().cast();
+            message.msg_hdr.msg_namelen = destination.len();
+            message.msg_hdr.msg_iov = iovecs;
+            message.msg_hdr.msg_iovlen = end - start;
+            message.msg_hdr.msg_control = std::ptr::null_mut();
+            message.msg_hdr.msg_controllen = 0;
+            message.msg_hdr.msg_flags = 0;
             if end - start > 1 {
-                let control = &mut controls[messages];
+                let control = &mut headers.controls[messages];
                 let segment_size = u16::try_from(segment).unwrap_or(u16::MAX);
                 // SAFETY: `control` is 32 bytes, aligned for cmsghdr, more than
                 // CMSG_SPACE(2) (24 on 64-bit Linux); the macros only compute offsets within
@@ -366,6 +416,7 @@ impl UdpTransport {
                 unsafe {
                     let space = libc::CMSG_SPACE(2) as usize;
                     debug_assert!(space <= size_of_val(control));
+                    let message = &mut message.msg_hdr;
                     message.msg_control = control.as_mut_ptr().cast();
                     message.msg_controllen = space;
                     let header = libc::CMSG_FIRSTHDR(message);
@@ -375,49 +426,20 @@ impl UdpTransport {
                     std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<u16>(), segment_size);
                 }
             }
-            runs[messages] = end - start;
+            // At most GSO_SEGMENTS_MAX (64) datagrams a run.
+            runs[messages] = u8::try_from(end - start).unwrap_or(u8::MAX);
             messages += 1;
             start = end;
         }
-        let sent_messages = self.send_messages(&mut headers[..messages])?;
-        Ok(runs[..sent_messages].iter().sum())
-    }
-
-    /// `sendmmsg` (or the ring's linked sends) until every message went or the socket is full;
-    /// returns the messages sent.
-    fn send_messages(&mut self, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
-        if let Some(ring) = &mut self.ring {
-            return ring.send(headers);
-        }
-        let count = headers.len();
-        let mut sent = 0;
-        while sent < count {
-            let remaining = u32::try_from(count - sent).unwrap_or(u32::MAX);
-            // SAFETY: `headers[sent..]` point at the destination, iovecs over the caller's
-            // datagrams and control buffers, all alive for this call on the caller's stack;
-            // the kernel only reads them (and writes `msg_len`). The socket is open.
-            let result = unsafe {
-                libc::sendmmsg(
-                    self.socket.as_raw_fd(),
-                    headers[sent..].as_mut_ptr(),
-                    remaining,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if result < 0 {
-                let error = io::Error::last_os_error();
-                // What went out before the error counts: the caller must not send it again.
-                if error.kind() == io::ErrorKind::WouldBlock || sent > 0 {
-                    break;
-                }
-                return Err(error);
-            }
-            match usize::try_from(result) {
-                Ok(0) | Err(_) => break,
-                Ok(done) => sent += done,
-            }
-        }
-        Ok(sent)
+        let sent_messages = send_messages(
+            &self.socket,
+            &mut self.ring,
+            &mut headers.messages[..messages],
+        )?;
+        Ok(runs[..sent_messages]
+            .iter()
+            .map(|&run| usize::from(run))
+            .sum())
     }
 
     /// Receives the datagrams waiting, at most [`RECEIVE_BATCH`] per call (`recvmmsg`), without
@@ -426,30 +448,25 @@ impl UdpTransport {
         if let Some(ring) = &mut self.ring {
             return ring.receive(handle);
         }
-        // SAFETY: all-zero bytes are a valid iovec, mmsghdr and sockaddr_storage.
-        let mut iovecs: [libc::iovec; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut headers: [libc::mmsghdr; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut sources: [libc::sockaddr_storage; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
+        let headers = &mut *self.headers;
         for (index, buffer) in self.buffers.chunks_exact_mut(DATAGRAM_MAX).enumerate() {
-            iovecs[index] = libc::iovec {
-                iov_base: buffer.as_mut_ptr().cast(),
-                iov_len: DATAGRAM_MAX,
-            };
-            let message = &mut headers[index].msg_hdr;
-            message.msg_name = std::ptr::from_mut(&mut sources[index]).cast();
-            message.msg_namelen = socklen_of_storage();
-            message.msg_iov = std::ptr::from_mut(&mut iovecs[index]);
-            message.msg_iovlen = 1;
+            let source = std::ptr::from_mut(&mut headers.sources[index]).cast();
+            headers.point(
+                index,
+                buffer.as_mut_ptr().cast(),
+                DATAGRAM_MAX,
+                source,
+                socklen_of_storage(),
+            );
         }
-        // SAFETY: every header points at a buffer of DATAGRAM_MAX bytes of `self.buffers` and a
-        // sockaddr_storage on this stack, alive for the call; the kernel writes datagrams,
-        // sources and lengths into them only. MSG_DONTWAIT: never blocks.
+        // SAFETY: the first RECEIVE_BATCH headers point at a buffer of DATAGRAM_MAX bytes of
+        // `self.buffers` and an address of `headers.sources` each (written just above), alive
+        // for the call; the kernel writes datagrams, sources and lengths into them only.
+        // MSG_DONTWAIT: never blocks.
         let result = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
-                headers.as_mut_ptr(),
+                headers.messages.as_mut_ptr(),
                 u32::try_from(RECEIVE_BATCH).unwrap_or(1),
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -464,14 +481,15 @@ impl UdpTransport {
         }
         let received = usize::try_from(result).unwrap_or(0).min(RECEIVE_BATCH);
         for index in 0..received {
-            if headers[index].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            let message = &headers.messages[index];
+            if message.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 // Cut short by the kernel: never handed on as if whole.
                 continue;
             }
-            let length = usize::try_from(headers[index].msg_len)
+            let length = usize::try_from(message.msg_len)
                 .unwrap_or(0)
                 .min(DATAGRAM_MAX);
-            let Some(source) = socket_address(&sources[index]) else {
+            let Some(source) = socket_address(&headers.sources[index]) else {
                 continue;
             };
             let start = index * DATAGRAM_MAX;
@@ -479,6 +497,47 @@ impl UdpTransport {
         }
         Ok(received)
     }
+}
+
+/// `sendmmsg` (or the ring's linked sends) until every message went or the socket is full;
+/// returns the messages sent.
+fn send_messages(
+    socket: &Socket,
+    ring: &mut Option<crate::udp_ring::UdpRing>,
+    headers: &mut [libc::mmsghdr],
+) -> io::Result<usize> {
+    if let Some(ring) = ring {
+        return ring.send(headers);
+    }
+    let count = headers.len();
+    let mut sent = 0;
+    while sent < count {
+        let remaining = u32::try_from(count - sent).unwrap_or(u32::MAX);
+        // SAFETY: `headers[sent..]` point at the destination, iovecs over the caller's
+        // datagrams and control buffers, all alive for this call (written by the caller for
+        // it); the kernel only reads them (and writes `msg_len`). The socket is open.
+        let result = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                headers[sent..].as_mut_ptr(),
+                remaining,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if result < 0 {
+            let error = io::Error::last_os_error();
+            // What went out before the error counts: the caller must not send it again.
+            if error.kind() == io::ErrorKind::WouldBlock || sent > 0 {
+                break;
+            }
+            return Err(error);
+        }
+        match usize::try_from(result) {
+            Ok(0) | Err(_) => break,
+            Ok(done) => sent += done,
+        }
+    }
+    Ok(sent)
 }
 
 fn socklen_of_storage() -> libc::socklen_t {
