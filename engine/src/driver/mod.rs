@@ -272,8 +272,10 @@ impl MediaDriver {
         let cycle = guarded(|| {
             let start = clock.now();
             let work = agent.do_work(start);
-            let end = clock.now();
-            agent.on_duty_cycle(end.nanos - start.nanos, end);
+            if work > 0 {
+                let end = clock.now();
+                agent.on_duty_cycle(end.nanos - start.nanos, end);
+            }
             work
         });
         match cycle {
