@@ -176,6 +176,9 @@ pub struct NetworkPublication {
     status: Arc<SenderStatus>,
     pending_resends: [Option<Retransmit>; PENDING_RESENDS],
     pending_rttm: [Option<Rttm>; PENDING_RTTM],
+    /// How far each datagram of the batch being sent moves the sender position (kept here, not
+    /// made per call: a send that finds nothing new costs no initialisation).
+    advances: [usize; BATCH_MAX],
     tally: SenderTally,
 }
 
@@ -225,6 +228,7 @@ impl NetworkPublication {
             status,
             pending_resends: [None; PENDING_RESENDS],
             pending_rttm: [None; PENDING_RTTM],
+            advances: [0; BATCH_MAX],
             tally: SenderTally::default(),
         }
     }
@@ -448,7 +452,6 @@ impl NetworkPublication {
     ) -> usize {
         let limit = self.flow_control.limit();
         let mut position = self.sender_position;
-        let mut advances = [0usize; BATCH_MAX];
         batch.clear();
         while position < limit && batch.len() < BATCH_MAX {
             let term_offset = usize::try_from(self.geometry.term_offset(position)).unwrap_or(0);
@@ -468,7 +471,7 @@ impl NetworkPublication {
                 break;
             }
             let advance = scan.available + scan.padding;
-            advances[batch.len() - 1] = advance;
+            self.advances[batch.len() - 1] = advance;
             position += i64::try_from(advance).unwrap_or(0);
         }
         let gathered = batch.len();
@@ -479,7 +482,7 @@ impl NetworkPublication {
         if sent < gathered && !self.destinations.is_empty() {
             self.tally.short_sends += 1;
         }
-        let advanced: usize = advances[..sent].iter().sum();
+        let advanced: usize = self.advances[..sent].iter().sum();
         if advanced > 0 {
             self.tally.datagrams_sent += sent as u64;
             self.tally.bytes_sent += advanced as u64;
