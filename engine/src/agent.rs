@@ -54,7 +54,7 @@ impl Clock for SystemClock {
     fn now(&self) -> Now {
         let nanos = nano_time();
         if nanos >= NEXT_EPOCH_REFRESH_NS.load(Ordering::Acquire) {
-            refresh_epoch(nanos);
+            refresh_epoch();
         }
         let epoch_ns = nanos.saturating_add(EPOCH_OFFSET_NS.load(Ordering::Acquire));
         Now {
@@ -64,13 +64,25 @@ impl Clock for SystemClock {
     }
 }
 
+/// Reads the wall clock between two readings of the monotonic one: a pair taken close together
+/// (a thread preempted between them would make the offset wrong by the pause) sets the offset;
+/// otherwise the previous offset stays, and the next call tries again.
 #[cold]
-fn refresh_epoch(nanos: i64) {
+fn refresh_epoch() {
+    /// How far apart the two monotonic readings may be.
+    const CLOSE_NS: i64 = 20_000;
+    let before = nano_time();
     let epoch_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
         });
+    let after = nano_time();
+    let first = NEXT_EPOCH_REFRESH_NS.load(Ordering::Acquire) == i64::MIN;
+    if after - before > CLOSE_NS && !first {
+        return;
+    }
+    let nanos = before + (after - before) / 2;
     EPOCH_OFFSET_NS.store(epoch_ns.saturating_sub(nanos), Ordering::Release);
     NEXT_EPOCH_REFRESH_NS.store(nanos.saturating_add(EPOCH_REFRESH_NS), Ordering::Release);
 }
@@ -138,10 +150,12 @@ pub trait Agent: Send {
         false
     }
 
-    /// A duty cycle that did work took `cycle_ns` and ended at `end` (agents that track them
-    /// only; cycles that found nothing to do are not timed).
-    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
-        let _ = (cycle_ns, end);
+    /// A duty cycle starts at `now` (agents that track them only); `cycle_ns` is how long the
+    /// previous one took, start to start, when it did work. One that found nothing to do is
+    /// followed by the idle strategy's wait, so it is not timed (`None`): one clock read a
+    /// cycle, as Aeron's duty-cycle tracker.
+    fn on_duty_cycle(&mut self, cycle_ns: Option<i64>, now: Now) {
+        let _ = (cycle_ns, now);
     }
 
     /// Called once, on the agent's thread, when its duty cycle panicked with `message`, before
@@ -219,10 +233,10 @@ impl Agent for CompositeAgent {
 
     /// Each agent that tracks duty cycles is told the whole thread's cycle: that is what delays
     /// its next turn.
-    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
+    fn on_duty_cycle(&mut self, cycle_ns: Option<i64>, now: Now) {
         for (index, agent) in self.agents.iter_mut().enumerate() {
             self.current = index;
-            agent.on_duty_cycle(cycle_ns, end);
+            agent.on_duty_cycle(cycle_ns, now);
         }
     }
 }
@@ -432,16 +446,16 @@ fn run(
 ) {
     let mut idler = Idler::new(strategy);
     let tracks = agent.tracks_duty_cycle();
+    // When the last cycle started, if it did work (then nothing idled after it).
+    let mut busy_since: Option<i64> = None;
     while running.load(Ordering::Acquire) && failure.get().is_none() {
         let cycle = guarded(|| {
             let start = clock.now();
-            let work = agent.do_work(start);
-            // Cycles that found nothing to do are not timed: they are the cheapest, and the
-            // second clock read was a tenth of an idle driver's cycle.
-            if tracks && work > 0 {
-                let end = clock.now();
-                agent.on_duty_cycle(end.nanos - start.nanos, end);
+            if tracks {
+                agent.on_duty_cycle(busy_since.map(|since| start.nanos - since), start);
             }
+            let work = agent.do_work(start);
+            busy_since = (work > 0).then_some(start.nanos);
             work
         });
         match cycle {

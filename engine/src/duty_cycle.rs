@@ -2,10 +2,11 @@
 //! last window, so that an operator sees a stall in `tern stat` (Aeron's max-cycle-time counter,
 //! plus the percentile that says whether the maximum was a one-off).
 //!
-//! The runner reads its clock before and after each duty cycle that did work, of an agent that
-//! asks for it ([`crate::agent::Agent::on_duty_cycle`]); the agent records the time here. A
-//! cycle that found nothing to do is not timed: it is the cheapest kind, and a second clock read
-//! was a tenth of its cost. Recording is a
+//! The runner reads its clock once per duty cycle; an agent that asks for it is told how long
+//! the previous cycle took, start to start, when that cycle did work
+//! ([`crate::agent::Agent::on_duty_cycle`]), and records it here. A cycle that found nothing to
+//! do is followed by the idle strategy's wait, so it is not timed; it still closes a window
+//! that is due, so the reported figures never go stale. Recording is a
 //! few arithmetic operations into a fixed table: no allocation, no lock.
 
 /// Sub-buckets per power of two: the percentile is reported within 25 %.
@@ -47,13 +48,15 @@ impl DutyCycleTracker {
         }
     }
 
-    /// Records a duty cycle of `cycle_ns` that ended at `now_ns`; returns a report when that
-    /// closes a window (then a new window starts).
-    pub fn record(&mut self, cycle_ns: i64, now_ns: i64) -> Option<DutyCycleReport> {
-        let cycle_ns = cycle_ns.max(0);
-        self.max_ns = self.max_ns.max(cycle_ns);
-        self.counts[bucket_of(cycle_ns.cast_unsigned())] += 1;
-        self.recorded += 1;
+    /// Records a duty cycle of `cycle_ns` (none: a cycle not timed) at `now_ns`; returns a
+    /// report when that closes a window (then a new window starts).
+    pub fn record(&mut self, cycle_ns: Option<i64>, now_ns: i64) -> Option<DutyCycleReport> {
+        if let Some(cycle_ns) = cycle_ns {
+            let cycle_ns = cycle_ns.max(0);
+            self.max_ns = self.max_ns.max(cycle_ns);
+            self.counts[bucket_of(cycle_ns.cast_unsigned())] += 1;
+            self.recorded += 1;
+        }
         if now_ns - self.window_start_ns < self.window_ns {
             return None;
         }
@@ -68,6 +71,10 @@ impl DutyCycleTracker {
     }
 
     fn percentile_ns(&self) -> i64 {
+        if self.recorded == 0 {
+            // Nothing timed in the window (every cycle idle): nothing to report.
+            return 0;
+        }
         // The smallest bucket at or below which PERCENTILE_PPM of the window's cycles lie.
         let wanted = (self.recorded * PERCENTILE_PPM).div_ceil(1_000_000);
         let mut seen = 0u64;
@@ -134,21 +141,38 @@ mod tests {
     fn a_window_reports_its_high_percentile_and_the_running_max() {
         let mut tracker = DutyCycleTracker::new(1_000, 0);
         for _ in 0..9_990 {
-            assert_eq!(tracker.record(100, 10), None);
+            assert_eq!(tracker.record(Some(100), 10), None);
         }
         for _ in 0..10 {
-            tracker.record(50_000, 20);
+            tracker.record(Some(50_000), 20);
         }
-        let report = tracker.record(100, 1_000).unwrap();
+        let report = tracker.record(Some(100), 1_000).unwrap();
         assert_eq!(report.max_ns, 50_000);
         assert!((100..=125).contains(&report.percentile_ns), "{report:?}");
         // One stall in the next window: the percentile stays low, the max remembers it.
-        tracker.record(1_000_000, 1_500);
-        let report = tracker.record(100, 2_000).unwrap();
+        tracker.record(Some(1_000_000), 1_500);
+        let report = tracker.record(Some(100), 2_000).unwrap();
         assert_eq!(report.max_ns, 1_000_000);
         assert!(
             report.percentile_ns >= 1_000_000,
             "2 samples: the top one is the p99.9"
         );
+    }
+
+    #[test]
+    fn idle_cycles_are_not_timed_but_still_close_windows() {
+        let mut tracker = DutyCycleTracker::new(1_000, 0);
+        tracker.record(Some(300), 10);
+        for now in 20..999 {
+            assert_eq!(tracker.record(None, now), None);
+        }
+        let report = tracker
+            .record(None, 1_000)
+            .expect("an idle cycle closes the window");
+        assert_eq!(report.max_ns, 300);
+        assert!((300..=375).contains(&report.percentile_ns), "{report:?}");
+        // A window of idle cycles only reports the running max, never a stale percentile.
+        let report = tracker.record(None, 2_000).unwrap();
+        assert_eq!((report.max_ns, report.percentile_ns), (300, 0));
     }
 }

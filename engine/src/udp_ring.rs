@@ -4,23 +4,28 @@
 //!
 //! **Receiving.** [`RECEIVE_BATCH`] `recvmsg` requests stay posted on the socket, each with a
 //! slot of its own (header, address and a [`DATAGRAM_MAX`] buffer) that this ring owns on the
-//! heap. Reading what arrived is a look at the completion queue, without a system call; the
-//! slots read are posted again with one `io_uring_enter`. Requests posted on one socket can
-//! complete in any order, so datagrams that arrive together may be handed on out of order: the
-//! protocol above inserts frames at their offsets and tolerates it.
+//! heap. They are first posted by the first receive, on the thread that owns the transport (a
+//! request's completion work runs on the thread that submitted it). Reading what arrived is a
+//! look at the completion queue, without a system call; the slots read are posted again with
+//! one `io_uring_enter` (a slot that cannot be posted now is posted by a later call). Requests
+//! posted on one socket can complete in any order, so datagrams that arrive together may be
+//! handed on out of order: the protocol above inserts frames at their offsets and tolerates it.
 //!
 //! **Sending.** A send is a chain of linked `sendmsg` requests (`IOSQE_IO_LINK`) with
 //! `MSG_DONTWAIT`, submitted with one `io_uring_enter` that waits for all of them: each completes
 //! at once, sent or refused (`EAGAIN` when the socket's buffer is full, which cancels the rest of
-//! the chain), so the caller's headers and datagrams need live only for the call, and what went
-//! out is always a prefix of what was asked, as with `sendmmsg`.
+//! the chain), so what went out is always a prefix of what was asked, as with `sendmmsg`. A send
+//! never returns before every request of its chain has completed, whatever `io_uring_enter`
+//! says meanwhile (it retries): the requests point at the caller's memory. Each chain's requests
+//! carry its generation in their user data, so a completion is never counted for another chain.
 //!
 //! **Memory.** The kernel writes into a posted slot until its request completes. Dropping the
 //! ring cancels every posted request and waits for each to complete before the slots are freed;
 //! a request that will not complete in a second leaves its slots allocated for good (leaked)
 //! rather than freed under the kernel.
 //!
-//! Owned by the thread of the agent that owns the transport; never shared.
+//! Owned by the thread of the agent that owns the transport; never shared. [`probe`] says at
+//! driver start whether this kernel has what the backend uses.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -32,14 +37,20 @@ use crate::udp_transport::{BATCH_MAX, DATAGRAM_MAX, RECEIVE_BATCH, socket_addres
 
 /// Submission entries: every receive slot posted plus a full send chain, with room to spare.
 const RING_ENTRIES: u32 = 128;
-/// A completion of a send request carries this bit in its user data (receives: the slot).
-const SEND_TAG: u64 = 1 << 32;
+/// A completion of a send request carries this bit in its user data, with the chain's
+/// generation above [`GENERATION_SHIFT`] and its place in the chain below (receives: the slot).
+const SEND_TAG: u64 = 1 << 62;
 /// A completion of a cancellation request carries this bit.
-const CANCEL_TAG: u64 = 1 << 33;
+const CANCEL_TAG: u64 = 1 << 61;
+/// Where a send's generation starts in its user data (its place in the chain fits below).
+const GENERATION_SHIFT: u32 = 8;
 /// How long [`UdpRing`]'s drop waits for its cancelled receives, at most.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// How long the SQPOLL kernel thread spins for new submissions before it sleeps.
 const SQPOLL_IDLE_MS: u32 = 10;
+/// How long a send pauses before retrying an `io_uring_enter` that keeps failing while its
+/// chain is in flight.
+const RETRY_PAUSE: Duration = Duration::from_micros(50);
 
 /// One posted receive: what the kernel reads (header, iovec) and writes (address, flags,
 /// length, and the buffer the iovec points at).
@@ -63,14 +74,16 @@ pub(crate) struct UdpRing {
     /// Receives completed and not yet handed on: slot and result, in completion order.
     ready: [(usize, i32); RECEIVE_BATCH],
     ready_count: usize,
-    /// Slots read and waiting to be posted again with the next submission.
-    repost: bool,
+    /// The current send chain's generation (in its requests' user data).
+    generation: u64,
     sqpoll: bool,
 }
 
 // SAFETY: the raw pointers in `slots` point only into `slots` and `buffers`, which this ring
-// owns; the ring is used by one thread at a time (the agent that owns the transport), and a
-// move between threads does not move the heap memory the kernel writes.
+// owns, and a move between threads does not move the heap memory the kernel writes. The ring
+// is used by one thread at a time: the conductor makes it and hands it to the agent that owns
+// the transport, and only that agent submits requests (the receives are first posted by its
+// first receive, so their completion work runs on its thread).
 unsafe impl Send for UdpRing {}
 
 impl std::fmt::Debug for UdpRing {
@@ -85,10 +98,38 @@ impl std::fmt::Debug for UdpRing {
     }
 }
 
-/// Whether io_uring can be used here: a ring can be made (the kernel has it, and neither
-/// `kernel.io_uring_disabled` nor a seccomp filter forbids it).
+/// Whether io_uring can be used here as this backend uses it: a ring can be made (the kernel
+/// has it, and neither `kernel.io_uring_disabled` nor a seccomp filter forbids it), it takes
+/// `recvmsg`, `sendmsg` and cancellations (5.3+), waits with a timeout (`EXT_ARG`, 5.11+) and,
+/// with SQPOLL, takes sockets that are not registered files (5.11+).
 pub fn probe(sqpoll: bool) -> io::Result<()> {
-    build(sqpoll).map(drop)
+    let ring = build(sqpoll)?;
+    let unsupported = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this kernel's io_uring lacks {what}"),
+        )
+    };
+    let mut operations = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut operations)?;
+    for (code, name) in [
+        (opcode::RecvMsg::CODE, "recvmsg"),
+        (opcode::SendMsg::CODE, "sendmsg"),
+        (opcode::AsyncCancel::CODE, "async cancel"),
+    ] {
+        if !operations.is_supported(code) {
+            return Err(unsupported(name));
+        }
+    }
+    if !ring.params().is_feature_ext_arg() {
+        return Err(unsupported("waits with a timeout (IORING_FEAT_EXT_ARG)"));
+    }
+    if sqpoll && !ring.params().is_feature_sqpoll_nonfixed() {
+        return Err(unsupported(
+            "SQPOLL on unregistered files (IORING_FEAT_SQPOLL_NONFIXED)",
+        ));
+    }
+    Ok(())
 }
 
 fn build(sqpoll: bool) -> io::Result<IoUring> {
@@ -100,15 +141,17 @@ fn build(sqpoll: bool) -> io::Result<IoUring> {
 }
 
 impl UdpRing {
-    /// A ring for socket `fd` (which must outlive it), its receives posted.
+    /// A ring for socket `fd` (which must outlive it); its receives are posted by the first
+    /// [`UdpRing::receive`].
     pub(crate) fn new(fd: RawFd, sqpoll: bool) -> io::Result<Self> {
+        probe(sqpoll)?;
         let ring = build(sqpoll)?;
         // SAFETY: all-zero bytes are a valid msghdr, iovec and sockaddr_storage (null
-        // pointers, zero lengths); each is filled in below before the kernel sees it.
+        // pointers, zero lengths); each is filled in before the kernel sees it.
         let slots: Box<[Slot]> = (0..RECEIVE_BATCH)
             .map(|_| unsafe { std::mem::zeroed::<Slot>() })
             .collect();
-        let mut this = Self {
+        Ok(Self {
             ring,
             fd,
             slots,
@@ -116,14 +159,9 @@ impl UdpRing {
             posted: [false; RECEIVE_BATCH],
             ready: [(0, 0); RECEIVE_BATCH],
             ready_count: 0,
-            repost: false,
+            generation: 0,
             sqpoll,
-        };
-        for index in 0..RECEIVE_BATCH {
-            this.post(index)?;
-        }
-        this.ring.submit()?;
-        Ok(this)
+        })
     }
 
     /// Whether a kernel thread polls its submission queue.
@@ -131,8 +169,9 @@ impl UdpRing {
         self.sqpoll
     }
 
-    /// Points slot `index` at its memory again and queues its `recvmsg`.
-    fn post(&mut self, index: usize) -> io::Result<()> {
+    /// Points slot `index` at its memory again and queues its `recvmsg`; false (the slot stays
+    /// unposted, for a later call) when the submission queue is full.
+    fn post(&mut self, index: usize) -> bool {
         let buffer = self.buffers[index * DATAGRAM_MAX..(index + 1) * DATAGRAM_MAX].as_mut_ptr();
         let slot = &mut self.slots[index];
         slot.iovec = libc::iovec {
@@ -152,22 +191,36 @@ impl UdpRing {
             .user_data(index as u64);
         // SAFETY: the header, iovec, address and buffer are this ring's heap memory, which
         // stays allocated until the request completes (drop waits for it, or leaks them).
-        unsafe { self.ring.submission().push(&entry) }
-            .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        if unsafe { self.ring.submission().push(&entry) }.is_err() {
+            return false;
+        }
         self.posted[index] = true;
-        Ok(())
+        true
     }
 
-    /// Takes every completion waiting: receives into `ready`, sends into `sends` (by their
-    /// place in the chain). Returns how many sends completed.
+    /// Queues every slot not in the kernel and not waiting to be handed on; whether any was.
+    fn post_idle_slots(&mut self) -> bool {
+        let mut queued = false;
+        for index in 0..RECEIVE_BATCH {
+            if !self.posted[index] && !self.ready[..self.ready_count].iter().any(|r| r.0 == index) {
+                queued |= self.post(index);
+            }
+        }
+        queued
+    }
+
+    /// Takes every completion waiting: receives into `ready`, sends of the current chain into
+    /// `sends` (by their place in it). Returns how many of the chain's completed.
     fn reap(&mut self, sends: &mut [i32; BATCH_MAX]) -> usize {
         let mut sent = 0;
+        let generation = self.generation;
         for entry in self.ring.completion() {
             let user_data = entry.user_data();
             if user_data & SEND_TAG != 0 {
-                if let Some(result) = usize::try_from(user_data & !SEND_TAG)
-                    .ok()
-                    .and_then(|k| sends.get_mut(k))
+                let place = user_data & ((1 << GENERATION_SHIFT) - 1);
+                let chain = (user_data & !SEND_TAG) >> GENERATION_SHIFT;
+                if chain == generation
+                    && let Some(result) = usize::try_from(place).ok().and_then(|k| sends.get_mut(k))
                 {
                     *result = entry.result();
                     sent += 1;
@@ -217,12 +270,14 @@ impl UdpRing {
                 Err(_) if result == -libc::EAGAIN || result == -libc::EINTR => {}
                 Err(_) => failure = Some(io::Error::from_raw_os_error(-result)),
             }
-            self.post(index)?;
-            self.repost = true;
         }
-        if self.repost {
-            self.ring.submit()?;
-            self.repost = false;
+        // Every slot not in the kernel goes back (the first call posts them all); one that
+        // cannot be queued now is queued by a later call, and a failed submission leaves the
+        // queued ones for the next.
+        if self.post_idle_slots()
+            && let Err(error) = self.ring.submit()
+        {
+            failure.get_or_insert(error);
         }
         match failure {
             Some(error) if received == 0 => Err(error),
@@ -242,14 +297,21 @@ impl UdpRing {
             submission.capacity() - submission.len()
         };
         if room(&mut self.ring) < count {
-            // Receives queued for posting go first, to make room.
+            // Receives queued for posting go first, to make room (a polling kernel thread
+            // takes them in its own time: wait for it).
             self.ring.submit()?;
+            if self.sqpoll {
+                self.ring.submitter().squeue_wait()?;
+            }
         }
+        if room(&mut self.ring) < count {
+            // Nothing of this chain was queued: nothing refers to the caller's memory.
+            return Err(io::Error::other("io_uring submission queue full"));
+        }
+        self.generation = (self.generation + 1) & ((SEND_TAG - 1) >> GENERATION_SHIFT);
+        let generation = self.generation << GENERATION_SHIFT;
         {
             let mut submission = self.ring.submission();
-            if submission.capacity() - submission.len() < count {
-                return Err(io::Error::other("io_uring submission queue full"));
-            }
             for (k, header) in headers.iter().take(count).enumerate() {
                 let flags = if k + 1 < count {
                     squeue::Flags::IO_LINK
@@ -260,7 +322,7 @@ impl UdpRing {
                     .flags(libc::MSG_DONTWAIT.cast_unsigned())
                     .build()
                     .flags(flags)
-                    .user_data(SEND_TAG | k as u64);
+                    .user_data(SEND_TAG | generation | k as u64);
                 // SAFETY: the header and what it points at (the caller's datagrams, iovecs,
                 // address and control messages) live until this call returns, and it returns
                 // only once every request of the chain has completed (below).
@@ -270,13 +332,18 @@ impl UdpRing {
         }
         let mut results = [0i32; BATCH_MAX];
         let mut completed = 0;
+        let mut failures = 0u32;
         while completed < count {
             // MSG_DONTWAIT: each request completes at once, sent or refused, so this wait is
-            // the system call itself; completions of receives may wake it early, hence the loop.
-            match self.ring.submit_and_wait(count - completed) {
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
+            // the system call itself; completions of receives may wake it early, hence the
+            // loop. The requests point at the caller's memory: never return before they are
+            // done, whatever the kernel says (an interrupted or busy enter is retried, a
+            // failing one after a pause, rather than leaving requests behind).
+            if self.ring.submit_and_wait(count - completed).is_err() {
+                failures += 1;
+                if failures > 3 {
+                    std::thread::sleep(RETRY_PAUSE);
+                }
             }
             completed += self.reap(&mut results);
         }
@@ -307,6 +374,8 @@ impl Drop for UdpRing {
         let deadline = std::time::Instant::now() + DRAIN_LIMIT;
         let wait = types::Timespec::from(Duration::from_millis(10));
         let mut ignored = [0; BATCH_MAX];
+        // No send is in flight (a send returns only once its chain completed): what is left
+        // are the posted receives.
         while self.posted.iter().any(|posted| *posted) && std::time::Instant::now() < deadline {
             let args = types::SubmitArgs::new().timespec(&wait);
             let _ = self.ring.submitter().submit_with_args(1, &args);

@@ -464,15 +464,12 @@ fn an_image_ends_at_its_end_of_stream_or_after_its_liveness_timeout() {
 }
 
 #[test]
-fn a_multi_destination_image_answers_along_every_live_route_and_keeps_each_first_address() {
+fn a_multi_destination_image_answers_along_every_live_route_that_frames_opened() {
     let (log, _file) = new_log("image-routes");
     let mut image = new_image(&log, true);
     let (mut batch, mut sink) = (SendBatch::new(), RecordingSink::default());
     let second: SocketAddr = "127.0.0.1:40002".parse().unwrap();
     let spoofed: SocketAddr = "10.9.9.9:40002".parse().unwrap();
-    image.on_route(1, second, 0);
-    // Later frames on destination 1 from elsewhere keep it alive but never redirect it.
-    image.on_route(1, spoofed, MS);
     let destinations = |sink: &RecordingSink| -> Vec<(u32, SocketAddr)> {
         sink.sockets
             .iter()
@@ -480,17 +477,51 @@ fn a_multi_destination_image_answers_along_every_live_route_and_keeps_each_first
             .zip(sink.sent.iter().map(|(_, to)| *to))
             .collect()
     };
-    image.do_work(MS, &mut batch, &mut sink);
+    let heartbeat_at = |term_offset: i32| {
+        let (mut header, bytes) = data(term_offset, 0, data_flags::UNFRAGMENTED);
+        header.frame_length = 0;
+        (header, bytes[..32].to_vec())
+    };
+    // A heartbeat far past the window, or a replay of data already complete, opens nothing.
+    let (far, far_bytes) = heartbeat_at(60 * 1024);
+    assert!(image.on_frame_via(&far, &far_bytes, 0, 2, spoofed).is_err());
+    let (first, first_bytes) = data(0, 128, data_flags::UNFRAGMENTED);
+    image.on_frame(&first, &first_bytes, 0).unwrap();
+    image.do_work(0, &mut batch, &mut sink);
+    image
+        .on_frame_via(&first, &first_bytes, 0, 2, spoofed)
+        .unwrap();
+    assert_eq!(image.routes().len(), 1, "{:?}", image.routes());
+    // New data through destination 1 opens its route; a later frame from elsewhere on it
+    // keeps it alive but never redirects it.
+    let (next, next_bytes) = data(128, 128, data_flags::UNFRAGMENTED);
+    image
+        .on_frame_via(&next, &next_bytes, MS, 1, second)
+        .unwrap();
+    let (beat, beat_bytes) = heartbeat_at(256);
+    image
+        .on_frame_via(&beat, &beat_bytes, MS, 1, spoofed)
+        .unwrap();
+    sink.sent.clear();
+    sink.sockets.clear();
+    // Past the status interval: a status message is due.
+    image.do_work(250 * MS, &mut batch, &mut sink);
     assert_eq!(
         destinations(&sink),
         [(0, destination()), (1, second)],
         "the status message goes back along both ways, each from its own socket"
     );
+    assert!(image.has_live_route(1, MS) && !image.has_live_route(2, MS));
     // Destination 0 falls silent past the liveness timeout while 1 still carries the stream.
-    let (header, bytes) = data(0, 128, data_flags::UNFRAGMENTED);
     let later = 10_500 * MS;
-    image.on_frame(&header, &bytes, later).unwrap();
-    image.on_route(1, second, later);
+    let (third, third_bytes) = data(256, 128, data_flags::UNFRAGMENTED);
+    image
+        .on_frame_via(&third, &third_bytes, later, 1, second)
+        .unwrap();
+    assert!(
+        !image.has_live_route(0, later),
+        "silent for the liveness timeout"
+    );
     sink.sent.clear();
     sink.sockets.clear();
     image.do_work(later, &mut batch, &mut sink);
@@ -503,14 +534,33 @@ fn a_multi_destination_image_answers_along_every_live_route_and_keeps_each_first
         "a silent route gets nothing: {:?}",
         destinations(&sink)
     );
-    // A removed destination's route goes; the last route always stays.
-    image.remove_route(1);
+    // A silent route is taken over by the next new data through its destination.
+    let moved: SocketAddr = "127.0.0.1:40003".parse().unwrap();
+    let (fourth, fourth_bytes) = data(384, 128, data_flags::UNFRAGMENTED);
+    image
+        .on_frame_via(&fourth, &fourth_bytes, later, 0, moved)
+        .unwrap();
+    assert_eq!(
+        image
+            .routes()
+            .iter()
+            .find(|route| route.destination == 0)
+            .map(|route| route.control),
+        Some(moved)
+    );
+    // A removed destination's route goes; with none left nothing is sent.
     image.remove_route(0);
-    assert_eq!(image.routes().len(), 1);
-    assert_eq!(image.routes()[0].destination, 0);
-    // Routes are bounded.
+    image.remove_route(1);
+    assert!(image.routes().is_empty());
+    sink.sent.clear();
+    image.do_work(later + 500 * MS, &mut batch, &mut sink);
+    assert!(sink.sent.is_empty(), "no route, no control frame");
+    // Routes are bounded: new data through many destinations opens at most MAX_ROUTES.
+    let mut offset = 512;
     for destination in 2..100 {
-        image.on_route(destination, second, later);
+        let (frame, bytes) = data(offset, 32, data_flags::UNFRAGMENTED);
+        offset += 32;
+        let _ = image.on_frame_via(&frame, &bytes, later, destination, second);
     }
     assert_eq!(
         image.routes().len(),

@@ -594,17 +594,10 @@ fn dynamic_multi_destination_subscribers_join_through_the_control_address() {
 }
 
 #[test]
-fn a_multi_destination_subscription_merges_two_paths_into_one_image_under_loss() {
-    // A third of the datagrams dropped at the receiver: what one path loses the other
-    // usually brings, and NAKs repair the rest.
-    let driver = driver_with("mds-manual", |config| {
-        config
-            .set(
-                "receiver_loss",
-                "drop=0.3,duplicate=0.05,reorder=0.05,seed=21",
-            )
-            .unwrap();
-    });
+fn a_multi_destination_subscription_merges_two_paths_into_one_image() {
+    // No loss here, so that every frame arrives twice, once by each path, and nothing else
+    // makes duplicates (no retransmissions); the multi-host test merges paths under loss.
+    let driver = driver_with("mds-manual", |_| {});
     let tern = client(&driver);
     let (control, first, second) = (free_port(), free_port(), free_port());
     let destination = |port: u16| format!("tern:udp?endpoint=127.0.0.1:{port}");
@@ -635,10 +628,13 @@ fn a_multi_destination_subscription_merges_two_paths_into_one_image_under_loss()
         "both paths fill one image"
     );
     assert_eq!(system_counter(&tern, "images created"), 1);
+    let frames = i64::try_from(sent.len()).unwrap();
     assert!(
-        system_counter(&tern, "duplicate frames") > 0,
-        "the second path's copies were recognised as such"
+        system_counter(&tern, "duplicate frames") >= frames / 2,
+        "the second path's copies arrived and were recognised as such: {}",
+        system_counter(&tern, "duplicate frames")
     );
+    assert_eq!(system_counter(&tern, "naks sent"), 0);
 
     // One path goes: the stream carries on over the other.
     subscriptions[0]

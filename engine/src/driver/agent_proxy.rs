@@ -129,8 +129,8 @@ macro_rules! command_agent {
                 true
             }
 
-            fn on_duty_cycle(&mut self, cycle_ns: i64, end: $crate::agent::Now) {
-                self.duty_cycle.record(cycle_ns, end.nanos);
+            fn on_duty_cycle(&mut self, cycle_ns: Option<i64>, now: $crate::agent::Now) {
+                self.duty_cycle.record(cycle_ns, now.nanos);
             }
         }
     };

@@ -1313,8 +1313,8 @@ impl Agent for DriverConductor {
         true
     }
 
-    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
-        self.duty_cycle.record(cycle_ns, end.nanos);
+    fn on_duty_cycle(&mut self, cycle_ns: Option<i64>, now: Now) {
+        self.duty_cycle.record(cycle_ns, now.nanos);
     }
 }
 

@@ -35,9 +35,9 @@ impl DutyCycleCounters {
         }
     }
 
-    /// Records a cycle of `cycle_ns` that ended at `end_ns`.
-    pub(crate) fn record(&mut self, cycle_ns: i64, end_ns: i64) {
-        if let Some(report) = self.tracker.record(cycle_ns, end_ns) {
+    /// Records a cycle of `cycle_ns` (none: an idle cycle, not timed) at `now_ns`.
+    pub(crate) fn record(&mut self, cycle_ns: Option<i64>, now_ns: i64) {
+        if let Some(report) = self.tracker.record(cycle_ns, now_ns) {
             self.counters[0].view().set(report.max_ns);
             self.counters[1].view().set(report.percentile_ns);
         }

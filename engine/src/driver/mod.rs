@@ -155,8 +155,8 @@ impl Agent for Watched {
         self.conductor.tracks_duty_cycle()
     }
 
-    fn on_duty_cycle(&mut self, cycle_ns: i64, end: Now) {
-        self.conductor.on_duty_cycle(cycle_ns, end);
+    fn on_duty_cycle(&mut self, cycle_ns: Option<i64>, now: Now) {
+        self.conductor.on_duty_cycle(cycle_ns, now);
     }
 }
 
@@ -271,11 +271,10 @@ impl MediaDriver {
         };
         let cycle = guarded(|| {
             let start = clock.now();
+            // The application may wait any time between calls: each is timed alone.
             let work = agent.do_work(start);
-            if work > 0 {
-                let end = clock.now();
-                agent.on_duty_cycle(end.nanos - start.nanos, end);
-            }
+            let timed = (work > 0).then(|| clock.now().nanos - start.nanos);
+            agent.on_duty_cycle(timed, start);
             work
         });
         match cycle {

@@ -272,21 +272,68 @@ impl PublicationImage {
         &self.status
     }
 
-    /// Where status messages and NAKs go: the first route's address.
-    pub fn control(&self) -> SocketAddr {
-        self.routes[0].control
-    }
-
     /// The ways back to the sender it keeps.
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
 
-    /// A frame of the stream came through `destination` from `control` (a multi-destination
-    /// subscription): that way back is kept alive, or added when new and there is room. The
-    /// first address heard on a destination stays its address (as Aeron's image connections),
-    /// so a frame spoofed from elsewhere cannot redirect the status messages.
-    pub fn on_route(&mut self, destination: u32, control: SocketAddr, now_ns: i64) {
+    /// Whether a frame came through `destination` within the liveness timeout.
+    pub fn has_live_route(&self, destination: u32, now_ns: i64) -> bool {
+        self.routes.iter().any(|route| {
+            route.destination == destination && now_ns - route.last_seen_ns <= self.route_timeout_ns
+        })
+    }
+
+    /// [`PublicationImage::on_frame`] for a frame that came through `destination` from
+    /// `control` (a multi-destination subscription), keeping that way back. A frame that moved
+    /// the image (new data, or a heartbeat inside the window) may add a route or take over one
+    /// fallen silent; a duplicate only keeps a route alive from the address it already has. So
+    /// a spoofed frame outside the window, or a replay of old data, cannot open a route or
+    /// redirect one, and a path that went quiet is taken back by its sender's next frame.
+    pub fn on_frame_via(
+        &mut self,
+        header: &DataHeader,
+        frame: &[u8],
+        now_ns: i64,
+        destination: u32,
+        control: SocketAddr,
+    ) -> Result<Inserted, Dropped> {
+        let result = self.on_frame(header, frame, now_ns);
+        match result {
+            Ok(Inserted::Written) => self.note_route(destination, control, now_ns, true),
+            Ok(Inserted::Duplicate) => {
+                self.note_route(destination, control, now_ns, header.is_heartbeat());
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// A SETUP of this image's stream came through `destination` from `control`: when it
+    /// describes this image (term length, initial term and MTU), that way back is kept as for
+    /// new data (how a dynamic multi-destination publication learns to send down a second
+    /// path).
+    pub fn on_setup_via(
+        &mut self,
+        setup: &tern_codec::frame::Setup,
+        destination: u32,
+        control: SocketAddr,
+        now_ns: i64,
+    ) {
+        let matches = u32::try_from(setup.term_length)
+            .is_ok_and(|length| length == self.geometry.term_length())
+            && setup.initial_term_id == self.geometry.initial_term_id()
+            && setup.session_id == self.session_id
+            && setup.stream_id == self.stream_id;
+        if matches {
+            self.note_route(destination, control, now_ns, true);
+        }
+    }
+
+    /// Keeps the route through `destination` alive; `strong` evidence (a frame that moved the
+    /// image) may also add it or take over a silent one's address.
+    fn note_route(&mut self, destination: u32, control: SocketAddr, now_ns: i64, strong: bool) {
+        let timeout = self.route_timeout_ns;
         match self
             .routes
             .iter()
@@ -294,9 +341,13 @@ impl PublicationImage {
         {
             Some(index) => {
                 let route = &mut self.routes[index];
-                route.last_seen_ns = route.last_seen_ns.max(now_ns);
+                let silent = now_ns - route.last_seen_ns > timeout;
+                if route.control == control || (strong && silent) {
+                    route.control = control;
+                    route.last_seen_ns = route.last_seen_ns.max(now_ns);
+                }
             }
-            None if self.routes.len() < MAX_ROUTES => self.routes.push(Route {
+            None if strong && self.routes.len() < MAX_ROUTES => self.routes.push(Route {
                 destination,
                 control,
                 last_seen_ns: now_ns,
@@ -306,11 +357,10 @@ impl PublicationImage {
     }
 
     /// Destination `destination` was removed from the endpoint: no control frame leaves
-    /// through it again. The last route stays (the image ends by its liveness).
+    /// through it again (with no route left, none leaves at all until a frame comes through
+    /// another destination; the image ends by its liveness otherwise).
     pub fn remove_route(&mut self, destination: u32) {
-        if self.routes.len() > 1 {
-            self.routes.retain(|route| route.destination != destination);
-        }
+        self.routes.retain(|route| route.destination != destination);
     }
 
     /// What it counted so far.
@@ -390,8 +440,10 @@ impl PublicationImage {
                 if header.flags & data_flags::END_OF_STREAM != 0 {
                     self.end_of_stream = Some(position);
                 }
+                return Ok(Inserted::Duplicate);
             }
-            return Ok(Inserted::Duplicate);
+            // Behind what is complete, or past the window: nothing it says is taken.
+            return Err(Dropped::Overrun);
         }
         let Ok(length) = usize::try_from(header.frame_length) else {
             return self.invalid();
@@ -529,7 +581,7 @@ impl PublicationImage {
     }
 
     /// Sends the batch back along every route heard within the liveness timeout (the newest
-    /// if none was), then empties it.
+    /// if none was; nowhere without a route), then empties it.
     fn send(&mut self, batch: &mut SendBatch, sink: &mut dyn DatagramSink, now_ns: i64) -> usize {
         let timeout = self.route_timeout_ns;
         let freshest = self

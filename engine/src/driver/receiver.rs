@@ -353,17 +353,17 @@ struct EndpointSink<'a> {
 
 impl DatagramSink for EndpointSink<'_> {
     fn use_socket(&mut self, socket: u32) {
-        // A destination removed since the route was made: the first one carries it.
+        // A destination removed since (its route goes with it): nothing leaves.
         self.current = self
             .destinations
             .iter()
             .position(|destination| destination.id == socket)
-            .unwrap_or(0);
+            .unwrap_or(usize::MAX);
     }
 
     fn send(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> usize {
         let Some(socket) = self.destinations.get_mut(self.current) else {
-            // No socket at all (a multi-destination endpoint with none left): nothing goes.
+            // No such socket (removed, or a multi-destination endpoint with none): nothing goes.
             return 0;
         };
         match socket.transport.send(datagrams, destination) {
@@ -445,12 +445,15 @@ impl Dispatch<'_> {
         });
         match found {
             // Dropped frames are counted by the image.
+            Some(entry) if self.multi => {
+                let control = self.control.unwrap_or(source);
+                let _ =
+                    entry
+                        .image
+                        .on_frame_via(header, frame, self.now_ns, self.destination, control);
+            }
             Some(entry) => {
-                let accepted = entry.image.on_frame(header, frame, self.now_ns).is_ok();
-                if self.multi && accepted {
-                    let control = self.control.unwrap_or(source);
-                    entry.image.on_route(self.destination, control, self.now_ns);
-                }
+                let _ = entry.image.on_frame(header, frame, self.now_ns);
             }
             None if self.streams.contains(&header.stream_id) => {
                 self.elicit_setup(header.session_id, header.stream_id, source);
@@ -519,7 +522,9 @@ impl Dispatch<'_> {
             // how a dynamic multi-destination publication learns to send here).
             if self.multi {
                 let control = self.control.unwrap_or(source);
-                entry.image.on_route(self.destination, control, self.now_ns);
+                entry
+                    .image
+                    .on_setup_via(setup, self.destination, control, self.now_ns);
             }
             return;
         }
@@ -587,14 +592,8 @@ impl AgentWork for ReceiverWork {
                 if destination.joins && now_ns >= destination.next_join_ns {
                     destination.next_join_ns = now_ns.saturating_add(JOIN_INTERVAL_NS);
                     if let Some(control) = destination.control {
-                        join_streams(
-                            streams,
-                            images,
-                            elicits,
-                            control,
-                            destination.id,
-                            *receiver_id,
-                        );
+                        let via = (control, destination.id);
+                        join_streams(streams, images, elicits, via, *receiver_id, now_ns);
                     }
                 }
             }
@@ -694,25 +693,21 @@ fn receive(
     }
 }
 
-/// Asks a dynamic multi-destination publication to send each subscribed stream that does not
-/// come through destination `via` yet: a status message asking for SETUP, for no session (the
-/// receiver knows none yet).
+/// Asks a dynamic multi-destination publication (at `control`) to send each subscribed stream
+/// that has not come through destination `via` within the liveness timeout: a status message
+/// asking for SETUP, for no session (the receiver knows none yet). A path the publication
+/// dropped is asked for again this way.
 fn join_streams(
     streams: &[i32],
     images: &[ImageEntry],
     elicits: &mut Vec<(StatusMessage, SocketAddr, u32)>,
-    control: SocketAddr,
-    via: u32,
+    (control, via): (SocketAddr, u32),
     receiver_id: i64,
+    now_ns: i64,
 ) {
     for &stream_id in streams {
         let joined = images.iter().any(|entry| {
-            entry.image.stream_id() == stream_id
-                && entry
-                    .image
-                    .routes()
-                    .iter()
-                    .any(|route| route.destination == via)
+            entry.image.stream_id() == stream_id && entry.image.has_live_route(via, now_ns)
         });
         if joined || elicits.len() >= ELICIT_LIMIT {
             continue;

@@ -63,8 +63,8 @@ pub(super) struct ReceiveChannel {
     /// The address subscriptions share it by; `None` for a multi-destination subscription's,
     /// which is its alone.
     endpoint: Option<SocketAddr>,
-    /// A multi-destination subscription's destinations: their ids and addresses.
-    destinations: Vec<(u32, SocketAddr)>,
+    /// Its sockets: their destination ids, addresses and receive buffers as granted.
+    destinations: Vec<(u32, SocketAddr, usize)>,
     next_destination_id: u32,
     /// The channel, as the loss report names it.
     channel: String,
@@ -516,16 +516,15 @@ fn bind_destination(
     transport
         .use_io(io)
         .map_err(|error| format!("{text}: cannot set up {io:?} for {address}: {error}"))?;
-    receive.receive_buffer = receive
-        .receive_buffer
-        .min(transport.receive_buffer_size().unwrap_or(0));
+    let granted = transport.receive_buffer_size().unwrap_or(0);
+    receive.receive_buffer = receive.receive_buffer.min(granted);
     // Control frames go to the control address of a multicast group or of a dynamic
     // multi-destination publication; otherwise back to each source.
     let dynamic = uri.control_mode == Some(ControlMode::Dynamic);
     let control = udp.control.filter(|_| udp.multicast || dynamic);
     let id = receive.next_destination_id;
     receive.next_destination_id += 1;
-    receive.destinations.push((id, address));
+    receive.destinations.push((id, address, granted));
     Ok(ReceiveDestination::new(
         id, address, transport, control, dynamic,
     ))
@@ -554,7 +553,7 @@ impl DriverConductor {
                 format!("client {client_id} has no subscription {subscription_id}"),
             ));
         };
-        let buffers = self.receive_buffers(&link.channel);
+        let subscription_channel = link.channel.clone();
         let Some(index) = link.endpoint_id.and_then(|endpoint_id| {
             self.receive_channels
                 .iter()
@@ -573,18 +572,26 @@ impl DriverConductor {
             .map_err(|error| fail(ErrorCode::InvalidChannel, format!("{text}: {error}")))?;
         let udp = UdpChannel::resolve(&uri)
             .map_err(|error| fail(ErrorCode::InvalidChannel, format!("{text}: {error}")))?;
-        let Some(address) = udp.endpoint else {
+        let Some(address) = udp.endpoint.filter(|address| address.port() != 0) else {
             return Err(fail(
                 ErrorCode::InvalidChannel,
-                format!("{text}: a destination needs endpoint=host:port"),
+                format!("{text}: a destination needs endpoint=host:port (a port, not 0)"),
             ));
+        };
+        // The destination's own socket buffers, else the subscription's, else the driver's.
+        let buffers = {
+            let fallback = self.receive_buffers(&subscription_channel);
+            SocketBuffers {
+                send: uri.socket_send_buffer.or(fallback.send),
+                receive: uri.socket_receive_buffer.or(fallback.receive),
+            }
         };
         let receive = &mut self.receive_channels[index];
         let endpoint_id = receive.id;
         let known = receive
             .destinations
             .iter()
-            .any(|(_, bound)| *bound == address);
+            .any(|(_, bound, _)| *bound == address);
         let result = match command.action() {
             DestinationAction::Add if known => Err(fail(
                 ErrorCode::InvalidChannel,
@@ -609,7 +616,16 @@ impl DriverConductor {
                 format!("{text}: not a destination of subscription {subscription_id}"),
             )),
             DestinationAction::Remove => {
-                receive.destinations.retain(|(_, bound)| *bound != address);
+                receive
+                    .destinations
+                    .retain(|(_, bound, _)| *bound != address);
+                // Windows of images made from now on fit the smallest buffer left.
+                receive.receive_buffer = receive
+                    .destinations
+                    .iter()
+                    .map(|(_, _, granted)| *granted)
+                    .min()
+                    .unwrap_or(usize::MAX);
                 Ok(None)
             }
             DestinationAction::Unknown(action) => Err(fail(
