@@ -14,6 +14,12 @@ use std::time::Duration;
 use tern_engine::client::{ClientConfig, FragmentAssembler, OfferResult, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
+#[cfg(target_os = "linux")]
+#[path = "support/io_uring.rs"]
+mod io_uring_support;
+#[cfg(target_os = "linux")]
+use io_uring_support::io_uring_runs;
+
 struct CountingAllocator;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -156,22 +162,6 @@ fn a_million_exclusive_offers_and_polls_allocate_nothing() {
         "the exclusive data path allocated {allocations} times"
     );
     assert!(received > 1_000_000, "received {received} fragments");
-}
-
-/// Whether io_uring runs here (required where `TERN_REQUIRE_IO_URING` is set, as in CI).
-#[cfg(target_os = "linux")]
-fn io_uring_runs() -> bool {
-    match tern_engine::udp_ring::probe(false) {
-        Ok(()) => true,
-        Err(error) => {
-            assert!(
-                std::env::var_os("TERN_REQUIRE_IO_URING").is_none(),
-                "io_uring is required here: {error}"
-            );
-            eprintln!("io_uring unavailable ({error}): skipped");
-            false
-        }
-    }
 }
 
 #[cfg(target_os = "linux")]

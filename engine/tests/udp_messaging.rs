@@ -13,6 +13,10 @@ use tern_engine::client::{
 use tern_engine::command::ErrorCode;
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
+#[path = "support/io_uring.rs"]
+mod io_uring_support;
+use io_uring_support::io_uring_runs;
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn dir(name: &str) -> PathBuf {
@@ -157,26 +161,32 @@ fn two_drivers_exchange_a_stream() {
 
 #[test]
 fn loss_on_both_sides_is_repaired_in_order() {
-    let sending = driver_with("loss-send", |config| {
-        config
-            .set(
-                "sender_loss",
-                "drop=0.1,duplicate=0.05,reorder=0.05,seed=11",
-            )
-            .unwrap();
+    loss_on_both_sides("loss", "mmsg", 11, 9);
+}
+
+#[test]
+fn drivers_on_io_uring_repair_loss_in_order() {
+    if io_uring_runs() {
+        loss_on_both_sides("uring", "io_uring", 31, 19);
+    }
+}
+
+/// Two drivers on `udp_io`, loss on both sides (seeds from `seed`): a stream on `stream`
+/// arrives whole and in order, the loss is counted, repaired and reported.
+fn loss_on_both_sides(tag: &str, udp_io: &str, seed: u64, stream: i32) {
+    let loss = |seed: u64| format!("drop=0.1,duplicate=0.05,reorder=0.05,seed={seed}");
+    let sending = driver_with(&format!("{tag}-send"), |config| {
+        config.set("udp_io", udp_io).unwrap();
+        config.set("sender_loss", &loss(seed)).unwrap();
     });
-    let receiving = driver_with("loss-receive", |config| {
-        config
-            .set(
-                "receiver_loss",
-                "drop=0.1,duplicate=0.05,reorder=0.05,seed=12",
-            )
-            .unwrap();
+    let receiving = driver_with(&format!("{tag}-receive"), |config| {
+        config.set("udp_io", udp_io).unwrap();
+        config.set("receiver_loss", &loss(seed + 1)).unwrap();
     });
     let (publisher, subscriber) = (client(&sending), client(&receiving));
     let port = free_port();
-    let mut subscription = subscriber.add_subscription(&channel(port), 9).unwrap();
-    let publication = publisher.add_publication(&channel(port), 9).unwrap();
+    let mut subscription = subscriber.add_subscription(&channel(port), stream).unwrap();
+    let publication = publisher.add_publication(&channel(port), stream).unwrap();
     wait_connected(&publication, &mut subscription);
     exchange(&publication, &mut subscription, &messages(5_000));
     let counted = |tern: &Tern, label: &str| {
@@ -195,7 +205,7 @@ fn loss_on_both_sides_is_repaired_in_order() {
     let mut entries = Vec::new();
     tern_engine::loss_report::read(receiving.dir(), |entry| entries.push(entry)).unwrap();
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0].stream_id, 9);
+    assert_eq!(entries[0].stream_id, stream);
     assert_eq!(entries[0].session_id, publication.session_id());
     assert!(entries[0].observations > 0 && entries[0].bytes > 0);
     assert!(entries[0].channel.contains(&port.to_string()));
@@ -719,53 +729,15 @@ fn a_multi_destination_subscription_joins_a_dynamic_publication_through_each_des
     assert_eq!(system_counter(&tern, "images created"), 1);
 }
 
-/// Whether io_uring runs here (required where `TERN_REQUIRE_IO_URING` is set, as in CI).
-fn io_uring_runs() -> bool {
-    match tern_engine::udp_ring::probe(false) {
-        Ok(()) => true,
-        Err(error) => {
-            assert!(
-                std::env::var_os("TERN_REQUIRE_IO_URING").is_none(),
-                "io_uring is required here: {error}"
-            );
-            eprintln!("io_uring unavailable ({error}): skipped");
-            false
-        }
-    }
-}
-
 #[test]
-fn drivers_on_io_uring_repair_loss_in_order() {
+fn a_multi_destination_subscription_on_io_uring_takes_its_stream() {
     if !io_uring_runs() {
         return;
     }
-    let sending = driver_with("uring-send", |config| {
+    let driver = driver_with("uring-mds", |config| {
         config.set("udp_io", "io_uring").unwrap();
-        config
-            .set(
-                "sender_loss",
-                "drop=0.1,duplicate=0.05,reorder=0.05,seed=31",
-            )
-            .unwrap();
     });
-    let receiving = driver_with("uring-receive", |config| {
-        config.set("udp_io", "io_uring").unwrap();
-        config
-            .set(
-                "receiver_loss",
-                "drop=0.1,duplicate=0.05,reorder=0.05,seed=32",
-            )
-            .unwrap();
-    });
-    let (publisher, subscriber) = (client(&sending), client(&receiving));
-    let port = free_port();
-    let mut subscription = subscriber.add_subscription(&channel(port), 19).unwrap();
-    let publication = publisher.add_publication(&channel(port), 19).unwrap();
-    wait_connected(&publication, &mut subscription);
-    exchange(&publication, &mut subscription, &messages(3000));
-    assert!(system_counter(&subscriber, "naks sent") > 0);
-    assert!(system_counter(&publisher, "retransmits") > 0);
-    assert_eq!(system_counter(&subscriber, "invalid frames"), 0);
+    let (publisher, subscriber) = (client(&driver), client(&driver));
     // A multi-destination subscription's sockets take the driver's backend too.
     let merged = subscriber
         .add_subscription("tern:udp?control-mode=manual", 20)

@@ -329,15 +329,8 @@ impl DriverConductor {
                 ),
             ));
         }
-        let text = command.channel();
-        let address = ChannelUri::parse(text)
-            .map_err(|error| error.to_string())
-            .and_then(|uri| UdpChannel::resolve(&uri).map_err(|error| error.to_string()))
-            .and_then(|udp| {
-                udp.endpoint
-                    .ok_or_else(|| "a destination needs endpoint=host:port".to_owned())
-            })
-            .map_err(|reason| fail(ErrorCode::InvalidChannel, format!("{text}: {reason}")))?;
+        let (_, _, address) = resolve_destination(command.channel())
+            .map_err(|reason| fail(ErrorCode::InvalidChannel, reason))?;
         let add = match command.action() {
             DestinationAction::Add => true,
             DestinationAction::Remove => false,
@@ -498,6 +491,19 @@ impl DriverConductor {
     }
 }
 
+/// A destination channel (`tern:udp?endpoint=host:port...`) resolved, with its endpoint (a
+/// port, not 0); the reason, naming the channel, when it is not one.
+fn resolve_destination(text: &str) -> Result<(ChannelUri, UdpChannel, SocketAddr), String> {
+    let uri = ChannelUri::parse(text).map_err(|error| format!("{text}: {error}"))?;
+    let udp = UdpChannel::resolve(&uri).map_err(|error| format!("{text}: {error}"))?;
+    match udp.endpoint {
+        Some(address) if address.port() != 0 => Ok((uri, udp, address)),
+        _ => Err(format!(
+            "{text}: a destination needs endpoint=host:port (a port, not 0)"
+        )),
+    }
+}
+
 /// Binds a socket of endpoint `receive` for `uri` (resolved as `udp`): the next destination,
 /// its buffer counted in the endpoint's window. Fails with the reason.
 fn bind_destination(
@@ -568,16 +574,8 @@ impl DriverConductor {
             ));
         };
         let text = command.channel();
-        let uri = ChannelUri::parse(text)
-            .map_err(|error| fail(ErrorCode::InvalidChannel, format!("{text}: {error}")))?;
-        let udp = UdpChannel::resolve(&uri)
-            .map_err(|error| fail(ErrorCode::InvalidChannel, format!("{text}: {error}")))?;
-        let Some(address) = udp.endpoint.filter(|address| address.port() != 0) else {
-            return Err(fail(
-                ErrorCode::InvalidChannel,
-                format!("{text}: a destination needs endpoint=host:port (a port, not 0)"),
-            ));
-        };
+        let (uri, udp, address) =
+            resolve_destination(text).map_err(|reason| fail(ErrorCode::InvalidChannel, reason))?;
         // The destination's own socket buffers, else the subscription's, else the driver's.
         let buffers = {
             let fallback = self.receive_buffers(&subscription_channel);
