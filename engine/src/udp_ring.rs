@@ -267,7 +267,8 @@ impl UdpRing {
                         );
                     }
                 }
-                Err(_) if result == -libc::EAGAIN || result == -libc::EINTR => {}
+                // ECONNREFUSED: a connected socket's earlier datagram met no listener.
+                Err(_) if matches!(-result, libc::EAGAIN | libc::EINTR | libc::ECONNREFUSED) => {}
                 Err(_) => failure = Some(io::Error::from_raw_os_error(-result)),
             }
         }
@@ -286,11 +287,22 @@ impl UdpRing {
     }
 
     /// Sends `headers` (each a datagram, or a GSO run, to its address) as one linked chain;
-    /// returns how many went before the first refusal (none: the socket's buffer is full).
+    /// returns how many went before the first refusal (none: the socket's buffer is full). A
+    /// connected socket's first request may fail with an earlier datagram's ICMP port
+    /// unreachable (sending nothing): that report taken, the chain is sent once more.
     pub(crate) fn send(&mut self, headers: &[libc::mmsghdr]) -> io::Result<usize> {
+        match self.send_chain(headers)? {
+            (0, true) => Ok(self.send_chain(headers)?.0),
+            (sent, _) => Ok(sent),
+        }
+    }
+
+    /// One chain of [`UdpRing::send`]: how many went, and whether the first was refused for
+    /// an earlier datagram (ECONNREFUSED).
+    fn send_chain(&mut self, headers: &[libc::mmsghdr]) -> io::Result<(usize, bool)> {
         let count = headers.len().min(BATCH_MAX);
         if count == 0 {
-            return Ok(0);
+            return Ok((0, false));
         }
         let room = |ring: &mut IoUring| {
             let submission = ring.submission();
@@ -352,10 +364,15 @@ impl UdpRing {
             .take_while(|result| **result >= 0)
             .count();
         match results[0] {
-            error if error < 0 && error != -libc::EAGAIN && error != -libc::ECANCELED => {
+            // Full, cut from a chain, or a connected socket's earlier datagram refused (the
+            // report is taken; the caller sends again later): nothing lost, nothing wrong.
+            error
+                if error < 0
+                    && !matches!(-error, libc::EAGAIN | libc::ECANCELED | libc::ECONNREFUSED) =>
+            {
                 Err(io::Error::from_raw_os_error(-error))
             }
-            _ => Ok(sent),
+            first => Ok((sent, first == -libc::ECONNREFUSED)),
         }
     }
 }

@@ -138,6 +138,10 @@ pub struct UdpTransport {
     /// Whether runs of equal datagrams go out as one GSO send (`UDP_SEGMENT`); turned off for
     /// good the first time the kernel refuses it.
     gso: bool,
+    /// The one address a connected socket talks to (a unicast publication's endpoint): sends
+    /// to it name no address, so the kernel reuses the connection's route instead of looking
+    /// one up per datagram, and the kernel delivers it datagrams from that address only.
+    peer: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for UdpTransport {
@@ -236,7 +240,10 @@ impl UdpTransport {
     /// A socket that sends a publication's stream: bound to the channel's interface (or any
     /// address and port); for a multicast group, bound to the control group and joined to it, to
     /// hear the receivers' status messages and NAKs, with the channel's hops and interface.
-    pub fn sender(channel: &UdpChannel, buffers: SocketBuffers) -> io::Result<Self> {
+    ///
+    /// A unicast publication's socket is connected to its endpoint when `connect` (setting
+    /// `udp_connect`, as Aeron's are by default): see [`UdpTransport::peer`].
+    pub fn sender(channel: &UdpChannel, buffers: SocketBuffers, connect: bool) -> io::Result<Self> {
         let endpoint = channel.endpoint.or(channel.control).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "a sender needs an endpoint")
         })?;
@@ -251,7 +258,7 @@ impl UdpTransport {
             // A multi-destination publication listens at its control address: receivers send
             // their status messages and NAKs (and, dynamic, their requests to join) there.
             (Some(control), false) => socket.bind(&SockAddr::from(control))?,
-            (None, _) => {
+            (None, multicast) => {
                 let local = match channel.interface {
                     Some(interface) => SocketAddr::new(interface.address, interface.port),
                     None if endpoint.is_ipv4() => {
@@ -260,6 +267,15 @@ impl UdpTransport {
                     None => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
                 };
                 socket.bind(&SockAddr::from(local))?;
+                if !multicast && connect {
+                    // A unicast publication talks to its endpoint alone, as Aeron's connected
+                    // send sockets do: its receiver's status messages and NAKs come from the
+                    // socket bound there, and no other source is heard.
+                    socket.connect(&SockAddr::from(endpoint))?;
+                    let mut transport = Self::with(socket);
+                    transport.peer = Some(endpoint);
+                    return Ok(transport);
+                }
             }
         }
         Ok(Self::with(socket))
@@ -272,6 +288,7 @@ impl UdpTransport {
             buffers: vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice(),
             headers: Headers::new(),
             gso: true,
+            peer: None,
         }
     }
 
@@ -292,6 +309,15 @@ impl UdpTransport {
         self.ring = Some(ring);
         self.buffers = Box::default();
         Ok(())
+    }
+
+    /// The address a connected socket talks to alone, if it is connected: sends to it name no
+    /// address (the kernel keeps the route), and the kernel drops datagrams from any other
+    /// source. `udp_connect = false` leaves it unconnected, for a receiver whose replies leave
+    /// from another address than the endpoint (one bound to every address of a host with
+    /// several).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// How sends and receives reach the kernel.
@@ -345,8 +371,19 @@ impl UdpTransport {
         self.send_each(datagrams, destination)
     }
 
-    fn send_each(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> io::Result<usize> {
-        let destination = SockAddr::from(destination);
+    /// Where a message to `destination` names its address: nowhere (null, 0) for a connected
+    /// socket's peer.
+    fn name_of(&self, destination: &SockAddr, to: SocketAddr) -> (*mut libc::c_void, u32) {
+        if self.peer == Some(to) {
+            (std::ptr::null_mut(), 0)
+        } else {
+            (destination.as_ptr().cast_mut().cast(), destination.len())
+        }
+    }
+
+    fn send_each(&mut self, datagrams: &[&[u8]], to: SocketAddr) -> io::Result<usize> {
+        let destination = SockAddr::from(to);
+        let (name, name_length) = self.name_of(&destination, to);
         let count = datagrams.len().min(BATCH_MAX);
         let headers = &mut *self.headers;
         for (index, datagram) in datagrams.iter().take(count).enumerate() {
@@ -354,20 +391,17 @@ impl UdpTransport {
                 index,
                 datagram.as_ptr().cast_mut().cast(),
                 datagram.len(),
-                destination.as_ptr().cast_mut().cast(),
-                destination.len(),
+                name,
+                name_length,
             );
         }
         send_messages(&self.socket, &mut self.ring, &mut headers.messages[..count])
     }
 
     /// Sends runs of equal datagrams as GSO messages; returns the datagrams sent.
-    fn send_segmented(
-        &mut self,
-        datagrams: &[&[u8]],
-        destination: SocketAddr,
-    ) -> io::Result<usize> {
-        let destination = SockAddr::from(destination);
+    fn send_segmented(&mut self, datagrams: &[&[u8]], to: SocketAddr) -> io::Result<usize> {
+        let destination = SockAddr::from(to);
+        let (name, name_length) = self.name_of(&destination, to);
         let count = datagrams.len().min(BATCH_MAX);
         let headers = &mut *self.headers;
         // Datagrams in each message, to count what went out.
@@ -400,8 +434,8 @@ impl UdpTransport {
             let iovecs = headers.iovecs.as_mut_ptr().wrapping_add(start);
             let message = &mut headers.messages[messages];
             message.msg_len = 0;
-            message.msg_hdr.msg_name = destination.as_ptr().cast_mut().cast();
-            message.msg_hdr.msg_namelen = destination.len();
+            message.msg_hdr.msg_name = name;
+            message.msg_hdr.msg_namelen = name_length;
             message.msg_hdr.msg_iov = iovecs;
             message.msg_hdr.msg_iovlen = end - start;
             message.msg_hdr.msg_control = std::ptr::null_mut();
@@ -474,7 +508,12 @@ impl UdpTransport {
         };
         if result < 0 {
             let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::WouldBlock {
+            // ECONNREFUSED: a connected socket's earlier datagram met no listener (ICMP port
+            // unreachable, reported once); nothing was lost here.
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+            ) {
                 return Ok(0);
             }
             return Err(error);
@@ -511,6 +550,9 @@ fn send_messages(
     }
     let count = headers.len();
     let mut sent = 0;
+    // A connected socket reports an earlier datagram's ICMP port unreachable on the next call,
+    // which then sends nothing: once per call that report is taken and the send tried again.
+    let mut refused_once = false;
     while sent < count {
         let remaining = u32::try_from(count - sent).unwrap_or(u32::MAX);
         // SAFETY: `headers[sent..]` point at the destination, iovecs over the caller's
@@ -526,8 +568,16 @@ fn send_messages(
         };
         if result < 0 {
             let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::ConnectionRefused && !refused_once {
+                refused_once = true;
+                continue;
+            }
             // What went out before the error counts: the caller must not send it again.
-            if error.kind() == io::ErrorKind::WouldBlock || sent > 0 {
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+            ) || sent > 0
+            {
                 break;
             }
             return Err(error);
@@ -603,6 +653,15 @@ mod tests {
     /// A receiver on a free loopback port and a sender to it, with `send` buffers, both
     /// through `io`.
     fn pair(send: SocketBuffers, io: UdpIo) -> (UdpTransport, UdpTransport, SocketAddr) {
+        pair_connected(send, io, true)
+    }
+
+    /// [`pair`], the sender connected or not.
+    fn pair_connected(
+        send: SocketBuffers,
+        io: UdpIo,
+        connect: bool,
+    ) -> (UdpTransport, UdpTransport, SocketAddr) {
         let mut receiver = UdpTransport::receiver(
             &channel("tern:udp?endpoint=127.0.0.1:0"),
             SocketBuffers::default(),
@@ -610,9 +669,12 @@ mod tests {
         .unwrap();
         receiver.use_io(io).unwrap();
         let destination = receiver.local_address().unwrap();
-        let mut sender =
-            UdpTransport::sender(&channel(&format!("tern:udp?endpoint={destination}")), send)
-                .unwrap();
+        let mut sender = UdpTransport::sender(
+            &channel(&format!("tern:udp?endpoint={destination}")),
+            send,
+            connect,
+        )
+        .unwrap();
         sender.use_io(io).unwrap();
         assert_eq!((receiver.io(), sender.io()), (io, io));
         (receiver, sender, destination)
@@ -720,6 +782,51 @@ mod tests {
                 SocketBuffers::default(),
             )
             .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_connected_sender_hears_its_endpoint_alone_and_an_unconnected_one_anyone() {
+        for io in backends() {
+            for connect in [true, false] {
+                let (mut receiver, mut sender, destination) =
+                    pair_connected(SocketBuffers::default(), io, connect);
+                assert_eq!(sender.peer(), connect.then_some(destination));
+                let port = sender.local_address().unwrap().port();
+                let source = SocketAddr::from(([127, 0, 0, 1], port));
+                let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                stranger.send_to(b"stranger", source).unwrap();
+                assert_eq!(receiver.send(&[b"status"], source).unwrap(), 1);
+                let expected: &[&[u8]] = if connect {
+                    &[b"status"]
+                } else {
+                    &[b"status", b"stranger"]
+                };
+                let heard = receive_all(&mut sender, expected.len());
+                let mut got: Vec<&[u8]> = heard.iter().map(|(bytes, _)| bytes.as_slice()).collect();
+                got.sort_unstable();
+                assert_eq!(got, expected, "{io:?}, connected {connect}");
+                // Sends to the endpoint arrive either way (naming no address when connected).
+                assert_eq!(sender.send(&[b"data"], destination).unwrap(), 1);
+                assert_eq!(receive_all(&mut receiver, 1)[0].0, b"data");
+            }
+        }
+    }
+
+    #[test]
+    fn a_connected_sender_to_nobody_neither_fails_nor_loses_the_next_datagram() {
+        for io in backends() {
+            let (receiver, mut sender, destination) = pair(SocketBuffers::default(), io);
+            drop(receiver);
+            // Each send to a closed port earns an ICMP port unreachable, reported on the
+            // socket's next call: never an error, and the next send still goes.
+            for _ in 0..20 {
+                // Back to back: the second send takes the first one's report.
+                assert_eq!(sender.send(&[b"setup"], destination).unwrap(), 1, "{io:?}");
+                assert_eq!(sender.send(&[b"setup"], destination).unwrap(), 1, "{io:?}");
+                // Or a receive takes it.
+                assert_eq!(sender.receive(|_, _| panic!("nothing")).unwrap(), 0);
+            }
         }
     }
 

@@ -194,6 +194,7 @@ fn udp_batches_allocate_nothing(io: tern_engine::udp_transport::UdpIo) {
     let mut sender = UdpTransport::sender(
         &resolve(&format!("tern:udp?endpoint={destination}")),
         SocketBuffers::default(),
+        true,
     )
     .unwrap();
     sender.use_io(io).unwrap();

@@ -148,15 +148,22 @@ fn one_driver_sends_to_itself_over_loopback() {
 }
 
 #[test]
-fn two_drivers_exchange_a_stream() {
-    let sending = driver_with("two-send", |_| {});
-    let receiving = driver_with("two-receive", |_| {});
-    let (publisher, subscriber) = (client(&sending), client(&receiving));
-    let port = free_port();
-    let mut subscription = subscriber.add_subscription(&channel(port), 8).unwrap();
-    let publication = publisher.add_publication(&channel(port), 8).unwrap();
-    wait_connected(&publication, &mut subscription);
-    exchange(&publication, &mut subscription, &messages(5_000));
+fn two_drivers_exchange_a_stream_with_connected_or_unconnected_send_sockets() {
+    for connect in ["true", "false"] {
+        let sending = driver_with(&format!("two-send-{connect}"), |config| {
+            config.set("udp_connect", connect).unwrap();
+        });
+        let receiving = driver_with(&format!("two-receive-{connect}"), |_| {});
+        let (publisher, subscriber) = (client(&sending), client(&receiving));
+        let port = free_port();
+        // The publication first: its first SETUPs meet a closed port (ICMP port unreachable,
+        // which a connected socket reports on its next call), never counted as an error.
+        let publication = publisher.add_publication(&channel(port), 8).unwrap();
+        let mut subscription = subscriber.add_subscription(&channel(port), 8).unwrap();
+        wait_connected(&publication, &mut subscription);
+        exchange(&publication, &mut subscription, &messages(5_000));
+        assert_eq!(system_counter(&publisher, "send errors"), 0, "{connect}");
+    }
 }
 
 #[test]

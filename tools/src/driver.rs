@@ -59,6 +59,10 @@ pub(crate) struct DriverArgs {
     /// io_uring_sqpoll (a kernel thread polls each socket's ring).
     #[arg(long)]
     udp_io: Option<String>,
+    /// Whether unicast publication sockets are connected to their endpoint: true (default, as
+    /// Aeron) or false (hear control frames from any source address).
+    #[arg(long)]
+    udp_connect: Option<String>,
     /// Default MTU.
     #[arg(long)]
     mtu: Option<String>,
@@ -126,6 +130,7 @@ pub(crate) fn config(args: &DriverArgs) -> Result<DriverConfig> {
         ("sender_loss", &args.sender_loss),
         ("receiver_loss", &args.receiver_loss),
         ("udp_io", &args.udp_io),
+        ("udp_connect", &args.udp_connect),
         ("mtu", &args.mtu),
         ("client_liveness_timeout", &args.client_liveness_timeout),
         ("unblock_timeout", &args.unblock_timeout),

@@ -14,6 +14,7 @@
 //! | sender loss (testing) | `--sender-loss` | `TERN_SENDER_LOSS` | `sender_loss` | off; `drop=0.1,duplicate=0.01,reorder=0.01,gap=8192/1024,seed=7` |
 //! | receiver loss (testing) | `--receiver-loss` | `TERN_RECEIVER_LOSS` | `receiver_loss` | off; as sender loss |
 //! | UDP system calls: `mmsg` (`sendmmsg`/`recvmmsg`), `io_uring`, or `io_uring_sqpoll` (a kernel thread polls each ring; never the default) | `--udp-io` | `TERN_UDP_IO` | `udp_io` | `mmsg` |
+//! | connected unicast send sockets (`false`: hear control frames from any source) | `--udp-connect` | `TERN_UDP_CONNECT` | `udp_connect` | `true` |
 //! | MTU | `--mtu` | `TERN_MTU` | `mtu` | `1408` |
 //! | client liveness timeout | `--client-liveness-timeout` | `TERN_CLIENT_LIVENESS_TIMEOUT` | `client_liveness_timeout` | `10s` |
 //! | publication unblock timeout | `--unblock-timeout` | `TERN_UNBLOCK_TIMEOUT` | `unblock_timeout` | `15s` |
@@ -120,6 +121,10 @@ pub struct DriverConfig {
     pub receiver_loss: Option<super::loss_generator::LossConfig>,
     /// How UDP sockets send and receive: `sendmmsg`/`recvmmsg`, or io_uring.
     pub udp_io: crate::udp_transport::UdpIo,
+    /// Whether a unicast publication's socket is connected to its endpoint (as Aeron's are by
+    /// default): the kernel keeps the route and drops control frames from other sources.
+    /// `false` for receivers whose replies leave from another address than the endpoint.
+    pub udp_connect: bool,
     /// Where the driver's agents read the time (once per duty cycle): the system clock, or a
     /// [`ManualClock`](crate::agent::ManualClock) that tests step. Not a setting operators make.
     pub clock: Arc<dyn Clock>,
@@ -140,6 +145,7 @@ impl Default for DriverConfig {
             sender_loss: None,
             receiver_loss: None,
             udp_io: crate::udp_transport::UdpIo::default(),
+            udp_connect: true,
             mtu: tern_codec::frame::MTU_DEFAULT,
             page_size: 4096,
             client_liveness_timeout: Duration::from_secs(10),
@@ -209,6 +215,13 @@ impl DriverConfig {
                 );
             }
             "udp_io" => self.udp_io = value.parse()?,
+            "udp_connect" => {
+                self.udp_connect = match value {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(format!("{key} = {other:?} is not true or false")),
+                };
+            }
             "mtu" => {
                 let mtu = size()?;
                 tern_codec::frame::validate_mtu(mtu).map_err(|error| format!("{key}: {error}"))?;
@@ -233,7 +246,7 @@ impl DriverConfig {
     }
 
     /// The settings' keys, in the order of the table above.
-    pub const KEYS: [&'static str; 20] = [
+    pub const KEYS: [&'static str; 21] = [
         "dir",
         "threading_mode",
         "idle",
@@ -246,6 +259,7 @@ impl DriverConfig {
         "sender_loss",
         "receiver_loss",
         "udp_io",
+        "udp_connect",
         "mtu",
         "client_liveness_timeout",
         "unblock_timeout",
@@ -287,6 +301,9 @@ mod tests {
         config.set("udp_io", "io_uring").unwrap();
         assert_eq!(config.udp_io, crate::udp_transport::UdpIo::IoUring);
         assert!(config.set("udp_io", "epoll").unwrap_err().contains("mmsg"));
+        config.set("udp_connect", "false").unwrap();
+        assert!(!config.udp_connect);
+        assert!(config.set("udp_connect", "maybe").is_err());
         assert!(
             config
                 .set("colour", "blue")

@@ -201,7 +201,8 @@ impl DriverConductor {
                 )));
             }
         };
-        let mut transport = UdpTransport::sender(&udp, SocketBuffers::of(channel))
+        let connect = self.config.udp_connect;
+        let mut transport = UdpTransport::sender(&udp, SocketBuffers::of(channel), connect)
             .map_err(|error| invalid(format!("{channel_text}: cannot open a socket: {error}")))?;
         let io = self.config.udp_io;
         transport
