@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use io_uring::{IoUring, opcode, squeue, types};
 
-use crate::udp_transport::{BATCH_MAX, DATAGRAM_MAX, RECEIVE_BATCH, socket_address};
+use crate::udp_transport::{
+    BATCH_MAX, DATAGRAM_MAX, RECEIVE_BATCH, each_datagram, gro_segment, socket_address,
+};
 
 /// Submission entries: every receive slot posted plus a full send chain, with room to spare.
 const RING_ENTRIES: u32 = 128;
@@ -53,12 +55,15 @@ const SQPOLL_IDLE_MS: u32 = 10;
 const RETRY_PAUSE: Duration = Duration::from_micros(50);
 
 /// One posted receive: what the kernel reads (header, iovec) and writes (address, flags,
-/// length, and the buffer the iovec points at).
+/// control messages, length, and the buffer the iovec points at).
 #[repr(C)]
 struct Slot {
     header: libc::msghdr,
     iovec: libc::iovec,
     source: libc::sockaddr_storage,
+    /// Control messages: a coalesced run's segment size (UDP GRO). u64s for the alignment
+    /// cmsghdr needs.
+    control: [u64; 4],
 }
 
 /// A socket's io_uring: its posted receives and the chain of a send.
@@ -183,8 +188,8 @@ impl UdpRing {
             libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).unwrap_or(0);
         slot.header.msg_iov = std::ptr::from_mut(&mut slot.iovec);
         slot.header.msg_iovlen = 1;
-        slot.header.msg_control = std::ptr::null_mut();
-        slot.header.msg_controllen = 0;
+        slot.header.msg_control = slot.control.as_mut_ptr().cast();
+        slot.header.msg_controllen = size_of_val(&slot.control);
         slot.header.msg_flags = 0;
         let entry = opcode::RecvMsg::new(types::Fd(self.fd), std::ptr::from_mut(&mut slot.header))
             .build()
@@ -241,7 +246,8 @@ impl UdpRing {
     }
 
     /// Hands each datagram received since the last call to `handle` with its source (at most
-    /// [`RECEIVE_BATCH`]); posts the slots again. Returns how many datagrams there were.
+    /// [`RECEIVE_BATCH`] receives, each a datagram or a coalesced run); posts the slots again.
+    /// Returns how many datagrams there were.
     pub(crate) fn receive(
         &mut self,
         mut handle: impl FnMut(&[u8], std::net::SocketAddr),
@@ -254,17 +260,20 @@ impl UdpRing {
         for &(index, result) in &ready[..count] {
             match usize::try_from(result) {
                 Ok(length) => {
-                    received += 1;
                     let slot = &self.slots[index];
                     // Cut short by the kernel: never handed on as if whole.
                     if slot.header.msg_flags & libc::MSG_TRUNC == 0
                         && let Some(source) = socket_address(&slot.source)
                     {
                         let start = index * DATAGRAM_MAX;
-                        handle(
+                        received += each_datagram(
                             &self.buffers[start..start + length.min(DATAGRAM_MAX)],
+                            gro_segment(&slot.header),
                             source,
+                            &mut handle,
                         );
+                    } else {
+                        received += 1;
                     }
                 }
                 // ECONNREFUSED: a connected socket's earlier datagram met no listener.

@@ -31,6 +31,81 @@ const GSO_SEGMENTS_MAX: usize = 64;
 /// Payload bytes in one GSO send at most (one IP datagram, less headers).
 const GSO_BYTES_MAX: usize = 65_000;
 
+/// `UDP_GRO` (Linux 5.0): a receive socket takes a run of datagrams the kernel coalesced (a GSO
+/// send on loopback, or a NIC's receive offload) in one buffer, with the segment size in a
+/// control message, instead of one datagram per receive.
+const UDP_GRO: libc::c_int = 104;
+
+/// Asks the kernel to coalesce `socket`'s datagrams (UDP GRO); whether it will.
+fn enable_gro(socket: &Socket) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is an int alive for the call, and its length says so; the
+    // socket is open.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&raw const on).cast(),
+            libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(0),
+        )
+    };
+    result == 0
+}
+
+/// The segment size of a coalesced receive (UDP GRO), from the control messages the kernel
+/// wrote into `header`'s control buffer; none for a single datagram.
+pub(crate) fn gro_segment(header: &libc::msghdr) -> Option<usize> {
+    if header.msg_control.is_null()
+        || header.msg_controllen == 0
+        || header.msg_flags & libc::MSG_CTRUNC != 0
+    {
+        return None;
+    }
+    // SAFETY: `msg_control` points at the caller's control buffer of `msg_controllen` bytes,
+    // which the kernel filled for this receive; CMSG_FIRSTHDR and CMSG_NXTHDR return only
+    // headers that lie whole within that length (or null), and a UDP_GRO message's data is
+    // one int.
+    unsafe {
+        let mut message = libc::CMSG_FIRSTHDR(header);
+        while !message.is_null() {
+            if (*message).cmsg_level == libc::SOL_UDP
+                && (*message).cmsg_type == UDP_GRO
+                && (*message).cmsg_len >= libc::CMSG_LEN(4) as usize
+            {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(message).cast::<libc::c_int>());
+                return usize::try_from(size).ok().filter(|size| *size > 0);
+            }
+            message = libc::CMSG_NXTHDR(header, message);
+        }
+    }
+    None
+}
+
+/// Hands what one receive brought to `handle`: the datagram, or each datagram of a coalesced
+/// run (`segment` bytes each, the last possibly shorter). Returns how many.
+pub(crate) fn each_datagram(
+    bytes: &[u8],
+    segment: Option<usize>,
+    source: SocketAddr,
+    handle: &mut impl FnMut(&[u8], SocketAddr),
+) -> usize {
+    match segment {
+        Some(size) if size < bytes.len() => {
+            let mut count = 0;
+            for datagram in bytes.chunks(size) {
+                handle(datagram, source);
+                count += 1;
+            }
+            count
+        }
+        _ => {
+            handle(bytes, source);
+            1
+        }
+    }
+}
+
 /// Whether a send failed because this kernel or route has no UDP GSO.
 fn gso_unsupported(error: &io::Error) -> bool {
     matches!(
@@ -138,6 +213,9 @@ pub struct UdpTransport {
     /// Whether runs of equal datagrams go out as one GSO send (`UDP_SEGMENT`); turned off for
     /// good the first time the kernel refuses it.
     gso: bool,
+    /// Whether the kernel hands this socket runs of datagrams coalesced (UDP GRO), which
+    /// [`UdpTransport::receive`] splits again.
+    gro: bool,
     /// The one address a connected socket talks to (a unicast publication's endpoint): sends
     /// to it name no address, so the kernel reuses the connection's route instead of looking
     /// one up per datagram, and the kernel delivers it datagrams from that address only.
@@ -234,7 +312,11 @@ impl UdpTransport {
         } else {
             socket.bind(&SockAddr::from(endpoint))?;
         }
-        Ok(Self::with(socket))
+        // Coalesced receives where the kernel has them (5.0+); one datagram each otherwise.
+        let gro = enable_gro(&socket);
+        let mut transport = Self::with(socket);
+        transport.gro = gro;
+        Ok(transport)
     }
 
     /// A socket that sends a publication's stream: bound to the channel's interface (or any
@@ -288,6 +370,7 @@ impl UdpTransport {
             buffers: vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice(),
             headers: Headers::new(),
             gso: true,
+            gro: false,
             peer: None,
         }
     }
@@ -327,6 +410,12 @@ impl UdpTransport {
             Some(ring) if ring.sqpoll() => UdpIo::IoUringSqpoll,
             Some(_) => UdpIo::IoUring,
         }
+    }
+
+    /// Whether receives take runs of datagrams the kernel coalesced (UDP GRO, receive sockets
+    /// on kernels that have it).
+    pub fn uses_gro(&self) -> bool {
+        self.gro
     }
 
     /// Whether sends use UDP GSO (until the kernel first refuses it).
@@ -476,8 +565,9 @@ impl UdpTransport {
             .sum())
     }
 
-    /// Receives the datagrams waiting, at most [`RECEIVE_BATCH`] per call (`recvmmsg`), without
-    /// blocking, handing each to `handle` with its source; returns how many.
+    /// Receives the datagrams waiting, at most [`RECEIVE_BATCH`] receives per call (`recvmmsg`;
+    /// each a datagram, or a run the kernel coalesced), without blocking, handing each datagram
+    /// to `handle` with its source; returns how many datagrams.
     pub fn receive(&mut self, mut handle: impl FnMut(&[u8], SocketAddr)) -> io::Result<usize> {
         if let Some(ring) = &mut self.ring {
             return ring.receive(handle);
@@ -492,11 +582,18 @@ impl UdpTransport {
                 source,
                 socklen_of_storage(),
             );
+            if self.gro {
+                let control = &mut headers.controls[index];
+                let message = &mut headers.messages[index].msg_hdr;
+                message.msg_control = control.as_mut_ptr().cast();
+                message.msg_controllen = size_of_val(control);
+            }
         }
         // SAFETY: the first RECEIVE_BATCH headers point at a buffer of DATAGRAM_MAX bytes of
-        // `self.buffers` and an address of `headers.sources` each (written just above), alive
-        // for the call; the kernel writes datagrams, sources and lengths into them only.
-        // MSG_DONTWAIT: never blocks.
+        // `self.buffers`, an address of `headers.sources` and (with GRO) a control buffer of
+        // `headers.controls` each (written just above), alive for the call; the kernel writes
+        // datagrams, sources, control messages and lengths into them only. MSG_DONTWAIT: never
+        // blocks.
         let result = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
@@ -518,21 +615,29 @@ impl UdpTransport {
             }
             return Err(error);
         }
-        let received = usize::try_from(result).unwrap_or(0).min(RECEIVE_BATCH);
-        for index in 0..received {
+        let messages = usize::try_from(result).unwrap_or(0).min(RECEIVE_BATCH);
+        let mut received = 0;
+        for index in 0..messages {
             let message = &headers.messages[index];
             if message.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 // Cut short by the kernel: never handed on as if whole.
+                received += 1;
                 continue;
             }
             let length = usize::try_from(message.msg_len)
                 .unwrap_or(0)
                 .min(DATAGRAM_MAX);
             let Some(source) = socket_address(&headers.sources[index]) else {
+                received += 1;
                 continue;
             };
             let start = index * DATAGRAM_MAX;
-            handle(&self.buffers[start..start + length], source);
+            received += each_datagram(
+                &self.buffers[start..start + length],
+                gro_segment(&message.msg_hdr),
+                source,
+                &mut handle,
+            );
         }
         Ok(received)
     }
@@ -730,6 +835,8 @@ mod tests {
             }
             assert_eq!(got, views, "gso {gso}, {io:?}: each datagram whole");
             assert_eq!(sender.uses_gso(), gso, "this kernel (4.18+) segments UDP");
+            // On loopback a GSO send arrives as one coalesced run, split again on receipt.
+            assert!(receiver.uses_gro(), "this kernel (5.0+) coalesces UDP");
         }
     }
 
