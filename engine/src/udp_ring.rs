@@ -33,9 +33,7 @@ use std::time::Duration;
 
 use io_uring::{IoUring, opcode, squeue, types};
 
-use crate::udp_transport::{
-    BATCH_MAX, DATAGRAM_MAX, RECEIVE_BATCH, each_datagram, gro_segment, socket_address,
-};
+use crate::udp_transport::{BATCH_MAX, DATAGRAM_MAX, RECEIVE_BATCH, Received, socket_address};
 
 /// Submission entries: every receive slot posted plus a full send chain, with room to spare.
 const RING_ENTRIES: u32 = 128;
@@ -62,8 +60,8 @@ struct Slot {
     iovec: libc::iovec,
     source: libc::sockaddr_storage,
     /// Control messages: a coalesced run's segment size (UDP GRO). u64s for the alignment
-    /// cmsghdr needs.
-    control: [u64; 4],
+    /// cmsghdr needs; room for more than the one int.
+    control: [u64; 8],
 }
 
 /// A socket's io_uring: its posted receives and the chain of a send.
@@ -251,30 +249,23 @@ impl UdpRing {
     pub(crate) fn receive(
         &mut self,
         mut handle: impl FnMut(&[u8], std::net::SocketAddr),
-    ) -> io::Result<usize> {
+    ) -> io::Result<Received> {
         let mut ignored = [0; BATCH_MAX];
         self.reap(&mut ignored);
-        let mut received = 0;
+        let mut received = Received::default();
         let mut failure = None;
         let (ready, count) = (self.ready, std::mem::take(&mut self.ready_count));
         for &(index, result) in &ready[..count] {
             match usize::try_from(result) {
                 Ok(length) => {
                     let slot = &self.slots[index];
-                    // Cut short by the kernel: never handed on as if whole.
-                    if slot.header.msg_flags & libc::MSG_TRUNC == 0
-                        && let Some(source) = socket_address(&slot.source)
-                    {
-                        let start = index * DATAGRAM_MAX;
-                        received += each_datagram(
-                            &self.buffers[start..start + length.min(DATAGRAM_MAX)],
-                            gro_segment(&slot.header),
-                            source,
-                            &mut handle,
-                        );
-                    } else {
-                        received += 1;
-                    }
+                    let start = index * DATAGRAM_MAX;
+                    received.add(
+                        &self.buffers[start..start + length.min(DATAGRAM_MAX)],
+                        &slot.header,
+                        socket_address(&slot.source),
+                        &mut handle,
+                    );
                 }
                 // ECONNREFUSED: a connected socket's earlier datagram met no listener.
                 Err(_) if matches!(-result, libc::EAGAIN | libc::EINTR | libc::ECONNREFUSED) => {}
@@ -290,7 +281,7 @@ impl UdpRing {
             failure.get_or_insert(error);
         }
         match failure {
-            Some(error) if received == 0 => Err(error),
+            Some(error) if received.receives == 0 => Err(error),
             _ => Ok(received),
         }
     }
@@ -299,10 +290,15 @@ impl UdpRing {
     /// returns how many went before the first refusal (none: the socket's buffer is full). A
     /// connected socket's first request may fail with an earlier datagram's ICMP port
     /// unreachable (sending nothing): that report taken, the chain is sent once more.
-    pub(crate) fn send(&mut self, headers: &[libc::mmsghdr]) -> io::Result<usize> {
-        match self.send_chain(headers)? {
-            (0, true) => Ok(self.send_chain(headers)?.0),
-            (sent, _) => Ok(sent),
+    pub(crate) fn send(&mut self, headers: &[libc::mmsghdr], connected: bool) -> io::Result<usize> {
+        match self.send_chain(headers) {
+            Ok((0, true)) => Ok(self.send_chain(headers)?.0),
+            // A connected socket's first request may also fail for an earlier datagram's other
+            // ICMP report (host or net unreachable, ...): taken, the chain is sent once more.
+            Err(error) if connected && crate::udp_transport::icmp_report(&error) => {
+                Ok(self.send_chain(headers)?.0)
+            }
+            other => other.map(|(sent, _)| sent),
         }
     }
 
@@ -329,7 +325,8 @@ impl UdpRing {
             // Nothing of this chain was queued: nothing refers to the caller's memory.
             return Err(io::Error::other("io_uring submission queue full"));
         }
-        self.generation = (self.generation + 1) & ((SEND_TAG - 1) >> GENERATION_SHIFT);
+        // Generations stay below CANCEL_TAG's bit once shifted, so no tag is ever mistaken.
+        self.generation = (self.generation + 1) & ((CANCEL_TAG - 1) >> GENERATION_SHIFT);
         let generation = self.generation << GENERATION_SHIFT;
         {
             let mut submission = self.ring.submission();

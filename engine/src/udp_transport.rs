@@ -56,10 +56,7 @@ fn enable_gro(socket: &Socket) -> bool {
 /// The segment size of a coalesced receive (UDP GRO), from the control messages the kernel
 /// wrote into `header`'s control buffer; none for a single datagram.
 pub(crate) fn gro_segment(header: &libc::msghdr) -> Option<usize> {
-    if header.msg_control.is_null()
-        || header.msg_controllen == 0
-        || header.msg_flags & libc::MSG_CTRUNC != 0
-    {
+    if header.msg_control.is_null() || header.msg_controllen == 0 {
         return None;
     }
     // SAFETY: `msg_control` points at the caller's control buffer of `msg_controllen` bytes,
@@ -82,26 +79,51 @@ pub(crate) fn gro_segment(header: &libc::msghdr) -> Option<usize> {
     None
 }
 
-/// Hands what one receive brought to `handle`: the datagram, or each datagram of a coalesced
-/// run (`segment` bytes each, the last possibly shorter). Returns how many.
-pub(crate) fn each_datagram(
-    bytes: &[u8],
-    segment: Option<usize>,
-    source: SocketAddr,
-    handle: &mut impl FnMut(&[u8], SocketAddr),
-) -> usize {
-    match segment {
-        Some(size) if size < bytes.len() => {
-            let mut count = 0;
-            for datagram in bytes.chunks(size) {
-                handle(datagram, source);
-                count += 1;
+/// What one receive call brought.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Kernel receives: each a datagram, or a run the kernel coalesced (UDP GRO).
+    pub receives: usize,
+    /// Datagrams handed on (each datagram of a coalesced run counts).
+    pub datagrams: usize,
+    /// Receives dropped whole because the kernel cut them (a datagram past its buffer, or
+    /// control messages past theirs, which would leave a coalesced run unsplittable): to be
+    /// counted as invalid.
+    pub dropped: usize,
+    /// Receives that were coalesced runs.
+    pub coalesced: usize,
+}
+
+impl Received {
+    /// Adds one kernel receive of `bytes` (flags `flags`, control messages in `header`) from
+    /// `source`, handing its datagrams to `handle`: the datagram, or each datagram of a
+    /// coalesced run (`segment` bytes each, the last possibly shorter). A receive the kernel
+    /// cut (MSG_TRUNC, or MSG_CTRUNC: its segment size may be lost) is dropped whole.
+    pub(crate) fn add(
+        &mut self,
+        bytes: &[u8],
+        header: &libc::msghdr,
+        source: Option<SocketAddr>,
+        handle: &mut impl FnMut(&[u8], SocketAddr),
+    ) {
+        self.receives += 1;
+        let cut = header.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
+        let Some(source) = source.filter(|_| !cut) else {
+            self.dropped += 1;
+            return;
+        };
+        match gro_segment(header) {
+            Some(size) if size < bytes.len() => {
+                self.coalesced += 1;
+                for datagram in bytes.chunks(size) {
+                    handle(datagram, source);
+                    self.datagrams += 1;
+                }
             }
-            count
-        }
-        _ => {
-            handle(bytes, source);
-            1
+            _ => {
+                handle(bytes, source);
+                self.datagrams += 1;
+            }
         }
     }
 }
@@ -154,9 +176,9 @@ impl std::str::FromStr for UdpIo {
 struct Headers {
     messages: [libc::mmsghdr; BATCH_MAX],
     iovecs: [libc::iovec; BATCH_MAX],
-    /// One control message per GSO send message: its segment size (u64s for the alignment
-    /// cmsghdr needs).
-    controls: [[u64; 4]; BATCH_MAX],
+    /// One control buffer per message: a GSO send's segment size, a receive's coalesced
+    /// segment size (u64s for the alignment cmsghdr needs; room for more than the one int).
+    controls: [[u64; 8]; BATCH_MAX],
     /// Where each received datagram came from.
     sources: [libc::sockaddr_storage; RECEIVE_BATCH],
 }
@@ -211,8 +233,10 @@ pub struct UdpTransport {
     buffers: Box<[u8]>,
     headers: Box<Headers>,
     /// Whether runs of equal datagrams go out as one GSO send (`UDP_SEGMENT`); turned off for
-    /// good the first time the kernel refuses it.
+    /// good when the kernel refuses it before any GSO send went out (after one has, a failure is
+    /// the network's, not a missing feature).
     gso: bool,
+    gso_worked: bool,
     /// Whether the kernel hands this socket runs of datagrams coalesced (UDP GRO), which
     /// [`UdpTransport::receive`] splits again.
     gro: bool,
@@ -370,6 +394,7 @@ impl UdpTransport {
             buffers: vec![0u8; RECEIVE_BATCH * DATAGRAM_MAX].into_boxed_slice(),
             headers: Headers::new(),
             gso: true,
+            gso_worked: false,
             gro: false,
             peer: None,
         }
@@ -450,10 +475,13 @@ impl UdpTransport {
     pub fn send(&mut self, datagrams: &[&[u8]], destination: SocketAddr) -> io::Result<usize> {
         if self.gso && datagrams.len() > 1 {
             match self.send_segmented(datagrams, destination) {
-                Ok(sent) => return Ok(sent),
+                Ok(sent) => {
+                    self.gso_worked |= sent > 0;
+                    return Ok(sent);
+                }
                 // A kernel or device without UDP GSO says so on the first try, before anything
                 // went out: send datagram by datagram from now on.
-                Err(error) if gso_unsupported(&error) => self.gso = false,
+                Err(error) if gso_unsupported(&error) && !self.gso_worked => self.gso = false,
                 Err(error) => return Err(error),
             }
         }
@@ -484,7 +512,13 @@ impl UdpTransport {
                 name_length,
             );
         }
-        send_messages(&self.socket, &mut self.ring, &mut headers.messages[..count])
+        let connected = self.peer.is_some();
+        send_messages(
+            &self.socket,
+            &mut self.ring,
+            &mut headers.messages[..count],
+            connected,
+        )
     }
 
     /// Sends runs of equal datagrams as GSO messages; returns the datagrams sent.
@@ -554,10 +588,12 @@ impl UdpTransport {
             messages += 1;
             start = end;
         }
+        let connected = self.peer.is_some();
         let sent_messages = send_messages(
             &self.socket,
             &mut self.ring,
             &mut headers.messages[..messages],
+            connected,
         )?;
         Ok(runs[..sent_messages]
             .iter()
@@ -565,10 +601,10 @@ impl UdpTransport {
             .sum())
     }
 
-    /// Receives the datagrams waiting, at most [`RECEIVE_BATCH`] receives per call (`recvmmsg`;
-    /// each a datagram, or a run the kernel coalesced), without blocking, handing each datagram
-    /// to `handle` with its source; returns how many datagrams.
-    pub fn receive(&mut self, mut handle: impl FnMut(&[u8], SocketAddr)) -> io::Result<usize> {
+    /// Receives what is waiting, at most [`RECEIVE_BATCH`] kernel receives per call
+    /// (`recvmmsg`; each a datagram, or a run the kernel coalesced), without blocking, handing
+    /// each datagram to `handle` with its source; says how many of each.
+    pub fn receive(&mut self, mut handle: impl FnMut(&[u8], SocketAddr)) -> io::Result<Received> {
         if let Some(ring) = &mut self.ring {
             return ring.receive(handle);
         }
@@ -589,53 +625,52 @@ impl UdpTransport {
                 message.msg_controllen = size_of_val(control);
             }
         }
-        // SAFETY: the first RECEIVE_BATCH headers point at a buffer of DATAGRAM_MAX bytes of
-        // `self.buffers`, an address of `headers.sources` and (with GRO) a control buffer of
-        // `headers.controls` each (written just above), alive for the call; the kernel writes
-        // datagrams, sources, control messages and lengths into them only. MSG_DONTWAIT: never
-        // blocks.
-        let result = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                headers.messages.as_mut_ptr(),
-                u32::try_from(RECEIVE_BATCH).unwrap_or(1),
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if result < 0 {
+        // A connected socket's pending ICMP report fails the first call and hides what is
+        // queued behind it: taken, the call is made once more.
+        let mut retried = self.peer.is_none();
+        let messages = loop {
+            // SAFETY: the first RECEIVE_BATCH headers point at a buffer of DATAGRAM_MAX bytes
+            // of `self.buffers`, an address of `headers.sources` and (with GRO) a control
+            // buffer of `headers.controls` each (written above, and a failed call writes
+            // nothing), alive for the call; the kernel writes datagrams, sources, control
+            // messages and lengths into them only. MSG_DONTWAIT: never blocks.
+            let result = unsafe {
+                libc::recvmmsg(
+                    self.socket.as_raw_fd(),
+                    headers.messages.as_mut_ptr(),
+                    u32::try_from(RECEIVE_BATCH).unwrap_or(1),
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if result >= 0 {
+                break usize::try_from(result).unwrap_or(0).min(RECEIVE_BATCH);
+            }
             let error = io::Error::last_os_error();
-            // ECONNREFUSED: a connected socket's earlier datagram met no listener (ICMP port
-            // unreachable, reported once); nothing was lost here.
+            if !retried && icmp_report(&error) {
+                retried = true;
+                continue;
+            }
+            // ECONNREFUSED: an earlier datagram met no listener; nothing was lost here.
             if matches!(
                 error.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
             ) {
-                return Ok(0);
+                return Ok(Received::default());
             }
             return Err(error);
-        }
-        let messages = usize::try_from(result).unwrap_or(0).min(RECEIVE_BATCH);
-        let mut received = 0;
+        };
+        let mut received = Received::default();
         for index in 0..messages {
             let message = &headers.messages[index];
-            if message.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                // Cut short by the kernel: never handed on as if whole.
-                received += 1;
-                continue;
-            }
             let length = usize::try_from(message.msg_len)
                 .unwrap_or(0)
                 .min(DATAGRAM_MAX);
-            let Some(source) = socket_address(&headers.sources[index]) else {
-                received += 1;
-                continue;
-            };
             let start = index * DATAGRAM_MAX;
-            received += each_datagram(
+            received.add(
                 &self.buffers[start..start + length],
-                gro_segment(&message.msg_hdr),
-                source,
+                &message.msg_hdr,
+                socket_address(&headers.sources[index]),
                 &mut handle,
             );
         }
@@ -643,21 +678,40 @@ impl UdpTransport {
     }
 }
 
+/// Whether `error` may be an ICMP report about an earlier datagram, which a connected socket
+/// hands to its next call (that call then sends or receives nothing; the report is cleared).
+pub(crate) fn icmp_report(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENOPROTOOPT
+                | libc::EPROTO
+                | libc::EACCES
+                | libc::EMSGSIZE
+        )
+    )
+}
+
 /// `sendmmsg` (or the ring's linked sends) until every message went or the socket is full;
-/// returns the messages sent.
+/// returns the messages sent. On a `connected` socket a failure before anything went out may be
+/// an earlier datagram's ICMP report: it is taken and the send tried once more (a port nobody
+/// listens on is no error at all; anything else that fails twice is the caller's).
 fn send_messages(
     socket: &Socket,
     ring: &mut Option<crate::udp_ring::UdpRing>,
     headers: &mut [libc::mmsghdr],
+    connected: bool,
 ) -> io::Result<usize> {
     if let Some(ring) = ring {
-        return ring.send(headers);
+        return ring.send(headers, connected);
     }
     let count = headers.len();
     let mut sent = 0;
-    // A connected socket reports an earlier datagram's ICMP port unreachable on the next call,
-    // which then sends nothing: once per call that report is taken and the send tried again.
-    let mut refused_once = false;
+    let mut retried = !connected;
     while sent < count {
         let remaining = u32::try_from(count - sent).unwrap_or(u32::MAX);
         // SAFETY: `headers[sent..]` point at the destination, iovecs over the caller's
@@ -673,8 +727,8 @@ fn send_messages(
         };
         if result < 0 {
             let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::ConnectionRefused && !refused_once {
-                refused_once = true;
+            if sent == 0 && !retried && icmp_report(&error) {
+                retried = true;
                 continue;
             }
             // What went out before the error counts: the caller must not send it again.
@@ -788,7 +842,16 @@ mod tests {
     /// Receives until `count` datagrams arrived (bounded: loopback delivers at once, but the
     /// receive is non-blocking, so the loop waits a little for the kernel).
     fn receive_all(receiver: &mut UdpTransport, count: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+        receive_counted(receiver, count).0
+    }
+
+    /// [`receive_all`], and how many of the receives were coalesced runs.
+    fn receive_counted(
+        receiver: &mut UdpTransport,
+        count: usize,
+    ) -> (Vec<(Vec<u8>, SocketAddr)>, usize) {
         let mut received = Vec::new();
+        let mut coalesced = 0;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while received.len() < count {
             assert!(
@@ -799,11 +862,12 @@ mod tests {
             let got = receiver
                 .receive(|bytes, source| received.push((bytes.to_vec(), source)))
                 .unwrap();
-            if got == 0 {
+            coalesced += got.coalesced;
+            if got.datagrams == 0 {
                 std::thread::yield_now();
             }
         }
-        received
+        (received, coalesced)
     }
 
     #[test]
@@ -826,7 +890,7 @@ mod tests {
                 sender.disable_gso();
             }
             assert_eq!(sender.send(&views, destination).unwrap(), lengths.len());
-            let received = receive_all(&mut receiver, lengths.len());
+            let (received, coalesced) = receive_counted(&mut receiver, lengths.len());
             let mut got: Vec<&[u8]> = received.iter().map(|(bytes, _)| bytes.as_slice()).collect();
             if io != UdpIo::Mmsg {
                 // Receives posted together may complete in any order (each datagram is
@@ -837,6 +901,11 @@ mod tests {
             assert_eq!(sender.uses_gso(), gso, "this kernel (4.18+) segments UDP");
             // On loopback a GSO send arrives as one coalesced run, split again on receipt.
             assert!(receiver.uses_gro(), "this kernel (5.0+) coalesces UDP");
+            assert_eq!(
+                coalesced > 0,
+                gso,
+                "{io:?}: runs arrive coalesced exactly when sent so"
+            );
         }
     }
 
@@ -867,7 +936,8 @@ mod tests {
                 assert_eq!(bytes, &datagrams[index], "{io:?}");
                 assert_eq!(from.port(), source.port());
             }
-            assert_eq!(receiver.receive(|_, _| panic!("nothing more")).unwrap(), 0);
+            let nothing = receiver.receive(|_, _| panic!("nothing more")).unwrap();
+            assert_eq!(nothing, Received::default());
             // Either way back: the receiver answers the sender's address.
             assert_eq!(receiver.send(&[b"back"], source).unwrap(), 1);
             let answer = receive_all(&mut sender, 1);
@@ -932,8 +1002,80 @@ mod tests {
                 assert_eq!(sender.send(&[b"setup"], destination).unwrap(), 1, "{io:?}");
                 assert_eq!(sender.send(&[b"setup"], destination).unwrap(), 1, "{io:?}");
                 // Or a receive takes it.
-                assert_eq!(sender.receive(|_, _| panic!("nothing")).unwrap(), 0);
+                let nothing = sender.receive(|_, _| panic!("nothing")).unwrap();
+                assert_eq!(nothing.datagrams, 0);
             }
+            // A report pending when the listener comes back costs nothing either: the
+            // next datagram arrives.
+            assert_eq!(sender.send(&[b"setup"], destination).unwrap(), 1);
+            let mut back = UdpTransport::receiver(
+                &channel(&format!("tern:udp?endpoint={destination}")),
+                SocketBuffers::default(),
+            )
+            .unwrap();
+            back.use_io(io).unwrap();
+            assert_eq!(sender.send(&[b"again"], destination).unwrap(), 1, "{io:?}");
+            assert_eq!(receive_all(&mut back, 1)[0].0, b"again", "{io:?}");
+        }
+    }
+
+    /// A receive header whose control buffer holds a UDP_GRO message of `segment` (if any),
+    /// with `flags`, for `Received::add`.
+    fn gro_header(control: &mut [u64; 8], segment: Option<i32>, flags: i32) -> libc::msghdr {
+        // SAFETY: all-zero bytes are a valid msghdr (null pointers, zero lengths).
+        let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+        header.msg_flags = flags;
+        if let Some(segment) = segment {
+            header.msg_control = control.as_mut_ptr().cast();
+            header.msg_controllen = size_of_val(control);
+            // SAFETY: the control buffer is 64 bytes, aligned for cmsghdr, more than
+            // CMSG_SPACE(4); the macros compute offsets within it, and the header is written
+            // before its data.
+            unsafe {
+                let message = libc::CMSG_FIRSTHDR(&raw const header);
+                (*message).cmsg_level = libc::SOL_UDP;
+                (*message).cmsg_type = UDP_GRO;
+                (*message).cmsg_len = libc::CMSG_LEN(4) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(message).cast::<i32>(), segment);
+                header.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            }
+        }
+        header
+    }
+
+    #[test]
+    fn a_coalesced_receive_is_split_by_its_segment_and_a_cut_one_dropped_whole() {
+        let source: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let bytes: Vec<u8> = (0..250u8).collect();
+        let split = |segment: Option<i32>, flags: i32| {
+            let mut control = [0u64; 8];
+            let header = gro_header(&mut control, segment, flags);
+            let mut received = Received::default();
+            let mut lengths = Vec::new();
+            received.add(&bytes, &header, Some(source), &mut |datagram, _| {
+                lengths.push(datagram.len());
+            });
+            (received, lengths)
+        };
+        // Segments of 100: two whole, the last shorter.
+        let (received, lengths) = split(Some(100), 0);
+        assert_eq!(lengths, [100, 100, 50]);
+        assert_eq!(
+            (received.receives, received.datagrams, received.coalesced),
+            (1, 3, 1)
+        );
+        // No control message, or a segment as long as the buffer (or longer): one datagram.
+        for segment in [None, Some(250), Some(4000)] {
+            assert_eq!(split(segment, 0).1, [250], "{segment:?}");
+        }
+        // A segment size of zero or below is no segment size.
+        assert_eq!(split(Some(0), 0).1, [250]);
+        assert_eq!(split(Some(-5), 0).1, [250]);
+        // Cut by the kernel (data or control messages): dropped whole, counted.
+        for flags in [libc::MSG_TRUNC, libc::MSG_CTRUNC] {
+            let (received, lengths) = split(Some(100), flags);
+            assert!(lengths.is_empty());
+            assert_eq!((received.receives, received.dropped), (1, 1));
         }
     }
 

@@ -208,7 +208,8 @@ fn udp_batches_allocate_nothing(io: tern_engine::udp_transport::UdpIo) {
         for _ in 0..1000 {
             received += receiver
                 .receive(|payload, _| bytes += payload.len())
-                .unwrap();
+                .unwrap()
+                .datagrams;
             if received >= sent {
                 break;
             }

@@ -572,6 +572,10 @@ fn a_manual_multi_destination_publication_reaches_each_destination_added() {
         .add_destination("tern:udp?control=127.0.0.1:9")
         .unwrap_err();
     assert!(error.to_string().contains("endpoint"), "{error}");
+    let error = publication
+        .add_destination("tern:udp?endpoint=127.0.0.1:0")
+        .unwrap_err();
+    assert!(error.to_string().contains("port"), "{error}");
     // Manual destinations only on a manual multi-destination publication.
     let plain = tern.add_publication(&channel(free_port()), 15).unwrap();
     let error = plain.add_destination(&channel(first)).unwrap_err();

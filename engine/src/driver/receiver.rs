@@ -32,7 +32,7 @@ use super::send_batch::{DatagramSink, SendBatch};
 use super::system_counters::SystemCounter;
 use crate::agent::Now;
 use crate::loss_report::{EntryIndex, LossReport};
-use crate::udp_transport::UdpTransport;
+use crate::udp_transport::{Received, UdpTransport};
 
 /// The receiver's role name (its thread's name in dedicated mode).
 pub const ROLE: &str = "driver-receiver";
@@ -634,7 +634,7 @@ fn receive(
     let mut dropped = 0;
     // Up to RECEIVE_CALLS batches per cycle: a socket left full between cycles drops what the
     // sender sends next, and a loss costs a round trip to repair.
-    let mut received = Ok(0);
+    let mut received = Ok(Received::default());
     for _ in 0..RECEIVE_CALLS {
         let batch = transport.receive(|datagram, source| {
             match loss.as_mut().map(|loss| loss.fate_of(datagram)) {
@@ -657,9 +657,15 @@ fn receive(
             }
         });
         match batch {
-            Ok(count) => {
-                received = received.map(|total| total + count);
-                if count < crate::udp_transport::RECEIVE_BATCH {
+            Ok(batch) => {
+                received = received.map(|total| Received {
+                    receives: total.receives + batch.receives,
+                    datagrams: total.datagrams + batch.datagrams,
+                    dropped: total.dropped + batch.dropped,
+                    coalesced: total.coalesced + batch.coalesced,
+                });
+                // A socket emptied by fewer receives than a batch has nothing more now.
+                if batch.receives < crate::udp_transport::RECEIVE_BATCH {
                     break;
                 }
             }
@@ -680,11 +686,14 @@ fn receive(
         system.add(SystemCounter::LossGeneratorDrops, dropped);
     }
     match received {
-        Ok(count) => {
-            if count > 0 {
-                system.add(SystemCounter::DatagramsReceived, count);
+        Ok(received) => {
+            if received.datagrams > 0 {
+                system.add(SystemCounter::DatagramsReceived, received.datagrams);
             }
-            count
+            if received.dropped > 0 {
+                system.add(SystemCounter::InvalidFrames, received.dropped);
+            }
+            received.datagrams
         }
         Err(error) => {
             errors.record(now_ms, &format!("receive: {error}"));

@@ -224,10 +224,17 @@ impl AgentWork for SenderWork {
                 on_control_datagram(publication, datagram, source, now_ns);
             });
             match received {
-                Ok(count) => {
-                    work += count;
-                    if count > 0 {
-                        errors.system().add(SystemCounter::DatagramsReceived, count);
+                Ok(received) => {
+                    work += received.datagrams;
+                    if received.datagrams > 0 {
+                        errors
+                            .system()
+                            .add(SystemCounter::DatagramsReceived, received.datagrams);
+                    }
+                    if received.dropped > 0 {
+                        errors
+                            .system()
+                            .add(SystemCounter::InvalidFrames, received.dropped);
                     }
                 }
                 Err(error) => {
