@@ -69,7 +69,6 @@ fn every_mode_runs_its_agents_on_its_threads_and_moves_messages() {
 fn threaded_modes() {
     let conductor = || vec!["driver-conductor".to_owned()];
     let network = || vec!["driver-sender".to_owned(), "driver-receiver".to_owned()];
-    let all = || [conductor(), network()].concat();
     let cases: [(ThreadingMode, Composition); 3] = [
         (
             ThreadingMode::Dedicated,
@@ -86,7 +85,11 @@ fn threaded_modes() {
                 ("driver-network", network()),
             ],
         ),
-        (ThreadingMode::Shared, vec![("driver-shared", all())]),
+        // IO first, then the control plane (as Aeron's shared agent).
+        (
+            ThreadingMode::Shared,
+            vec![("driver-shared", [network(), conductor()].concat())],
+        ),
     ];
     for (index, (mode, composition)) in cases.into_iter().enumerate() {
         let threads: Vec<&str> = composition.iter().map(|(thread, _)| *thread).collect();
@@ -163,9 +166,9 @@ fn invoker_mode() {
         [(
             "driver-shared".to_owned(),
             vec![
-                "driver-conductor".to_owned(),
                 "driver-sender".to_owned(),
-                "driver-receiver".to_owned()
+                "driver-receiver".to_owned(),
+                "driver-conductor".to_owned()
             ]
         )]
     );

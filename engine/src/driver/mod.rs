@@ -12,7 +12,7 @@
 //! |---|---|
 //! | dedicated | `driver-conductor`, `driver-sender`, `driver-receiver` |
 //! | shared-network | `driver-conductor`, `driver-network` (sender then receiver) |
-//! | shared (default) | `driver-shared` (conductor, sender, receiver) |
+//! | shared (default) | `driver-shared` (sender, receiver, then conductor: a cycle's IO first, as Aeron's shared agent, so that new data goes out before the control plane's bookkeeping) |
 //! | invoker | none: the embedding application calls [`MediaDriver::invoke`] |
 //!
 //! The UDP transport's protocol logic is written as sans-IO cores that take the time and frames
@@ -106,7 +106,7 @@ fn compose(
         ],
         ThreadingMode::Shared | ThreadingMode::Invoker => vec![Box::new(CompositeAgent::named(
             SHARED_THREAD,
-            vec![conductor, sender, receiver],
+            vec![sender, receiver, conductor],
         ))],
     }
 }
