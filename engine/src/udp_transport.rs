@@ -94,6 +94,15 @@ pub struct Received {
     pub coalesced: usize,
 }
 
+impl std::ops::AddAssign for Received {
+    fn add_assign(&mut self, other: Self) {
+        self.receives += other.receives;
+        self.datagrams += other.datagrams;
+        self.dropped += other.dropped;
+        self.coalesced += other.coalesced;
+    }
+}
+
 impl Received {
     /// Adds one kernel receive of `bytes` (flags `flags`, control messages in `header`) from
     /// `source`, handing its datagrams to `handle`: the datagram, or each datagram of a
@@ -210,16 +219,27 @@ impl Headers {
             iov_len: length,
         };
         let iovec = std::ptr::from_mut(&mut self.iovecs[index]);
-        let message = &mut self.messages[index];
-        message.msg_len = 0;
-        message.msg_hdr.msg_name = name;
-        message.msg_hdr.msg_namelen = name_length;
-        message.msg_hdr.msg_iov = iovec;
-        message.msg_hdr.msg_iovlen = 1;
-        message.msg_hdr.msg_control = std::ptr::null_mut();
-        message.msg_hdr.msg_controllen = 0;
-        message.msg_hdr.msg_flags = 0;
+        address(&mut self.messages[index], name, name_length, iovec, 1);
     }
+}
+
+/// Writes every field of `message` the kernel reads: an address of `name_length` bytes at
+/// `name`, `count` iovecs from `iovecs`, no control message (the caller adds one after).
+fn address(
+    message: &mut libc::mmsghdr,
+    name: *mut libc::c_void,
+    name_length: libc::socklen_t,
+    iovecs: *mut libc::iovec,
+    count: usize,
+) {
+    message.msg_len = 0;
+    message.msg_hdr.msg_name = name;
+    message.msg_hdr.msg_namelen = name_length;
+    message.msg_hdr.msg_iov = iovecs;
+    message.msg_hdr.msg_iovlen = count;
+    message.msg_hdr.msg_control = std::ptr::null_mut();
+    message.msg_hdr.msg_controllen = 0;
+    message.msg_hdr.msg_flags = 0;
 }
 
 /// A non-blocking UDP socket and the buffers it receives into.
@@ -556,18 +576,11 @@ impl UdpTransport {
             // A pointer with the provenance of the whole array: the kernel reads a run of it.
             let iovecs = headers.iovecs.as_mut_ptr().wrapping_add(start);
             let message = &mut headers.messages[messages];
-            message.msg_len = 0;
-            message.msg_hdr.msg_name = name;
-            message.msg_hdr.msg_namelen = name_length;
-            message.msg_hdr.msg_iov = iovecs;
-            message.msg_hdr.msg_iovlen = end - start;
-            message.msg_hdr.msg_control = std::ptr::null_mut();
-            message.msg_hdr.msg_controllen = 0;
-            message.msg_hdr.msg_flags = 0;
+            address(message, name, name_length, iovecs, end - start);
             if end - start > 1 {
                 let control = &mut headers.controls[messages];
                 let segment_size = u16::try_from(segment).unwrap_or(u16::MAX);
-                // SAFETY: `control` is 32 bytes, aligned for cmsghdr, more than
+                // SAFETY: `control` is 64 bytes, aligned for cmsghdr, more than
                 // CMSG_SPACE(2) (24 on 64-bit Linux); the macros only compute offsets within
                 // it, and the header is written before its data.
                 unsafe {

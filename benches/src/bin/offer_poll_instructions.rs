@@ -10,10 +10,8 @@
 
 use std::hint::black_box;
 
-use tern_engine::client::{
-    ClientConfig, ConductorMode, ExclusivePublication, OfferResult, Publication, Subscription, Tern,
-};
-use tern_engine::driver::{DriverConfig, MediaDriver, ThreadingMode};
+use tern_engine::client::{ExclusivePublication, OfferResult, Publication, Subscription, Tern};
+use tern_engine::driver::MediaDriver;
 
 /// Offers and polls measured (each); the log holds them all without wrapping back to a partition
 /// the subscriber has not left: 64-byte frames, 16 MiB terms.
@@ -105,20 +103,7 @@ fn link<P>(
 }
 
 fn main() {
-    let dir = tern_engine::directory::default_directory()
-        .with_file_name(format!("tern-instructions-{}", std::process::id()));
-    let mut driver = MediaDriver::launch(DriverConfig {
-        dir: dir.clone(),
-        threading_mode: ThreadingMode::Invoker,
-        ..DriverConfig::default()
-    })
-    .expect("the driver starts");
-    let tern = Tern::connect(ClientConfig {
-        dir,
-        conductor_mode: ConductorMode::Invoker,
-        ..ClientConfig::default()
-    })
-    .expect("a client");
+    let (mut driver, tern) = tern_benches::invoked_driver_and_client("instructions");
     let publication_id = tern.async_add_publication("tern:ipc", 1).expect("sent");
     let (publication, mut subscription) = link(
         &mut driver,

@@ -7,10 +7,8 @@
 
 use std::hint::black_box;
 
-use tern_engine::client::{
-    ClientConfig, ConductorMode, OfferResult, Publication, Subscription, Tern,
-};
-use tern_engine::driver::{DriverConfig, MediaDriver, ThreadingMode};
+use tern_engine::client::{OfferResult, Publication, Subscription};
+use tern_engine::driver::MediaDriver;
 
 /// Cycles and round trips measured (each).
 const COUNT: usize = 20_000;
@@ -54,20 +52,7 @@ fn measured_round_trips(
 }
 
 fn main() {
-    let dir = tern_engine::directory::default_directory()
-        .with_file_name(format!("tern-udp-instructions-{}", std::process::id()));
-    let mut driver = MediaDriver::launch(DriverConfig {
-        dir: dir.clone(),
-        threading_mode: ThreadingMode::Invoker,
-        ..DriverConfig::default()
-    })
-    .expect("the driver starts");
-    let tern = Tern::connect(ClientConfig {
-        dir,
-        conductor_mode: ConductorMode::Invoker,
-        ..ClientConfig::default()
-    })
-    .expect("a client");
+    let (mut driver, tern) = tern_benches::invoked_driver_and_client("udp-instructions");
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|socket| socket.local_addr())
         .map(|address| address.port())

@@ -658,12 +658,9 @@ fn receive(
         });
         match batch {
             Ok(batch) => {
-                received = received.map(|total| Received {
-                    receives: total.receives + batch.receives,
-                    datagrams: total.datagrams + batch.datagrams,
-                    dropped: total.dropped + batch.dropped,
-                    coalesced: total.coalesced + batch.coalesced,
-                });
+                if let Ok(total) = &mut received {
+                    *total += batch;
+                }
                 // A socket emptied by fewer receives than a batch has nothing more now.
                 if batch.receives < crate::udp_transport::RECEIVE_BATCH {
                     break;
