@@ -84,6 +84,12 @@ impl MappedFile {
         self.map.is_empty()
     }
 
+    /// Writes the mapping's dirty pages to the file and waits for them (msync): what was stored
+    /// before this call survives a machine crash, not only a process crash.
+    pub fn flush(&self) -> io::Result<()> {
+        self.map.flush()
+    }
+
     /// The mapped memory as a shared buffer.
     #[cfg(not(loom))]
     pub fn buffer(&self) -> AtomicBuffer<'_> {

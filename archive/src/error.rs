@@ -1,0 +1,136 @@
+//! The archive's typed errors. Each names the file, recording or position it is about, so an
+//! operator can act on the message alone.
+
+use std::path::{Path, PathBuf};
+
+use tern_codec::{EncodeError, SemanticVersion};
+
+use crate::catalog::RecordingState;
+
+/// What went wrong with the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No catalog where one was expected.
+    #[error("{path}: no catalog here (is this an archive directory?)")]
+    Missing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The file is not a tern catalog, or its header is damaged.
+    #[error("{path} is not a tern catalog: {reason}")]
+    NotACatalog {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// A catalog of another major version: its layout is unknown to this build.
+    #[error(
+        "{path} is catalog version {found}; this build reads major version {}.x ({supported}): \
+         use a tern that matches, or migrate it with one that reads both",
+        supported.major
+    )]
+    IncompatibleVersion {
+        /// The file.
+        path: PathBuf,
+        /// The file's version.
+        found: SemanticVersion,
+        /// This build's.
+        supported: SemanticVersion,
+    },
+    /// An older minor version: readable, but a writer must migrate it first.
+    #[error("{path} is catalog version {found}, older than {current}: run `tern archive migrate`")]
+    NeedsMigration {
+        /// The file.
+        path: PathBuf,
+        /// The file's version.
+        found: SemanticVersion,
+        /// This build's.
+        current: SemanticVersion,
+    },
+    /// Another process (a running archive) holds the catalog.
+    #[error(
+        "{path} is in use by a running archive: stop it, or ask it through its control channel"
+    )]
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A write through a catalog opened for reading.
+    #[error("{path} was opened read-only")]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+    },
+    /// No recording with this id.
+    #[error("no recording {recording_id} in the catalog")]
+    UnknownRecording {
+        /// The id asked for.
+        recording_id: i64,
+    },
+    /// A descriptor's body does not match its checksum.
+    #[error(
+        "recording {recording_id}: descriptor checksum {stored:#010x} does not match its bytes \
+         ({computed:#010x})"
+    )]
+    ChecksumMismatch {
+        /// The recording.
+        recording_id: i64,
+        /// The checksum stored.
+        stored: u32,
+        /// The checksum of the bytes found.
+        computed: u32,
+    },
+    /// A descriptor that does not hold together.
+    #[error("recording {recording_id}: corrupt descriptor: {what}")]
+    Corrupt {
+        /// The recording.
+        recording_id: i64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A state that cannot be set.
+    #[error("recording {recording_id}: cannot set state {state:?}")]
+    InvalidState {
+        /// The recording.
+        recording_id: i64,
+        /// The state asked for.
+        state: RecordingState,
+    },
+    /// A position that cannot be stored.
+    #[error("{what} {position} is not a non-negative multiple of 32")]
+    InvalidPosition {
+        /// Which position.
+        what: &'static str,
+        /// Its value.
+        position: i64,
+    },
+    /// The catalog holds as many recordings as it may.
+    #[error("{path} holds {capacity} recordings, its limit")]
+    Full {
+        /// The file.
+        path: PathBuf,
+        /// Its capacity.
+        capacity: usize,
+    },
+    /// A descriptor does not fit (a channel or source identity too long).
+    #[error("descriptor does not fit: {0}")]
+    Encode(EncodeError),
+}
+
+impl CatalogError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
