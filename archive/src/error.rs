@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use tern_codec::{EncodeError, SemanticVersion};
 
 use crate::catalog::RecordingState;
+use crate::segment::{FrameFault, SegmentHeader, SegmentHeaderError};
 
 /// What went wrong with the catalog.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,84 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What went wrong with a segment file or a frame in it.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A segment header that does not check.
+    #[error("{path}: {error}")]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: SegmentHeaderError,
+    },
+    /// A segment that belongs to another recording or layout.
+    #[error("{path}: header {found:?} does not match the recording's {expected:?}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// The header found.
+        found: Box<SegmentHeader>,
+        /// The header expected.
+        expected: Box<SegmentHeader>,
+    },
+    /// A segment the catalog says exists is not there.
+    #[error("recording {recording_id}: segment {path} for position {position} is missing")]
+    MissingSegment {
+        /// The file.
+        path: PathBuf,
+        /// The recording.
+        recording_id: i64,
+        /// The position wanted.
+        position: i64,
+    },
+    /// A recording whose layout does not hold together.
+    #[error("recording {recording_id}: {what}")]
+    Layout {
+        /// The recording.
+        recording_id: i64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A position that cannot be read from.
+    #[error("recording {recording_id}: position {position} is {reason}")]
+    Position {
+        /// The recording.
+        recording_id: i64,
+        /// The position.
+        position: i64,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A frame that must not be trusted.
+    #[error("recording {recording_id} at position {position}: {fault}")]
+    Frame {
+        /// The recording.
+        recording_id: i64,
+        /// Where the frame lies.
+        position: i64,
+        /// What is wrong.
+        fault: FrameFault,
+    },
+}
+
+impl SegmentError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),

@@ -20,6 +20,9 @@
 
 pub mod catalog;
 pub mod error;
+pub mod segment;
+pub mod segment_reader;
+pub mod segment_writer;
 
 use tern_codec::{Schema, SemanticVersion};
 
