@@ -10,7 +10,7 @@
 //! a stream's behaviour.
 
 use tern_codec::frame::validate_mtu;
-use tern_codec::position::validate_log_term_length;
+use tern_codec::position::{TermGeometry, validate_log_term_length};
 
 /// The longest channel URI.
 pub const CHANNEL_MAX_LENGTH: usize = 4096;
@@ -61,6 +61,33 @@ pub struct ChannelUri {
     pub group_tag: Option<i64>,
     /// UDP: multi-destination cast's control mode, if given.
     pub control_mode: Option<ControlMode>,
+    /// Where an exclusive publication starts (`init-term-id`, `term-id` and `term-offset`,
+    /// given together), if given: a replay that must keep the original stream's positions.
+    pub start: Option<StartPosition>,
+}
+
+/// Where a new exclusive publication's stream starts, instead of position 0 of a random term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartPosition {
+    /// The stream's initial term id (position 0 is this term's start).
+    pub initial_term_id: i32,
+    /// The term the first frame goes in.
+    pub term_id: i32,
+    /// Where in that term (a multiple of 32, less than the term length).
+    pub term_offset: u32,
+}
+
+impl StartPosition {
+    /// The stream position this start names, for terms of `term_length` bytes; `None` when
+    /// the term offset does not fit such a term or the position passes the stream's maximum.
+    pub fn position(&self, term_length: u32) -> Option<i64> {
+        if self.term_offset >= term_length {
+            return None;
+        }
+        let geometry = TermGeometry::new(term_length, self.initial_term_id).ok()?;
+        let position = geometry.position(self.term_id, self.term_offset);
+        (position >= 0 && position < geometry.max_position()).then_some(position)
+    }
 }
 
 /// Multi-destination cast: who adds destinations.
@@ -251,7 +278,9 @@ impl ChannelUri {
             flow_control: None,
             group_tag: None,
             control_mode: None,
+            start: None,
         };
+        let mut start: [Option<i64>; 3] = [None; 3];
         let mut seen: Vec<&str> = Vec::new();
         for parameter in parameters
             .split('|')
@@ -267,8 +296,13 @@ impl ChannelUri {
                 return Err(ChannelError::UdpOnly(key.to_owned()));
             }
             seen.push(key);
-            uri.set(key, value)?;
+            let slot = START_PARAMETERS.iter().position(|name| *name == key);
+            match slot {
+                Some(index) => start[index] = Some(parse_start_parameter(key, value)?),
+                None => uri.set(key, value)?,
+            }
         }
+        uri.start = assemble_start(start, uri.term_length)?;
         // A multi-destination subscription (`control-mode=manual` alone) gets its endpoints
         // as destinations later.
         if media == Media::Udp
@@ -381,6 +415,72 @@ impl ChannelUri {
         }
         Ok(())
     }
+}
+
+/// The three parameters that place a publication's start, in [`StartPosition`] order.
+const START_PARAMETERS: [&str; 3] = ["init-term-id", "term-id", "term-offset"];
+
+fn parse_start_parameter(key: &str, value: &str) -> Result<i64, ChannelError> {
+    let invalid = |reason: &str| ChannelError::InvalidValue {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if key == "term-offset" {
+        let offset: u32 = value
+            .parse()
+            .map_err(|_| invalid("a byte offset in the term"))?;
+        if !offset.is_multiple_of(32) {
+            return Err(invalid("a multiple of 32 (the frame alignment)"));
+        }
+        return Ok(i64::from(offset));
+    }
+    value
+        .parse::<i32>()
+        .map(i64::from)
+        .map_err(|_| invalid("a 32-bit integer"))
+}
+
+/// Checks the three start parameters: all or none, and a position that exists.
+fn assemble_start(
+    start: [Option<i64>; 3],
+    term_length: Option<u32>,
+) -> Result<Option<StartPosition>, ChannelError> {
+    let [initial_term_id, term_id, term_offset] = start;
+    let (Some(initial_term_id), Some(term_id), Some(term_offset)) =
+        (initial_term_id, term_id, term_offset)
+    else {
+        if start.iter().any(Option::is_some) {
+            return Err(ChannelError::InvalidValue {
+                key: "init-term-id|term-id|term-offset".to_owned(),
+                value: format!("{start:?}"),
+                reason: "the three are given together or not at all".to_owned(),
+            });
+        }
+        return Ok(None);
+    };
+    let position = StartPosition {
+        initial_term_id: i32::try_from(initial_term_id).expect("parsed as i32"),
+        term_id: i32::try_from(term_id).expect("parsed as i32"),
+        term_offset: u32::try_from(term_offset).expect("parsed as u32"),
+    };
+    if position.term_id.wrapping_sub(position.initial_term_id) < 0 {
+        return Err(ChannelError::InvalidValue {
+            key: "term-id".to_owned(),
+            value: term_id.to_string(),
+            reason: format!("at or after init-term-id {initial_term_id}"),
+        });
+    }
+    if let Some(term_length) = term_length
+        && position.position(term_length).is_none()
+    {
+        return Err(ChannelError::InvalidValue {
+            key: "term-offset".to_owned(),
+            value: term_offset.to_string(),
+            reason: format!("inside a term of {term_length} bytes"),
+        });
+    }
+    Ok(Some(position))
 }
 
 /// Parses `65536`, `64k`, `16m` or `1g`.

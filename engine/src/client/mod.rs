@@ -60,7 +60,7 @@ pub use publication::{ExclusivePublication, OfferResult, Publication};
 pub use subscription::{Image, ImageInfo, Subscription};
 
 pub use crate::logbuffer::frame_header::FragmentHeader;
-pub use crate::logbuffer::term_appender::BufferClaim;
+pub use crate::logbuffer::term_appender::{BlockError, BufferClaim};
 pub use crate::logbuffer::term_reader::ControlledAction;
 
 use crate::agent::{Agent, AgentRunner, Clock, IdleStrategy, Now, SystemClock};

@@ -17,7 +17,8 @@ use crate::command::{
 use crate::logbuffer::descriptor::{index_by_term_count, tail_term_id, tail_term_offset};
 use crate::logbuffer::frame_header::HeaderTemplate;
 use crate::logbuffer::term_appender::{
-    Appended, BufferClaim, ExclusiveTermAppender, TermAppender, align_frame,
+    Appended, BlockError, BufferClaim, ExclusiveTermAppender, TermAppender, align_frame,
+    check_block,
 };
 
 /// What an offer did.
@@ -514,6 +515,51 @@ impl ExclusivePublication {
                 OfferResult::AdminAction
             }
         }
+    }
+
+    /// Appends `block`: whole frames, headers included, exactly as another log (or a recording
+    /// of one) held them, placed where this publication stands: the first frame's term id and
+    /// term offset must name this publication's position, and the block must not pass the end
+    /// of the term. Each frame's session and stream ids become this publication's; everything
+    /// else (flags, reserved values) is kept, so positions and fragments are the original's. A
+    /// block may end with a PAD frame's header alone, whose length runs to the end of the term:
+    /// the term is then complete and the next block starts the next. This is how a replay
+    /// writes a recording back into a stream; the publication is usually placed with
+    /// `init-term-id`, `term-id` and `term-offset` on its channel.
+    ///
+    /// A block that does not check is refused whole ([`BlockError`]) and nothing is written;
+    /// otherwise the result is as for an offer (back-pressure and closing included).
+    pub fn offer_block(&mut self, block: &[u8]) -> Result<OfferResult, BlockError> {
+        let core = &self.core;
+        let term_length = usize::try_from(core.ready.log.geometry().term_length())
+            .expect("a term length fits usize");
+        let term_offset = usize::try_from(self.term_offset).unwrap_or(usize::MAX);
+        let extent = check_block(block, self.term_id, term_offset, term_length)?;
+        if core.shared.is_closed() {
+            return Ok(OfferResult::Closed);
+        }
+        let position = self.term_begin_position + i64::from(self.term_offset);
+        if position >= core.ready.limit.view().get() {
+            return Ok(core.refused());
+        }
+        if position + i64::try_from(extent).unwrap_or(i64::MAX) > core.max_position {
+            return Ok(OfferResult::MaxPositionExceeded);
+        }
+        let log = &core.ready.log;
+        let appender = ExclusiveTermAppender::new(log.term(self.index), log.metadata(), self.index);
+        let appended = appender.append_block(&core.template, self.term_id, term_offset, block)?;
+        let Appended::Ok { term_offset, .. } = appended else {
+            unreachable!("a checked block fits its term");
+        };
+        self.term_offset = term_offset;
+        let end = self.term_begin_position + i64::from(term_offset);
+        if term_offset == log.geometry().term_length() {
+            // The block completed the term: move to the next, as a tripped append does.
+            let _ = self.appended(Appended::Tripped {
+                term_id: self.term_id,
+            });
+        }
+        Ok(OfferResult::Ok(end))
     }
 
     /// Appends one message made of `parts`.

@@ -272,6 +272,54 @@ impl Image {
         outcome.fragments
     }
 
+    /// Lends `handler` one block of whole published frames from this subscriber's position,
+    /// headers and PAD frames included, exactly as the log holds them (at most `max_length`
+    /// bytes, never past the end of a term), with the stream position of its first byte; then
+    /// moves past it. Returns the block's length (0: nothing new). This is how the archive
+    /// records: the block goes to a file as it lies, with no copy per message.
+    ///
+    /// A tethered image only: an untethered one may be cleaned under a reader that holds a
+    /// block, so it lends nothing (0) and is read with [`Image::poll`] instead.
+    pub fn block_poll(&mut self, handler: impl FnOnce(&[u8], i64), max_length: usize) -> usize {
+        if !self.shared.tethered || !self.readable() {
+            return 0;
+        }
+        let (index, term_offset, term_base) = self.locate();
+        let term = self.shared.log.term(index);
+        let length = term_reader::scan_block(&term, term_offset, max_length);
+        if length == 0 {
+            return 0;
+        }
+        // SAFETY: the block is whole published frames (scan_block acquired each length), which
+        // publishers never write again; the driver cleans the term only after every tethered
+        // subscriber has passed it, and this one has not until `advance` below.
+        unsafe {
+            term.with_bytes(term_offset, length, |block| handler(block, self.position));
+        }
+        self.advance(term_base, term_offset + length);
+        length
+    }
+
+    /// The stream's term length.
+    pub fn term_length(&self) -> u32 {
+        self.shared.log.geometry().term_length()
+    }
+
+    /// The stream's initial term id.
+    pub fn initial_term_id(&self) -> i32 {
+        self.shared.log.geometry().initial_term_id()
+    }
+
+    /// The stream's MTU.
+    pub fn mtu(&self) -> u32 {
+        self.shared.log.metadata().mtu()
+    }
+
+    /// Whether this image holds its publisher back (the channel did not say `tether=false`).
+    pub fn is_tethered(&self) -> bool {
+        self.shared.tethered
+    }
+
     /// Moves this subscriber's position to `term_offset` of the term at `term_base`.
     #[inline]
     fn advance(&mut self, term_base: i64, term_offset: usize) {
@@ -477,6 +525,13 @@ impl Subscription {
     pub fn images(&mut self) -> &[Image] {
         self.refresh();
         &self.images
+    }
+
+    /// The images being read, each to be read on its own (the archive records each image of
+    /// a subscription as its own recording, with [`Image::block_poll`]).
+    pub fn images_mut(&mut self) -> &mut [Image] {
+        self.refresh();
+        &mut self.images
     }
 
     /// Whether any image is connected.

@@ -553,7 +553,29 @@ impl DriverConductor {
             Some(session_id) => session_id,
             None => self.random_i32(),
         };
-        let initial_term_id = self.random_i32();
+        let initial_term_id = match channel.start {
+            Some(start) => {
+                if !exclusive {
+                    return Err(CommandError::new(
+                        ErrorCode::InvalidChannel,
+                        "init-term-id, term-id and term-offset place an exclusive publication \
+                         only: a shared one is joined where it stands"
+                            .to_owned(),
+                    ));
+                }
+                if start.position(term_length).is_none() {
+                    return Err(CommandError::new(
+                        ErrorCode::InvalidChannel,
+                        format!(
+                            "term-offset {} is not inside a term of {term_length} bytes",
+                            start.term_offset
+                        ),
+                    ));
+                }
+                start.initial_term_id
+            }
+            None => self.random_i32(),
+        };
         let window = channel
             .publication_window
             .unwrap_or(term_length / 2)
@@ -571,6 +593,9 @@ impl DriverConductor {
         let (log, file) = self
             .create_log("publications", registration_id, &parameters)
             .map_err(|error| CommandError::new(ErrorCode::ResourceExhausted, error))?;
+        if let Some(start) = channel.start {
+            log.metadata().start_at(start.term_id, start.term_offset);
+        }
         // From here on, a failure drops what was made, and dropping releases it.
         let mut counters = Vec::with_capacity(PUBLICATION_COUNTERS.len());
         for (type_id, name) in PUBLICATION_COUNTERS {

@@ -163,6 +163,10 @@ impl IpcPublication {
         } = setup;
         let template = HeaderTemplate::new(log.metadata().default_header());
         let window = i64::from(log.metadata().publication_window());
+        // A log placed to start mid-stream (an exclusive publication replaying a recording)
+        // has nothing below its first term to clean: cleaning starts at that term's start.
+        let start = producer_position_of(&log);
+        let start_term_base = start - start % i64::from(log.geometry().term_length());
         debug_assert!(
             window > 0 && window <= i64::from(log.geometry().term_length()) / 2,
             "the conductor caps the window at half a term: cleaning's batch relies on it"
@@ -185,9 +189,9 @@ impl IpcPublication {
             window,
             trip_limit: 0,
             trip_gain: window / 8,
-            clean_position: 0,
+            clean_position: start_term_base,
             cleaning: false,
-            last_consumer_position: 0,
+            last_consumer_position: start,
             consumer_moved_ns: now_ns,
         }
     }
@@ -198,14 +202,7 @@ impl IpcPublication {
 
     /// Where publishers have written up to.
     pub(crate) fn producer_position(&self) -> i64 {
-        let metadata = self.log.metadata();
-        let term_count = metadata.active_term_count();
-        let raw_tail = metadata.raw_tail(index_by_term_count(i64::from(term_count)));
-        let geometry = self.log.geometry();
-        geometry.position(
-            tail_term_id(raw_tail),
-            tail_term_offset(raw_tail, geometry.term_length()),
-        )
+        producer_position_of(&self.log)
     }
 
     /// After a subscriber joined: the connected flag and the limit at once, without any of the
@@ -508,4 +505,16 @@ impl ManagedResource for IpcPublication {
     fn has_reached_end_of_life(&self) -> bool {
         self.state == PublicationState::Done
     }
+}
+
+/// Where publishers have written `log` up to: the active term's tail.
+pub(crate) fn producer_position_of(log: &LogBuffers) -> i64 {
+    let metadata = log.metadata();
+    let term_count = metadata.active_term_count();
+    let raw_tail = metadata.raw_tail(index_by_term_count(i64::from(term_count)));
+    let geometry = log.geometry();
+    geometry.position(
+        tail_term_id(raw_tail),
+        tail_term_offset(raw_tail, geometry.term_length()),
+    )
 }

@@ -183,8 +183,8 @@ pub struct NetworkPublication {
 }
 
 impl NetworkPublication {
-    /// The sending side of publication `registration_id` over `log`, starting at the log's
-    /// start (position 0, as every new publication does), at `now_ns`.
+    /// The sending side of publication `registration_id` over `log`, starting where the log's
+    /// publishers start (position 0, unless an exclusive publication was placed), at `now_ns`.
     pub fn new(
         registration_id: i64,
         log: Arc<LogBuffers>,
@@ -203,7 +203,9 @@ impl NetworkPublication {
             max_receivers: 64,
         };
         let mtu = usize::try_from(metadata.mtu()).unwrap_or(DATA_HEADER_LENGTH);
-        let status = Arc::new(SenderStatus::new(0));
+        // Position 0, or where an exclusive publication was placed to start (a replay).
+        let start = super::ipc_publication::producer_position_of(&log);
+        let status = Arc::new(SenderStatus::new(start));
         Self {
             registration_id,
             session_id: template.session_id(),
@@ -221,8 +223,8 @@ impl NetworkPublication {
             },
             receiver_timeout_ns: params.receiver_timeout_ns,
             ttl: params.ttl,
-            sender_position: 0,
-            flow_control: FlowControl::new(params.strategy, limits, 0),
+            sender_position: start,
+            flow_control: FlowControl::new(params.strategy, limits, start),
             timing: PublicationTiming::new(params.timings, now_ns),
             retransmit: RetransmitHandler::new(params.retransmit.clone()),
             status,

@@ -250,6 +250,38 @@ impl<'a> LogMetadata<'a> {
         );
     }
 
+    /// Moves a log just initialised (and not yet handed to any client) to start at `term_id`,
+    /// `term_offset` instead of position 0: the active term count and that term's tail say so,
+    /// and the other partitions hold the two terms before it, as rotation expects. An exclusive
+    /// publication that replays a recording starts where the recording's frames lie.
+    pub fn start_at(&self, term_id: i32, term_offset: u32) {
+        let term_count = term_id.wrapping_sub(self.initial_term_id());
+        assert!(term_count >= 0, "a start term at or after the initial term");
+        assert!(
+            term_offset < self.term_length() && term_offset.is_multiple_of(32),
+            "a start offset is a frame inside the term"
+        );
+        let index = index_by_term_count(i64::from(term_count));
+        for step in 0..PARTITION_COUNT {
+            let partition = (index + step) % PARTITION_COUNT;
+            let (partition_term_id, offset) = match step {
+                0 => (term_id, term_offset),
+                _ => (
+                    term_id.wrapping_sub(i32::try_from(PARTITION_COUNT - step).unwrap_or(0)),
+                    0,
+                ),
+            };
+            self.buffer.put_i64(
+                TAIL_COUNTERS_OFFSET + partition * 8,
+                pack_tail(partition_term_id, offset),
+            );
+        }
+        self.buffer.put_i64_ordered(
+            ACTIVE_TERM_COUNT_OFFSET,
+            i64::from(term_count.cast_unsigned()),
+        );
+    }
+
     /// Checks magic and version, and returns the geometry the log declares.
     pub fn validate(&self, log_length_found: usize) -> Result<TermGeometry, LogBufferError> {
         let magic = self.buffer.get_i64(MAGIC_OFFSET).cast_unsigned();

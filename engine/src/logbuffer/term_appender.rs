@@ -7,7 +7,9 @@
 //! the rest of the term and reports [`Appended::Tripped`]; the caller then rotates the log and
 //! offers again.
 
-use tern_codec::frame::{DATA_HEADER_LENGTH, data_flags};
+use tern_codec::frame::{
+    DATA_FRAME_TYPE, DATA_HEADER_LENGTH, PAD_FRAME_TYPE, data_flags, data_offsets,
+};
 
 use super::descriptor::{LogMetadata, pack_tail, tail_term_id};
 use super::frame_header::{HeaderTemplate, publish, write_padding};
@@ -28,6 +30,109 @@ pub enum Appended {
         /// The term that filled up.
         term_id: i32,
     },
+}
+
+/// Why a block of frames was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// Empty, or not a whole number of frame slots.
+    #[error("a block of {0} bytes is not whole 32-byte frame slots")]
+    Length(usize),
+    /// A frame's length that does not fit the block or the term.
+    #[error("the frame at block offset {offset} has length {length}, which does not fit")]
+    FrameLength {
+        /// Where in the block.
+        offset: usize,
+        /// Its length.
+        length: i32,
+    },
+    /// A frame that names another place in the stream.
+    #[error(
+        "the frame at block offset {offset} says term {term_id} offset {term_offset}, \
+         not term {expected_term_id} offset {expected_term_offset}"
+    )]
+    Misplaced {
+        /// Where in the block.
+        offset: usize,
+        /// Its term id.
+        term_id: i32,
+        /// Its term offset.
+        term_offset: i32,
+        /// The publication's term id.
+        expected_term_id: i32,
+        /// Where it would go.
+        expected_term_offset: usize,
+    },
+    /// Neither DATA nor PAD, or a PAD that is not last or does not run to the term's end.
+    #[error("the frame at block offset {offset} (type {frame_type:#06x}) cannot go here")]
+    Frame {
+        /// Where in the block.
+        offset: usize,
+        /// Its type.
+        frame_type: u16,
+    },
+}
+
+/// Checks that `block` is whole frames that belong at `term_offset` of `term_id` in a term of
+/// `term_length` bytes: each frame's length fits, its header names its place, DATA frames fill
+/// the block exactly, and a PAD comes only last, as its header alone, running to the term's end.
+/// Returns the bytes of term the block takes (a PAD's whole length included).
+pub fn check_block(
+    block: &[u8],
+    term_id: i32,
+    term_offset: usize,
+    term_length: usize,
+) -> Result<usize, BlockError> {
+    if block.is_empty()
+        || !block.len().is_multiple_of(DATA_HEADER_LENGTH)
+        || term_offset + block.len() > term_length
+    {
+        return Err(BlockError::Length(block.len()));
+    }
+    let read_i32 = |at: usize| i32::from_le_bytes(block[at..at + 4].try_into().expect("in block"));
+    let mut offset = 0;
+    while offset < block.len() {
+        let length = read_i32(offset + data_offsets::FRAME_LENGTH);
+        let frame_type = u16::from_le_bytes([
+            block[offset + data_offsets::TYPE],
+            block[offset + data_offsets::TYPE + 1],
+        ]);
+        let found_term_id = read_i32(offset + data_offsets::TERM_ID);
+        let found_offset = read_i32(offset + data_offsets::TERM_OFFSET);
+        let expected_term_offset = term_offset + offset;
+        if found_term_id != term_id
+            || usize::try_from(found_offset).ok() != Some(expected_term_offset)
+        {
+            return Err(BlockError::Misplaced {
+                offset,
+                term_id: found_term_id,
+                term_offset: found_offset,
+                expected_term_id: term_id,
+                expected_term_offset,
+            });
+        }
+        let frame_length = usize::try_from(length)
+            .ok()
+            .filter(|&frame_length| frame_length >= DATA_HEADER_LENGTH)
+            .ok_or(BlockError::FrameLength { offset, length })?;
+        match frame_type {
+            DATA_FRAME_TYPE => {
+                let aligned = align_frame(frame_length);
+                if aligned > block.len() - offset {
+                    return Err(BlockError::FrameLength { offset, length });
+                }
+                offset += aligned;
+            }
+            PAD_FRAME_TYPE if offset + DATA_HEADER_LENGTH == block.len() => {
+                if expected_term_offset + frame_length != term_length {
+                    return Err(BlockError::FrameLength { offset, length });
+                }
+                return Ok(term_length - term_offset);
+            }
+            _ => return Err(BlockError::Frame { offset, frame_type }),
+        }
+    }
+    Ok(block.len())
 }
 
 /// Rounds up to the frame alignment.
@@ -483,6 +588,41 @@ impl<'a> ExclusiveTermAppender<'a> {
         }
         write_padding(&self.term, template, term_offset, framed, term_id);
         self.advance_tail(term_id, term_offset + framed)
+    }
+
+    /// Appends `block`, whole frames as another log held them, at `term_offset` of `term_id`
+    /// (the publisher's own tail), with each frame's session and stream ids set to this log's.
+    /// The block is checked first ([`check_block`]); nothing is written if it fails. Returns the
+    /// tail after it: the term's end when the block ends with a PAD.
+    pub fn append_block(
+        &self,
+        template: &HeaderTemplate,
+        term_id: i32,
+        term_offset: usize,
+        block: &[u8],
+    ) -> Result<Appended, BlockError> {
+        let extent = check_block(block, term_id, term_offset, self.term.capacity())?;
+        // Everything but the first frame's length goes in first; storing that length (release)
+        // publishes the whole block: a reader reads the frames after it only once it has read
+        // the first (pairs with the acquire load in the readers).
+        let first_length = i32::from_le_bytes(block[..4].try_into().expect("checked"));
+        self.term.put_bytes(term_offset + 4, &block[4..]);
+        let mut offset = 0;
+        while offset < block.len() {
+            let at = term_offset + offset;
+            self.term
+                .put_i32(at + data_offsets::SESSION_ID, template.session_id());
+            self.term
+                .put_i32(at + data_offsets::STREAM_ID, template.stream_id());
+            let length = i32::from_le_bytes(block[offset..offset + 4].try_into().expect("checked"));
+            offset += align_frame(usize::try_from(length).expect("checked"));
+        }
+        publish(
+            &self.term,
+            term_offset,
+            usize::try_from(first_length).expect("checked"),
+        );
+        Ok(self.advance_tail(term_id, term_offset + extent))
     }
 
     #[inline(always)]

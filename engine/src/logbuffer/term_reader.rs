@@ -84,6 +84,36 @@ pub fn read(
     }
 }
 
+/// How many bytes of whole published frames (PADs included, with their padding) lie from
+/// `term_offset`, at most `max_length` bytes and never past the term: a block a reader may take
+/// in one piece (the archive's recorder writes it to a file as it lies). A frame is counted
+/// only once its positive length is published (acquire), so every byte of the block is too.
+pub fn scan_block(term: &AtomicBuffer<'_>, term_offset: usize, max_length: usize) -> usize {
+    let term_length = term.capacity();
+    if !term_offset.is_multiple_of(ALIGNMENT) || term_offset >= term_length {
+        return 0;
+    }
+    let limit = max_length.min(term_length - term_offset);
+    let mut length = 0;
+    while length < limit {
+        let offset = term_offset + length;
+        // Pairs with the release store of the length in `frame_header::publish`.
+        let published = term.get_i32_volatile(offset);
+        let Ok(frame_length) = usize::try_from(published) else {
+            break;
+        };
+        if frame_length < DATA_HEADER_LENGTH || frame_length > term_length - offset {
+            break;
+        }
+        let aligned = tern_codec::frame::align(frame_length);
+        if length + aligned > limit {
+            break;
+        }
+        length += aligned;
+    }
+    length
+}
+
 /// The frame type in a slot's version-flags-type word.
 #[inline]
 fn rest_type(rest: SlotRest) -> u16 {
