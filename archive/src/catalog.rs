@@ -426,6 +426,15 @@ impl Catalog {
         Ok(descriptor)
     }
 
+    /// A recording's stop position and whether it is active, read from its slot alone (no
+    /// body check): what a replay following a live recording asks every cycle.
+    pub fn extent(&self, recording_id: i64) -> Result<(i64, bool), CatalogError> {
+        let slot = self.slot(recording_id)?;
+        let stop = slot.get_i64_volatile(STOP_POSITION_OFFSET);
+        let active = slot.get_i64_volatile(STOP_TIMESTAMP_OFFSET) == NULL_VALUE;
+        Ok((stop, active))
+    }
+
     /// The state stored in a slot, read without checking the rest: tools use it to name what
     /// they found in a slot whose descriptor does not check.
     pub fn raw_state(&self, recording_id: i64) -> Result<i32, CatalogError> {

@@ -213,3 +213,37 @@ impl SegmentError {
         }
     }
 }
+
+/// What went wrong in the archive's own work.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The catalog refused.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A segment file refused.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The media driver refused, or did not answer.
+    #[error("driver: {0}")]
+    Driver(String),
+    /// A request that cannot be carried out, and why.
+    #[error("{0}")]
+    Refused(String),
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ArchiveError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -18,9 +18,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod catalog;
+pub mod client;
+pub mod control_protocol;
+pub mod control_session;
 pub mod error;
+pub mod recorder;
+pub mod replayer;
 pub mod segment;
+pub mod segment_files;
 pub mod segment_reader;
 pub mod segment_writer;
 

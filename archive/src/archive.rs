@@ -1,0 +1,1216 @@
+//! The archive agent: control sessions, recordings and replays, driven by one duty cycle.
+//!
+//! [`Archive::launch`] opens (or creates) the archive directory's catalog, repairs recordings
+//! a crash left active ([`segment_files::recover`]), subscribes to the control stream and
+//! publishes the events stream. Each duty cycle ([`Agent::do_work`]) it:
+//! 1. takes up to [`REQUESTS_PER_CYCLE`] control requests and answers each;
+//! 2. records: each recording subscription writes what its images have (bounded per image);
+//! 3. replays: each replay offers a block;
+//! 4. flushes responses waiting in control sessions, closes sessions whose clients are gone;
+//! 5. publishes recording events (started, progress at most every [`PROGRESS_INTERVAL_NS`],
+//!    stopped).
+//!
+//! Memory and threads: the agent owns everything here and runs on one thread (its own, or
+//! composed with others). It is a client of the media driver through [`Tern`]; the driver's
+//! log buffers it reads and writes follow the engine's rules. Adding publications,
+//! subscriptions and counters waits for the driver's answer (a round trip of microseconds on
+//! the control path; recording and replay never wait).
+
+use std::path::{Path, PathBuf};
+
+use tern_codec::{MessageHeader, SemanticVersion};
+use tern_engine::agent::{Agent, Now};
+use tern_engine::client::{FragmentAssembler, FragmentHeader, Publication, Subscription, Tern};
+
+use crate::catalog::{Catalog, RecordingDescriptor, RecordingState};
+use crate::control_protocol::{
+    self as protocol, ARCHIVE_CONTROL, RecordingEventKind, RecordingOperation, ResponseCode,
+};
+use crate::control_session::ControlSession;
+use crate::error::{ArchiveError, CatalogError};
+use crate::recorder::{RecorderContext, RecorderSettings, RecordingReport, RecordingSubscription};
+use crate::replayer::{RecordedExtent, ReplaySession, ReplayState};
+use crate::segment::{FrameFault, SEGMENT_LENGTH_DEFAULT, SEGMENT_LENGTH_MAX};
+use crate::segment_files;
+use crate::segment_reader::SegmentReader;
+use crate::segment_writer::Durability;
+
+/// The most control requests handled per duty cycle.
+pub const REQUESTS_PER_CYCLE: usize = 16;
+/// The least time between two progress events of one recording.
+pub const PROGRESS_INTERVAL_NS: i64 = 100_000_000;
+/// The most control sessions at once.
+pub const CONTROL_SESSIONS_MAX: usize = 256;
+/// The most replays at once.
+pub const REPLAYS_MAX: usize = 256;
+/// The most recording subscriptions at once.
+pub const RECORDING_SUBSCRIPTIONS_MAX: usize = 1024;
+/// The most descriptors one listing sends.
+pub const LIST_COUNT_MAX: i32 = 1000;
+
+/// How an archive runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// The archive directory: the catalog and segment files.
+    pub dir: PathBuf,
+    /// Where control requests arrive.
+    pub control_channel: String,
+    /// Their stream.
+    pub control_stream_id: i32,
+    /// Where recording events go.
+    pub events_channel: String,
+    /// Their stream.
+    pub events_stream_id: i32,
+    /// Bytes of stream per segment file (at least a term; rounded up to whole terms).
+    pub segment_length: u32,
+    /// Whether frames carry CRC32C checksums (on by default).
+    pub checksums: bool,
+    /// The durability level.
+    pub durability: Durability,
+    /// The largest block a recording takes or a replay reads at once.
+    pub block_length_max: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("tern-archive"),
+            control_channel: "tern:ipc".to_owned(),
+            control_stream_id: protocol::CONTROL_STREAM_ID_DEFAULT,
+            events_channel: "tern:ipc".to_owned(),
+            events_stream_id: protocol::EVENTS_STREAM_ID_DEFAULT,
+            segment_length: SEGMENT_LENGTH_DEFAULT,
+            checksums: true,
+            durability: Durability::SegmentEnd,
+            block_length_max: 1024 * 1024,
+        }
+    }
+}
+
+/// The archive agent.
+pub struct Archive {
+    config: ArchiveConfig,
+    tern: Tern,
+    catalog: Catalog,
+    control: Subscription,
+    events: Publication,
+    sessions: Vec<ControlSession>,
+    recordings: Vec<RecordingSubscription>,
+    replays: Vec<ReplaySession>,
+    next_session_id: i64,
+    next_replay_id: i64,
+    reports: Vec<RecordingReport>,
+    /// Requests taken this cycle, assembled from their fragments.
+    requests: Vec<Vec<u8>>,
+    /// Progress last published, per recording: (recording id, when).
+    progress_sent: Vec<(i64, i64)>,
+    now: Now,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("dir", &self.config.dir)
+            .field("sessions", &self.sessions.len())
+            .field("recordings", &self.recordings.len())
+            .field("replays", &self.replays.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Archive {
+    /// Opens the archive in `config.dir` through the driver `tern` is connected to, at `now`:
+    /// repairs what a crash left, then listens for control requests.
+    pub fn launch(config: ArchiveConfig, tern: Tern, now: Now) -> Result<Self, ArchiveError> {
+        if config.segment_length == 0 || config.segment_length > SEGMENT_LENGTH_MAX {
+            return Err(ArchiveError::Refused(format!(
+                "segment length {} is not from 1 byte to {SEGMENT_LENGTH_MAX}",
+                config.segment_length
+            )));
+        }
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|source| ArchiveError::io(&config.dir, source))?;
+        let mut catalog = Catalog::open(&config.dir)?;
+        let repairs = segment_files::recover(&config.dir, &mut catalog, now.epoch_ms)?;
+        for repair in &repairs {
+            tracing::warn!(?repair, "recording repaired");
+        }
+        let control = tern
+            .add_subscription(&config.control_channel, config.control_stream_id)
+            .map_err(|error| ArchiveError::Driver(error.to_string()))?;
+        let events = tern
+            .add_publication(&config.events_channel, config.events_stream_id)
+            .map_err(|error| ArchiveError::Driver(error.to_string()))?;
+        tracing::info!(dir = %config.dir.display(), control = %config.control_channel, "archive started");
+        Ok(Self {
+            config,
+            tern,
+            catalog,
+            control,
+            events,
+            sessions: Vec::new(),
+            recordings: Vec::new(),
+            replays: Vec::new(),
+            next_session_id: 1,
+            next_replay_id: 1,
+            reports: Vec::new(),
+            requests: Vec::new(),
+            progress_sent: Vec::new(),
+            now,
+        })
+    }
+
+    /// The archive's directory.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// The catalog, for reading.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn settings(&self) -> RecorderSettings {
+        RecorderSettings {
+            segment_length: self.config.segment_length,
+            checksums: self.config.checksums,
+            durability: self.config.durability,
+            block_length_max: self.config.block_length_max,
+            bytes_per_cycle_max: 4 * self.config.block_length_max,
+        }
+    }
+
+    fn poll_control(&mut self) -> usize {
+        let requests = &mut self.requests;
+        let mut assembler = FragmentAssembler::new(|message: &[u8], _: &FragmentHeader| {
+            requests.push(message.to_vec());
+        });
+        self.control.poll(
+            |fragment, header| assembler.on_fragment(fragment, header),
+            REQUESTS_PER_CYCLE,
+        );
+        let requests = std::mem::take(&mut self.requests);
+        let count = requests.len();
+        for request in &requests {
+            self.on_request(request);
+        }
+        count
+    }
+
+    fn session(&mut self, id: i64) -> Option<&mut ControlSession> {
+        self.sessions.iter_mut().find(|session| session.id == id)
+    }
+
+    /// Answers `correlation_id` on session `id`, if it exists.
+    fn respond(
+        &mut self,
+        id: i64,
+        correlation_id: i64,
+        result: Result<i64, (ResponseCode, String)>,
+    ) {
+        let Some(session) = self.session(id) else {
+            tracing::debug!(
+                control_session_id = id,
+                correlation_id,
+                "a request for an unknown session"
+            );
+            return;
+        };
+        match result {
+            Ok(relevant_id) => session.respond(correlation_id, relevant_id, ResponseCode::Ok, ""),
+            Err((code, message)) => session.respond(correlation_id, 0, code, &message),
+        }
+    }
+
+    fn on_request(&mut self, request: &[u8]) {
+        let Ok(header) = MessageHeader::decode(request) else {
+            tracing::warn!(
+                length = request.len(),
+                "a control request without a readable header: dropped"
+            );
+            return;
+        };
+        if header.schema_id != ARCHIVE_CONTROL.id {
+            tracing::warn!(
+                schema_id = header.schema_id,
+                "a control request of another schema: dropped"
+            );
+            return;
+        }
+        if header.template_id == protocol::connect::TEMPLATE_ID {
+            self.on_connect(request);
+            return;
+        }
+        // Every other request starts with the session and correlation ids: read them before
+        // decoding, so a request that does not decode still gets its typed error.
+        let ids = (
+            read_i64(request, tern_codec::MESSAGE_HEADER_LENGTH),
+            read_i64(request, tern_codec::MESSAGE_HEADER_LENGTH + 8),
+        );
+        let (Some(session_id), correlation_id) = ids else {
+            return;
+        };
+        let correlation_id = correlation_id.unwrap_or(0);
+        if self.session(session_id).is_none() {
+            tracing::warn!(
+                control_session_id = session_id,
+                "a request for an unknown control session: dropped"
+            );
+            return;
+        }
+        let result = self.dispatch(header.template_id, request, session_id, correlation_id);
+        if let Some(result) = result {
+            self.respond(session_id, correlation_id, result);
+        }
+    }
+
+    /// Carries out a request; `None` when the answer was sent already (listings, close).
+    fn dispatch(
+        &mut self,
+        template_id: u16,
+        request: &[u8],
+        session_id: i64,
+        correlation_id: i64,
+    ) -> Option<Result<i64, (ResponseCode, String)>> {
+        let malformed = |error: tern_codec::DecodeError| {
+            Some(Err((ResponseCode::MalformedRequest, error.to_string())))
+        };
+        match template_id {
+            protocol::close_session::TEMPLATE_ID => {
+                if let Some(session) = self.session(session_id) {
+                    session.close_after_flush();
+                }
+                None
+            }
+            protocol::start_recording::TEMPLATE_ID => {
+                match protocol::start_recording::Decoder::decode(request) {
+                    Ok(decoded) => {
+                        Some(self.start_recording(decoded.channel(), decoded.stream_id(), None))
+                    }
+                    Err(error) => malformed(error),
+                }
+            }
+            protocol::stop_recording::TEMPLATE_ID => {
+                match protocol::stop_recording::Decoder::decode(request) {
+                    Ok(decoded) => {
+                        Some(self.stop_recording(decoded.channel(), decoded.stream_id()))
+                    }
+                    Err(error) => malformed(error),
+                }
+            }
+            protocol::extend_recording::TEMPLATE_ID => {
+                match protocol::extend_recording::Decoder::decode(request) {
+                    Ok(decoded) => Some(self.extend_recording(
+                        decoded.recording_id(),
+                        decoded.channel(),
+                        decoded.stream_id(),
+                    )),
+                    Err(error) => malformed(error),
+                }
+            }
+            protocol::replay::TEMPLATE_ID => match protocol::replay::Decoder::decode(request) {
+                Ok(decoded) => Some(self.start_replay(&decoded, session_id, correlation_id)),
+                Err(error) => malformed(error),
+            },
+            protocol::stop_replay::TEMPLATE_ID => {
+                match protocol::stop_replay::Decoder::decode(request) {
+                    Ok(decoded) => Some(self.stop_replay(decoded.replay_session_id())),
+                    Err(error) => malformed(error),
+                }
+            }
+            protocol::list_recordings::TEMPLATE_ID => {
+                match protocol::list_recordings::Decoder::decode(request) {
+                    Ok(decoded) => {
+                        let filter = (decoded.filtered() != 0)
+                            .then(|| (decoded.stream_id(), decoded.channel_fragment().to_owned()));
+                        Some(self.list(
+                            session_id,
+                            correlation_id,
+                            decoded.from_recording_id(),
+                            decoded.count(),
+                            filter.as_ref(),
+                        ))
+                    }
+                    Err(error) => malformed(error),
+                }
+            }
+            protocol::list_recording::TEMPLATE_ID => {
+                match protocol::list_recording::Decoder::decode(request) {
+                    Ok(decoded) => {
+                        Some(self.list_one(session_id, correlation_id, decoded.recording_id()))
+                    }
+                    Err(error) => malformed(error),
+                }
+            }
+            protocol::recording_request::TEMPLATE_ID => {
+                match protocol::recording_request::Decoder::decode(request) {
+                    Ok(decoded) => Some(self.on_recording_request(
+                        decoded.recording_id(),
+                        decoded.operation(),
+                        decoded.position(),
+                    )),
+                    Err(error) => malformed(error),
+                }
+            }
+            protocol::replicate::TEMPLATE_ID | protocol::stop_replication::TEMPLATE_ID => {
+                Some(Err((
+                    ResponseCode::Error,
+                    "replication between archives is not in this build yet".to_owned(),
+                )))
+            }
+            other => Some(Err((
+                ResponseCode::MalformedRequest,
+                format!("template {other:#06x} is not a request this archive knows"),
+            ))),
+        }
+    }
+
+    fn on_connect(&mut self, request: &[u8]) {
+        let decoded = match protocol::connect::Decoder::decode(request) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                tracing::warn!(%error, "a connect request that does not decode: dropped (no channel to answer on)");
+                return;
+            }
+        };
+        if self.sessions.len() >= CONTROL_SESSIONS_MAX {
+            tracing::warn!("control sessions at their limit: a connect was refused");
+        }
+        let publication = match self
+            .tern
+            .add_publication(decoded.response_channel(), decoded.response_stream_id())
+        {
+            Ok(publication) => publication,
+            Err(error) => {
+                tracing::warn!(%error, channel = decoded.response_channel(), "a client's response channel was refused");
+                return;
+            }
+        };
+        let id = self.next_session_id;
+        self.next_session_id += 1;
+        let mut session = ControlSession::new(id, publication, self.now.nanos);
+        let correlation_id = decoded.correlation_id();
+        let theirs =
+            SemanticVersion::decompose(decoded.version()).unwrap_or(SemanticVersion::new(0, 0, 0));
+        if theirs.major != ARCHIVE_CONTROL.version.major {
+            session.respond(
+                correlation_id,
+                0,
+                ResponseCode::UnsupportedVersion,
+                &format!(
+                    "the client speaks archive protocol {theirs}; this archive speaks {}",
+                    ARCHIVE_CONTROL.version
+                ),
+            );
+            session.close_after_flush();
+        } else if self.sessions.len() >= CONTROL_SESSIONS_MAX {
+            session.respond(
+                correlation_id,
+                0,
+                ResponseCode::LimitReached,
+                "control sessions are at their limit",
+            );
+            session.close_after_flush();
+        } else {
+            session.respond(correlation_id, id, ResponseCode::Ok, "");
+        }
+        tracing::info!(control_session_id = id, client_version = %theirs, "control session opened");
+        self.sessions.push(session);
+    }
+
+    fn start_recording(
+        &mut self,
+        channel: &str,
+        stream_id: i32,
+        extend: Option<i64>,
+    ) -> Result<i64, (ResponseCode, String)> {
+        if self
+            .recordings
+            .iter()
+            .any(|recording| recording.channel == channel && recording.stream_id == stream_id)
+        {
+            return Err((
+                ResponseCode::ActiveSubscription,
+                format!("{channel} stream {stream_id} is already being recorded"),
+            ));
+        }
+        if self.recordings.len() >= RECORDING_SUBSCRIPTIONS_MAX {
+            return Err((
+                ResponseCode::LimitReached,
+                "recording subscriptions are at their limit".to_owned(),
+            ));
+        }
+        match tern_engine::channel::ChannelUri::parse(channel) {
+            Ok(uri) if !uri.tether => {
+                return Err((
+                    ResponseCode::InvalidChannel,
+                    "tether=false would let the recorder fall behind and lose frames: record a tethered channel".to_owned(),
+                ));
+            }
+            Ok(_) => {}
+            Err(error) => return Err((ResponseCode::InvalidChannel, error.to_string())),
+        }
+        let recording = RecordingSubscription::new(&self.tern, channel, stream_id, extend)
+            .map_err(|error| (ResponseCode::InvalidChannel, error.to_string()))?;
+        self.recordings.push(recording);
+        tracing::info!(channel, stream_id, "recording subscription added");
+        Ok(i64::try_from(self.recordings.len()).unwrap_or(0))
+    }
+
+    fn extend_recording(
+        &mut self,
+        recording_id: i64,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let descriptor = self.usable(recording_id)?;
+        if descriptor.is_active() {
+            return Err((
+                ResponseCode::ActiveRecording,
+                format!("recording {recording_id} is active"),
+            ));
+        }
+        self.start_recording(channel, stream_id, Some(recording_id))
+    }
+
+    fn stop_recording(
+        &mut self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let Some(index) = self
+            .recordings
+            .iter()
+            .position(|recording| recording.channel == channel && recording.stream_id == stream_id)
+        else {
+            return Err((
+                ResponseCode::UnknownSubscription,
+                format!("{channel} stream {stream_id} is not being recorded"),
+            ));
+        };
+        let recording = self.recordings.swap_remove(index);
+        let settings = self.settings();
+        let mut context = RecorderContext {
+            tern: &self.tern,
+            catalog: &mut self.catalog,
+            dir: &self.config.dir,
+            settings,
+            now_ms: self.now.epoch_ms,
+        };
+        recording.stop(&mut context, &mut self.reports);
+        Ok(0)
+    }
+
+    /// A recording that exists and may be used: not deleted, not marked invalid.
+    fn usable(&self, recording_id: i64) -> Result<RecordingDescriptor, (ResponseCode, String)> {
+        let descriptor = self
+            .catalog
+            .descriptor(recording_id)
+            .map_err(|error| match error {
+                CatalogError::UnknownRecording { .. } => {
+                    (ResponseCode::UnknownRecording, error.to_string())
+                }
+                other => (ResponseCode::Error, other.to_string()),
+            })?;
+        match descriptor.state {
+            RecordingState::Valid => Ok(descriptor),
+            RecordingState::Invalid => Err((
+                ResponseCode::InvalidRecording,
+                format!("recording {recording_id} is marked invalid"),
+            )),
+            _ => Err((
+                ResponseCode::UnknownRecording,
+                format!("recording {recording_id} is deleted"),
+            )),
+        }
+    }
+
+    fn in_use(&self, recording_id: i64) -> bool {
+        self.replays
+            .iter()
+            .any(|replay| replay.recording_id == recording_id && !replay.is_finished())
+    }
+
+    fn start_replay(
+        &mut self,
+        request: &protocol::replay::Decoder<'_>,
+        session_id: i64,
+        correlation_id: i64,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let recording_id = request.recording_id();
+        let descriptor = self.usable(recording_id)?;
+        if self.replays.len() >= REPLAYS_MAX {
+            return Err((
+                ResponseCode::LimitReached,
+                "replays are at their limit".to_owned(),
+            ));
+        }
+        let (stop, active) = (descriptor.stop_position, descriptor.is_active());
+        let position = match request.position() {
+            -1 => descriptor.start_position,
+            position => position,
+        };
+        if position < descriptor.start_position || position > stop || position % 32 != 0 {
+            return Err((
+                ResponseCode::InvalidPosition,
+                format!(
+                    "position {position} is not a frame boundary in [{}, {stop}]",
+                    descriptor.start_position
+                ),
+            ));
+        }
+        let limit = match request.length() {
+            protocol::REPLAY_FOLLOW_LIVE if active => i64::MAX,
+            protocol::REPLAY_FOLLOW_LIVE | -1 => stop,
+            length if length < 0 => {
+                return Err((
+                    ResponseCode::InvalidPosition,
+                    format!("length {length} is negative"),
+                ));
+            }
+            length => position.saturating_add(length),
+        };
+        let limit = if active { limit } else { limit.min(stop) };
+        let reader = SegmentReader::new(
+            &self.config.dir,
+            &descriptor,
+            position,
+            self.config
+                .block_length_max
+                .max(crate::segment_reader::READ_BUFFER_MIN),
+        )
+        .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+        if position < stop {
+            check_frame_at(&self.config.dir, &descriptor, position)?;
+        }
+        let term_length = i64::from(descriptor.term_length);
+        let term_id = descriptor
+            .initial_term_id
+            .wrapping_add(i32::try_from(position / term_length).unwrap_or(0));
+        let placement = format!(
+            "init-term-id={}|term-id={term_id}|term-offset={}|term-length={}|mtu={}",
+            descriptor.initial_term_id,
+            position % term_length,
+            descriptor.term_length,
+            descriptor.mtu
+        );
+        let channel = request.replay_channel();
+        let separator = if channel.contains('?') { '|' } else { '?' };
+        let placed = format!("{channel}{separator}{placement}");
+        let publication = self
+            .tern
+            .add_exclusive_publication(&placed, request.replay_stream_id())
+            .map_err(|error| (ResponseCode::InvalidChannel, error.to_string()))?;
+        let replay_session_id = self.next_replay_id;
+        self.next_replay_id += 1;
+        self.replays.push(ReplaySession::new(
+            (replay_session_id, session_id, correlation_id, recording_id),
+            reader,
+            publication,
+            limit,
+            self.now.nanos,
+        ));
+        tracing::info!(
+            replay_session_id,
+            recording_id,
+            position,
+            limit,
+            "replay started"
+        );
+        Ok(replay_session_id)
+    }
+
+    fn stop_replay(&mut self, replay_session_id: i64) -> Result<i64, (ResponseCode, String)> {
+        match self
+            .replays
+            .iter_mut()
+            .find(|replay| replay.replay_session_id == replay_session_id)
+        {
+            Some(replay) => {
+                replay.abort("stopped by request");
+                Ok(0)
+            }
+            None => Err((
+                ResponseCode::UnknownReplay,
+                format!("no replay {replay_session_id}"),
+            )),
+        }
+    }
+
+    fn list(
+        &mut self,
+        session_id: i64,
+        correlation_id: i64,
+        from: i64,
+        count: i32,
+        filter: Option<&(i32, String)>,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let wanted = count.clamp(0, LIST_COUNT_MAX);
+        let mut sent = 0;
+        let mut messages = Vec::new();
+        for recording_id in from.max(0)..self.catalog.next_recording_id() {
+            if sent >= wanted {
+                break;
+            }
+            let Ok(descriptor) = self.catalog.descriptor(recording_id) else {
+                continue;
+            };
+            if descriptor.state == RecordingState::Deleted {
+                continue;
+            }
+            if let Some((stream_id, fragment)) = filter
+                && (descriptor.stream_id != *stream_id
+                    || !descriptor.channel.contains(fragment.as_str()))
+            {
+                continue;
+            }
+            messages.push(encode_descriptor(session_id, correlation_id, &descriptor));
+            sent += 1;
+        }
+        if let Some(session) = self.session(session_id) {
+            for message in messages {
+                session.send(message);
+            }
+        }
+        Ok(i64::from(sent))
+    }
+
+    fn list_one(
+        &mut self,
+        session_id: i64,
+        correlation_id: i64,
+        recording_id: i64,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let descriptor = self
+            .catalog
+            .descriptor(recording_id)
+            .map_err(|error| match error {
+                CatalogError::UnknownRecording { .. } => {
+                    (ResponseCode::UnknownRecording, error.to_string())
+                }
+                other => (ResponseCode::Error, other.to_string()),
+            })?;
+        let message = encode_descriptor(session_id, correlation_id, &descriptor);
+        if let Some(session) = self.session(session_id) {
+            session.send(message);
+        }
+        Ok(1)
+    }
+
+    fn on_recording_request(
+        &mut self,
+        recording_id: i64,
+        operation: RecordingOperation,
+        position: i64,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let active = self.recordings.iter().find_map(|recording| {
+            recording
+                .sessions()
+                .iter()
+                .find(|session| session.recording_id == recording_id)
+                .map(|session| session.position())
+        });
+        match operation {
+            RecordingOperation::RecordingPosition => {
+                self.catalog
+                    .descriptor(recording_id)
+                    .map_err(|error| (ResponseCode::UnknownRecording, error.to_string()))?;
+                Ok(active.unwrap_or(crate::catalog::NULL_VALUE))
+            }
+            RecordingOperation::StopPosition => {
+                let descriptor = self
+                    .catalog
+                    .descriptor(recording_id)
+                    .map_err(|error| (ResponseCode::UnknownRecording, error.to_string()))?;
+                Ok(if descriptor.is_active() {
+                    crate::catalog::NULL_VALUE
+                } else {
+                    descriptor.stop_position
+                })
+            }
+            RecordingOperation::StartPosition => {
+                let descriptor = self
+                    .catalog
+                    .descriptor(recording_id)
+                    .map_err(|error| (ResponseCode::UnknownRecording, error.to_string()))?;
+                Ok(descriptor.start_position)
+            }
+            RecordingOperation::StopRecording => {
+                let settings = self.settings();
+                let mut context = RecorderContext {
+                    tern: &self.tern,
+                    catalog: &mut self.catalog,
+                    dir: &self.config.dir,
+                    settings,
+                    now_ms: self.now.epoch_ms,
+                };
+                let stopped = self.recordings.iter_mut().any(|recording| {
+                    recording.stop_recording(recording_id, &mut context, &mut self.reports)
+                });
+                if stopped {
+                    Ok(0)
+                } else {
+                    Err((
+                        ResponseCode::UnknownRecording,
+                        format!("recording {recording_id} is not active"),
+                    ))
+                }
+            }
+            RecordingOperation::Truncate => self.truncate(recording_id, position, active.is_some()),
+            RecordingOperation::Purge => self.purge(recording_id, active.is_some()),
+            RecordingOperation::DetachSegments => self.detach(recording_id, position, false),
+            RecordingOperation::PurgeSegments => self.detach(recording_id, position, true),
+            RecordingOperation::DeleteDetachedSegments => {
+                let descriptor = self
+                    .catalog
+                    .descriptor(recording_id)
+                    .map_err(|error| (ResponseCode::UnknownRecording, error.to_string()))?;
+                let deleted = segment_files::delete_segments_below(
+                    &self.config.dir,
+                    &descriptor,
+                    descriptor.start_position,
+                )
+                .map_err(|error| (ResponseCode::StorageError, error.to_string()))?;
+                Ok(i64::try_from(deleted).unwrap_or(0))
+            }
+            RecordingOperation::AttachSegments => self.attach(recording_id),
+            RecordingOperation::Unknown(value) => Err((
+                ResponseCode::MalformedRequest,
+                format!("recording operation {value} is unknown"),
+            )),
+        }
+    }
+
+    fn truncate(
+        &mut self,
+        recording_id: i64,
+        position: i64,
+        active: bool,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let descriptor = self
+            .catalog
+            .descriptor(recording_id)
+            .map_err(|error| (ResponseCode::UnknownRecording, error.to_string()))?;
+        if active || descriptor.is_active() {
+            return Err((
+                ResponseCode::ActiveRecording,
+                format!("recording {recording_id} is active: stop it first"),
+            ));
+        }
+        if self.in_use(recording_id) {
+            return Err((
+                ResponseCode::InUse,
+                format!("recording {recording_id} is being replayed"),
+            ));
+        }
+        if position < descriptor.start_position
+            || position > descriptor.stop_position
+            || position % 32 != 0
+        {
+            return Err((
+                ResponseCode::InvalidPosition,
+                format!(
+                    "position {position} is not in [{}, {}]",
+                    descriptor.start_position, descriptor.stop_position
+                ),
+            ));
+        }
+        if position < descriptor.stop_position {
+            check_frame_at(&self.config.dir, &descriptor, position)?;
+        }
+        segment_files::cut_at(&self.config.dir, &descriptor, position)
+            .map_err(|error| (ResponseCode::StorageError, error.to_string()))?;
+        self.catalog
+            .stop(recording_id, position, descriptor.stop_timestamp)
+            .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+        tracing::info!(recording_id, position, "recording truncated");
+        Ok(position)
+    }
+
+    fn purge(&mut self, recording_id: i64, active: bool) -> Result<i64, (ResponseCode, String)> {
+        let descriptor = self
+            .catalog
+            .descriptor(recording_id)
+            .map_err(|error| (ResponseCode::UnknownRecording, error.to_string()))?;
+        if active || descriptor.is_active() {
+            return Err((
+                ResponseCode::ActiveRecording,
+                format!("recording {recording_id} is active: stop it first"),
+            ));
+        }
+        if self.in_use(recording_id) {
+            return Err((
+                ResponseCode::InUse,
+                format!("recording {recording_id} is being replayed"),
+            ));
+        }
+        // Deleted in the catalog first: a crash between the two leaves files of a deleted
+        // recording (found by `verify`), never a valid recording without its files.
+        self.catalog
+            .set_state(recording_id, RecordingState::Deleted)
+            .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+        let deleted = segment_files::delete_all_segments(&self.config.dir, recording_id)
+            .map_err(|error| (ResponseCode::StorageError, error.to_string()))?;
+        tracing::info!(recording_id, segments = deleted, "recording purged");
+        Ok(i64::try_from(deleted).unwrap_or(0))
+    }
+
+    fn detach(
+        &mut self,
+        recording_id: i64,
+        position: i64,
+        delete: bool,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let descriptor = self.usable(recording_id)?;
+        let layout = segment_files::layout_of(&descriptor)
+            .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+        let stop_base = layout.base_of(descriptor.stop_position.max(descriptor.start_position));
+        if position <= descriptor.start_position
+            || layout.base_of(position) != position
+            || position > stop_base
+        {
+            return Err((
+                ResponseCode::InvalidPosition,
+                format!(
+                    "position {position} is not a segment boundary above the start {} and at or below the last segment's {stop_base}",
+                    descriptor.start_position
+                ),
+            ));
+        }
+        // A replay reading below the new start would lose its files.
+        if self.replays.iter().any(|replay| {
+            replay.recording_id == recording_id
+                && !replay.is_finished()
+                && replay.position() < position
+        }) {
+            return Err((
+                ResponseCode::InUse,
+                format!("a replay of recording {recording_id} reads below {position}"),
+            ));
+        }
+        self.catalog
+            .set_start_position(recording_id, position)
+            .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+        if delete {
+            let deleted =
+                segment_files::delete_segments_below(&self.config.dir, &descriptor, position)
+                    .map_err(|error| (ResponseCode::StorageError, error.to_string()))?;
+            tracing::info!(
+                recording_id,
+                position,
+                segments = deleted,
+                "segments purged"
+            );
+        } else {
+            tracing::info!(recording_id, position, "segments detached");
+        }
+        Ok(position)
+    }
+
+    fn attach(&mut self, recording_id: i64) -> Result<i64, (ResponseCode, String)> {
+        let descriptor = self.usable(recording_id)?;
+        let layout = segment_files::layout_of(&descriptor)
+            .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+        let bases = segment_files::list_segments(&self.config.dir, recording_id)
+            .map_err(|error| (ResponseCode::StorageError, error.to_string()))?;
+        let mut start = descriptor.start_position;
+        let length = i64::from(descriptor.segment_length);
+        // Walk down from the start while the segment below is there.
+        while start > descriptor.origin_position {
+            let below = layout.base_of(start - 1);
+            if !bases.contains(&below) {
+                break;
+            }
+            start = below.max(descriptor.origin_position);
+            debug_assert!(below + length >= start);
+        }
+        if start != descriptor.start_position {
+            self.catalog
+                .set_start_position(recording_id, start)
+                .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+            tracing::info!(recording_id, start, "segments attached");
+        }
+        Ok(start)
+    }
+
+    fn record(&mut self) -> usize {
+        let settings = self.settings();
+        let mut context = RecorderContext {
+            tern: &self.tern,
+            catalog: &mut self.catalog,
+            dir: &self.config.dir,
+            settings,
+            now_ms: self.now.epoch_ms,
+        };
+        let mut work = 0;
+        for recording in &mut self.recordings {
+            work += recording.do_work(&mut context, &mut self.reports);
+        }
+        work
+    }
+
+    fn replay(&mut self) -> usize {
+        let mut work = 0;
+        for replay in &mut self.replays {
+            let recorded = match self.catalog.extent(replay.recording_id) {
+                Ok((position, active)) => RecordedExtent { position, active },
+                Err(error) => {
+                    replay.abort(&error.to_string());
+                    continue;
+                }
+            };
+            work += replay.do_work(self.now.nanos, recorded);
+        }
+        let mut index = 0;
+        while index < self.replays.len() {
+            if self.replays[index].is_finished() {
+                let replay = self.replays.swap_remove(index);
+                if let ReplayState::Failed(reason) = replay.state() {
+                    let (session, correlation) = (replay.control_session_id, replay.correlation_id);
+                    let message = format!(
+                        "replay {} of recording {} ended at {}: {reason}",
+                        replay.replay_session_id,
+                        replay.recording_id,
+                        replay.position()
+                    );
+                    if let Some(control) = self.session(session) {
+                        control.respond(
+                            correlation,
+                            replay.replay_session_id,
+                            ResponseCode::Error,
+                            &message,
+                        );
+                    }
+                }
+                tracing::info!(
+                    replay_session_id = replay.replay_session_id,
+                    position = replay.position(),
+                    "replay ended"
+                );
+            } else {
+                index += 1;
+            }
+        }
+        work
+    }
+
+    fn publish_events(&mut self) -> usize {
+        let mut work = 0;
+        for report in std::mem::take(&mut self.reports) {
+            let (kind, recording_id, position) = match report {
+                RecordingReport::Started { recording_id } => {
+                    (RecordingEventKind::Started, recording_id, None)
+                }
+                RecordingReport::Stopped {
+                    recording_id,
+                    position,
+                } => (RecordingEventKind::Stopped, recording_id, Some(position)),
+                RecordingReport::Failed { recording_id, .. } => {
+                    self.progress_sent.retain(|(id, _)| *id != recording_id);
+                    continue;
+                }
+            };
+            if kind == RecordingEventKind::Stopped {
+                self.progress_sent.retain(|(id, _)| *id != recording_id);
+            }
+            self.publish_event(kind, recording_id, position);
+            work += 1;
+        }
+        let now_ns = self.now.nanos;
+        let mut progress = Vec::new();
+        for recording in &mut self.recordings {
+            for session in recording.sessions_mut() {
+                let last = self
+                    .progress_sent
+                    .iter()
+                    .find(|(id, _)| *id == session.recording_id)
+                    .map_or(i64::MIN, |(_, at)| *at);
+                if now_ns.saturating_sub(last) >= PROGRESS_INTERVAL_NS
+                    && let Some(position) = session.take_progress()
+                {
+                    progress.push((session.recording_id, position));
+                }
+            }
+        }
+        for (recording_id, position) in progress {
+            self.progress_sent.retain(|(id, _)| *id != recording_id);
+            self.progress_sent.push((recording_id, now_ns));
+            self.publish_event(RecordingEventKind::Progress, recording_id, Some(position));
+            work += 1;
+        }
+        work
+    }
+
+    fn publish_event(
+        &mut self,
+        kind: RecordingEventKind,
+        recording_id: i64,
+        position: Option<i64>,
+    ) {
+        let Ok(descriptor) = self.catalog.descriptor(recording_id) else {
+            return;
+        };
+        let mut buf = vec![0u8; 1024];
+        let Ok(mut encoder) = protocol::recording_event::Encoder::wrap(&mut buf) else {
+            return;
+        };
+        encoder
+            .kind(kind)
+            .stream_id(descriptor.stream_id)
+            .recording_id(recording_id)
+            .start_position(descriptor.start_position)
+            .position(position.unwrap_or(descriptor.start_position))
+            .session_id(descriptor.session_id);
+        let Ok(encoder) = encoder.channel(&descriptor.channel) else {
+            return;
+        };
+        let Ok(encoder) = encoder.source_identity(&descriptor.source_identity) else {
+            return;
+        };
+        let length = encoder.finish();
+        // Nobody listening, or a listener that is behind: events are a courtesy, not a
+        // record (the catalog is); a dropped one is counted in the log only.
+        if !self.events.offer(&buf[..length]).is_ok() {
+            tracing::trace!(recording_id, ?kind, "a recording event was not taken");
+        }
+    }
+
+    fn maintain_sessions(&mut self) -> usize {
+        let mut work = 0;
+        let now_ns = self.now.nanos;
+        for session in &mut self.sessions {
+            work += session.flush();
+        }
+        let before = self.sessions.len();
+        self.sessions.retain_mut(|session| {
+            let done = session.is_done(now_ns);
+            if done {
+                tracing::info!(control_session_id = session.id, "control session closed");
+            }
+            !done
+        });
+        work + before - self.sessions.len()
+    }
+
+    /// Stops every recording and replay (the archive is closing).
+    fn stop_all(&mut self) {
+        let settings = self.settings();
+        let mut context = RecorderContext {
+            tern: &self.tern,
+            catalog: &mut self.catalog,
+            dir: &self.config.dir,
+            settings,
+            now_ms: self.now.epoch_ms,
+        };
+        for recording in self.recordings.drain(..) {
+            recording.stop(&mut context, &mut self.reports);
+        }
+        for replay in &mut self.replays {
+            replay.abort("the archive is closing");
+        }
+        self.replays.clear();
+        if let Err(error) = self.catalog.flush() {
+            tracing::error!(%error, "the catalog did not sync at close");
+        }
+    }
+}
+
+impl Agent for Archive {
+    fn do_work(&mut self, now: Now) -> usize {
+        self.now = now;
+        let mut work = self.tern.do_work();
+        work += self.poll_control();
+        work += self.record();
+        work += self.replay();
+        work += self.maintain_sessions();
+        work += self.publish_events();
+        work
+    }
+
+    fn role_name(&self) -> &str {
+        "archive"
+    }
+
+    fn on_close(&mut self) {
+        self.stop_all();
+        tracing::info!(dir = %self.config.dir.display(), "archive stopped");
+    }
+}
+
+/// Checks that a frame starts at `position` (its header names it): truncation and replay
+/// start only on frame boundaries.
+fn check_frame_at(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+) -> Result<(), (ResponseCode, String)> {
+    let mut reader = SegmentReader::new(
+        dir,
+        descriptor,
+        position,
+        crate::segment_reader::READ_BUFFER_MIN,
+    )
+    .map_err(|error| (ResponseCode::Error, error.to_string()))?;
+    match reader.read(descriptor.stop_position.max(position + 32)) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Ok(()),
+        Err(crate::error::SegmentError::Frame {
+            fault:
+                FrameFault::Misplaced { .. }
+                | FrameFault::Length { .. }
+                | FrameFault::Unwritten
+                | FrameFault::Type(_),
+            ..
+        }) => Err((
+            ResponseCode::InvalidPosition,
+            format!(
+                "no frame starts at position {position} of recording {}",
+                descriptor.recording_id
+            ),
+        )),
+        Err(error) => Err((ResponseCode::Error, error.to_string())),
+    }
+}
+
+fn encode_descriptor(
+    session_id: i64,
+    correlation_id: i64,
+    descriptor: &RecordingDescriptor,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 1024];
+    let length = (|| {
+        let mut encoder = protocol::recording_descriptor::Encoder::wrap(&mut buf).ok()?;
+        encoder
+            .control_session_id(session_id)
+            .correlation_id(correlation_id)
+            .recording_id(descriptor.recording_id)
+            .start_position(descriptor.start_position)
+            .stop_position(descriptor.stop_position)
+            .start_timestamp(descriptor.start_timestamp)
+            .stop_timestamp(descriptor.stop_timestamp)
+            .initial_term_id(descriptor.initial_term_id)
+            .term_length(descriptor.term_length)
+            .mtu(descriptor.mtu)
+            .segment_length(descriptor.segment_length)
+            .session_id(descriptor.session_id)
+            .stream_id(descriptor.stream_id)
+            .state(descriptor.state.to_wire());
+        Some(
+            encoder
+                .channel(&descriptor.channel)
+                .ok()?
+                .source_identity(&descriptor.source_identity)
+                .ok()?
+                .finish(),
+        )
+    })()
+    .unwrap_or(0);
+    buf.truncate(length);
+    buf
+}
+
+fn read_i64(bytes: &[u8], offset: usize) -> Option<i64> {
+    bytes
+        .get(offset..offset + 8)
+        .map(|field| i64::from_le_bytes(field.try_into().expect("8 bytes")))
+}

@@ -1,0 +1,188 @@
+//! Operations on a recording's segment files as a whole: finding them, cutting a recording back
+//! to a position, deleting segments, and repairing the end of a recording after a crash.
+//!
+//! Cutting at a position leaves nothing of the old stream after it: the segment holding the
+//! position is shortened to it and grown back to its full length (the file system gives back
+//! zeros), and every later segment is deleted. So a frame written before the cut can never be
+//! mistaken for one written after it, by a replay or by the next repair.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+
+use tern_codec::position::TermGeometry;
+
+use crate::catalog::{Catalog, RecordingDescriptor};
+use crate::error::{ArchiveError, SegmentError};
+use crate::segment::{
+    FrameFault, SEGMENT_HEADER_LENGTH_U64, SegmentLayout, parse_segment_file_name, segment_path,
+};
+use crate::segment_reader::{READ_BUFFER_MIN, SegmentReader};
+
+/// The base positions of `recording_id`'s segment files in `dir`, in order.
+pub fn list_segments(dir: &Path, recording_id: i64) -> Result<Vec<i64>, ArchiveError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ArchiveError::io(dir, source))?;
+    let mut bases = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ArchiveError::io(dir, source))?;
+        let name = entry.file_name();
+        if let Some((id, base)) = name.to_str().and_then(parse_segment_file_name)
+            && id == recording_id
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// The layout of a descriptor's segments.
+pub fn layout_of(descriptor: &RecordingDescriptor) -> Result<SegmentLayout, ArchiveError> {
+    let geometry = TermGeometry::new(descriptor.term_length, descriptor.initial_term_id)
+        .map_err(|error| ArchiveError::Refused(error.to_string()))?;
+    Ok(SegmentLayout::new(
+        descriptor.origin_position,
+        descriptor.segment_length,
+        geometry,
+    ))
+}
+
+/// Cuts `descriptor`'s files at `position`: nothing at or after it remains.
+pub fn cut_at(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+) -> Result<(), ArchiveError> {
+    let layout = layout_of(descriptor)?;
+    let base = layout.base_of(position);
+    for segment in list_segments(dir, descriptor.recording_id)? {
+        let path = segment_path(dir, descriptor.recording_id, segment);
+        if segment > base || (segment == base && position == base) {
+            std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;
+        } else if segment == base {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| ArchiveError::io(&path, source))?;
+            let keep =
+                SEGMENT_HEADER_LENGTH_U64 + u64::try_from(position - base).expect("in segment");
+            let full = SEGMENT_HEADER_LENGTH_U64 + u64::from(descriptor.segment_length);
+            file.set_len(keep)
+                .and_then(|()| file.set_len(full))
+                .and_then(|()| file.sync_all())
+                .map_err(|source| ArchiveError::io(&path, source))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `recording_id`'s segments whose whole stream lies below `position`; returns how many.
+pub fn delete_segments_below(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+) -> Result<usize, ArchiveError> {
+    let mut deleted = 0;
+    for base in list_segments(dir, descriptor.recording_id)? {
+        if base + i64::from(descriptor.segment_length) <= position {
+            let path = segment_path(dir, descriptor.recording_id, base);
+            std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes all of `recording_id`'s segments; returns how many.
+pub fn delete_all_segments(dir: &Path, recording_id: i64) -> Result<usize, ArchiveError> {
+    let bases = list_segments(dir, recording_id)?;
+    for base in &bases {
+        let path = segment_path(dir, recording_id, *base);
+        std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;
+    }
+    Ok(bases.len())
+}
+
+/// What repairing a recording found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// The recording.
+    pub recording_id: i64,
+    /// The stop position the catalog held.
+    pub stored_stop: i64,
+    /// The stop position found: the end of the last frame that checks.
+    pub stop: i64,
+    /// What ended the scan when it was not clean (a torn or damaged frame, now cut away).
+    pub fault: Option<FrameFault>,
+}
+
+/// Finds where a recording really ends, scanning frames from `from` (a frame boundary known
+/// to be written, such as the stored stop position): the first place with no frame, or with one
+/// that fails its checks. Returns that position and the fault, if any.
+pub fn scan_end(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    from: i64,
+) -> Result<(i64, Option<FrameFault>), ArchiveError> {
+    let mut reader = SegmentReader::new(dir, descriptor, from, READ_BUFFER_MIN)?;
+    loop {
+        match reader.read(i64::MAX) {
+            Ok(Some(block)) => {
+                let next = block.next_position;
+                reader.advance_to(next);
+            }
+            Ok(None) => return Ok((reader.position(), None)),
+            Err(SegmentError::Frame {
+                fault: FrameFault::Unwritten,
+                position,
+                ..
+            }) => return Ok((position, None)),
+            Err(SegmentError::Frame {
+                fault, position, ..
+            }) => return Ok((position, Some(fault))),
+            Err(SegmentError::MissingSegment { position, .. }) => return Ok((position, None)),
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Repairs every recording the catalog holds as active (an archive that stopped without
+/// stopping them: a crash): scans from the stored stop position to the real end, cuts away a
+/// torn or damaged final frame and anything after it, and marks the recording stopped there at
+/// `now_ms`. Returns what was found.
+pub fn recover(
+    dir: &Path,
+    catalog: &mut Catalog,
+    now_ms: i64,
+) -> Result<Vec<Repair>, ArchiveError> {
+    let mut repairs = Vec::new();
+    for recording_id in 0..catalog.next_recording_id() {
+        let descriptor = match catalog.descriptor(recording_id) {
+            Ok(descriptor) => descriptor,
+            Err(error) => {
+                tracing::warn!(%error, recording_id, "a recording's descriptor does not check: left as it is");
+                continue;
+            }
+        };
+        if !descriptor.is_active() {
+            continue;
+        }
+        let (stop, fault) = scan_end(dir, &descriptor, descriptor.stop_position)?;
+        cut_at(dir, &descriptor, stop)?;
+        catalog.stop(recording_id, stop, now_ms)?;
+        tracing::warn!(
+            recording_id,
+            stored_stop = descriptor.stop_position,
+            stop,
+            fault = ?fault,
+            "recording repaired after the archive stopped without stopping it"
+        );
+        repairs.push(Repair {
+            recording_id,
+            stored_stop: descriptor.stop_position,
+            stop,
+            fault,
+        });
+    }
+    catalog.flush()?;
+    Ok(repairs)
+}
