@@ -46,6 +46,8 @@ use tern_engine::mapped_file::MappedFile;
 use crate::ARCHIVE_CATALOG;
 use crate::error::CatalogError;
 
+/// The catalog format's version, written in the file header and every descriptor body.
+pub const ARCHIVE_CATALOG_VERSION: SemanticVersion = ARCHIVE_CATALOG.version;
 /// The catalog file's name inside the archive directory.
 pub const CATALOG_FILE_NAME: &str = "archive.catalog";
 /// "TERNCATG", little-endian.
@@ -520,6 +522,75 @@ impl Catalog {
         Ok(checksum)
     }
 
+    /// Upgrades the catalog in `dir` from an older minor version to `target` (this build's):
+    /// every descriptor body is read at its version and written again at `target`'s (fields a
+    /// minor version added take their defaults), then the header says `target`. Takes the
+    /// writer's lock. Returns the version found; a catalog at `target` is left as it is, and
+    /// one newer than `target` (written by a newer tern) is refused.
+    pub fn migrate(
+        dir: &Path,
+        target: SemanticVersion,
+        mut progress: impl FnMut(i64, i64),
+    ) -> Result<SemanticVersion, CatalogError> {
+        let path = dir.join(CATALOG_FILE_NAME);
+        if !path.exists() {
+            return Err(CatalogError::Missing { path });
+        }
+        let lock = lock(&path)?;
+        let catalog = Self::map(&path, Some(lock))?;
+        let found = catalog.version;
+        if found == target {
+            return Ok(found);
+        }
+        if (found.major, found.minor) > (target.major, target.minor) {
+            return Err(CatalogError::IncompatibleVersion {
+                path,
+                found,
+                supported: target,
+            });
+        }
+        let total = catalog.next_recording_id();
+        for recording_id in 0..total {
+            progress(recording_id, total);
+            let slot = catalog.slot(recording_id)?;
+            if slot.get_i32_volatile(STATE_OFFSET) == RecordingState::Free.to_wire() {
+                continue;
+            }
+            let descriptor = catalog.descriptor(recording_id)?;
+            let mut body = [0u8; BODY_MAX_LENGTH];
+            let length = encode_body(
+                &mut body,
+                recording_id,
+                &NewRecording {
+                    start_position: descriptor.origin_position,
+                    start_timestamp: descriptor.start_timestamp,
+                    initial_term_id: descriptor.initial_term_id,
+                    term_length: descriptor.term_length,
+                    mtu: descriptor.mtu,
+                    segment_length: descriptor.segment_length,
+                    session_id: descriptor.session_id,
+                    stream_id: descriptor.stream_id,
+                    channel: &descriptor.channel,
+                    source_identity: &descriptor.source_identity,
+                },
+            )?;
+            slot.put_bytes(SLOT_HEADER_LENGTH, &body[..length]);
+            slot.put_i32(
+                BODY_LENGTH_OFFSET,
+                i32::try_from(length).expect("under 1024"),
+            );
+            slot.put_i32(
+                BODY_CHECKSUM_OFFSET,
+                crc32c::crc32c(&body[..length]).cast_signed(),
+            );
+        }
+        write_header(&catalog.map.buffer(), target);
+        catalog.flush()?;
+        progress(total, total);
+        tracing::info!(path = %path.display(), %found, %target, "catalog migrated");
+        Ok(found)
+    }
+
     /// Writes the mapping's dirty pages to the file (msync) and waits for them.
     pub fn flush(&self) -> Result<(), CatalogError> {
         self.map
@@ -557,10 +628,19 @@ fn create(path: &Path) -> Result<(), CatalogError> {
     let length = HEADER_LENGTH + INITIAL_CAPACITY * DESCRIPTOR_LENGTH;
     let map = MappedFile::create(path, length).map_err(|source| CatalogError::io(path, source))?;
     let buffer = map.buffer();
+    write_header(&buffer, ARCHIVE_CATALOG_VERSION);
+    buffer.put_i64_ordered(NEXT_RECORDING_ID_OFFSET, 0);
+    map.flush()
+        .map_err(|source| CatalogError::io(path, source))?;
+    tracing::info!(path = %path.display(), "catalog created");
+    Ok(())
+}
+
+/// Writes the file header's fixed fields and their checksum at `version`.
+fn write_header(buffer: &AtomicBuffer<'_>, version: SemanticVersion) {
     let mut header = [0u8; HEADER_CHECKSUM_OFFSET];
     header[MAGIC_OFFSET..VERSION_OFFSET].copy_from_slice(&CATALOG_MAGIC.to_le_bytes());
-    header[VERSION_OFFSET..HEADER_LENGTH_OFFSET]
-        .copy_from_slice(&ARCHIVE_CATALOG.version.compose().to_le_bytes());
+    header[VERSION_OFFSET..HEADER_LENGTH_OFFSET].copy_from_slice(&version.compose().to_le_bytes());
     header[HEADER_LENGTH_OFFSET..DESCRIPTOR_LENGTH_OFFSET]
         .copy_from_slice(&u32::try_from(HEADER_LENGTH).expect("1024").to_le_bytes());
     header[DESCRIPTOR_LENGTH_OFFSET..HEADER_CHECKSUM_OFFSET].copy_from_slice(
@@ -573,11 +653,6 @@ fn create(path: &Path) -> Result<(), CatalogError> {
         HEADER_CHECKSUM_OFFSET,
         crc32c::crc32c(&header).cast_signed(),
     );
-    buffer.put_i64_ordered(NEXT_RECORDING_ID_OFFSET, 0);
-    map.flush()
-        .map_err(|source| CatalogError::io(path, source))?;
-    tracing::info!(path = %path.display(), "catalog created");
-    Ok(())
 }
 
 /// Takes the writer's lock on the catalog file.
@@ -952,5 +1027,47 @@ mod tests {
             Err(CatalogError::InvalidPosition { .. })
         ));
         assert_eq!(catalog.next_recording_id(), 1);
+    }
+
+    #[test]
+    fn migration_rewrites_every_descriptor_at_the_new_version_and_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalog = Catalog::open(dir.path()).unwrap();
+        catalog.add(&new_recording("tern:ipc")).unwrap();
+        catalog
+            .add(&new_recording("tern:udp?endpoint=localhost:9000"))
+            .unwrap();
+        catalog.set_state(1, RecordingState::Invalid).unwrap();
+        let before: Vec<_> = catalog.entries().map(Result::unwrap).collect();
+        drop(catalog);
+        assert_eq!(
+            Catalog::migrate(dir.path(), ARCHIVE_CATALOG_VERSION, |_, _| {}).unwrap(),
+            ARCHIVE_CATALOG_VERSION
+        );
+        let newer = SemanticVersion::new(
+            ARCHIVE_CATALOG_VERSION.major,
+            ARCHIVE_CATALOG_VERSION.minor + 1,
+            0,
+        );
+        assert_eq!(
+            Catalog::migrate(dir.path(), newer, |_, _| {}).unwrap(),
+            ARCHIVE_CATALOG_VERSION
+        );
+        let catalog = Catalog::open_read_only(dir.path()).unwrap();
+        assert_eq!(catalog.version(), newer);
+        let after: Vec<_> = catalog.entries().map(Result::unwrap).collect();
+        assert_eq!(before, after);
+        drop(catalog);
+        let error = Catalog::migrate(dir.path(), ARCHIVE_CATALOG_VERSION, |_, _| {}).unwrap_err();
+        assert!(
+            matches!(error, CatalogError::IncompatibleVersion { .. }),
+            "{error}"
+        );
+        let held = Catalog::open(dir.path()).unwrap();
+        assert!(matches!(
+            Catalog::migrate(dir.path(), newer, |_, _| {}),
+            Err(CatalogError::Locked { .. })
+        ));
+        drop(held);
     }
 }

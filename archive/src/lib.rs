@@ -24,6 +24,7 @@ pub mod client;
 pub mod control_protocol;
 pub mod control_session;
 pub mod error;
+pub mod inspect;
 pub mod recorder;
 pub mod replayer;
 pub mod segment;

@@ -87,6 +87,12 @@ pub(crate) struct DriverArgs {
     /// How many counters the CnC file holds.
     #[arg(long)]
     counters: Option<String>,
+    /// Run an archive in this process, keeping its catalog and segment files here.
+    #[arg(long)]
+    archive_dir: Option<PathBuf>,
+    /// The archive's settings (with --archive-dir).
+    #[command(flatten)]
+    archive: crate::archive::ArchiveSettings,
 }
 
 /// Builds the configuration: defaults, then the TOML file, then the environment, then flags.
@@ -170,26 +176,63 @@ pub(crate) fn run(args: &DriverArgs) -> Result<()> {
     let invoked = config.threading_mode == ThreadingMode::Invoker;
     let mut idler = Idler::new(config.idle_strategy);
     let mut driver = MediaDriver::launch(config).context("starting the driver")?;
+    let mut archive = match &args.archive_dir {
+        Some(dir) => {
+            let config = args.archive.config(dir.clone())?;
+            match crate::archive::start_archive(driver.dir(), config) {
+                Ok(runner) => Some(runner),
+                Err(error) => {
+                    driver.close();
+                    return Err(error);
+                }
+            }
+        }
+        None => None,
+    };
     let composition: Vec<String> = driver
         .composition()
         .iter()
         .map(|(thread, agents)| format!("{thread} [{}]", agents.join(", ")))
         .collect();
     eprintln!(
-        "tern driver {} running in {} (pid {}): {}{}",
+        "tern driver {} running in {} (pid {}): {}{}{}",
         env!("CARGO_PKG_VERSION"),
         driver.dir().display(),
         std::process::id(),
         composition.join(", "),
-        if invoked { " on the main thread" } else { "" }
+        if invoked { " on the main thread" } else { "" },
+        args.archive_dir
+            .as_ref()
+            .map(|dir| format!(", archive [{}]", dir.display()))
+            .unwrap_or_default()
     );
-    while !stop.load(Ordering::Acquire) && !driver.is_terminated() && driver.failure().is_none() {
+    let archive_alive = |archive: &Option<tern_engine::agent::AgentRunner>| {
+        archive
+            .as_ref()
+            .is_none_or(tern_engine::agent::AgentRunner::is_running)
+    };
+    while !stop.load(Ordering::Acquire)
+        && !driver.is_terminated()
+        && driver.failure().is_none()
+        && archive_alive(&archive)
+    {
         if invoked {
             // Invoker mode: this thread is the driver's, under the configured idle strategy.
             idler.idle(driver.invoke());
         } else {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+    // The archive is a client of the driver: it stops first.
+    let archive_failure = archive
+        .as_ref()
+        .and_then(|runner| runner.failure().map(str::to_owned));
+    if let Some(runner) = archive.as_mut() {
+        runner.close();
+    }
+    if let Some(failure) = archive_failure {
+        driver.close();
+        anyhow::bail!("the archive stopped because {failure}");
     }
     if let Some(failure) = driver.failure() {
         // A dead agent must not look alive: stop, and say why with a non-zero exit. The error

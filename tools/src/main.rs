@@ -2,7 +2,8 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `tern driver` | runs a standalone media driver until SIGINT or SIGTERM |
+//! | `tern driver` | runs a standalone media driver until SIGINT or SIGTERM (`--archive-dir`: with an archive) |
+//! | `tern archive` | runs an archive, drives a running one, inspects an archive directory |
 //! | `tern stat [--watch]` | prints every counter of a running driver |
 //! | `tern errors` | prints a running driver's distinct error log |
 //! | `tern pub` / `tern sub` | publish standard input line by line / print what arrives |
@@ -12,6 +13,7 @@
 //! | `tern cluster sim` | the deterministic consensus simulator: many seeds, or one replayed with its trace |
 //! | `tern cluster bench` | commands committed per second and commit round trip of the consensus core |
 
+mod archive;
 mod bench;
 mod cluster;
 mod decode;
@@ -37,6 +39,10 @@ enum Command {
     /// Run a standalone media driver until SIGINT or SIGTERM.
     // Boxed: its many flags would make every command as large as it.
     Driver(Box<driver::DriverArgs>),
+    /// Archive tools: serve, record, list, describe, dump, verify, replay, truncate, purge,
+    /// mark-valid, mark-invalid, migrate.
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
     /// Print the counters of a running driver.
     Stat(inspect::StatArgs),
     /// Print the distinct error log of a running driver.
@@ -76,8 +82,18 @@ impl DirArg {
 }
 
 fn main() -> ExitCode {
+    // Control-plane events (the archive's, for one) go to standard error, filtered by RUST_LOG
+    // (default: warnings and errors).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match Cli::parse().command {
         Command::Driver(args) => driver::run(&args),
+        Command::Archive(command) => archive::run(&command),
         Command::Stat(args) => inspect::stat(&args),
         Command::Errors(args) => inspect::errors(&args),
         Command::Loss(args) => inspect::loss(&args),
