@@ -102,6 +102,24 @@ pub fn delete_all_segments(dir: &Path, recording_id: i64) -> Result<usize, Archi
     Ok(bases.len())
 }
 
+/// Removes segments whose creation a crash interrupted (`.rec.tmp` files).
+fn remove_temporary_segments(dir: &Path) -> Result<(), ArchiveError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ArchiveError::io(dir, source))?;
+    for entry in entries {
+        let entry = entry.map_err(|source| ArchiveError::io(dir, source))?;
+        let path = entry.path();
+        if path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.ends_with(crate::segment_writer::TEMPORARY_SUFFIX))
+        {
+            tracing::warn!(path = %path.display(), "a segment whose creation was interrupted: removed");
+            std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;
+        }
+    }
+    Ok(())
+}
+
 /// What repairing a recording found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repair {
@@ -125,6 +143,7 @@ pub fn scan_end(
 ) -> Result<(i64, Option<FrameFault>), ArchiveError> {
     let mut reader = SegmentReader::new(dir, descriptor, from, READ_BUFFER_MIN)?;
     loop {
+        let position = reader.position();
         match reader.read(i64::MAX) {
             Ok(Some(block)) => {
                 let next = block.next_position;
@@ -140,6 +159,13 @@ pub fn scan_end(
                 fault, position, ..
             }) => return Ok((position, Some(fault))),
             Err(SegmentError::MissingSegment { position, .. }) => return Ok((position, None)),
+            // The scan reached the start of a segment (at or past the stored stop, so nothing
+            // in it was ever committed) whose header never made it: the recording ends there.
+            Err(SegmentError::Header { .. })
+                if layout_of(descriptor)?.base_of(position) == position =>
+            {
+                return Ok((position, None));
+            }
             Err(error) => return Err(error.into()),
         }
     }
@@ -154,6 +180,7 @@ pub fn recover(
     catalog: &mut Catalog,
     now_ms: i64,
 ) -> Result<Vec<Repair>, ArchiveError> {
+    remove_temporary_segments(dir)?;
     let mut repairs = Vec::new();
     for recording_id in 0..catalog.next_recording_id() {
         let descriptor = match catalog.descriptor(recording_id) {
@@ -166,7 +193,24 @@ pub fn recover(
         if !descriptor.is_active() {
             continue;
         }
-        let (stop, fault) = scan_end(dir, &descriptor, descriptor.stop_position)?;
+        let (stop, fault) = match scan_end(dir, &descriptor, descriptor.stop_position) {
+            Ok(end) => end,
+            Err(error) => {
+                // Damage below the stored stop position (a segment the recording had written
+                // to, gone or unreadable): the recording is kept as it was and marked invalid
+                // for an operator to look at; the archive goes on with the others.
+                tracing::error!(%error, recording_id, "a recording could not be repaired: marked invalid");
+                catalog.stop(recording_id, descriptor.stop_position, now_ms)?;
+                catalog.set_state(recording_id, crate::catalog::RecordingState::Invalid)?;
+                repairs.push(Repair {
+                    recording_id,
+                    stored_stop: descriptor.stop_position,
+                    stop: descriptor.stop_position,
+                    fault: None,
+                });
+                continue;
+            }
+        };
         cut_at(dir, &descriptor, stop)?;
         catalog.stop(recording_id, stop, now_ms)?;
         tracing::warn!(

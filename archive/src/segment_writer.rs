@@ -229,26 +229,8 @@ fn sync(segment: &OpenSegment) -> Result<(), SegmentError> {
 /// Opens a segment to append to, checking that its header is this recording's, or creates it
 /// at its full length with its header.
 fn open_or_create(path: &Path, header: &SegmentHeader) -> Result<File, SegmentError> {
-    match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
+    match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => {
-            let length = SEGMENT_HEADER_LENGTH_U64 + u64::from(header.segment_length);
-            file.set_len(length)
-                .map_err(|source| SegmentError::io(path, source))?;
-            file.write_all_at(&header.encode(), 0)
-                .map_err(|source| SegmentError::io(path, source))?;
-            Ok(file)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|source| SegmentError::io(path, source))?;
             let found = read_header(&file, path)?;
             if found != *header {
                 return Err(SegmentError::Mismatch {
@@ -259,9 +241,33 @@ fn open_or_create(path: &Path, header: &SegmentHeader) -> Result<File, SegmentEr
             }
             Ok(file)
         }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => create(path, header),
         Err(source) => Err(SegmentError::io(path, source)),
     }
 }
+
+/// Creates a segment whole: at its full length with its header, under a temporary name that
+/// is renamed to the segment's only when both are written, so a crash never leaves a segment
+/// without its header (only a `.tmp` file, which repair removes).
+fn create(path: &Path, header: &SegmentHeader) -> Result<File, SegmentError> {
+    let temporary = path.with_extension(TEMPORARY_SUFFIX);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(|source| SegmentError::io(&temporary, source))?;
+    let length = SEGMENT_HEADER_LENGTH_U64 + u64::from(header.segment_length);
+    file.set_len(length)
+        .and_then(|()| file.write_all_at(&header.encode(), 0))
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|source| SegmentError::io(path, source))?;
+    Ok(file)
+}
+
+/// The extension of a segment being created.
+pub const TEMPORARY_SUFFIX: &str = "rec.tmp";
 
 /// Reads and checks a segment file's header.
 pub fn read_header(file: &File, path: &Path) -> Result<SegmentHeader, SegmentError> {

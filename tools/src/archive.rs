@@ -317,6 +317,13 @@ pub(crate) fn start_archive(driver_dir: &Path, config: ArchiveConfig) -> Result<
 fn serve(args: &ServeArgs) -> Result<()> {
     let config = args.settings.config(args.archive_dir.resolve())?;
     let dir = config.dir.clone();
+    // Handlers first: a signal that arrives while the archive repairs its files at start-up
+    // stops it cleanly afterwards rather than killing it in the middle.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
     let mut runner = start_archive(&args.dir.resolve(), config)?;
     eprintln!(
         "tern archive {} serving {} (pid {})",
@@ -324,11 +331,6 @@ fn serve(args: &ServeArgs) -> Result<()> {
         dir.display(),
         std::process::id()
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
     while !stop.load(Ordering::Acquire) && runner.is_running() {
         std::thread::sleep(Duration::from_millis(20));
     }
