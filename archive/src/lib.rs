@@ -26,6 +26,7 @@ pub mod control_session;
 pub mod error;
 pub mod inspect;
 pub mod recorder;
+pub mod replay_merge;
 pub mod replayer;
 pub mod segment;
 pub mod segment_files;
