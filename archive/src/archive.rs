@@ -30,6 +30,7 @@ use crate::control_session::ControlSession;
 use crate::error::{ArchiveError, CatalogError};
 use crate::recorder::{RecorderContext, RecorderSettings, RecordingReport, RecordingSubscription};
 use crate::replayer::{RecordedExtent, ReplaySession, ReplayState};
+use crate::replication::{ReplicationAction, ReplicationRequest, ReplicationSession};
 use crate::segment::{FrameFault, SEGMENT_LENGTH_DEFAULT, SEGMENT_LENGTH_MAX};
 use crate::segment_files;
 use crate::segment_reader::SegmentReader;
@@ -69,6 +70,9 @@ pub struct ArchiveConfig {
     pub durability: Durability,
     /// The largest block a recording takes or a replay reads at once.
     pub block_length_max: usize,
+    /// Where other archives answer this one when it replicates from them (a channel their
+    /// drivers can send to: UDP between machines).
+    pub replication_response_channel: String,
 }
 
 impl Default for ArchiveConfig {
@@ -83,6 +87,7 @@ impl Default for ArchiveConfig {
             checksums: true,
             durability: Durability::SegmentEnd,
             block_length_max: 1024 * 1024,
+            replication_response_channel: "tern:ipc".to_owned(),
         }
     }
 }
@@ -97,6 +102,8 @@ pub struct Archive {
     sessions: Vec<ControlSession>,
     recordings: Vec<RecordingSubscription>,
     replays: Vec<ReplaySession>,
+    replications: Vec<ReplicationSession>,
+    next_replication_id: i64,
     next_session_id: i64,
     next_replay_id: i64,
     reports: Vec<RecordingReport>,
@@ -151,6 +158,8 @@ impl Archive {
             sessions: Vec::new(),
             recordings: Vec::new(),
             replays: Vec::new(),
+            replications: Vec::new(),
+            next_replication_id: 1,
             next_session_id: 1,
             next_replay_id: 1,
             reports: Vec::new(),
@@ -352,11 +361,16 @@ impl Archive {
                     Err(error) => malformed(error),
                 }
             }
-            protocol::replicate::TEMPLATE_ID | protocol::stop_replication::TEMPLATE_ID => {
-                Some(Err((
-                    ResponseCode::Error,
-                    "replication between archives is not in this build yet".to_owned(),
-                )))
+            protocol::replicate::TEMPLATE_ID => match protocol::replicate::Decoder::decode(request)
+            {
+                Ok(decoded) => Some(self.start_replication(&decoded, session_id, correlation_id)),
+                Err(error) => malformed(error),
+            },
+            protocol::stop_replication::TEMPLATE_ID => {
+                match protocol::stop_replication::Decoder::decode(request) {
+                    Ok(decoded) => Some(self.stop_replication(decoded.replication_id())),
+                    Err(error) => malformed(error),
+                }
             }
             other => Some(Err((
                 ResponseCode::MalformedRequest,
@@ -378,7 +392,7 @@ impl Archive {
         }
         let publication = match self
             .tern
-            .add_publication(decoded.response_channel(), decoded.response_stream_id())
+            .add_exclusive_publication(decoded.response_channel(), decoded.response_stream_id())
         {
             Ok(publication) => publication,
             Err(error) => {
@@ -618,6 +632,190 @@ impl Archive {
             "replay started"
         );
         Ok(replay_session_id)
+    }
+
+    fn start_replication(
+        &mut self,
+        request: &protocol::replicate::Decoder<'_>,
+        session_id: i64,
+        correlation_id: i64,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let destination = match request.destination_recording_id() {
+            -1 => None,
+            recording_id => {
+                let descriptor = self.usable(recording_id)?;
+                if descriptor.is_active() {
+                    return Err((
+                        ResponseCode::ActiveRecording,
+                        format!("recording {recording_id} is active"),
+                    ));
+                }
+                Some(recording_id)
+            }
+        };
+        if self.replications.len() >= REPLAYS_MAX {
+            return Err((
+                ResponseCode::LimitReached,
+                "replications are at their limit".to_owned(),
+            ));
+        }
+        let id = self.next_replication_id;
+        self.next_replication_id += 1;
+        let source = crate::client::ArchiveClientConfig {
+            control_channel: request.source_control_channel().to_owned(),
+            control_stream_id: request.source_control_stream_id(),
+            response_channel: self.config.replication_response_channel.clone(),
+            response_stream_id: protocol::RESPONSE_STREAM_ID_DEFAULT,
+            timeout: crate::replication::STEP_TIMEOUT,
+        };
+        let replication = ReplicationSession::new(
+            (id, session_id, correlation_id),
+            &self.tern,
+            ReplicationRequest {
+                source_recording_id: request.source_recording_id(),
+                destination_recording_id: destination,
+                source,
+                replication_channel: request.replication_channel().to_owned(),
+                follow: request.follow() != 0,
+            },
+            self.now.nanos,
+        );
+        tracing::info!(
+            replication_id = id,
+            source = request.source_control_channel(),
+            "replication started"
+        );
+        self.replications.push(replication);
+        Ok(id)
+    }
+
+    fn stop_replication(&mut self, replication_id: i64) -> Result<i64, (ResponseCode, String)> {
+        let Some(replication) = self
+            .replications
+            .iter_mut()
+            .find(|replication| replication.id == replication_id)
+        else {
+            return Err((
+                ResponseCode::Error,
+                format!("no replication {replication_id}"),
+            ));
+        };
+        replication.stop();
+        Ok(0)
+    }
+
+    /// Moves each replication on; starts the recordings they ask for; retires finished ones.
+    fn replicate(&mut self) -> usize {
+        let mut work = 0;
+        let now_ns = self.now.nanos;
+        for index in 0..self.replications.len() {
+            let action = self.replications[index].do_work(now_ns);
+            if let ReplicationAction::Record {
+                channel,
+                stream_id,
+                extend,
+                identity,
+            } = action
+            {
+                work += 1;
+                match self.record_replication(index, &channel, stream_id, extend, identity) {
+                    Ok(()) => self.replications[index].on_recording_ready(now_ns),
+                    Err(reason) => self.replications[index].fail_with(reason),
+                }
+            }
+            // Copying ends when the replicated stream's recording has started and stopped.
+            let replication = &self.replications[index];
+            if replication.is_copying()
+                && let Some(recording) = self.recordings.iter().find(|recording| {
+                    recording.channel == replication.replication_channel()
+                        && recording.stream_id == replication.stream_id()
+                })
+                && recording.started() > 0
+                && recording.sessions().is_empty()
+            {
+                self.replications[index].on_recording_stopped();
+                work += 1;
+            }
+        }
+        let mut index = 0;
+        while index < self.replications.len() {
+            if !self.replications[index].is_finished() {
+                index += 1;
+                continue;
+            }
+            let replication = self.replications.swap_remove(index);
+            if let Some(reason) = replication.failure() {
+                let message = format!("replication {} failed: {reason}", replication.id);
+                if let Some(control) = self.session(replication.control_session_id) {
+                    control.respond(
+                        replication.correlation_id,
+                        replication.id,
+                        ResponseCode::Error,
+                        &message,
+                    );
+                }
+            }
+            // Its recording subscription goes with it: nothing else is recorded from there.
+            if let Some(position) = self.recordings.iter().position(|recording| {
+                recording.channel == replication.replication_channel()
+                    && recording.stream_id == replication.stream_id()
+            }) {
+                let recording = self.recordings.swap_remove(position);
+                let settings = self.settings();
+                let mut context = RecorderContext {
+                    tern: &self.tern,
+                    catalog: &mut self.catalog,
+                    dir: &self.config.dir,
+                    settings,
+                    now_ms: self.now.epoch_ms,
+                };
+                recording.stop(&mut context, &mut self.reports);
+            }
+            work += 1;
+        }
+        work
+    }
+
+    fn record_replication(
+        &mut self,
+        index: usize,
+        channel: &str,
+        stream_id: i32,
+        extend: Option<i64>,
+        identity: (String, i32),
+    ) -> Result<(), String> {
+        if let Some(recording_id) = extend {
+            let descriptor = self.usable(recording_id).map_err(|(_, message)| message)?;
+            let source = self.replications[index]
+                .source()
+                .ok_or("no source description")?;
+            let fits = source.start_position <= descriptor.stop_position
+                && (descriptor.stop_position <= source.stop_position || source.stop_timestamp < 0)
+                && source.initial_term_id == descriptor.initial_term_id
+                && source.term_length == descriptor.term_length
+                && source.stream_id == descriptor.stream_id;
+            if !fits {
+                return Err(format!(
+                    "recording {recording_id} (stop {}, term length {}, initial term {}) is not a prefix of source recording {} ({}..{})",
+                    descriptor.stop_position,
+                    descriptor.term_length,
+                    descriptor.initial_term_id,
+                    source.recording_id,
+                    source.start_position,
+                    source.stop_position
+                ));
+            }
+            self.replications[index].start_from(descriptor.stop_position);
+        }
+        let recording = RecordingSubscription::for_replication(
+            &self.tern,
+            (channel, stream_id),
+            extend,
+            identity,
+        )
+        .map_err(|error| error.to_string())?;
+        self.recordings.push(recording);
+        Ok(())
     }
 
     fn stop_replay(&mut self, replay_session_id: i64) -> Result<i64, (ResponseCode, String)> {
@@ -1122,6 +1320,7 @@ impl Agent for Archive {
         work += self.poll_control();
         work += self.record();
         work += self.replay();
+        work += self.replicate();
         work += self.maintain_sessions();
         work += self.publish_events();
         work

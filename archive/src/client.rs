@@ -211,6 +211,27 @@ pub enum Request<'a> {
         /// The recording.
         recording_id: i64,
     },
+    /// Copy a recording from another archive into the one this client talks to.
+    Replicate {
+        /// The recording in the source archive.
+        source_recording_id: i64,
+        /// The recording here to extend; -1 for a new one.
+        destination_recording_id: i64,
+        /// The source archive's control channel.
+        source_control_channel: &'a str,
+        /// Its control stream.
+        source_control_stream_id: i32,
+        /// Where the source replays to, for this archive to record (a channel this archive's
+        /// driver can receive on).
+        replication_channel: &'a str,
+        /// Keep going while the source recording is live.
+        follow: bool,
+    },
+    /// Stop a replication.
+    StopReplication {
+        /// The replication.
+        replication_id: i64,
+    },
     /// An operation on one recording.
     Recording {
         /// The recording.
@@ -246,38 +267,23 @@ impl std::fmt::Debug for ArchiveClient {
 
 impl ArchiveClient {
     /// Connects to the archive that `config` names, through `tern`'s driver, and opens a
-    /// control session.
+    /// control session; waits up to the configured timeout.
     pub fn connect(tern: &Tern, config: ArchiveClientConfig) -> Result<Self, ArchiveClientError> {
-        let subscription =
-            tern.add_subscription(&config.response_channel, config.response_stream_id)?;
-        let publication =
-            tern.add_publication(&config.control_channel, config.control_stream_id)?;
-        publication.wait_connected(config.timeout)?;
-        let mut client = Self {
-            correlation_base: tern.client_id().wrapping_shl(32),
-            config,
-            publication,
-            subscription,
-            control_session_id: 0,
-            next_correlation: 1,
-            responses: VecDeque::new(),
-            descriptors: Vec::new(),
-        };
-        let correlation_id = client.correlation_id();
-        let mut buf = vec![0u8; 64 + client.config.response_channel.len()];
-        let mut encoder = protocol::connect::Encoder::wrap(&mut buf).map_err(encode_error)?;
-        encoder
-            .correlation_id(correlation_id)
-            .response_stream_id(client.config.response_stream_id)
-            .version(ARCHIVE_CONTROL.version.compose());
-        let length = encoder
-            .response_channel(&client.config.response_channel)
-            .map_err(encode_error)?
-            .finish();
-        client.offer(&buf[..length])?;
-        let response = client.await_response(correlation_id, "connect")?;
-        client.control_session_id = response.relevant_id;
-        Ok(client)
+        let timeout = config.timeout;
+        let mut connect = AsyncConnect::new(tern, config)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(client) = connect.poll()? {
+                return Ok(client);
+            }
+            if Instant::now() > deadline {
+                return Err(ArchiveClientError::Timeout {
+                    what: "connect",
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
     }
 
     /// The control session's id.
@@ -321,6 +327,23 @@ impl ArchiveClient {
             encode_request(&mut buf, request, session, correlation_id).map_err(encode_error)?;
         self.offer(&buf[..length])?;
         Ok(correlation_id)
+    }
+
+    /// Sends `request` if the control publication takes it now; `None` when it is
+    /// back-pressured or not connected (try again later). Never waits.
+    pub fn try_send(&mut self, request: &Request<'_>) -> Result<Option<i64>, ArchiveClientError> {
+        let correlation_id = self.correlation_id();
+        let session = self.control_session_id;
+        let mut buf = vec![0u8; 2 * protocol::CHANNEL_MAX + 128];
+        let length =
+            encode_request(&mut buf, request, session, correlation_id).map_err(encode_error)?;
+        match self.publication.offer(&buf[..length]) {
+            OfferResult::Ok(_) => Ok(Some(correlation_id)),
+            OfferResult::BackPressured | OfferResult::NotConnected | OfferResult::AdminAction => {
+                Ok(None)
+            }
+            _ => Err(ArchiveClientError::Closed),
+        }
     }
 
     /// Reads what has arrived (non-blocking); returns how many messages.
@@ -608,6 +631,44 @@ impl ArchiveClient {
             .map(|_| ())
     }
 
+    /// Asks this archive to copy `source_recording_id` from the archive whose control channel
+    /// and stream are given: into a new recording (`destination_recording_id` -1) or as an
+    /// extension of a stopped one here, the source replaying onto `replication_channel` (which
+    /// this archive's driver must be able to receive); with `follow`, it keeps copying while the
+    /// source recording is live. Returns the replication's id; the copy goes on in the archive
+    /// (its recording events say when it starts and stops).
+    pub fn replicate(
+        &mut self,
+        source_recording_id: i64,
+        destination_recording_id: i64,
+        (source_control_channel, source_control_stream_id): (&str, i32),
+        replication_channel: &str,
+        follow: bool,
+    ) -> Result<i64, ArchiveClientError> {
+        Ok(self
+            .request(
+                &Request::Replicate {
+                    source_recording_id,
+                    destination_recording_id,
+                    source_control_channel,
+                    source_control_stream_id,
+                    replication_channel,
+                    follow,
+                },
+                "replicate",
+            )?
+            .relevant_id)
+    }
+
+    /// Stops a replication.
+    pub fn stop_replication(&mut self, replication_id: i64) -> Result<(), ArchiveClientError> {
+        self.request(
+            &Request::StopReplication { replication_id },
+            "stop replication",
+        )
+        .map(|_| ())
+    }
+
     /// Cuts a stopped, unused recording back to `position`.
     pub fn truncate_recording(
         &mut self,
@@ -709,6 +770,102 @@ impl ArchiveClient {
     }
 }
 
+/// Gives each client in a process its own range of correlation ids, so that clients sharing a
+/// driver connection (and so a client id) never take each other's connect responses.
+static NEXT_CLIENT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// A connect under way, for callers that must not wait (an archive replicating from another):
+/// [`AsyncConnect::poll`] until it hands over the client. Timing out is the caller's.
+pub struct AsyncConnect {
+    client: Option<ArchiveClient>,
+    correlation_id: i64,
+    sent: bool,
+}
+
+impl std::fmt::Debug for AsyncConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncConnect")
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncConnect {
+    /// Adds the control publication and the response subscription (each waits for the
+    /// driver's answer), and prepares the connect request.
+    pub fn new(tern: &Tern, config: ArchiveClientConfig) -> Result<Self, ArchiveClientError> {
+        let subscription =
+            tern.add_subscription(&config.response_channel, config.response_stream_id)?;
+        let publication =
+            tern.add_publication(&config.control_channel, config.control_stream_id)?;
+        let ordinal = NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut client = ArchiveClient {
+            correlation_base: tern
+                .client_id()
+                .wrapping_shl(32)
+                .wrapping_add(ordinal.wrapping_shl(20)),
+            config,
+            publication,
+            subscription,
+            control_session_id: 0,
+            next_correlation: 1,
+            responses: VecDeque::new(),
+            descriptors: Vec::new(),
+        };
+        let correlation_id = client.correlation_id();
+        Ok(Self {
+            client: Some(client),
+            correlation_id,
+            sent: false,
+        })
+    }
+
+    /// Moves the connect on without waiting: sends the request once the control publication is
+    /// connected, then looks for the response. `Some` once connected.
+    pub fn poll(&mut self) -> Result<Option<ArchiveClient>, ArchiveClientError> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(ArchiveClientError::Closed);
+        };
+        if !self.sent {
+            if !client.publication.is_connected() {
+                return Ok(None);
+            }
+            let mut buf = vec![0u8; 64 + client.config.response_channel.len()];
+            let mut encoder = protocol::connect::Encoder::wrap(&mut buf).map_err(encode_error)?;
+            encoder
+                .correlation_id(self.correlation_id)
+                .response_stream_id(client.config.response_stream_id)
+                .version(ARCHIVE_CONTROL.version.compose());
+            let length = encoder
+                .response_channel(&client.config.response_channel)
+                .map_err(encode_error)?
+                .finish();
+            match client.publication.offer(&buf[..length]) {
+                OfferResult::Ok(_) => self.sent = true,
+                OfferResult::BackPressured
+                | OfferResult::NotConnected
+                | OfferResult::AdminAction => {
+                    return Ok(None);
+                }
+                _ => return Err(ArchiveClientError::Closed),
+            }
+        }
+        client.poll();
+        let Some(response) = client.take_response(self.correlation_id) else {
+            return Ok(None);
+        };
+        if response.code != ResponseCode::Ok {
+            return Err(ArchiveClientError::Archive {
+                code: response.code,
+                message: response.message,
+            });
+        }
+        let mut client = self.client.take().expect("present above");
+        client.control_session_id = response.relevant_id;
+        Ok(Some(client))
+    }
+}
+
 fn encode_error(error: tern_codec::EncodeError) -> ArchiveClientError {
     ArchiveClientError::Encode(error.to_string())
 }
@@ -799,6 +956,35 @@ fn encode_request(
                 .control_session_id(session)
                 .correlation_id(correlation_id)
                 .recording_id(recording_id);
+            encoder.finish()
+        }
+        Request::Replicate {
+            source_recording_id,
+            destination_recording_id,
+            source_control_channel,
+            source_control_stream_id,
+            replication_channel,
+            follow,
+        } => {
+            let mut encoder = protocol::replicate::Encoder::wrap(buf)?;
+            encoder
+                .control_session_id(session)
+                .correlation_id(correlation_id)
+                .source_recording_id(source_recording_id)
+                .destination_recording_id(destination_recording_id)
+                .source_control_stream_id(source_control_stream_id)
+                .follow(u8::from(follow));
+            encoder
+                .source_control_channel(source_control_channel)?
+                .replication_channel(replication_channel)?
+                .finish()
+        }
+        Request::StopReplication { replication_id } => {
+            let mut encoder = protocol::stop_replication::Encoder::wrap(buf)?;
+            encoder
+                .control_session_id(session)
+                .correlation_id(correlation_id)
+                .replication_id(replication_id);
             encoder.finish()
         }
         Request::Recording {

@@ -1,5 +1,11 @@
 //! One connected archive client: its response publication and the responses waiting to go.
 //!
+//! Each session answers on an exclusive publication of its own, even when clients share a
+//! response channel: a new publication announces itself (SETUP) to the client's receiver and
+//! connects only once that receiver has an image of it, so no response is sent into a stream
+//! the client cannot read yet (a shared publication, already connected to another client's
+//! image, would send the first responses before the new client could hear them).
+//!
 //! Responses are encoded when a request is handled and offered at once; one the publication
 //! does not take (back-pressure, not connected yet) waits in the session's queue, in order, and
 //! is offered again each duty cycle. A queue past [`PENDING_MAX`] means the client stopped
@@ -12,7 +18,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tern_engine::client::{OfferResult, Publication};
+use tern_engine::client::{ExclusivePublication, OfferResult};
 
 use crate::control_protocol::{ResponseCode, control_response};
 
@@ -26,7 +32,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ControlSession {
     /// The session's id.
     pub id: i64,
-    publication: Publication,
+    publication: ExclusivePublication,
     pending: VecDeque<Vec<u8>>,
     /// When the publication was last seen connected (or the session opened).
     connected_ns: i64,
@@ -35,7 +41,7 @@ pub struct ControlSession {
 
 impl ControlSession {
     /// A session answering on `publication`, opened at `now_ns`.
-    pub fn new(id: i64, publication: Publication, now_ns: i64) -> Self {
+    pub fn new(id: i64, publication: ExclusivePublication, now_ns: i64) -> Self {
         Self {
             id,
             publication,

@@ -28,6 +28,7 @@ pub mod inspect;
 pub mod recorder;
 pub mod replay_merge;
 pub mod replayer;
+pub mod replication;
 pub mod segment;
 pub mod segment_files;
 pub mod segment_reader;

@@ -114,6 +114,11 @@ pub struct RecordingSubscription {
     sessions: Vec<RecordingSession>,
     /// Images not to record (their recording failed, or was stopped by id).
     ignored_images: Vec<i64>,
+    /// The channel and stream the catalog names, when not the ones subscribed to (a
+    /// replication records the source's stream as the source names it).
+    identity: Option<(String, i32)>,
+    /// Recordings this subscription has started.
+    started: u64,
 }
 
 impl RecordingSubscription {
@@ -134,7 +139,22 @@ impl RecordingSubscription {
             extend,
             sessions: Vec::new(),
             ignored_images: Vec::new(),
+            identity: None,
+            started: 0,
         })
+    }
+
+    /// Subscribes to `channel` and `stream_id` to record a replication: the recording is
+    /// catalogued under `identity` (the source's channel and stream).
+    pub fn for_replication(
+        tern: &Tern,
+        (channel, stream_id): (&str, i32),
+        extend: Option<i64>,
+        identity: (String, i32),
+    ) -> Result<Self, ArchiveError> {
+        let mut subscription = Self::new(tern, channel, stream_id, extend)?;
+        subscription.identity = Some(identity);
+        Ok(subscription)
     }
 
     /// The recordings under way.
@@ -162,7 +182,13 @@ impl RecordingSubscription {
             channel,
             stream_id,
             ignored_images,
+            identity,
+            started,
         } = self;
+        let (channel, stream_id) = match identity {
+            Some((channel, stream_id)) => (&*channel, &*stream_id),
+            None => (&*channel, &*stream_id),
+        };
         let images = subscription.images_mut();
         for image in images.iter_mut() {
             let image_id = image.info().image_id;
@@ -176,6 +202,7 @@ impl RecordingSubscription {
                 Some(index) => index,
                 None => match start(context, image, channel, *stream_id, extend.take()) {
                     Ok(session) => {
+                        *started += 1;
                         reports.push(RecordingReport::Started {
                             recording_id: session.recording_id,
                         });
@@ -257,6 +284,11 @@ impl RecordingSubscription {
         self.ignored_images.push(session.image_id);
         finish(context, session, reports);
         true
+    }
+
+    /// How many recordings it has started.
+    pub fn started(&self) -> u64 {
+        self.started
     }
 
     /// Whether it records `recording_id`.
