@@ -24,7 +24,8 @@ use tern_engine::client::{FragmentAssembler, FragmentHeader, Publication, Subscr
 
 use crate::catalog::{Catalog, RecordingDescriptor, RecordingState};
 use crate::control_protocol::{
-    self as protocol, ARCHIVE_CONTROL, RecordingEventKind, RecordingOperation, ResponseCode,
+    self as protocol, ARCHIVE_CONTROL, RecordingEventKind, RecordingOperation, RecordingSignal,
+    ResponseCode,
 };
 use crate::control_session::ControlSession;
 use crate::error::{ArchiveError, CatalogError};
@@ -723,6 +724,33 @@ impl Archive {
                     Err(reason) => self.replications[index].fail_with(reason),
                 }
             }
+            // The copy's recording started: tell the requester which it is.
+            let replication = &self.replications[index];
+            if replication.is_copying()
+                && replication.copy().is_none()
+                && let Some(recording_id) = self
+                    .recordings
+                    .iter()
+                    .find(|recording| {
+                        recording.channel == replication.replication_channel()
+                            && recording.stream_id == replication.stream_id()
+                    })
+                    .and_then(|recording| recording.sessions().first())
+                    .map(|session| session.recording_id)
+            {
+                let target = self.replications[index].on_copy_started(recording_id);
+                let replication = &self.replications[index];
+                let (session, correlation) =
+                    (replication.control_session_id, replication.correlation_id);
+                if let Some(control) = self.session(session) {
+                    control.signal(
+                        correlation,
+                        recording_id,
+                        target,
+                        RecordingSignal::Replicate,
+                    );
+                }
+            }
             // Copying ends when the replicated stream's recording has started and stopped.
             let replication = &self.replications[index];
             if replication.is_copying()
@@ -744,6 +772,22 @@ impl Archive {
                 continue;
             }
             let replication = self.replications.swap_remove(index);
+            if replication.failure().is_none()
+                && let Some(recording_id) = replication.copy()
+            {
+                let stop = self
+                    .catalog
+                    .extent(recording_id)
+                    .map_or(-1, |(stop, _)| stop);
+                if let Some(control) = self.session(replication.control_session_id) {
+                    control.signal(
+                        replication.correlation_id,
+                        recording_id,
+                        stop,
+                        RecordingSignal::ReplicateEnd,
+                    );
+                }
+            }
             if let Some(reason) = replication.failure() {
                 let message = format!("replication {} failed: {reason}", replication.id);
                 if let Some(control) = self.session(replication.control_session_id) {

@@ -44,8 +44,8 @@ use tern_engine::client::{
 };
 
 use crate::control_protocol::{
-    self as protocol, ARCHIVE_CONTROL, RecordingEventKind, RecordingOperation, ResponseCode,
-    SourceLocation,
+    self as protocol, ARCHIVE_CONTROL, RecordingEventKind, RecordingOperation, RecordingSignal,
+    ResponseCode, SourceLocation,
 };
 
 /// Where an archive listens and how long to wait for it.
@@ -255,6 +255,21 @@ pub struct ArchiveClient {
     responses: VecDeque<Response>,
     /// Descriptors received whose response has not come yet.
     descriptors: Vec<(i64, RecordingInfo)>,
+    /// Recording signals received, not yet taken.
+    signals: VecDeque<Signal>,
+}
+
+/// A recording signal, as the archive sent it about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal {
+    /// The request's correlation id.
+    pub correlation_id: i64,
+    /// The recording.
+    pub recording_id: i64,
+    /// A position (see [`RecordingSignal`]).
+    pub position: i64,
+    /// What happened.
+    pub signal: RecordingSignal,
 }
 
 impl std::fmt::Debug for ArchiveClient {
@@ -395,6 +410,19 @@ impl ArchiveClient {
                     descriptors,
                 });
             }
+            protocol::recording_signal::TEMPLATE_ID => {
+                let Ok(decoded) = protocol::recording_signal::Decoder::decode(message) else {
+                    return;
+                };
+                if self.is_mine(decoded.control_session_id(), decoded.correlation_id()) {
+                    self.signals.push_back(Signal {
+                        correlation_id: decoded.correlation_id(),
+                        recording_id: decoded.recording_id(),
+                        position: decoded.position(),
+                        signal: decoded.signal(),
+                    });
+                }
+            }
             protocol::recording_descriptor::TEMPLATE_ID => {
                 let Ok(decoded) = protocol::recording_descriptor::Decoder::decode(message) else {
                     return;
@@ -415,6 +443,15 @@ impl ArchiveClient {
         }
         correlation_id.wrapping_sub(self.correlation_base) > 0
             && correlation_id.wrapping_sub(self.correlation_base) <= self.next_correlation
+    }
+
+    /// Takes the oldest recording signal about request `correlation_id`, if one has arrived.
+    pub fn take_signal(&mut self, correlation_id: i64) -> Option<Signal> {
+        let index = self
+            .signals
+            .iter()
+            .position(|signal| signal.correlation_id == correlation_id)?;
+        self.signals.remove(index)
     }
 
     /// Takes the response to `correlation_id`, if it has arrived.
@@ -811,6 +848,7 @@ impl AsyncConnect {
             next_correlation: 1,
             responses: VecDeque::new(),
             descriptors: Vec::new(),
+            signals: VecDeque::new(),
         };
         let correlation_id = client.correlation_id();
         Ok(Self {

@@ -458,3 +458,35 @@ tern_codec::message! {
         }
     }
 }
+
+tern_codec::enumeration! {
+    /// What happened to a recording a control session asked about, as it happens.
+    pub enum RecordingSignal: u8 {
+        /// A replication's copy started recording (`position`: where the copy will end, -1
+        /// while following a live source).
+        Replicate = 0,
+        /// A replication's copy is complete (`position`: its stop).
+        ReplicateEnd = 1,
+    }
+}
+
+tern_codec::message! {
+    /// A signal about a recording, sent to the control session whose request it concerns, with
+    /// that request's correlation id. A client that does not know a signal skips it.
+    pub mod recording_signal (schema = ARCHIVE_CONTROL, template = 21, policy = Ignore) {
+        block {
+            /// The session.
+            control_session_id @ 0 since 0: i64,
+            /// The request's.
+            correlation_id @ 8 since 0: i64,
+            /// The recording.
+            recording_id @ 16 since 0: i64,
+            /// A position (see the signal).
+            position @ 24 since 0: i64,
+            /// What happened.
+            signal @ 32 since 0: RecordingSignal,
+        }
+        groups {}
+        var_data {}
+    }
+}

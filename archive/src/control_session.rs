@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tern_engine::client::{ExclusivePublication, OfferResult};
 
-use crate::control_protocol::{ResponseCode, control_response};
+use crate::control_protocol::{RecordingSignal, ResponseCode, control_response, recording_signal};
 
 /// The most responses one session may have waiting.
 pub const PENDING_MAX: usize = 4096;
@@ -72,6 +72,29 @@ impl ControlSession {
         let Ok(encoder) = encoder.error_message(message) else {
             return;
         };
+        let length = encoder.finish();
+        buf.truncate(length);
+        self.send(buf);
+    }
+
+    /// Queues a recording signal for the request `correlation_id`, and sends what it can.
+    pub fn signal(
+        &mut self,
+        correlation_id: i64,
+        recording_id: i64,
+        position: i64,
+        signal: RecordingSignal,
+    ) {
+        let mut buf = vec![0u8; 64];
+        let Ok(mut encoder) = recording_signal::Encoder::wrap(&mut buf) else {
+            return;
+        };
+        encoder
+            .control_session_id(self.id)
+            .correlation_id(correlation_id)
+            .recording_id(recording_id)
+            .position(position)
+            .signal(signal);
         let length = encoder.finish();
         buf.truncate(length);
         self.send(buf);

@@ -85,6 +85,9 @@ pub struct ReplicationSession {
     client: Option<ArchiveClient>,
     step: Step,
     step_since_ns: i64,
+    /// The copy's recording here, once it started; and where it will end (-1: following).
+    copy: Option<i64>,
+    target: i64,
 }
 
 /// What a replication was asked to do.
@@ -129,7 +132,21 @@ impl ReplicationSession {
             client: None,
             step,
             step_since_ns: now_ns,
+            copy: None,
+            target: -1,
         }
+    }
+
+    /// The copy's recording here, once it has started.
+    pub fn copy(&self) -> Option<i64> {
+        self.copy
+    }
+
+    /// Notes the copy's recording (it started); returns where the copy will end (-1 while
+    /// following a live source).
+    pub fn on_copy_started(&mut self, recording_id: i64) -> i64 {
+        self.copy = Some(recording_id);
+        self.target
     }
 
     /// The stream the source replays on.
@@ -336,6 +353,11 @@ impl ReplicationSession {
             return ReplicationAction::None;
         }
         let from = source.start_position;
+        self.target = if self.follow && source.stop_timestamp < 0 {
+            -1
+        } else {
+            source.stop_position
+        };
         let identity = (source.channel.clone(), source.stream_id);
         let separator = if self.replication_channel.contains('?') {
             '|'

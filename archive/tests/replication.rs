@@ -111,16 +111,43 @@ fn a_stopped_recording_is_copied_whole_and_replays_identically() {
 
     let mut destination = pair.destination.archive_client();
     let replication_channel = format!("tern:udp?endpoint=127.0.0.1:{}", port());
-    destination
-        .replicate(
-            0,
-            -1,
-            (&pair.source_control, 10),
-            &replication_channel,
-            false,
-        )
+    let correlation_id = destination
+        .send(&tern_archive::client::Request::Replicate {
+            source_recording_id: 0,
+            destination_recording_id: -1,
+            source_control_channel: &pair.source_control,
+            source_control_stream_id: 10,
+            replication_channel: &replication_channel,
+            follow: false,
+        })
         .unwrap();
+    // The answer, then a signal naming the copy and where it will end, then one when it ends.
+    let mut signals = Vec::new();
+    wait_for("the replication's signals", || {
+        destination.poll();
+        while let Some(signal) = destination.take_signal(correlation_id) {
+            signals.push(signal);
+        }
+        signals.len() == 2
+    });
+    let response = destination.take_response(correlation_id).unwrap();
+    assert_eq!(
+        response.code,
+        tern_archive::control_protocol::ResponseCode::Ok
+    );
+    use tern_archive::control_protocol::RecordingSignal;
+    assert_eq!(
+        signals
+            .iter()
+            .map(|signal| (signal.signal, signal.position))
+            .collect::<Vec<_>>(),
+        [
+            (RecordingSignal::Replicate, stop),
+            (RecordingSignal::ReplicateEnd, stop)
+        ]
+    );
     let copy = stopped_copy(&mut destination, 500, stop);
+    assert_eq!(signals[0].recording_id, copy.recording_id);
     assert_eq!(
         (
             copy.start_position,

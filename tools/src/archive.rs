@@ -49,6 +49,8 @@ pub(crate) enum ArchiveCommand {
     Replay(ReplayArgs),
     /// Cut a stopped recording back to a position (a frame boundary).
     Truncate(TruncateArgs),
+    /// Copy a recording from another archive into the running one (shows progress).
+    Replicate(ReplicateArgs),
     /// Delete a stopped recording and its files.
     Purge(IdArgs),
     /// Mark a recording valid (replayable again).
@@ -134,6 +136,10 @@ pub(crate) struct ArchiveSettings {
     /// position advances.
     #[arg(long, default_value_t = 1)]
     durability: u8,
+    /// Where other archives answer this one when it replicates from them (UDP between
+    /// machines: tern:udp?endpoint=this-host:port).
+    #[arg(long, default_value = "tern:ipc")]
+    replication_response_channel: String,
 }
 
 impl ArchiveSettings {
@@ -157,6 +163,7 @@ impl ArchiveSettings {
             segment_length,
             checksums: self.checksums,
             durability,
+            replication_response_channel: self.replication_response_channel.clone(),
             ..ArchiveConfig::default()
         })
     }
@@ -255,6 +262,30 @@ pub(crate) struct ReplayArgs {
     control: ControlArgs,
 }
 
+/// Arguments of `tern archive replicate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplicateArgs {
+    /// The recording in the source archive.
+    id: i64,
+    /// The source archive's control channel (reachable from this archive's driver).
+    #[arg(long)]
+    source_control_channel: String,
+    /// The source archive's control stream.
+    #[arg(long, default_value_t = protocol::CONTROL_STREAM_ID_DEFAULT)]
+    source_control_stream: i32,
+    /// Where the source replays to (a channel this archive's driver receives on).
+    #[arg(long)]
+    replication_channel: String,
+    /// A stopped recording here to extend (default: a new recording).
+    #[arg(long)]
+    destination_id: Option<i64>,
+    /// Keep copying while the source recording is live.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    control: ControlArgs,
+}
+
 /// Arguments of `tern archive truncate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TruncateArgs {
@@ -292,6 +323,7 @@ pub(crate) fn run(command: &ArchiveCommand) -> Result<()> {
         ArchiveCommand::Verify(args) => verify(args),
         ArchiveCommand::Replay(args) => replay(args),
         ArchiveCommand::Truncate(args) => truncate(args),
+        ArchiveCommand::Replicate(args) => replicate(args),
         ArchiveCommand::Purge(args) => purge(args),
         ArchiveCommand::MarkValid(args) => mark(args, RecordingState::Valid),
         ArchiveCommand::MarkInvalid(args) => mark(args, RecordingState::Invalid),
@@ -731,6 +763,76 @@ fn replay(args: &ReplayArgs) -> Result<()> {
     drop(assembler);
     out.borrow_mut().flush().ok();
     Ok(())
+}
+
+fn replicate(args: &ReplicateArgs) -> Result<()> {
+    use tern_archive::client::Request;
+    use tern_archive::control_protocol::{RecordingSignal, ResponseCode};
+    let (_tern, mut client) = args.control.connect()?;
+    let correlation_id = client.send(&Request::Replicate {
+        source_recording_id: args.id,
+        destination_recording_id: args.destination_id.unwrap_or(-1),
+        source_control_channel: &args.source_control_channel,
+        source_control_stream_id: args.source_control_stream,
+        replication_channel: &args.replication_channel,
+        follow: args.follow,
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let mut replication_id = None;
+    let mut copy = None;
+    let bar = progress_bar(0, false);
+    bar.set_message(format!("replicate {}", args.id));
+    let mut idler = Idler::new(IdleStrategy::Sleep(Duration::from_millis(10)));
+    loop {
+        if stop.load(Ordering::Acquire) {
+            if let Some(id) = replication_id {
+                client.stop_replication(id)?;
+            }
+            bar.abandon();
+            bail!("interrupted: replication stopped");
+        }
+        let work = client.poll();
+        while let Some(response) = client.take_response(correlation_id) {
+            if response.code != ResponseCode::Ok {
+                bar.abandon();
+                bail!(
+                    "replication failed: {:?}: {}",
+                    response.code,
+                    response.message
+                );
+            }
+            replication_id = Some(response.relevant_id);
+        }
+        while let Some(signal) = client.take_signal(correlation_id) {
+            match signal.signal {
+                RecordingSignal::Replicate => {
+                    copy = Some(signal.recording_id);
+                    if signal.position >= 0 {
+                        bar.set_length(u64::try_from(signal.position).unwrap_or(0));
+                    }
+                }
+                RecordingSignal::ReplicateEnd => {
+                    bar.finish_and_clear();
+                    println!(
+                        "recording {} of {} copied as recording {} (stop {})",
+                        args.id, args.source_control_channel, signal.recording_id, signal.position
+                    );
+                    return Ok(());
+                }
+                RecordingSignal::Unknown(_) => {}
+            }
+        }
+        if let Some(recording_id) = copy
+            && let Ok(Some(position)) = client.recording_position(recording_id)
+        {
+            bar.set_position(u64::try_from(position).unwrap_or(0));
+        }
+        idler.idle(work);
+    }
 }
 
 /// Runs `through_archive` when the archive is running (the catalog is locked), else opens the

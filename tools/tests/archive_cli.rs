@@ -77,12 +77,17 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn start_driver_with_archive(dir: &Path, archive: &Path) -> Running {
+    start_driver_with_archive_and(dir, archive, &[])
+}
+
+fn start_driver_with_archive_and(dir: &Path, archive: &Path, extra: &[&str]) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(["driver", "--dir"])
         .arg(dir)
         .arg("--archive-dir")
         .arg(archive)
         .args(["--segment-length", "64k", "--ipc-term-length", "64k"])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .expect("driver starts");
@@ -281,4 +286,135 @@ fn record_list_replay_then_inspect_and_repair_from_the_command_line() {
     );
     let _ = std::fs::remove_dir_all(&archive);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn replicate_between_two_archive_processes_then_replay_the_copy() {
+    let (source_dir, source_archive) = (scratch("source"), scratch("source-archive"));
+    let (copy_dir, copy_archive) = (scratch("copy"), scratch("copy-archive"));
+    let source_control = format!("tern:udp?endpoint=127.0.0.1:{}", free_port());
+    let response = format!("tern:udp?endpoint=127.0.0.1:{}", free_port());
+    let replication = format!("tern:udp?endpoint=127.0.0.1:{}", free_port());
+    let mut source = start_driver_with_archive_and(
+        &source_dir,
+        &source_archive,
+        &["--control-channel", &source_control],
+    );
+    let mut copy = start_driver_with_archive_and(
+        &copy_dir,
+        &copy_archive,
+        &["--replication-response-channel", &response],
+    );
+    let source_driver = source_dir.to_str().unwrap();
+    ok(&[
+        "archive",
+        "record",
+        "tern:ipc",
+        "--stream",
+        "4200",
+        "--dir",
+        source_driver,
+        "--control-channel",
+        &source_control,
+    ]);
+    let lines: String = (0..2000)
+        .map(|index| format!("replicated line {index}\n"))
+        .collect();
+    let published = tern_in(
+        &["pub", "--dir", source_driver, "--stream", "4200"],
+        Some(&lines),
+    );
+    assert!(published.status.success(), "{}", text(&published));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok(&[
+        "archive",
+        "list",
+        "--archive-dir",
+        source_archive.to_str().unwrap(),
+    ])
+    .contains("recording")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the source recording never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let copied = ok(&[
+        "archive",
+        "replicate",
+        "0",
+        "--dir",
+        copy_dir.to_str().unwrap(),
+        "--source-control-channel",
+        &source_control,
+        "--replication-channel",
+        &replication,
+    ]);
+    assert!(copied.contains("copied as recording 0"), "{copied}");
+    let replayed = ok(&[
+        "archive",
+        "replay",
+        "0",
+        "--dir",
+        copy_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(replayed, lines);
+    let source_row = ok(&[
+        "archive",
+        "list",
+        "--archive-dir",
+        source_archive.to_str().unwrap(),
+    ]);
+    let copy_row = ok(&[
+        "archive",
+        "list",
+        "--archive-dir",
+        copy_archive.to_str().unwrap(),
+    ]);
+    let columns = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .take(7)
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        columns(&source_row),
+        columns(&copy_row),
+        "same stream, session, positions and size"
+    );
+    // A replication from a recording the source does not have fails with its reason.
+    let missing = tern(&[
+        "archive",
+        "replicate",
+        "9",
+        "--dir",
+        copy_dir.to_str().unwrap(),
+        "--source-control-channel",
+        &source_control,
+        "--replication-channel",
+        &replication,
+    ]);
+    assert!(
+        !missing.status.success() && text(&missing).contains("no recording 9"),
+        "{}",
+        text(&missing)
+    );
+    stop(&mut copy);
+    stop(&mut source);
+    for dir in [source_dir, source_archive, copy_dir, copy_archive] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
