@@ -632,3 +632,145 @@ fn a_link_cut_past_the_liveness_timeout_ends_the_image_and_the_stream_resumes_af
         },
     );
 }
+
+/// `tern` with `args` on `host`, run to completion (killed past two minutes); its stdout, read
+/// while it runs (a replay prints more than a pipe holds).
+fn archive_on(network: &mut Network, host: usize, args: &[&str]) -> String {
+    use std::io::Read;
+    let mut child = network
+        .command(host, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tern runs");
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("waitable").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("host {host}: tern {args:?} ran past two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().expect("waitable");
+    let stdout = reader.join().expect("the reader");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(
+        status.success(),
+        "host {host}: tern {args:?}: {}{stderr}",
+        String::from_utf8_lossy(&stdout)
+    );
+    String::from_utf8_lossy(&stdout).into_owned()
+}
+
+#[test]
+fn an_archive_on_another_host_replicates_a_recording_over_a_lossy_link() {
+    let Some(mut network) = Network::new("archive", 2) else {
+        return;
+    };
+    let archive_dir =
+        |host: usize| std::env::temp_dir().join(format!("{}-archive-h{host}", network.prefix));
+    let (source_archive, copy_archive) = (archive_dir(1), archive_dir(2));
+    let control = format!("tern:udp?endpoint={}:8010", ip(1));
+    let response = format!("tern:udp?endpoint={}:8020", ip(2));
+    let replication = format!("tern:udp?endpoint={}:8030", ip(2));
+    network.driver(
+        1,
+        &[
+            "--archive-dir".to_owned(),
+            source_archive.display().to_string(),
+            "--control-channel".to_owned(),
+            control.clone(),
+            "--segment-length".to_owned(),
+            "64k".to_owned(),
+        ],
+    );
+    let mut flags = vec![
+        "--archive-dir".to_owned(),
+        copy_archive.display().to_string(),
+        "--replication-response-channel".to_owned(),
+        response,
+        "--segment-length".to_owned(),
+        "64k".to_owned(),
+    ];
+    flags.extend(loss_flags("--receiver-loss", 0.05, 11));
+    network.driver(2, &flags);
+    network
+        .dirs
+        .extend([source_archive.clone(), copy_archive.clone()]);
+    archive_on(
+        &mut network,
+        1,
+        &[
+            "archive",
+            "record",
+            "tern:ipc",
+            "--stream",
+            "9",
+            "--control-channel",
+            &control,
+        ],
+    );
+    archive_on(
+        &mut network,
+        1,
+        &["pub", "--stream", "9", "--count", "3000", "--size", "300"],
+    );
+    eventually(
+        "the recording to stop with its publication",
+        Duration::from_secs(30),
+        || {
+            let listed = Command::new(TERN)
+                .args(["archive", "list", "--archive-dir"])
+                .arg(&source_archive)
+                .output()
+                .expect("tern archive list");
+            let text = String::from_utf8_lossy(&listed.stdout);
+            text.lines().count() == 2 && !text.contains("recording ")
+        },
+    );
+    let copied = archive_on(
+        &mut network,
+        2,
+        &[
+            "archive",
+            "replicate",
+            "0",
+            "--source-control-channel",
+            &control,
+            "--replication-channel",
+            &replication,
+        ],
+    );
+    assert!(copied.contains("copied as recording 0"), "{copied}");
+    let original = archive_on(
+        &mut network,
+        1,
+        &["archive", "replay", "0", "--control-channel", &control],
+    );
+    let copy = archive_on(&mut network, 2, &["archive", "replay", "0"]);
+    // 3000 generated messages of 300 bytes, each printed on its own line (bytes that are not
+    // UTF-8 print wider).
+    assert!(
+        original.len() >= 3000 * 301,
+        "{} bytes replayed",
+        original.len()
+    );
+    assert_eq!(copy, original, "the copy replays as the original does");
+    // The copy was checked frame by frame as it was written and still checks.
+    let verified = Command::new(TERN)
+        .args(["archive", "verify", "--archive-dir"])
+        .arg(&copy_archive)
+        .output()
+        .expect("tern archive verify");
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("recording 0: valid"));
+}
