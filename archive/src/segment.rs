@@ -27,9 +27,9 @@
 //! ```
 //!
 //! **Frame checksums.** With checksums on (the default), each frame's reserved value (header
-//! bytes 24..32) holds the CRC32C of its header bytes 0..24 followed by its payload, in the low
-//! four bytes, the high four zero. A PAD frame's checksum covers its header only: its body is
-//! padding that nobody reads. The checksum replaces whatever reserved value the publisher put
+//! bytes 24..32) holds the CRC32C of the whole frame with those eight bytes taken as zero, in
+//! the low four bytes, the high four zero. A PAD frame's checksum covers its header only: its
+//! body is padding that nobody reads. The checksum replaces whatever reserved value the publisher put
 //! there: replayed frames carry it.
 //!
 //! A frame found in a segment is trusted only after [`check_frame`]: its length fits what is
@@ -278,10 +278,13 @@ pub fn parse_segment_file_name(name: &str) -> Option<(i64, i64)> {
     Some((id.parse().ok()?, base.parse().ok()?))
 }
 
-/// The checksum of one frame: its header's bytes 0..24, then its payload (none for PAD).
+/// The checksum of one frame: the CRC32C of its bytes with the eight bytes of its reserved
+/// value taken as zero (a PAD: its header alone).
 pub fn frame_checksum(frame: &[u8]) -> u32 {
     debug_assert!(frame.len() >= DATA_HEADER_LENGTH);
-    let checksum = crc32c::crc32c(&frame[..data_offsets::RESERVED_VALUE]);
+    let reserved = data_offsets::RESERVED_VALUE;
+    let checksum = crc32c::crc32c(&frame[..reserved]);
+    let checksum = crc32c::crc32c_append(checksum, &[0u8; 8]);
     if frame_type(frame) == tern_codec::frame::PAD_FRAME_TYPE {
         return checksum;
     }
@@ -296,24 +299,36 @@ fn frame_length(frame: &[u8]) -> i32 {
     i32::from_le_bytes(array(frame, data_offsets::FRAME_LENGTH))
 }
 
-/// Writes each frame's checksum into its reserved value. `block` is whole frames, as a log
-/// holds them (each at its aligned length; a PAD's length runs to the end of its term).
-pub fn stamp_checksums(block: &mut [u8]) {
+/// Copies `source` (whole frames, as a log holds them: each at its aligned length, a PAD's
+/// length running to the end of its term) into `destination` with each frame's checksum in its
+/// reserved value. Frame by frame, so each is checksummed while the copy is still in cache.
+pub fn copy_stamped(source: &[u8], destination: &mut [u8]) {
+    assert_eq!(
+        source.len(),
+        destination.len(),
+        "a copy is the block's length"
+    );
     let mut offset = 0;
-    while offset + DATA_HEADER_LENGTH <= block.len() {
-        let length = usize::try_from(frame_length(&block[offset..])).unwrap_or(0);
+    while offset + DATA_HEADER_LENGTH <= source.len() {
+        let length = usize::try_from(frame_length(&source[offset..])).unwrap_or(0);
+        let aligned = tern_codec::frame::align(length);
         assert!(
-            length >= DATA_HEADER_LENGTH && offset + length <= block.len(),
+            length >= DATA_HEADER_LENGTH && offset + aligned <= source.len(),
             "a block is whole published frames"
         );
-        let checksum = if frame_type(&block[offset..]) == tern_codec::frame::PAD_FRAME_TYPE {
-            frame_checksum(&block[offset..offset + DATA_HEADER_LENGTH])
+        let frame = &mut destination[offset..offset + aligned];
+        frame.copy_from_slice(&source[offset..offset + aligned]);
+        let covered = if frame_type(frame) == tern_codec::frame::PAD_FRAME_TYPE {
+            DATA_HEADER_LENGTH
         } else {
-            frame_checksum(&block[offset..offset + length])
+            length
         };
-        let reserved = offset + data_offsets::RESERVED_VALUE;
-        block[reserved..reserved + 8].copy_from_slice(&u64::from(checksum).to_le_bytes());
-        offset += tern_codec::frame::align(length);
+        // Zeroed first, the reserved value takes part as zeros: one pass over the frame.
+        let reserved = data_offsets::RESERVED_VALUE;
+        frame[reserved..reserved + 8].fill(0);
+        let checksum = crc32c::crc32c(&frame[..covered]);
+        frame[reserved..reserved + 8].copy_from_slice(&u64::from(checksum).to_le_bytes());
+        offset += aligned;
     }
 }
 

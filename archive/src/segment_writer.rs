@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::SegmentError;
 use crate::segment::{
-    SEGMENT_HEADER_LENGTH, SEGMENT_HEADER_LENGTH_U64, SegmentHeader, SegmentLayout, segment_path,
-    stamp_checksums,
+    SEGMENT_HEADER_LENGTH, SEGMENT_HEADER_LENGTH_U64, SegmentHeader, SegmentLayout, copy_stamped,
+    segment_path,
 };
 
 /// How hard the archive works to keep a recording through a machine crash (a process crash
@@ -66,7 +66,13 @@ struct OpenSegment {
     base_position: i64,
     /// Written since the last sync.
     dirty: bool,
+    /// The file offset up to which writeback has been started.
+    writeback_from: u64,
 }
+
+/// How much a segment accumulates before the writer asks the kernel to start writing it back
+/// (levels 1 and 2): the final sync then waits for little.
+pub const WRITEBACK_CHUNK: u64 = 8 * 1024 * 1024;
 
 /// Writes one recording's segments.
 #[derive(Debug)]
@@ -136,8 +142,7 @@ impl SegmentWriter {
         let segment = segment.as_mut().expect("opened above");
         let bytes = if header.checksums {
             let copy = &mut scratch[..block.len()];
-            copy.copy_from_slice(block);
-            stamp_checksums(copy);
+            copy_stamped(block, copy);
             &*copy
         } else {
             block
@@ -147,6 +152,18 @@ impl SegmentWriter {
             .write_all_at(bytes, offset)
             .map_err(|source| SegmentError::io(&segment.path, source))?;
         segment.dirty = true;
+        let written_to = offset + u64::try_from(bytes.len()).expect("fits");
+        if self.durability != Durability::None
+            && written_to - segment.writeback_from >= WRITEBACK_CHUNK
+        {
+            // Best effort: a kernel that refuses only loses the head start.
+            let _ = tern_engine::file_sync::start_writeback(
+                &segment.file,
+                segment.writeback_from,
+                written_to - segment.writeback_from,
+            );
+            segment.writeback_from = written_to;
+        }
         self.position += length;
         if self.layout.remaining_in_segment(self.position) == i64::from(self.layout.segment_length)
         {
@@ -173,11 +190,14 @@ impl SegmentWriter {
             };
             let path = segment_path(&self.dir, header.recording_id, base_position);
             let file = open_or_create(&path, &header)?;
+            let writeback_from = SEGMENT_HEADER_LENGTH_U64
+                + u64::try_from(self.position - base_position).expect("in segment");
             self.segment = Some(OpenSegment {
                 file,
                 path,
                 base_position,
                 dirty: false,
+                writeback_from,
             });
         }
         Ok(())

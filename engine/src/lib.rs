@@ -40,6 +40,7 @@ pub mod directory;
 #[cfg(not(loom))]
 pub mod driver;
 pub mod duty_cycle;
+pub mod file_sync;
 #[cfg(not(loom))]
 pub mod fuzz_checks;
 pub mod logbuffer;
