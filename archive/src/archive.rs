@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use tern_codec::{MessageHeader, SemanticVersion};
 use tern_engine::agent::{Agent, Now};
-use tern_engine::client::{FragmentAssembler, FragmentHeader, Publication, Subscription, Tern};
+use tern_engine::client::{
+    ConductorMode, FragmentAssembler, FragmentHeader, Publication, Subscription, Tern,
+};
 
 use crate::catalog::{Catalog, RecordingDescriptor, RecordingState};
 use crate::control_protocol::{
@@ -112,6 +114,8 @@ pub struct Archive {
     requests: Vec<Vec<u8>>,
     /// Progress last published, per recording: (recording id, when).
     progress_sent: Vec<(i64, i64)>,
+    /// Where events are encoded.
+    event_buffer: Box<[u8; 1024]>,
     now: Now,
 }
 
@@ -166,6 +170,7 @@ impl Archive {
             reports: Vec::new(),
             requests: Vec::new(),
             progress_sent: Vec::new(),
+            event_buffer: Box::new([0u8; 1024]),
             now,
         })
     }
@@ -1258,27 +1263,54 @@ impl Archive {
             self.publish_event(kind, recording_id, position);
             work += 1;
         }
+        // Progress, from each recording's own state: no catalog read, no allocation.
         let now_ns = self.now.nanos;
-        let mut progress = Vec::new();
-        for recording in &mut self.recordings {
+        let Self {
+            recordings,
+            progress_sent,
+            events,
+            event_buffer,
+            ..
+        } = self;
+        for recording in recordings.iter_mut() {
             for session in recording.sessions_mut() {
-                let last = self
-                    .progress_sent
-                    .iter()
-                    .find(|(id, _)| *id == session.recording_id)
-                    .map_or(i64::MIN, |(_, at)| *at);
-                if now_ns.saturating_sub(last) >= PROGRESS_INTERVAL_NS
-                    && let Some(position) = session.take_progress()
-                {
-                    progress.push((session.recording_id, position));
+                let sent = progress_sent
+                    .iter_mut()
+                    .find(|(id, _)| *id == session.recording_id);
+                let last = sent.as_ref().map_or(i64::MIN, |(_, at)| *at);
+                if now_ns.saturating_sub(last) < PROGRESS_INTERVAL_NS {
+                    continue;
                 }
+                let Some(position) = session.take_progress() else {
+                    continue;
+                };
+                match sent {
+                    Some((_, at)) => *at = now_ns,
+                    None => progress_sent.push((session.recording_id, now_ns)),
+                }
+                let Ok(mut encoder) =
+                    protocol::recording_event::Encoder::wrap(&mut event_buffer[..])
+                else {
+                    continue;
+                };
+                encoder
+                    .kind(RecordingEventKind::Progress)
+                    .stream_id(session.stream_id)
+                    .recording_id(session.recording_id)
+                    .start_position(session.start_position())
+                    .position(position)
+                    .session_id(session.session_id);
+                // Progress carries ids and positions only; the channel came with Started.
+                let Ok(encoder) = encoder.channel("") else {
+                    continue;
+                };
+                let Ok(encoder) = encoder.source_identity("") else {
+                    continue;
+                };
+                let length = encoder.finish();
+                let _ = events.offer(&event_buffer[..length]);
+                work += 1;
             }
-        }
-        for (recording_id, position) in progress {
-            self.progress_sent.retain(|(id, _)| *id != recording_id);
-            self.progress_sent.push((recording_id, now_ns));
-            self.publish_event(RecordingEventKind::Progress, recording_id, Some(position));
-            work += 1;
         }
         work
     }
@@ -1360,7 +1392,12 @@ impl Archive {
 impl Agent for Archive {
     fn do_work(&mut self, now: Now) -> usize {
         self.now = now;
-        let mut work = self.tern.do_work();
+        // A client whose conductor runs on the archive's thread is run here.
+        let mut work = if self.tern.conductor_mode() == ConductorMode::Invoker {
+            self.tern.do_work()
+        } else {
+            0
+        };
         work += self.poll_control();
         work += self.record();
         work += self.replay();

@@ -79,6 +79,10 @@ pub struct RecordingSession {
     start_position: i64,
     /// The position last reported as progress.
     reported_position: i64,
+    /// The recorded publication's session.
+    pub session_id: i32,
+    /// The stream, as catalogued.
+    pub stream_id: i32,
 }
 
 impl RecordingSession {
@@ -240,14 +244,11 @@ impl RecordingSubscription {
             }
         }
         // Images withdrawn since the last cycle end their recordings too.
-        let live: Vec<i64> = subscription
-            .images_mut()
-            .iter()
-            .map(|image| image.info().image_id)
-            .collect();
+        let images = subscription.images_mut();
         let mut index = 0;
         while index < sessions.len() {
-            if live.contains(&sessions[index].image_id) {
+            let image_id = sessions[index].image_id;
+            if images.iter().any(|image| image.info().image_id == image_id) {
                 index += 1;
             } else {
                 let session = sessions.swap_remove(index);
@@ -422,6 +423,8 @@ fn start(
         position,
         start_position: position,
         reported_position: position,
+        session_id: image.info().session_id,
+        stream_id,
     })
 }
 

@@ -149,6 +149,38 @@ fn record_list_replay_then_inspect_and_repair_from_the_command_line() {
     );
     assert!(published.status.success(), "{}", text(&published));
 
+    // While a recording runs, `tern stat` shows its position counter.
+    ok(&[
+        "archive", "record", "tern:ipc", "--stream", "4102", "--dir", driver_dir,
+    ]);
+    let mut open_publisher = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["pub", "--dir", driver_dir, "--stream", "4102"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tern pub runs");
+    let mut stdin = open_publisher.stdin.take().unwrap();
+    stdin.write_all(b"one line, still open\n").unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = ok(&["stat", "--dir", driver_dir]);
+        if let Some(line) = stat.lines().find(|line| line.contains("rec-pos: 2 ")) {
+            assert!(line.contains("4102 tern:ipc"), "{line}");
+            if !line.contains(" 0 - ") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording position in tern stat: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    assert!(open_publisher.wait().unwrap().success());
+
     let listed = ok(&["archive", "list", "--archive-dir", archive_dir]);
     let rows: Vec<&str> = listed.lines().collect();
     assert!(

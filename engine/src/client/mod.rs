@@ -340,6 +340,12 @@ impl Tern {
         Ok(Self { shared, runner })
     }
 
+    /// Where this client's conductor runs: an [`ConductorMode::Invoker`] client's owner calls
+    /// [`Tern::do_work`].
+    pub fn conductor_mode(&self) -> ConductorMode {
+        self.shared.config.conductor_mode
+    }
+
     /// This client's id.
     pub fn client_id(&self) -> i64 {
         self.shared.client_id
