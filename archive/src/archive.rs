@@ -45,12 +45,17 @@ pub const REQUESTS_PER_CYCLE: usize = 16;
 pub const PROGRESS_INTERVAL_NS: i64 = 100_000_000;
 /// The most control sessions at once.
 pub const CONTROL_SESSIONS_MAX: usize = 256;
+/// Connects answered with a refusal beyond [`CONTROL_SESSIONS_MAX`] at once.
+pub const CONNECT_REFUSALS_MAX: usize = 16;
 /// The most replays at once.
 pub const REPLAYS_MAX: usize = 256;
 /// The most recording subscriptions at once.
 pub const RECORDING_SUBSCRIPTIONS_MAX: usize = 1024;
 /// The most descriptors one listing sends.
 pub const LIST_COUNT_MAX: i32 = 1000;
+
+/// Where assembled control requests go.
+type RequestSink = Box<dyn FnMut(&[u8], &FragmentHeader) + Send>;
 
 /// How an archive runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +115,9 @@ pub struct Archive {
     next_session_id: i64,
     next_replay_id: i64,
     reports: Vec<RecordingReport>,
-    /// Requests taken this cycle, assembled from their fragments.
-    requests: Vec<Vec<u8>>,
+    /// Puts requests together from their fragments; whole ones go to `assembled`.
+    assembler: FragmentAssembler<RequestSink>,
+    assembled: std::sync::mpsc::Receiver<Vec<u8>>,
     /// Progress last published, per recording: (recording id, when).
     progress_sent: Vec<(i64, i64)>,
     /// Where events are encoded.
@@ -140,6 +146,15 @@ impl Archive {
                 config.segment_length
             )));
         }
+        if config.block_length_max < crate::segment_reader::READ_BUFFER_MIN
+            || config.block_length_max > 64 * 1024 * 1024
+            || !config.block_length_max.is_multiple_of(32)
+        {
+            return Err(ArchiveError::Refused(format!(
+                "block length {} is not a multiple of 32 from 64 KiB to 64 MiB",
+                config.block_length_max
+            )));
+        }
         std::fs::create_dir_all(&config.dir)
             .map_err(|source| ArchiveError::io(&config.dir, source))?;
         let mut catalog = Catalog::open(&config.dir)?;
@@ -154,6 +169,11 @@ impl Archive {
             .add_publication(&config.events_channel, config.events_stream_id)
             .map_err(|error| ArchiveError::Driver(error.to_string()))?;
         tracing::info!(dir = %config.dir.display(), control = %config.control_channel, "archive started");
+        let (sink, assembled) = std::sync::mpsc::channel();
+        let assembler =
+            FragmentAssembler::new(Box::new(move |message: &[u8], _: &FragmentHeader| {
+                let _ = sink.send(message.to_vec());
+            }) as RequestSink);
         Ok(Self {
             config,
             tern,
@@ -168,7 +188,8 @@ impl Archive {
             next_session_id: 1,
             next_replay_id: 1,
             reports: Vec::new(),
-            requests: Vec::new(),
+            assembler,
+            assembled,
             progress_sent: Vec::new(),
             event_buffer: Box::new([0u8; 1024]),
             now,
@@ -196,18 +217,17 @@ impl Archive {
     }
 
     fn poll_control(&mut self) -> usize {
-        let requests = &mut self.requests;
-        let mut assembler = FragmentAssembler::new(|message: &[u8], _: &FragmentHeader| {
-            requests.push(message.to_vec());
-        });
+        // One assembler for the archive's life: a request whose fragments arrive across polls
+        // is put together, not dropped.
+        let assembler = &mut self.assembler;
         self.control.poll(
             |fragment, header| assembler.on_fragment(fragment, header),
             REQUESTS_PER_CYCLE,
         );
-        let requests = std::mem::take(&mut self.requests);
-        let count = requests.len();
-        for request in &requests {
-            self.on_request(request);
+        let mut count = 0;
+        while let Ok(request) = self.assembled.try_recv() {
+            self.on_request(&request);
+            count += 1;
         }
         count
     }
@@ -393,8 +413,11 @@ impl Archive {
                 return;
             }
         };
-        if self.sessions.len() >= CONTROL_SESSIONS_MAX {
-            tracing::warn!("control sessions at their limit: a connect was refused");
+        if self.sessions.len() >= CONTROL_SESSIONS_MAX + CONNECT_REFUSALS_MAX {
+            // Refusals themselves take a publication each while they are sent: past this many
+            // at once, connects are dropped unanswered (the client times out).
+            tracing::warn!("control sessions at their limit: a connect was dropped");
+            return;
         }
         let publication = match self
             .tern
@@ -458,6 +481,16 @@ impl Archive {
             return Err((
                 ResponseCode::LimitReached,
                 "recording subscriptions are at their limit".to_owned(),
+            ));
+        }
+        if channel.len() > crate::catalog::CHANNEL_MAX {
+            return Err((
+                ResponseCode::InvalidChannel,
+                format!(
+                    "a recorded channel is at most {} bytes (the catalog's limit), not {}",
+                    crate::catalog::CHANNEL_MAX,
+                    channel.len()
+                ),
             ));
         }
         match tern_engine::channel::ChannelUri::parse(channel) {
@@ -731,17 +764,17 @@ impl Archive {
             }
             // The copy's recording started: tell the requester which it is.
             let replication = &self.replications[index];
+            let recording = self.recordings.iter().find(|recording| {
+                recording.channel == replication.replication_channel()
+                    && recording.stream_id == replication.stream_id()
+            });
+            let started = recording.and_then(RecordingSubscription::last_started);
+            let ended = recording.is_some_and(|recording| {
+                recording.started() > 0 && recording.sessions().is_empty()
+            });
             if replication.is_copying()
                 && replication.copy().is_none()
-                && let Some(recording_id) = self
-                    .recordings
-                    .iter()
-                    .find(|recording| {
-                        recording.channel == replication.replication_channel()
-                            && recording.stream_id == replication.stream_id()
-                    })
-                    .and_then(|recording| recording.sessions().first())
-                    .map(|session| session.recording_id)
+                && let Some(recording_id) = started
             {
                 let target = self.replications[index].on_copy_started(recording_id);
                 let replication = &self.replications[index];
@@ -755,18 +788,18 @@ impl Archive {
                         RecordingSignal::Replicate,
                     );
                 }
+                work += 1;
             }
-            // Copying ends when the replicated stream's recording has started and stopped.
-            let replication = &self.replications[index];
-            if replication.is_copying()
-                && let Some(recording) = self.recordings.iter().find(|recording| {
-                    recording.channel == replication.replication_channel()
-                        && recording.stream_id == replication.stream_id()
-                })
-                && recording.started() > 0
-                && recording.sessions().is_empty()
+            // Copying ends when the copy's recording has started and stopped.
+            if ended
+                && self.replications[index].is_copying()
+                && let Some(recording_id) = self.replications[index].copy()
             {
-                self.replications[index].on_recording_stopped();
+                let stop = self
+                    .catalog
+                    .extent(recording_id)
+                    .map_or(-1, |(stop, _)| stop);
+                self.replications[index].on_recording_stopped(stop);
                 work += 1;
             }
         }

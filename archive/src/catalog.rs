@@ -64,6 +64,8 @@ pub const BODY_MAX_LENGTH: usize = DESCRIPTOR_LENGTH - SLOT_HEADER_LENGTH;
 pub const RECORDINGS_MAX: usize = 1 << 20;
 /// Slots a new catalog has room for; it doubles when full.
 pub const INITIAL_CAPACITY: usize = 64;
+/// The longest channel a descriptor holds.
+pub const CHANNEL_MAX: usize = 512;
 /// A position or timestamp not known yet.
 pub const NULL_VALUE: i64 = -1;
 

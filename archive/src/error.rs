@@ -193,6 +193,16 @@ pub enum SegmentError {
         /// Why.
         reason: &'static str,
     },
+    /// A block handed to a writer that it cannot take.
+    #[error("recording {recording_id} at position {position}: {reason}")]
+    Block {
+        /// The recording.
+        recording_id: i64,
+        /// Where.
+        position: i64,
+        /// Why.
+        reason: String,
+    },
     /// A frame that must not be trusted.
     #[error("recording {recording_id} at position {position}: {fault}")]
     Frame {

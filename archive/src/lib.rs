@@ -93,7 +93,10 @@
 //! claimed. An archive that starts finds the recordings it did not stop and repairs them
 //! ([`segment_files::recover`]): the end is found by scanning frames from the stored stop
 //! position, a torn final frame is cut away, and a recording damaged below its stored stop is
-//! marked invalid rather than stopping the archive.
+//! marked invalid rather than stopping the archive. With checksums off, a torn frame is found
+//! by its length alone: one whose header reached the disk and whose body did not is kept.
+//! Levels 0 and 1 promise nothing about the unsynced tail after a machine crash (power loss);
+//! `tern archive verify` finds and marks a recording that lost it.
 //!
 //! ## Threads and memory
 //!
@@ -102,7 +105,9 @@
 //! read in place and copied once into a buffer allocated when the recording starts),
 //! replays (a reader buffer and an exclusive publication each) and replications (a client of
 //! the other archive each). After warm-up, recording and replaying allocate nothing
-//! (`tests/allocation_free.rs`). The catalog is written by that one process, which holds a lock
+//! (`tests/allocation_free.rs`) but when a segment file is opened, once per segment. Control
+//! requests that add a publication, subscription or counter wait for the driver's answer (a
+//! round trip of microseconds) inside the duty cycle, as does starting a recording. The catalog is written by that one process, which holds a lock
 //! on the file ([`catalog::Catalog::open`]); other processes map it to read, and see each
 //! position through an atomic load.
 

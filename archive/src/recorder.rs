@@ -123,6 +123,8 @@ pub struct RecordingSubscription {
     identity: Option<(String, i32)>,
     /// Recordings this subscription has started.
     started: u64,
+    /// The last recording it started.
+    last_started: Option<i64>,
 }
 
 impl RecordingSubscription {
@@ -145,6 +147,7 @@ impl RecordingSubscription {
             ignored_images: Vec::new(),
             identity: None,
             started: 0,
+            last_started: None,
         })
     }
 
@@ -188,6 +191,7 @@ impl RecordingSubscription {
             ignored_images,
             identity,
             started,
+            last_started,
         } = self;
         let (channel, stream_id) = match identity {
             Some((channel, stream_id)) => (&*channel, &*stream_id),
@@ -207,6 +211,7 @@ impl RecordingSubscription {
                 None => match start(context, image, channel, *stream_id, extend.take()) {
                     Ok(session) => {
                         *started += 1;
+                        *last_started = Some(session.recording_id);
                         reports.push(RecordingReport::Started {
                             recording_id: session.recording_id,
                         });
@@ -292,6 +297,11 @@ impl RecordingSubscription {
         self.started
     }
 
+    /// The last recording it started, if any.
+    pub fn last_started(&self) -> Option<i64> {
+        self.last_started
+    }
+
     /// Whether it records `recording_id`.
     pub fn records(&self, recording_id: i64) -> bool {
         self.sessions
@@ -334,6 +344,11 @@ fn start(
     let (recording_id, origin, segment_length) = match extend {
         Some(recording_id) => {
             let descriptor = context.catalog.descriptor(recording_id)?;
+            if descriptor.state != crate::catalog::RecordingState::Valid || descriptor.is_active() {
+                return Err(ArchiveError::Refused(format!(
+                    "recording {recording_id} is no longer a stopped, valid recording: not extended"
+                )));
+            }
             if descriptor.stop_position != position
                 || descriptor.initial_term_id != image.initial_term_id()
                 || descriptor.term_length != term_length
@@ -348,7 +363,13 @@ fn start(
                     image.initial_term_id()
                 )));
             }
+            // Nothing of an earlier stream may lie past the stop when new frames follow it (a
+            // failed write, a truncation): a repair would read on into it.
+            crate::segment_files::cut_at(context.dir, &descriptor, descriptor.stop_position)?;
             context.catalog.reactivate(recording_id)?;
+            if context.settings.durability != Durability::None {
+                context.catalog.flush()?;
+            }
             (
                 recording_id,
                 descriptor.origin_position,
@@ -373,6 +394,10 @@ fn start(
                 channel,
                 source_identity: &image.info().source_identity,
             })?;
+            if context.settings.durability != Durability::None {
+                // The recording's descriptor survives a machine crash before its frames do.
+                context.catalog.flush()?;
+            }
             (recording_id, position, segment_length)
         }
     };
@@ -439,9 +464,9 @@ fn record(
     while written < context.settings.bytes_per_cycle_max && outcome.is_ok() {
         let writer = &mut session.writer;
         let length = image.block_poll(
-            |block, position| {
+            |block, position, extent| {
                 debug_assert_eq!(position, writer.position());
-                outcome = writer.write(block);
+                outcome = writer.write(block, extent);
             },
             context.settings.block_length_max,
         );
@@ -474,8 +499,23 @@ fn finish(
     // The committed position: a block written but not committed (a write that failed after
     // it) is not claimed.
     let position = session.position;
+    let written = session.writer.position();
     if let Err(error) = session.writer.close() {
         tracing::error!(%error, recording_id, "closing a recording's segment failed");
+    }
+    if written > position {
+        // Bytes written after the last commit (a write that failed part-way): cut them, so
+        // nothing past the stop can pass for the recording's continuation.
+        let cut = context
+            .catalog
+            .descriptor(recording_id)
+            .map_err(ArchiveError::from)
+            .and_then(|descriptor| {
+                crate::segment_files::cut_at(context.dir, &descriptor, position)
+            });
+        if let Err(error) = cut {
+            tracing::error!(%error, recording_id, "cutting a recording's uncommitted tail failed");
+        }
     }
     if let Err(error) = context.catalog.stop(recording_id, position, context.now_ms) {
         tracing::error!(%error, recording_id, "the catalog did not take a recording's stop");

@@ -43,6 +43,8 @@ pub struct ReplayMerge {
     from: i64,
     position: i64,
     state: MergeState,
+    /// Why the merge cannot go on, if it cannot.
+    failure: Option<String>,
 }
 
 impl std::fmt::Debug for ReplayMerge {
@@ -92,6 +94,21 @@ impl ReplayMerge {
         } else {
             from
         };
+        // A recording that stopped short of the join would leave a gap nobody can fill.
+        let current = archive.list_recording(recording.recording_id)?;
+        if current.stop_timestamp >= 0
+            && current.stop_position < join_position
+            && from < join_position
+        {
+            return Err(ArchiveClientError::Archive {
+                code: crate::control_protocol::ResponseCode::InvalidPosition,
+                message: format!(
+                    "recording {} stopped at {}, before the live stream's join position {join_position}: \
+                     what lies between is in neither",
+                    recording.recording_id, current.stop_position
+                ),
+            });
+        }
         let separator = if replay_channel.contains('?') {
             '|'
         } else {
@@ -128,12 +145,18 @@ impl ReplayMerge {
             position: from,
             from,
             state,
+            failure: None,
         })
     }
 
     /// Where the live stream joins.
     pub fn join_position(&self) -> i64 {
         self.join_position
+    }
+
+    /// Why the merge cannot go on (its replay ended before the join), if it cannot.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// Where it stands.
@@ -169,12 +192,30 @@ impl ReplayMerge {
                 },
                 fragment_limit,
             );
-            if self.position >= self.join_position {
-                self.state = MergeState::Live;
-                tracing::debug!(
-                    join_position = self.join_position,
-                    "replay merge switched to the live stream"
-                );
+            // Where the replay image has got to, padding included: the position of the last
+            // fragment handed on stops short of the join when padding precedes it.
+            let replayed = self.replay.images().first().map(|image| {
+                (
+                    image.position(),
+                    image.is_end_of_stream() || image.is_closed(),
+                )
+            });
+            match replayed {
+                Some((position, _)) if position >= self.join_position => {
+                    self.position = self.position.max(self.join_position);
+                    self.state = MergeState::Live;
+                    tracing::debug!(
+                        join_position = self.join_position,
+                        "replay merge switched to the live stream"
+                    );
+                }
+                Some((position, true)) => {
+                    self.failure = Some(format!(
+                        "the replay ended at {position}, before the join position {}",
+                        self.join_position
+                    ));
+                }
+                _ => {}
             }
         }
         if self.state == MergeState::Live && fragments < fragment_limit {

@@ -12,9 +12,12 @@
 //! 4. the recording ends when the replay does (its publication closes); the replication is
 //!    then done.
 //!
-//! Every step has a deadline ([`STEP_TIMEOUT`]) measured on the archive's clock; a source that
-//! refuses or goes silent fails the replication with its reason, reported to the control
-//! session that asked.
+//! Every step until the copy starts has a deadline ([`STEP_TIMEOUT`]) measured on the
+//! archive's clock; a source that refuses, goes silent, or answers later that its replay
+//! failed fails the replication with its reason, reported to the control session that asked;
+//! so does a copy that ends short of where the source was to end. (Adding the two streams to
+//! the driver when the replication starts waits for the driver's answer, as every control
+//! request that adds a publication or subscription does.)
 //!
 //! Memory and threads: owned by the archive agent, on its thread.
 
@@ -63,6 +66,7 @@ enum Step {
     },
     Copying {
         replay_session_id: i64,
+        correlation_id: i64,
     },
     Done,
     Failed(String),
@@ -205,18 +209,31 @@ impl ReplicationSession {
         }
     }
 
-    /// The recording of the replicated stream ended (its replay ended): done.
-    pub fn on_recording_stopped(&mut self) {
-        if self.is_copying() {
-            tracing::info!(replication_id = self.id, "replication done");
-            self.step = Step::Done;
+    /// The recording of the replicated stream ended at `stop` (its replay ended): done, if
+    /// the copy reached where the source was to end; failed if it was cut short.
+    pub fn on_recording_stopped(&mut self, stop: i64) {
+        if !self.is_copying() {
+            return;
         }
+        if self.target >= 0 && stop < self.target {
+            self.fail(format!(
+                "the copy ended at {stop}, short of the source's {}",
+                self.target
+            ));
+            return;
+        }
+        tracing::info!(replication_id = self.id, stop, "replication done");
+        self.step = Step::Done;
     }
 
     /// Stops it: the source's replay is asked to stop (best effort); it is done.
     pub fn stop(&mut self) {
-        if let (Step::Copying { replay_session_id }, Some(client)) =
-            (&self.step, self.client.as_mut())
+        if let (
+            Step::Copying {
+                replay_session_id, ..
+            },
+            Some(client),
+        ) = (&self.step, self.client.as_mut())
         {
             let _ = client.try_send(&Request::StopReplay {
                 replay_session_id: *replay_session_id,
@@ -302,7 +319,13 @@ impl ReplicationSession {
                         match client.take_response(id) {
                             Some(response) if response.code == ResponseCode::Ok => {
                                 let replay_session_id = response.relevant_id;
-                                self.go(Step::Copying { replay_session_id }, now_ns);
+                                self.go(
+                                    Step::Copying {
+                                        replay_session_id,
+                                        correlation_id: id,
+                                    },
+                                    now_ns,
+                                );
                             }
                             Some(response) => {
                                 self.fail(format!(
@@ -318,10 +341,23 @@ impl ReplicationSession {
                     }
                 }
             }
-            Step::Copying { .. } => {
-                // Answers the source sends later (a replay that failed) end the copy.
+            Step::Copying { correlation_id, .. } => {
+                // A later answer to the replay request is the source saying its replay failed.
+                let id = *correlation_id;
                 if let Some(client) = self.client.as_mut() {
                     client.poll();
+                    if let Some(response) = client.take_response(id) {
+                        self.fail(format!(
+                            "the source's replay failed: {:?}: {}",
+                            response.code, response.message
+                        ));
+                        return ReplicationAction::None;
+                    }
+                }
+                if self.copy.is_none() && waiting_too_long {
+                    self.fail(format!(
+                        "the source's replay did not reach this archive within {STEP_TIMEOUT:?}"
+                    ));
                 }
             }
         }

@@ -299,30 +299,39 @@ fn frame_length(frame: &[u8]) -> i32 {
     i32::from_le_bytes(array(frame, data_offsets::FRAME_LENGTH))
 }
 
-/// Copies `source` (whole frames, as a log holds them: each at its aligned length, a PAD's
-/// length running to the end of its term) into `destination` with each frame's checksum in its
-/// reserved value. Frame by frame, so each is checksummed while the copy is still in cache.
-pub fn copy_stamped(source: &[u8], destination: &mut [u8]) {
-    assert_eq!(
-        source.len(),
-        destination.len(),
-        "a copy is the block's length"
-    );
+/// Copies `source` (whole frames as a log lends them, a PAD that ends the block as its header
+/// alone) into `destination` with each frame's checksum in its reserved value, frame by frame
+/// so each is checksummed while the copy is still in cache. Lengths are read from the copy, not
+/// the shared source, and checked: a block that is not whole frames (a writer that raced the
+/// reader) is refused with the offset of the first frame that does not fit.
+pub fn copy_stamped(source: &[u8], destination: &mut [u8]) -> Result<(), usize> {
+    if source.len() != destination.len() {
+        return Err(0);
+    }
     let mut offset = 0;
-    while offset + DATA_HEADER_LENGTH <= source.len() {
-        let length = usize::try_from(frame_length(&source[offset..])).unwrap_or(0);
-        let aligned = tern_codec::frame::align(length);
-        assert!(
-            length >= DATA_HEADER_LENGTH && offset + aligned <= source.len(),
-            "a block is whole published frames"
-        );
-        let frame = &mut destination[offset..offset + aligned];
-        frame.copy_from_slice(&source[offset..offset + aligned]);
-        let covered = if frame_type(frame) == tern_codec::frame::PAD_FRAME_TYPE {
-            DATA_HEADER_LENGTH
+    while offset < source.len() {
+        if source.len() - offset < DATA_HEADER_LENGTH {
+            return Err(offset);
+        }
+        destination[offset..offset + DATA_HEADER_LENGTH]
+            .copy_from_slice(&source[offset..offset + DATA_HEADER_LENGTH]);
+        let header = &destination[offset..offset + DATA_HEADER_LENGTH];
+        let length = usize::try_from(frame_length(header)).unwrap_or(0);
+        let pad = frame_type(header) == tern_codec::frame::PAD_FRAME_TYPE;
+        let (covered, aligned) = if pad {
+            (DATA_HEADER_LENGTH, DATA_HEADER_LENGTH)
         } else {
-            length
+            (length, tern_codec::frame::align(length))
         };
+        if length < DATA_HEADER_LENGTH
+            || aligned > source.len() - offset
+            || (pad && offset + DATA_HEADER_LENGTH != source.len())
+        {
+            return Err(offset);
+        }
+        let frame = &mut destination[offset..offset + aligned];
+        frame[DATA_HEADER_LENGTH..]
+            .copy_from_slice(&source[offset + DATA_HEADER_LENGTH..offset + aligned]);
         // Zeroed first, the reserved value takes part as zeros: one pass over the frame.
         let reserved = data_offsets::RESERVED_VALUE;
         frame[reserved..reserved + 8].fill(0);
@@ -330,6 +339,7 @@ pub fn copy_stamped(source: &[u8], destination: &mut [u8]) {
         frame[reserved..reserved + 8].copy_from_slice(&u64::from(checksum).to_le_bytes());
         offset += aligned;
     }
+    Ok(())
 }
 
 /// Why the bytes at a position are not a frame to trust.

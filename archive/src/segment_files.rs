@@ -58,6 +58,7 @@ pub fn cut_at(
         let path = segment_path(dir, descriptor.recording_id, segment);
         if segment > base || (segment == base && position == base) {
             std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;
+            sync_directory(dir)?;
         } else if segment == base {
             let file = OpenOptions::new()
                 .write(true)
@@ -75,6 +76,13 @@ pub fn cut_at(
     Ok(())
 }
 
+/// Syncs a directory: names created, renamed or removed in it survive a machine crash.
+pub fn sync_directory(dir: &Path) -> Result<(), ArchiveError> {
+    std::fs::File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|source| ArchiveError::io(dir, source))
+}
+
 /// Deletes `recording_id`'s segments whose whole stream lies below `position`; returns how many.
 pub fn delete_segments_below(
     dir: &Path,
@@ -83,11 +91,14 @@ pub fn delete_segments_below(
 ) -> Result<usize, ArchiveError> {
     let mut deleted = 0;
     for base in list_segments(dir, descriptor.recording_id)? {
-        if base + i64::from(descriptor.segment_length) <= position {
+        if base.saturating_add(i64::from(descriptor.segment_length)) <= position {
             let path = segment_path(dir, descriptor.recording_id, base);
             std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;
             deleted += 1;
         }
+    }
+    if deleted > 0 {
+        sync_directory(dir)?;
     }
     Ok(deleted)
 }
@@ -98,6 +109,9 @@ pub fn delete_all_segments(dir: &Path, recording_id: i64) -> Result<usize, Archi
     for base in &bases {
         let path = segment_path(dir, recording_id, *base);
         std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;
+    }
+    if !bases.is_empty() {
+        sync_directory(dir)?;
     }
     Ok(bases.len())
 }
@@ -158,7 +172,13 @@ pub fn scan_end(
             Err(SegmentError::Frame {
                 fault, position, ..
             }) => return Ok((position, Some(fault))),
-            Err(SegmentError::MissingSegment { position, .. }) => return Ok((position, None)),
+            // A segment never created: the recording ends where it would have begun. One
+            // missing below that (holding the stored stop) is damage, reported below.
+            Err(SegmentError::MissingSegment { position, .. })
+                if layout_of(descriptor)?.base_of(position) == position =>
+            {
+                return Ok((position, None));
+            }
             // The scan reached the start of a segment (at or past the stored stop, so nothing
             // in it was ever committed) whose header never made it: the recording ends there.
             Err(SegmentError::Header { .. })

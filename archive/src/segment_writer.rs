@@ -121,13 +121,21 @@ impl SegmentWriter {
         self.position
     }
 
-    /// Appends `block`, whole frames that lie at [`SegmentWriter::position`] in the stream.
-    pub fn write(&mut self, block: &[u8]) -> Result<(), SegmentError> {
-        let length = i64::try_from(block.len()).expect("a block is at most a term");
-        assert!(
-            length <= self.layout.remaining_in_segment(self.position),
-            "a block never crosses a segment"
-        );
+    /// Appends `block`, whole frames that lie at [`SegmentWriter::position`] in the stream and
+    /// cover `extent` bytes of it (more than the block when it ends with a PAD lent as its
+    /// header alone: the padding is not written, the sparse file holds zeros there).
+    pub fn write(&mut self, block: &[u8], extent: usize) -> Result<(), SegmentError> {
+        let extent_bytes = i64::try_from(extent).expect("a block is at most a term");
+        if extent < block.len() || extent_bytes > self.layout.remaining_in_segment(self.position) {
+            return Err(SegmentError::Block {
+                recording_id: self.header.recording_id,
+                position: self.position,
+                reason: format!(
+                    "{} bytes covering {extent} do not fit the segment",
+                    block.len()
+                ),
+            });
+        }
         if block.is_empty() {
             return Ok(());
         }
@@ -137,12 +145,17 @@ impl SegmentWriter {
             segment,
             scratch,
             header,
+            position,
             ..
         } = self;
         let segment = segment.as_mut().expect("opened above");
         let bytes = if header.checksums {
             let copy = &mut scratch[..block.len()];
-            copy_stamped(block, copy);
+            copy_stamped(block, copy).map_err(|at| SegmentError::Block {
+                recording_id: header.recording_id,
+                position: *position + i64::try_from(at).unwrap_or(0),
+                reason: "the block is not whole frames (a writer raced the recorder)".to_owned(),
+            })?;
             &*copy
         } else {
             block
@@ -164,7 +177,7 @@ impl SegmentWriter {
             );
             segment.writeback_from = written_to;
         }
-        self.position += length;
+        self.position += extent_bytes;
         if self.layout.remaining_in_segment(self.position) == i64::from(self.layout.segment_length)
         {
             self.finish_segment()?;
@@ -189,7 +202,13 @@ impl SegmentWriter {
                 ..self.header
             };
             let path = segment_path(&self.dir, header.recording_id, base_position);
-            let file = open_or_create(&path, &header)?;
+            let (file, created) = open_or_create(&path, &header)?;
+            if created && self.durability != Durability::None {
+                // The new name must survive a machine crash as the bytes written under it will.
+                File::open(&self.dir)
+                    .and_then(|directory| directory.sync_all())
+                    .map_err(|source| SegmentError::io(&self.dir, source))?;
+            }
             let writeback_from = SEGMENT_HEADER_LENGTH_U64
                 + u64::try_from(self.position - base_position).expect("in segment");
             self.segment = Some(OpenSegment {
@@ -248,20 +267,27 @@ fn sync(segment: &OpenSegment) -> Result<(), SegmentError> {
 
 /// Opens a segment to append to, checking that its header is this recording's, or creates it
 /// at its full length with its header.
-fn open_or_create(path: &Path, header: &SegmentHeader) -> Result<File, SegmentError> {
+fn open_or_create(path: &Path, header: &SegmentHeader) -> Result<(File, bool), SegmentError> {
     match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => {
             let found = read_header(&file, path)?;
-            if found != *header {
+            // The session is the first publication's: an extension may come from another.
+            let comparable = SegmentHeader {
+                session_id: header.session_id,
+                ..found
+            };
+            if comparable != *header {
                 return Err(SegmentError::Mismatch {
                     path: path.to_path_buf(),
                     found: Box::new(found),
                     expected: Box::new(*header),
                 });
             }
-            Ok(file)
+            Ok((file, false))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => create(path, header),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            create(path, header).map(|file| (file, true))
+        }
         Err(source) => Err(SegmentError::io(path, source)),
     }
 }

@@ -74,7 +74,7 @@ fn crashed_recording(dir: &std::path::Path, written: i64, stored: i64) -> Catalo
     let mut writer = SegmentWriter::new(dir, header, layout, 0, Durability::None, 65536);
     let stream = frames(0, written);
     for chunk in stream.chunks(8192) {
-        writer.write(chunk).unwrap();
+        writer.write(chunk, chunk.len()).unwrap();
     }
     writer.commit().unwrap();
     catalog.set_stop_position(id, stored).unwrap();
@@ -152,4 +152,17 @@ fn damage_below_the_stored_stop_marks_the_recording_invalid_and_repair_goes_on()
     let descriptor = catalog.descriptor(0).unwrap();
     assert_eq!(descriptor.state, RecordingState::Invalid);
     assert!(!descriptor.is_active());
+}
+
+#[test]
+fn a_missing_segment_that_held_committed_frames_marks_the_recording_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut catalog = crashed_recording(dir.path(), 100 * 1024, 80 * 1024);
+    std::fs::remove_file(segment_path(dir.path(), 0, 65536)).unwrap();
+    let repairs = recover(dir.path(), &mut catalog, 7).unwrap();
+    assert_eq!(repairs[0].stop, 80 * 1024);
+    assert_eq!(
+        catalog.descriptor(0).unwrap().state,
+        RecordingState::Invalid
+    );
 }

@@ -172,3 +172,37 @@ fn a_client_of_another_major_version_is_refused_naming_both() {
     let client = ArchiveClient::connect(&node.tern, ArchiveClientConfig::default());
     assert!(client.is_ok());
 }
+
+#[test]
+fn a_request_in_several_fragments_is_put_together_and_answered() {
+    let node = Node::start("fragments", |_| {});
+    let mut client = node.archive_client();
+    // A replicate request with two long channels takes more than one frame. The source channel
+    // is nonsense, so the replication fails; what matters is that the request was heard.
+    let long = format!("tern:nonsense?{}", "x".repeat(1000));
+    let correlation_id = client
+        .send(&tern_archive::client::Request::Replicate {
+            source_recording_id: 0,
+            destination_recording_id: -1,
+            source_control_channel: &long,
+            source_control_stream_id: 10,
+            replication_channel: &long,
+            follow: false,
+        })
+        .unwrap();
+    let mut responses = Vec::new();
+    wait_for("both answers", || {
+        client.poll();
+        while let Some(response) = client.take_response(correlation_id) {
+            responses.push(response);
+        }
+        responses.len() == 2
+    });
+    assert_eq!(responses[0].code, ResponseCode::Ok);
+    assert_eq!(responses[1].code, ResponseCode::Error);
+    assert!(
+        responses[1].message.contains("connecting to the source"),
+        "{}",
+        responses[1].message
+    );
+}

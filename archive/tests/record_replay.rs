@@ -152,6 +152,13 @@ fn requests_that_cannot_be_carried_out_get_typed_errors() {
         ),
         ResponseCode::InvalidChannel
     );
+    // Longer than the catalog holds: refused before anything is recorded.
+    let long = format!("tern:ipc?{}", "session-id=1|".repeat(44));
+    assert!(long.len() > 512);
+    assert_eq!(
+        code(archive.start_recording(&long, 5).unwrap_err()),
+        ResponseCode::InvalidChannel
+    );
     archive.start_recording("tern:ipc", 5).unwrap();
     assert_eq!(
         code(archive.start_recording("tern:ipc", 5).unwrap_err()),
@@ -207,4 +214,61 @@ fn requests_that_cannot_be_carried_out_get_typed_errors() {
         code(archive.replay(0, -1, -1, "tern:ipc", 8).unwrap_err()),
         ResponseCode::UnknownRecording
     );
+}
+
+#[test]
+fn a_stopped_recording_is_extended_by_another_publication_placed_at_its_stop() {
+    let node = Node::start("extend", |_| {});
+    let mut archive = node.archive_client();
+    archive.start_recording("tern:ipc", 1200).unwrap();
+    let first = node.tern.add_publication("tern:ipc", 1200).unwrap();
+    first.wait_connected(DEADLINE).unwrap();
+    let before = messages(150, 12);
+    let mut positions = publish(&first, &before);
+    let stop = *positions.last().unwrap();
+    wait_for("the recording", || {
+        archive.recording_position(0).ok().flatten() == Some(stop)
+    });
+    archive.stop_recording("tern:ipc", 1200).unwrap();
+    drop(first);
+    // A new publication (a new session) placed where the recording stopped, mid-segment.
+    let recording = archive.list_recording(0).unwrap();
+    let term_length = i64::from(recording.term_length);
+    let term_id = recording
+        .initial_term_id
+        .wrapping_add(i32::try_from(stop / term_length).unwrap());
+    let placed = format!(
+        "tern:ipc?term-length={}|init-term-id={}|term-id={term_id}|term-offset={}",
+        recording.term_length,
+        recording.initial_term_id,
+        stop % term_length
+    );
+    assert!(stop % (128 * 1024) != 0, "the extension starts mid-segment");
+    archive.extend_recording(0, "tern:ipc", 1200).unwrap();
+    let mut second = node.tern.add_exclusive_publication(&placed, 1200).unwrap();
+    assert_ne!(second.session_id(), recording.session_id);
+    second.wait_connected(DEADLINE).unwrap();
+    let after = messages(150, 13);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    for message in &after {
+        loop {
+            match second.offer(message) {
+                OfferResult::Ok(position) => {
+                    positions.push(position);
+                    break;
+                }
+                _ => assert!(std::time::Instant::now() < deadline),
+            }
+        }
+    }
+    let end = *positions.last().unwrap();
+    wait_for("the extension", || {
+        archive.recording_position(0).ok().flatten() == Some(end)
+    });
+    archive.stop_recording("tern:ipc", 1200).unwrap();
+    let mut replayed = node.tern.add_subscription("tern:ipc", 1201).unwrap();
+    archive.replay(0, -1, -1, "tern:ipc", 1201).unwrap();
+    let all: Vec<Vec<u8>> = before.into_iter().chain(after).collect();
+    let expected: Vec<(i64, Vec<u8>)> = positions.into_iter().zip(all).collect();
+    assert_eq!(receive(&mut replayed, expected.len()), expected);
 }

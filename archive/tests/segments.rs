@@ -124,6 +124,22 @@ impl Stream {
     }
 }
 
+/// A block as an image lends it: a PAD that ends it as its header alone.
+fn lent(block: &[u8]) -> &[u8] {
+    let mut offset = 0;
+    while offset < block.len() {
+        let length = usize::try_from(i32::from_le_bytes(
+            block[offset..offset + 4].try_into().unwrap(),
+        ))
+        .unwrap();
+        if block[offset + 6] == 0 {
+            return &block[..offset + DATA_HEADER_LENGTH];
+        }
+        offset += align(length);
+    }
+    block
+}
+
 fn descriptor(origin: i64, stop: i64) -> RecordingDescriptor {
     RecordingDescriptor {
         recording_id: 3,
@@ -159,7 +175,8 @@ fn write(dir: &std::path::Path, stream: &Stream, checksums: bool, durability: Du
     let mut writer = SegmentWriter::new(dir, header, layout, stream.origin, durability, 16 * 1024);
     for (position, length) in stream.blocks(16 * 1024) {
         assert_eq!(writer.position(), position);
-        writer.write(stream.at(position, length)).unwrap();
+        let block = stream.at(position, length);
+        writer.write(lent(block), length).unwrap();
         assert_eq!(
             writer.commit().unwrap(),
             position + i64::try_from(length).unwrap()

@@ -34,9 +34,9 @@ fn client(driver: &MediaDriver) -> Tern {
 }
 
 /// (position after, flags, payload) of every DATA frame in `blocks` from `from` on.
-fn frames_of(blocks: &[(i64, Vec<u8>)], from: i64) -> Vec<(i64, u8, Vec<u8>)> {
+fn frames_of(blocks: &[(i64, Vec<u8>, usize)], from: i64) -> Vec<(i64, u8, Vec<u8>)> {
     let mut frames = Vec::new();
-    for (position, block) in blocks.iter().filter(|(position, _)| *position >= from) {
+    for (position, block, _) in blocks.iter().filter(|(position, ..)| *position >= from) {
         let mut offset = 0;
         while offset < block.len() {
             let length = usize::try_from(i32::from_le_bytes(
@@ -56,22 +56,6 @@ fn frames_of(blocks: &[(i64, Vec<u8>)], from: i64) -> Vec<(i64, u8, Vec<u8>)> {
         }
     }
     frames
-}
-
-/// Cuts a PAD that ends a block to its header, as a recording hands it back.
-fn header_only_pad(block: &[u8]) -> &[u8] {
-    let mut offset = 0;
-    while offset < block.len() {
-        let length = usize::try_from(i32::from_le_bytes(
-            block[offset..offset + 4].try_into().unwrap(),
-        ))
-        .unwrap();
-        if block[offset + 6] == 0 {
-            return &block[..offset + 32];
-        }
-        offset += length.next_multiple_of(32);
-    }
-    block
 }
 
 fn offer_block(publication: &mut ExclusivePublication, block: &[u8], reader: &mut Reader) -> i64 {
@@ -110,7 +94,7 @@ fn blocks_read_from_an_image_replay_at_their_original_positions() {
     let mut original = tern.add_subscription("tern:ipc", 1).unwrap();
     let publication = tern.add_publication("tern:ipc", 1).unwrap();
     publication.wait_connected(DEADLINE).unwrap();
-    let mut blocks: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut blocks: Vec<(i64, Vec<u8>, usize)> = Vec::new();
     let (mut initial_term_id, mut read_to) = (0, 0);
     let deadline = Instant::now() + DEADLINE;
     for index in 0..400usize {
@@ -122,7 +106,10 @@ fn blocks_read_from_an_image_replay_at_their_original_positions() {
         initial_term_id = image.initial_term_id();
         assert!(image.is_tethered());
         while image.block_poll(
-            |block, position| blocks.push((position, block.to_vec())),
+            |block, position, extent| {
+                assert!(extent >= block.len());
+                blocks.push((position, block.to_vec(), extent));
+            },
             8192,
         ) > 0
         {}
@@ -131,29 +118,32 @@ fn blocks_read_from_an_image_replay_at_their_original_positions() {
     assert_eq!(
         blocks
             .last()
-            .map(|(position, block)| position + i64::try_from(block.len()).unwrap()),
+            .map(|(position, _, extent)| position + i64::try_from(*extent).unwrap()),
         Some(read_to)
     );
     assert!(
         read_to > 8 * i64::try_from(TERM_LENGTH).unwrap(),
         "the stream spans many terms"
     );
-    // Blocks are contiguous and never cross a term.
+    // Blocks are contiguous and never cross a term; a PAD ends one, lent as its header.
     for pair in blocks.windows(2) {
-        assert_eq!(
-            pair[0].0 + i64::try_from(pair[0].1.len()).unwrap(),
-            pair[1].0
-        );
+        assert_eq!(pair[0].0 + i64::try_from(pair[0].2).unwrap(), pair[1].0);
     }
-    for (position, block) in &blocks {
+    let mut pads = 0;
+    for (position, block, extent) in &blocks {
         let term_offset = usize::try_from(position % i64::try_from(TERM_LENGTH).unwrap()).unwrap();
-        assert!(term_offset + block.len() <= TERM_LENGTH);
+        assert!(term_offset + extent <= TERM_LENGTH);
+        if *extent > block.len() {
+            assert_eq!(block[block.len() - 32 + 6], 0, "only a PAD is lent shorter");
+            pads += 1;
+        }
     }
+    assert!(pads > 0, "the stream padded some terms");
 
     // Replay from a block in the third term, into stream 2, at the same positions.
     let start = blocks
         .iter()
-        .map(|(position, _)| *position)
+        .map(|(position, ..)| *position)
         .find(|position| *position > 2 * i64::try_from(TERM_LENGTH).unwrap() + 1000)
         .unwrap();
     let term_length = i64::try_from(TERM_LENGTH).unwrap();
@@ -168,10 +158,9 @@ fn blocks_read_from_an_image_replay_at_their_original_positions() {
     };
     let mut replay = tern.add_exclusive_publication(&channel, 2).unwrap();
     assert_eq!(replay.position(), start);
-    for (position, block) in blocks.iter().filter(|(position, _)| *position >= start) {
-        let end = offer_block(&mut replay, header_only_pad(block), &mut reader);
-        let whole = position + i64::try_from(block.len()).unwrap();
-        assert_eq!(end, whole);
+    for (position, block, extent) in blocks.iter().filter(|(position, ..)| *position >= start) {
+        let end = offer_block(&mut replay, block, &mut reader);
+        assert_eq!(end, position + i64::try_from(*extent).unwrap());
     }
     let expected = frames_of(&blocks, start);
     let deadline = Instant::now() + DEADLINE;
@@ -231,19 +220,34 @@ fn blocks_that_do_not_belong_where_they_are_offered_are_refused_whole() {
         (frame(12, 4096, 64, 7), |error| {
             matches!(error, BlockError::Frame { frame_type: 7, .. })
         }),
-        // A PAD that stops short of the term's end.
-        (frame(12, 4096, 64, 0)[..32].to_vec(), |error| {
-            matches!(error, BlockError::FrameLength { .. })
-        }),
+        // A PAD that runs past the term's end.
+        (
+            frame(12, 4096, i32::try_from(TERM_LENGTH - 4096 + 32).unwrap(), 0)[..32].to_vec(),
+            |error| matches!(error, BlockError::FrameLength { .. }),
+        ),
     ];
     for (block, expected) in cases {
         let error = replay.offer_block(&block).unwrap_err();
         assert!(expected(&error), "{error}");
         assert_eq!(replay.position(), start, "nothing was written");
     }
-    // A PAD to the term's end is taken, and the next term begins.
-    let pad = frame(12, 4096, i32::try_from(TERM_LENGTH - 4096).unwrap(), 0);
+    // A PAD inside the term (over a claim the original's driver unblocked) is taken, then a
+    // PAD to the term's end, and the next term begins.
+    let mid = frame(12, 4096, 256, 0);
     let deadline = Instant::now() + DEADLINE;
+    loop {
+        match replay.offer_block(&mid[..32]).unwrap() {
+            OfferResult::Ok(end) => {
+                assert_eq!(end, start + 256);
+                break;
+            }
+            OfferResult::NotConnected | OfferResult::BackPressured => {
+                assert!(Instant::now() < deadline);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let pad = frame(12, 4352, i32::try_from(TERM_LENGTH - 4352).unwrap(), 0);
     loop {
         match replay.offer_block(&pad[..32]).unwrap() {
             OfferResult::Ok(end) => {

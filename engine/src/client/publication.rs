@@ -522,8 +522,9 @@ impl ExclusivePublication {
     /// term offset must name this publication's position, and the block must not pass the end
     /// of the term. Each frame's session and stream ids become this publication's; everything
     /// else (flags, reserved values) is kept, so positions and fragments are the original's. A
-    /// block may end with a PAD frame's header alone, whose length runs to the end of the term:
-    /// the term is then complete and the next block starts the next. This is how a replay
+    /// block may end with a PAD frame's header alone, whose length covers padding within the
+    /// term (to its end, completing it, or over a claim the original's driver unblocked). This
+    /// is how a replay
     /// writes a recording back into a stream; the publication is usually placed with
     /// `init-term-id`, `term-id` and `term-offset` on its channel.
     ///

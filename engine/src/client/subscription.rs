@@ -273,31 +273,45 @@ impl Image {
     }
 
     /// Lends `handler` one block of whole published frames from this subscriber's position,
-    /// headers and PAD frames included, exactly as the log holds them (at most `max_length`
-    /// bytes, never past the end of a term), with the stream position of its first byte; then
-    /// moves past it. Returns the block's length (0: nothing new). This is how the archive
-    /// records: the block goes to a file as it lies, with no copy per message.
+    /// headers included, exactly as the log holds them (at most `max_length` bytes of term,
+    /// never past the end of a term), with the stream position of its first byte and the bytes
+    /// of term it covers; then moves past it. A PAD ends a block and is lent as its 32-byte
+    /// header alone (the extent counts its whole length). Returns the extent (0: nothing new).
+    /// This is how the archive records: the block goes to a file as it lies, with no copy per
+    /// message.
     ///
-    /// A tethered image only: an untethered one may be cleaned under a reader that holds a
-    /// block, so it lends nothing (0) and is read with [`Image::poll`] instead.
-    pub fn block_poll(&mut self, handler: impl FnOnce(&[u8], i64), max_length: usize) -> usize {
+    /// The bytes are the shared log's: a handler treats them as input (frame lengths checked
+    /// before use), as every reader of shared memory does. A tethered image only: an untethered
+    /// one may be cleaned under a reader that holds a block, so it lends nothing (0) and is
+    /// read with [`Image::poll`] instead.
+    pub fn block_poll(
+        &mut self,
+        handler: impl FnOnce(&[u8], i64, usize),
+        max_length: usize,
+    ) -> usize {
         if !self.shared.tethered || !self.readable() {
             return 0;
         }
         let (index, term_offset, term_base) = self.locate();
         let term = self.shared.log.term(index);
-        let length = term_reader::scan_block(&term, term_offset, max_length);
-        if length == 0 {
+        let block = term_reader::scan_block(&term, term_offset, max_length);
+        if block.extent == 0 {
             return 0;
         }
-        // SAFETY: the block is whole published frames (scan_block acquired each length), which
-        // publishers never write again; the driver cleans the term only after every tethered
-        // subscriber has passed it, and this one has not until `advance` below.
+        // SAFETY: the lent bytes are published frames (scan_block acquired each length) that
+        // publishers do not write again, and the header of a PAD that ends the block; the
+        // driver cleans the term only after every tethered subscriber has passed it, and this
+        // one has not until `advance` below. (A publisher that stalls past the unblock timeout
+        // and then resumes may write over the PAD the driver put in its place, as it may under
+        // any reader; the archive copies and checks what it is lent, so that costs a recording
+        // a refused block, never a bad read.)
         unsafe {
-            term.with_bytes(term_offset, length, |block| handler(block, self.position));
+            term.with_bytes(term_offset, block.length, |bytes| {
+                handler(bytes, self.position, block.extent);
+            });
         }
-        self.advance(term_base, term_offset + length);
-        length
+        self.advance(term_base, term_offset + block.extent);
+        block.extent
     }
 
     /// The stream's term length.

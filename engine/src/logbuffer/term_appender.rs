@@ -11,7 +11,7 @@ use tern_codec::frame::{
     DATA_FRAME_TYPE, DATA_HEADER_LENGTH, PAD_FRAME_TYPE, data_flags, data_offsets,
 };
 
-use super::descriptor::{LogMetadata, pack_tail, tail_term_id};
+use super::descriptor::{ALIGNMENT, LogMetadata, pack_tail, tail_term_id};
 use super::frame_header::{HeaderTemplate, publish, write_padding};
 use crate::concurrent::atomic_buffer::AtomicBuffer;
 
@@ -75,7 +75,7 @@ pub enum BlockError {
 
 /// Checks that `block` is whole frames that belong at `term_offset` of `term_id` in a term of
 /// `term_length` bytes: each frame's length fits, its header names its place, DATA frames fill
-/// the block exactly, and a PAD comes only last, as its header alone, running to the term's end.
+/// the block exactly, and a PAD comes only last, as its header alone, within the term.
 /// Returns the bytes of term the block takes (a PAD's whole length included).
 pub fn check_block(
     block: &[u8],
@@ -124,10 +124,13 @@ pub fn check_block(
                 offset += aligned;
             }
             PAD_FRAME_TYPE if offset + DATA_HEADER_LENGTH == block.len() => {
-                if expected_term_offset + frame_length != term_length {
+                // Padding to the end of the term, or over a claim the driver unblocked.
+                if !frame_length.is_multiple_of(ALIGNMENT)
+                    || frame_length > term_length - expected_term_offset
+                {
                     return Err(BlockError::FrameLength { offset, length });
                 }
-                return Ok(term_length - term_offset);
+                return Ok(offset + frame_length);
             }
             _ => return Err(BlockError::Frame { offset, frame_type }),
         }

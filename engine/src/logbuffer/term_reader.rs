@@ -84,19 +84,32 @@ pub fn read(
     }
 }
 
-/// How many bytes of whole published frames (PADs included, with their padding) lie from
-/// `term_offset`, at most `max_length` bytes and never past the term: a block a reader may take
-/// in one piece (the archive's recorder writes it to a file as it lies). A frame is counted
-/// only once its positive length is published (acquire), so every byte of the block is too.
-pub fn scan_block(term: &AtomicBuffer<'_>, term_offset: usize, max_length: usize) -> usize {
+/// A block of published frames a reader may take in one piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScannedBlock {
+    /// Bytes to lend: whole frames, and a PAD that ends the block as its 32-byte header only.
+    pub length: usize,
+    /// Bytes of term the block moves the reader past (the PAD's whole length included).
+    pub extent: usize,
+}
+
+/// Finds the block of whole published frames from `term_offset`: at most `max_length` bytes of
+/// term, never past the term. A PAD ends the block and is lent as its header only: its body is
+/// padding nobody reads, and a PAD the driver wrote over a stalled claim may be written again
+/// by that publisher if it resumes. A frame is counted only once its positive length is
+/// published (acquire), so every byte lent is too.
+pub fn scan_block(term: &AtomicBuffer<'_>, term_offset: usize, max_length: usize) -> ScannedBlock {
     let term_length = term.capacity();
+    let mut block = ScannedBlock {
+        length: 0,
+        extent: 0,
+    };
     if !term_offset.is_multiple_of(ALIGNMENT) || term_offset >= term_length {
-        return 0;
+        return block;
     }
     let limit = max_length.min(term_length - term_offset);
-    let mut length = 0;
-    while length < limit {
-        let offset = term_offset + length;
+    while block.extent < limit {
+        let offset = term_offset + block.extent;
         // Pairs with the release store of the length in `frame_header::publish`.
         let published = term.get_i32_volatile(offset);
         let Ok(frame_length) = usize::try_from(published) else {
@@ -106,12 +119,18 @@ pub fn scan_block(term: &AtomicBuffer<'_>, term_offset: usize, max_length: usize
             break;
         }
         let aligned = tern_codec::frame::align(frame_length);
-        if length + aligned > limit {
+        if rest_type(term.get_slot_rest(offset)) == PAD_TYPE {
+            block.length += DATA_HEADER_LENGTH;
+            block.extent += aligned;
             break;
         }
-        length += aligned;
+        if block.extent + aligned > limit {
+            break;
+        }
+        block.length += aligned;
+        block.extent += aligned;
     }
-    length
+    block
 }
 
 /// The frame type in a slot's version-flags-type word.
