@@ -243,13 +243,18 @@ impl RecordingSubscription {
                 }
             }
             if image.is_end_of_stream() || image.is_closed() {
+                // Done with this image: it lingers a while in the subscription, and must not
+                // start an empty recording of its end.
                 let session = sessions.swap_remove(index);
+                ignored_images.push(image_id);
                 finish(context, session, reports);
                 work += 1;
             }
         }
         // Images withdrawn since the last cycle end their recordings too.
         let images = subscription.images_mut();
+        // Forget images that are gone: the list stays as long as the images are.
+        ignored_images.retain(|id| images.iter().any(|image| image.info().image_id == *id));
         let mut index = 0;
         while index < sessions.len() {
             let image_id = sessions[index].image_id;
