@@ -37,7 +37,7 @@ use crate::replication::{ReplicationAction, ReplicationRequest, ReplicationSessi
 use crate::segment::{FrameFault, SEGMENT_LENGTH_DEFAULT, SEGMENT_LENGTH_MAX};
 use crate::segment_files;
 use crate::segment_reader::SegmentReader;
-use crate::segment_writer::Durability;
+use crate::segment_writer::{Durability, FileIo};
 
 /// The most control requests handled per duty cycle.
 pub const REQUESTS_PER_CYCLE: usize = 16;
@@ -81,6 +81,8 @@ pub struct ArchiveConfig {
     /// Where other archives answer this one when it replicates from them (a channel their
     /// drivers can send to: UDP between machines).
     pub replication_response_channel: String,
+    /// How recordings hand their blocks to the kernel: `pwrite` (default) or io_uring.
+    pub file_io: FileIo,
 }
 
 impl Default for ArchiveConfig {
@@ -96,6 +98,7 @@ impl Default for ArchiveConfig {
             durability: Durability::SegmentEnd,
             block_length_max: 1024 * 1024,
             replication_response_channel: "tern:ipc".to_owned(),
+            file_io: FileIo::Pwrite,
         }
     }
 }
@@ -155,6 +158,12 @@ impl Archive {
                 config.block_length_max
             )));
         }
+        #[cfg(target_os = "linux")]
+        if config.file_io == FileIo::IoUring {
+            tern_engine::file_ring::probe().map_err(|error| {
+                ArchiveError::Refused(format!("file io io_uring: this kernel refuses it: {error}"))
+            })?;
+        }
         std::fs::create_dir_all(&config.dir)
             .map_err(|source| ArchiveError::io(&config.dir, source))?;
         let mut catalog = Catalog::open(&config.dir)?;
@@ -213,6 +222,7 @@ impl Archive {
             durability: self.config.durability,
             block_length_max: self.config.block_length_max,
             bytes_per_cycle_max: 4 * self.config.block_length_max,
+            file_io: self.config.file_io,
         }
     }
 

@@ -22,7 +22,7 @@ use tern_engine::client::{Image, Subscription, Tern, UserCounter};
 use crate::catalog::{Catalog, NewRecording};
 use crate::error::ArchiveError;
 use crate::segment::{SegmentHeader, SegmentLayout};
-use crate::segment_writer::{Durability, SegmentWriter};
+use crate::segment_writer::{Durability, FileIo, SegmentWriter};
 
 /// The counter type of a recording position (Aeron's number for it).
 pub const RECORDING_POSITION_TYPE_ID: i32 = 100;
@@ -40,6 +40,8 @@ pub struct RecorderSettings {
     pub block_length_max: usize,
     /// The most bytes one image's recording takes per duty cycle (others get their turn).
     pub bytes_per_cycle_max: usize,
+    /// How blocks reach the kernel.
+    pub file_io: FileIo,
 }
 
 /// Something a recording did that the archive reports (events, control sessions).
@@ -424,7 +426,8 @@ fn start(
         position,
         context.settings.durability,
         context.settings.block_length_max,
-    );
+    )
+    .with_file_io(context.settings.file_io)?;
     let label = format!(
         "rec-pos: {recording_id} {} {stream_id} {channel}",
         image.info().session_id

@@ -58,6 +58,28 @@ impl Durability {
     }
 }
 
+/// How a writer hands its blocks to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileIo {
+    /// One `pwrite` per block (the default).
+    #[default]
+    Pwrite,
+    /// One io_uring write request per block, submitted and waited for with one system call.
+    IoUring,
+}
+
+impl std::str::FromStr for FileIo {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "pwrite" => Ok(Self::Pwrite),
+            "io_uring" => Ok(Self::IoUring),
+            other => Err(format!("file io {other:?} is not pwrite or io_uring")),
+        }
+    }
+}
+
 /// One open segment.
 #[derive(Debug)]
 struct OpenSegment {
@@ -85,6 +107,9 @@ pub struct SegmentWriter {
     position: i64,
     /// Where checksummed blocks are stamped; empty when checksums are off.
     scratch: Vec<u8>,
+    /// The ring blocks are written through, when [`FileIo::IoUring`].
+    #[cfg(target_os = "linux")]
+    ring: Option<tern_engine::file_ring::FileRing>,
 }
 
 impl SegmentWriter {
@@ -113,6 +138,28 @@ impl SegmentWriter {
             segment: None,
             position,
             scratch,
+            #[cfg(target_os = "linux")]
+            ring: None,
+        }
+    }
+
+    /// Writes through `file_io`: with [`FileIo::IoUring`], a ring of its own (refused where
+    /// the kernel refuses io_uring).
+    pub fn with_file_io(mut self, file_io: FileIo) -> Result<Self, SegmentError> {
+        match file_io {
+            FileIo::Pwrite => Ok(self),
+            #[cfg(target_os = "linux")]
+            FileIo::IoUring => {
+                let ring = tern_engine::file_ring::FileRing::new()
+                    .map_err(|source| SegmentError::io(&self.dir, source))?;
+                self.ring = Some(ring);
+                Ok(self)
+            }
+            #[cfg(not(target_os = "linux"))]
+            FileIo::IoUring => Err(SegmentError::io(
+                &self.dir,
+                std::io::Error::other("io_uring is Linux's"),
+            )),
         }
     }
 
@@ -146,6 +193,8 @@ impl SegmentWriter {
             scratch,
             header,
             position,
+            #[cfg(target_os = "linux")]
+            ring,
             ..
         } = self;
         let segment = segment.as_mut().expect("opened above");
@@ -160,10 +209,14 @@ impl SegmentWriter {
         } else {
             block
         };
-        segment
-            .file
-            .write_all_at(bytes, offset)
-            .map_err(|source| SegmentError::io(&segment.path, source))?;
+        #[cfg(target_os = "linux")]
+        let written = match ring {
+            Some(ring) => ring.write_all_at(&segment.file, bytes, offset),
+            None => segment.file.write_all_at(bytes, offset),
+        };
+        #[cfg(not(target_os = "linux"))]
+        let written = segment.file.write_all_at(bytes, offset);
+        written.map_err(|source| SegmentError::io(&segment.path, source))?;
         segment.dirty = true;
         let written_to = offset + u64::try_from(bytes.len()).expect("fits");
         if self.durability != Durability::None

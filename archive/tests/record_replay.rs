@@ -272,3 +272,33 @@ fn a_stopped_recording_is_extended_by_another_publication_placed_at_its_stop() {
     let expected: Vec<(i64, Vec<u8>)> = positions.into_iter().zip(all).collect();
     assert_eq!(receive(&mut replayed, expected.len()), expected);
 }
+
+#[test]
+fn a_recording_written_through_io_uring_replays_identically() {
+    if tern_engine::file_ring::probe().is_err() {
+        assert!(
+            std::env::var_os("TERN_REQUIRE_IO_URING").is_none(),
+            "io_uring is required here"
+        );
+        eprintln!("io_uring unavailable: skipped");
+        return;
+    }
+    let node = Node::start("io-uring", |config| {
+        config.file_io = tern_archive::segment_writer::FileIo::IoUring;
+    });
+    let mut archive = node.archive_client();
+    archive.start_recording("tern:ipc", 1300).unwrap();
+    let publication = node.tern.add_publication("tern:ipc", 1300).unwrap();
+    publication.wait_connected(DEADLINE).unwrap();
+    let sent = messages(700, 14);
+    let positions = publish(&publication, &sent);
+    let end = *positions.last().unwrap();
+    wait_for("the recording", || {
+        archive.recording_position(0).ok().flatten() == Some(end)
+    });
+    archive.stop_recording("tern:ipc", 1300).unwrap();
+    let mut replayed = node.tern.add_subscription("tern:ipc", 1301).unwrap();
+    archive.replay(0, -1, -1, "tern:ipc", 1301).unwrap();
+    let expected: Vec<(i64, Vec<u8>)> = positions.into_iter().zip(sent).collect();
+    assert_eq!(receive(&mut replayed, expected.len()), expected);
+}

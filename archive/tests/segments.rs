@@ -10,7 +10,7 @@ use tern_archive::segment::{
     FrameFault, SEGMENT_HEADER_LENGTH_U64, SegmentHeader, SegmentLayout, segment_path,
 };
 use tern_archive::segment_reader::SegmentReader;
-use tern_archive::segment_writer::{Durability, SegmentWriter};
+use tern_archive::segment_writer::{Durability, FileIo, SegmentWriter};
 use tern_codec::frame::{DATA_HEADER_LENGTH, DataHeader, FrameType, align, data_flags};
 use tern_codec::position::TermGeometry;
 
@@ -161,6 +161,16 @@ fn descriptor(origin: i64, stop: i64) -> RecordingDescriptor {
 }
 
 fn write(dir: &std::path::Path, stream: &Stream, checksums: bool, durability: Durability) {
+    write_through(dir, stream, checksums, durability, FileIo::Pwrite);
+}
+
+fn write_through(
+    dir: &std::path::Path,
+    stream: &Stream,
+    checksums: bool,
+    durability: Durability,
+    file_io: FileIo,
+) {
     let header = SegmentHeader {
         recording_id: 3,
         base_position: 0,
@@ -172,7 +182,9 @@ fn write(dir: &std::path::Path, stream: &Stream, checksums: bool, durability: Du
         checksums,
     };
     let layout = SegmentLayout::new(stream.origin, SEGMENT_LENGTH, stream.geometry);
-    let mut writer = SegmentWriter::new(dir, header, layout, stream.origin, durability, 16 * 1024);
+    let mut writer = SegmentWriter::new(dir, header, layout, stream.origin, durability, 16 * 1024)
+        .with_file_io(file_io)
+        .unwrap();
     for (position, length) in stream.blocks(16 * 1024) {
         assert_eq!(writer.position(), position);
         let block = stream.at(position, length);
@@ -237,16 +249,24 @@ fn read_all(
 
 #[test]
 fn frames_written_across_terms_and_segments_read_back_identical() {
-    for (checksums, durability) in [
-        (true, Durability::None),
-        (true, Durability::Position),
-        (false, Durability::SegmentEnd),
+    let io_uring = tern_engine::file_ring::probe().is_ok()
+        || std::env::var_os("TERN_REQUIRE_IO_URING").is_some();
+    for (checksums, durability, file_io) in [
+        (true, Durability::None, FileIo::Pwrite),
+        (true, Durability::Position, FileIo::Pwrite),
+        (false, Durability::SegmentEnd, FileIo::Pwrite),
+        (true, Durability::SegmentEnd, FileIo::IoUring),
+        (false, Durability::None, FileIo::IoUring),
     ] {
+        if file_io == FileIo::IoUring && !io_uring {
+            eprintln!("io_uring unavailable here: its cases skipped");
+            continue;
+        }
         let dir = tempfile::tempdir().unwrap();
         // Starts mid-term, runs through six segments.
         let origin = 3 * i64::from(TERM_LENGTH) + 4096;
         let stream = Stream::new(origin, 42, origin + 11 * i64::from(TERM_LENGTH) + 777 * 32);
-        write(dir.path(), &stream, checksums, durability);
+        write_through(dir.path(), &stream, checksums, durability, file_io);
         let frames = read_all(dir.path(), &stream, origin, checksums).unwrap();
         assert_eq!(frames, stream.frames.len());
         // A reader may start at any frame.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tern_archive::archive::{Archive, ArchiveConfig};
 use tern_archive::client::{ArchiveClient, ArchiveClientConfig};
-use tern_archive::segment_writer::Durability;
+use tern_archive::segment_writer::{Durability, FileIo};
 use tern_engine::agent::{AgentRunner, Clock, IdleStrategy, SystemClock};
 use tern_engine::client::{ClientConfig, ExclusivePublication, OfferResult, Subscription, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
@@ -108,7 +108,13 @@ struct Node {
 }
 
 impl Node {
-    fn start(name: &str, base: &Path, checksums: bool, durability: Durability) -> Self {
+    fn start(
+        name: &str,
+        base: &Path,
+        checksums: bool,
+        durability: Durability,
+        file_io: FileIo,
+    ) -> Self {
         let driver_dir = tern_engine::directory::default_directory()
             .with_file_name(format!("tern-bench-{name}-{}", std::process::id()));
         let mut config = DriverConfig {
@@ -132,6 +138,7 @@ impl Node {
                 dir: archive_dir.clone(),
                 checksums,
                 durability,
+                file_io,
                 ..ArchiveConfig::default()
             },
             client(&driver_dir),
@@ -169,8 +176,14 @@ fn offer(publication: &mut ExclusivePublication, message: &[u8]) -> i64 {
 }
 
 /// Records `bytes` of stream in `size`-byte messages; returns (stream MB/s, messages/s).
-fn record(options: &Options, size: usize, checksums: bool, durability: Durability) -> (f64, f64) {
-    let node = Node::start("record", &options.dir, checksums, durability);
+fn record(
+    options: &Options,
+    size: usize,
+    checksums: bool,
+    durability: Durability,
+    file_io: FileIo,
+) -> (f64, f64) {
+    let node = Node::start("record", &options.dir, checksums, durability, file_io);
     let mut archive =
         ArchiveClient::connect(&node.tern, ArchiveClientConfig::default()).expect("connect");
     archive.start_recording("tern:ipc", 7001).expect("record");
@@ -210,7 +223,13 @@ fn record(options: &Options, size: usize, checksums: bool, durability: Durabilit
 
 /// Records `bytes` of 1 KiB messages, then replays them into a subscription; replay MB/s.
 fn replay(options: &Options) -> f64 {
-    let node = Node::start("replay", &options.dir, true, Durability::None);
+    let node = Node::start(
+        "replay",
+        &options.dir,
+        true,
+        Durability::None,
+        FileIo::Pwrite,
+    );
     let mut archive =
         ArchiveClient::connect(&node.tern, ArchiveClientConfig::default()).expect("connect");
     archive.start_recording("tern:ipc", 7002).expect("record");
@@ -256,6 +275,7 @@ fn ping(options: &Options, recorded: bool) -> Histogram<u64> {
         &options.dir,
         true,
         Durability::None,
+        FileIo::Pwrite,
     );
     let mut archive =
         ArchiveClient::connect(&node.tern, ArchiveClientConfig::default()).expect("connect");
@@ -338,14 +358,15 @@ fn main() {
         options.dir.display(),
         options.rounds
     );
-    let configurations: Vec<(usize, bool, Durability)> = [32usize, 1024]
+    let configurations: Vec<(usize, bool, Durability, FileIo)> = [32usize, 1024]
         .into_iter()
         .flat_map(|size| {
             [
-                (size, true, Durability::SegmentEnd),
-                (size, false, Durability::SegmentEnd),
-                (size, true, Durability::None),
-                (size, true, Durability::Position),
+                (size, true, Durability::SegmentEnd, FileIo::Pwrite),
+                (size, false, Durability::SegmentEnd, FileIo::Pwrite),
+                (size, true, Durability::None, FileIo::Pwrite),
+                (size, true, Durability::Position, FileIo::Pwrite),
+                (size, true, Durability::SegmentEnd, FileIo::IoUring),
             ]
         })
         .collect();
@@ -356,8 +377,8 @@ fn main() {
         let (write, read) = raw_bandwidth(&options.dir, options.mib * MIB);
         writes.push(write);
         reads.push(read);
-        for (index, &(size, checksums, durability)) in configurations.iter().enumerate() {
-            let (rate, messages) = record(&options, size, checksums, durability);
+        for (index, &(size, checksums, durability, file_io)) in configurations.iter().enumerate() {
+            let (rate, messages) = record(&options, size, checksums, durability, file_io);
             rates[index].push(rate);
             message_rates[index].push(messages);
         }
@@ -368,17 +389,22 @@ fn main() {
     println!("raw sequential read (cached, 1 MiB pread):             {read:>8.0} MB/s");
     println!();
     println!(
-        "{:<10} {:<10} {:<12} {:>10} {:>12} {:>10}",
-        "message", "checksums", "durability", "MB/s", "msgs/s", "of raw"
+        "{:<10} {:<10} {:<12} {:<9} {:>10} {:>12} {:>10}",
+        "message", "checksums", "durability", "io", "MB/s", "msgs/s", "of raw"
     );
-    for (index, &(size, checksums, durability)) in configurations.iter().enumerate() {
+    for (index, &(size, checksums, durability, file_io)) in configurations.iter().enumerate() {
         let rate = median(rates[index].clone());
         let messages = median(message_rates[index].clone());
         println!(
-            "{:<10} {:<10} {:<12} {rate:>10.0} {messages:>12.0} {:>9.0}%",
+            "{:<10} {:<10} {:<12} {:<9} {rate:>10.0} {messages:>12.0} {:>9.0}%",
             format!("{size} B"),
             if checksums { "on" } else { "off" },
             format!("level {}", durability.level()),
+            if file_io == FileIo::IoUring {
+                "io_uring"
+            } else {
+                "pwrite"
+            },
             rate / write * 100.0
         );
     }

@@ -13,6 +13,7 @@
 //! | [`client`] | the client library: publications, subscriptions, images, fragment assembly |
 //! | [`placement`] | pinning threads to CPUs; the cache-line round-trip probe benchmarks bracket runs with |
 //! | [`channel`], [`udp_channel`], [`udp_transport`], [`udp_ring`] | channel URIs, UDP channels resolved, UDP sockets that send and receive in batches (`sendmmsg`/`recvmmsg` or io_uring) |
+//! | [`file_sync`], [`file_ring`] | starting a file's writeback early; file writes through io_uring |
 //! | [`agent`], [`duty_cycle`] | agents, runners, clocks and idle strategies; duty-cycle timing |
 //!
 //! ## Threads and memory
@@ -59,3 +60,6 @@ pub mod udp_transport;
 // The io_uring backend of the UDP transport.
 #[cfg(all(not(loom), target_os = "linux"))]
 pub mod udp_ring;
+// File writes through io_uring (the archive's recorder, selectable).
+#[cfg(all(not(loom), target_os = "linux"))]
+pub mod file_ring;

@@ -140,6 +140,9 @@ pub(crate) struct ArchiveSettings {
     /// machines: tern:udp?endpoint=this-host:port).
     #[arg(long, default_value = "tern:ipc")]
     replication_response_channel: String,
+    /// How recordings write their blocks: pwrite (default) or io_uring.
+    #[arg(long, default_value = "pwrite")]
+    file_io: String,
 }
 
 impl ArchiveSettings {
@@ -164,6 +167,10 @@ impl ArchiveSettings {
             checksums: self.checksums,
             durability,
             replication_response_channel: self.replication_response_channel.clone(),
+            file_io: self
+                .file_io
+                .parse()
+                .map_err(|error: String| anyhow::anyhow!("--file-io: {error}"))?,
             ..ArchiveConfig::default()
         })
     }
