@@ -1071,12 +1071,12 @@ impl Archive {
         }
     }
 
-    fn truncate(
-        &mut self,
+    /// A recording that may be cut or removed: it exists, is stopped, and no replay reads it.
+    fn stopped_and_unused(
+        &self,
         recording_id: i64,
-        position: i64,
         active: bool,
-    ) -> Result<i64, (ResponseCode, String)> {
+    ) -> Result<RecordingDescriptor, (ResponseCode, String)> {
         let descriptor = self
             .catalog
             .descriptor(recording_id)
@@ -1093,6 +1093,16 @@ impl Archive {
                 format!("recording {recording_id} is being replayed"),
             ));
         }
+        Ok(descriptor)
+    }
+
+    fn truncate(
+        &mut self,
+        recording_id: i64,
+        position: i64,
+        active: bool,
+    ) -> Result<i64, (ResponseCode, String)> {
+        let descriptor = self.stopped_and_unused(recording_id, active)?;
         if position < descriptor.start_position
             || position > descriptor.stop_position
             || position % 32 != 0
@@ -1118,22 +1128,7 @@ impl Archive {
     }
 
     fn purge(&mut self, recording_id: i64, active: bool) -> Result<i64, (ResponseCode, String)> {
-        let descriptor = self
-            .catalog
-            .descriptor(recording_id)
-            .map_err(|error| (ResponseCode::UnknownRecording, error.to_string()))?;
-        if active || descriptor.is_active() {
-            return Err((
-                ResponseCode::ActiveRecording,
-                format!("recording {recording_id} is active: stop it first"),
-            ));
-        }
-        if self.in_use(recording_id) {
-            return Err((
-                ResponseCode::InUse,
-                format!("recording {recording_id} is being replayed"),
-            ));
-        }
+        self.stopped_and_unused(recording_id, active)?;
         // Deleted in the catalog first: a crash between the two leaves files of a deleted
         // recording (found by `verify`), never a valid recording without its files.
         self.catalog

@@ -68,7 +68,7 @@ impl ControlSession {
             .correlation_id(correlation_id)
             .relevant_id(relevant_id)
             .code(code);
-        let message = truncate_utf8(message, 1024);
+        let message = tern_engine::concurrent::truncate_utf8(message, 1024);
         let Ok(encoder) = encoder.error_message(message) else {
             return;
         };
@@ -156,16 +156,4 @@ impl ControlSession {
         }
         self.closing && (self.pending.is_empty() || !self.publication.is_connected())
     }
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-pub fn truncate_utf8(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

@@ -48,7 +48,7 @@ pub(crate) fn masked_index(position: i64, mask: i64) -> usize {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, for fixed-size text fields.
-pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
+pub fn truncate_utf8(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
