@@ -19,15 +19,19 @@ pub enum PlantedBug {
     AcceptStaleTermAppend,
     /// The service applies entries as soon as they are appended, before they commit.
     ApplyBeforeCommit,
+    /// The leader counts its own written-but-not-durable position toward the quorum (its
+    /// followers acknowledge only what is durable).
+    LeaderCountsUnsyncedOwn,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::CommitPriorTermByCounting,
         PlantedBug::AckBeforeFsync,
         PlantedBug::ForgetVoteOnRestart,
         PlantedBug::AcceptStaleTermAppend,
         PlantedBug::ApplyBeforeCommit,
+        PlantedBug::LeaderCountsUnsyncedOwn,
     ];
 }

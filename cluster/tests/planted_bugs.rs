@@ -60,10 +60,22 @@ fn applying_before_commit_is_caught() {
 }
 
 #[test]
+fn a_leader_counting_its_own_unsynced_bytes_is_caught_by_the_durable_commit_checker() {
+    let Some((seed, checker, detail)) = first_catch(PlantedBug::LeaderCountsUnsyncedOwn, 3) else {
+        panic!("LeaderCountsUnsyncedOwn survived {SEEDS_MAX} seeds");
+    };
+    println!("LeaderCountsUnsyncedOwn: caught at seed {seed} by {checker}: {detail}");
+    assert_eq!(
+        checker, "durable commit",
+        "a safety checker over what is on disk sees it"
+    );
+}
+
+#[test]
 fn every_planted_bug_has_a_test() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        5,
+        6,
         "add a test above for each new planted bug"
     );
 }

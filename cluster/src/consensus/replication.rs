@@ -372,7 +372,9 @@ impl Consensus {
     /// The leader's commit rule: the quorum position of the members' durable, matching
     /// positions, only once it covers an entry of the leader's own term (Raft §5.4.2).
     pub(super) fn update_commit(&mut self) {
-        let own = if self.config.planted(PlantedBug::AckBeforeFsync) {
+        let own = if self.config.planted(PlantedBug::AckBeforeFsync)
+            || self.config.planted(PlantedBug::LeaderCountsUnsyncedOwn)
+        {
             self.appended_position
         } else {
             self.durable_position

@@ -13,6 +13,7 @@
 //! | log matching | a member appends: its bytes of term T equal T's leader's bytes at those positions, and a term's first byte follows the same term as in the leader's log (so, by induction over terms, equal terms at a position mean equal prefixes) |
 //! | leader completeness | a member becomes leader of term T: its log holds everything committed in terms before T |
 //! | state-machine safety | a member commits (its committed bytes equal the canonical committed prefix) or applies (the same session request at the same position) |
+//! | durable commit | a member's commit advances: the committed prefix is in the durable logs (the simulated disks, not the cores' word) of a majority |
 //! | committed immutable | a member truncates below its own commit position |
 //! | client oracle | a client gets an answer: the request was applied exactly once, at the answered position, with the answered response, and that position is in the committed prefix |
 //! | digests | a member records a digest at a position another member recorded a different one for |
@@ -75,6 +76,8 @@ pub struct Checker {
     acks_waiting: Vec<Ack>,
     acks_verified: u64,
     violations: Vec<Violation>,
+    /// Per member, how much of its durable log has been found equal to the committed prefix.
+    durable_verified: Vec<usize>,
 }
 
 fn widen(length: usize) -> u64 {
@@ -296,6 +299,47 @@ impl Checker {
             let extension = log[self.committed.len()..end].to_vec();
             self.committed.extend_from_slice(&extension);
             self.verify_acks(false);
+        }
+    }
+
+    /// A member's commit position reached `to`: the committed prefix must be in the *durable*
+    /// logs of a majority of `durable_logs` (every member's, by id), byte for byte. Read from
+    /// the simulated disks, not from what the cores said: a leader that counts bytes that are
+    /// only written, or a follower that acknowledges them, commits what a crash can take away.
+    pub fn on_commit_durable(&mut self, member: u32, to: u64, durable_logs: &[&[u8]]) {
+        let end = usize::try_from(to).expect("fits");
+        if end > self.committed.len() {
+            // The commit itself was refused by state-machine safety.
+            return;
+        }
+        if self.durable_verified.len() < durable_logs.len() {
+            self.durable_verified.resize(durable_logs.len(), 0);
+        }
+        let mut holding = 0;
+        for (verified, log) in self.durable_verified.iter_mut().zip(durable_logs) {
+            // What was found equal stays equal while it stays durable; only the rest is read.
+            *verified = (*verified).min(log.len());
+            let reach = end.min(log.len());
+            if *verified < reach {
+                let matched = log[*verified..reach]
+                    .iter()
+                    .zip(&self.committed[*verified..reach])
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                *verified += matched;
+            }
+            holding += usize::from(*verified >= end);
+        }
+        let quorum = durable_logs.len() / 2 + 1;
+        if holding < quorum {
+            self.fail(
+                "durable commit",
+                format!(
+                    "member {member} committed to {to}, but only {holding} of {} members hold \
+                     that prefix on disk (a majority is {quorum})",
+                    durable_logs.len()
+                ),
+            );
         }
     }
 

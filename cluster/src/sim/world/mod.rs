@@ -610,6 +610,14 @@ impl<'a> World<'a> {
             let id = u32::try_from(member).expect("fits");
             self.checker
                 .on_commit(id, term, from, commit, slot.storage.log());
+            let mut durable: [&[u8]; crate::consensus::MEMBERS_MAX as usize] =
+                [&[]; crate::consensus::MEMBERS_MAX as usize];
+            for (log, slot) in durable.iter_mut().zip(&self.members) {
+                *log = slot.storage.durable_log();
+            }
+            let count = self.members.len();
+            self.checker
+                .on_commit_durable(id, commit, &durable[..count]);
         }
     }
 
