@@ -22,16 +22,19 @@ pub enum PlantedBug {
     /// The leader counts its own written-but-not-durable position toward the quorum (its
     /// followers acknowledge only what is durable).
     LeaderCountsUnsyncedOwn,
+    /// A member sends its vote before the output that persists it.
+    VoteSentBeforePersist,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::CommitPriorTermByCounting,
         PlantedBug::AckBeforeFsync,
         PlantedBug::ForgetVoteOnRestart,
         PlantedBug::AcceptStaleTermAppend,
         PlantedBug::ApplyBeforeCommit,
         PlantedBug::LeaderCountsUnsyncedOwn,
+        PlantedBug::VoteSentBeforePersist,
     ];
 }

@@ -72,10 +72,19 @@ fn a_leader_counting_its_own_unsynced_bytes_is_caught_by_the_durable_commit_chec
 }
 
 #[test]
+fn a_vote_sent_before_it_is_persisted_is_caught_by_a_checker_of_the_disk() {
+    let Some((seed, checker, detail)) = first_catch(PlantedBug::VoteSentBeforePersist, 3) else {
+        panic!("VoteSentBeforePersist survived {SEEDS_MAX} seeds");
+    };
+    println!("VoteSentBeforePersist: caught at seed {seed} by {checker}: {detail}");
+    assert_eq!(checker, "vote durable before sent");
+}
+
+#[test]
 fn every_planted_bug_has_a_test() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        6,
+        7,
         "add a test above for each new planted bug"
     );
 }

@@ -7,6 +7,7 @@
 //! election_timeout / 2)`, so members with equal logs rarely collide.
 
 use super::{CanvassInfo, Consensus, Output, Role};
+use crate::planted::PlantedBug;
 use crate::protocol::{canvass_position, request_vote, vote};
 use tern_codec::SemanticVersion;
 
@@ -194,6 +195,14 @@ impl Consensus {
         let granted = term == self.current_term
             && self.voted_for.is_none_or(|voted| voted == candidate)
             && candidate_log >= own_log;
+        // The planted mistake: the vote goes out before the output that persists it.
+        let sent_first = granted
+            && self.voted_for.is_none()
+            && self.config.planted(PlantedBug::VoteSentBeforePersist);
+        if sent_first {
+            let reply = self.encode_vote(candidate, true);
+            self.send(candidate, reply);
+        }
         if granted {
             if self.voted_for.is_none() {
                 self.voted_for = Some(candidate);
@@ -205,8 +214,10 @@ impl Consensus {
             // Granting a vote counts as hearing from a leader-to-be: do not canvass yet.
             self.leader_contact_ns = self.now_ns;
         }
-        let reply = self.encode_vote(candidate, granted);
-        self.send(candidate, reply);
+        if !sent_first {
+            let reply = self.encode_vote(candidate, granted);
+            self.send(candidate, reply);
+        }
     }
 
     pub(super) fn on_vote(&mut self, message: &vote::Decoder<'_>) {

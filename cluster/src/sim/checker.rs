@@ -14,6 +14,8 @@
 //! | leader completeness | a member becomes leader of term T: its log holds everything committed in terms before T |
 //! | state-machine safety | a member commits (its committed bytes equal the canonical committed prefix) or applies (the same session request at the same position) |
 //! | durable commit | a member's commit advances: the committed prefix is in the durable logs (the simulated disks, not the cores' word) of a majority |
+//! | vote durable before sent | a member sends a granted vote: its disk already holds that term and vote |
+//! | acknowledged durable | a member sends a positive append response: its disk holds the log up to the acknowledged position |
 //! | committed immutable | a member truncates below its own commit position |
 //! | client oracle | a client gets an answer: the request was applied exactly once, at the answered position, with the answered response, and that position is in the committed prefix |
 //! | digests | a member records a digest at a position another member recorded a different one for |
@@ -24,6 +26,9 @@ use std::collections::{BTreeMap, HashMap};
 use crate::consensus::Role;
 use crate::log_entry::{Entry, LogEvent};
 use crate::term_history::TermHistory;
+
+/// How far below an acknowledged position its durable bytes are compared with the log.
+pub const ACK_CHECK_BYTES: usize = 4096;
 
 /// A broken property.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +343,54 @@ impl Checker {
                     "member {member} committed to {to}, but only {holding} of {} members hold \
                      that prefix on disk (a majority is {quorum})",
                     durable_logs.len()
+                ),
+            );
+        }
+    }
+
+    /// A member grants its vote to `candidate` in `term`: the disk must already say so (a vote
+    /// sent and then lost in a crash lets the member vote again and elect two leaders).
+    pub fn on_vote_sent(
+        &mut self,
+        member: u32,
+        term: u64,
+        candidate: u32,
+        durable_vote: (u64, Option<u32>),
+    ) {
+        if durable_vote != (term, Some(candidate)) {
+            self.fail(
+                "vote durable before sent",
+                format!(
+                    "member {member} granted its term {term} vote to {candidate} while its disk \
+                     holds term {} vote {:?}",
+                    durable_vote.0, durable_vote.1
+                ),
+            );
+        }
+    }
+
+    /// A member acknowledges `position` to its leader: its log must be durable that far, and
+    /// what is durable must be what it holds (the bytes it acknowledges), checked over the last
+    /// [`ACK_CHECK_BYTES`] below the position (log matching covers the rest).
+    pub fn on_ack_sent(&mut self, member: u32, position: u64, durable: &[u8], log: &[u8]) {
+        let end = usize::try_from(position).expect("fits");
+        if durable.len() < end {
+            self.fail(
+                "acknowledged durable",
+                format!(
+                    "member {member} acknowledged {position} with {} bytes on disk",
+                    durable.len()
+                ),
+            );
+            return;
+        }
+        let start = end.saturating_sub(ACK_CHECK_BYTES);
+        if log.len() < end || durable[start..end] != log[start..end] {
+            self.fail(
+                "acknowledged durable",
+                format!(
+                    "member {member} acknowledged {position}, but its disk holds other bytes \
+                     below it than its log"
                 ),
             );
         }

@@ -150,6 +150,11 @@ impl SimStorage {
         self.operations_done += u64::try_from(count).expect("fits");
     }
 
+    /// The term and vote as the disk holds them, for checkers.
+    pub fn durable_vote(&self) -> (u64, Option<u32>) {
+        self.vote
+    }
+
     /// Persists the term and vote durably.
     pub fn persist_vote(&mut self, term: u64, voted_for: Option<u32>) {
         self.vote = (term, voted_for);

@@ -505,6 +505,7 @@ impl<'a> World<'a> {
         let id = u32::try_from(member).expect("fits");
         match output {
             Output::Send { to, message } => {
+                self.check_durable_before_sent(member, &message);
                 self.send(member, usize::try_from(to).expect("fits"), message);
             }
             Output::Append {
@@ -596,6 +597,29 @@ impl<'a> World<'a> {
                     ),
                 );
             }
+        }
+    }
+
+    /// What a member says in a message must be on its disk when it says it: a granted vote
+    /// must be its durable vote, and an acknowledged position durable (read from the simulated
+    /// disk, not from the core's outputs).
+    fn check_durable_before_sent(&mut self, member: usize, message: &[u8]) {
+        let id = u32::try_from(member).expect("fits");
+        let storage = &self.members[member].storage;
+        if let Ok(vote) = crate::protocol::vote::Decoder::decode(message)
+            && vote.granted() == 1
+        {
+            self.checker
+                .on_vote_sent(id, vote.term(), vote.candidate_id(), storage.durable_vote());
+        } else if let Ok(response) = crate::protocol::append_response::Decoder::decode(message)
+            && response.success() == 1
+        {
+            self.checker.on_ack_sent(
+                id,
+                response.position(),
+                storage.durable_log(),
+                storage.log(),
+            );
         }
     }
 
