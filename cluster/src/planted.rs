@@ -24,11 +24,19 @@ pub enum PlantedBug {
     LeaderCountsUnsyncedOwn,
     /// A member sends its vote before the output that persists it.
     VoteSentBeforePersist,
+    /// The quorum is computed as (n + 1) / 2: right for odd sizes, one short for even ones.
+    QuorumRoundsDown,
+    /// A member grants a second vote in a term it already voted in.
+    VoteTwiceInTerm,
+    /// A member grants its vote without comparing the candidate's log with its own.
+    VoteIgnoringLog,
+    /// A follower acknowledges durable bytes that are not yet known to match the leader's log.
+    AckBeyondMatch,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::CommitPriorTermByCounting,
         PlantedBug::AckBeforeFsync,
         PlantedBug::ForgetVoteOnRestart,
@@ -36,5 +44,9 @@ impl PlantedBug {
         PlantedBug::ApplyBeforeCommit,
         PlantedBug::LeaderCountsUnsyncedOwn,
         PlantedBug::VoteSentBeforePersist,
+        PlantedBug::QuorumRoundsDown,
+        PlantedBug::VoteTwiceInTerm,
+        PlantedBug::VoteIgnoringLog,
+        PlantedBug::AckBeyondMatch,
     ];
 }

@@ -80,11 +80,76 @@ fn a_vote_sent_before_it_is_persisted_is_caught_by_a_checker_of_the_disk() {
     assert_eq!(checker, "vote durable before sent");
 }
 
+/// The checkers that see liveness, not safety: a bug they alone catch is not caught well.
+const LIVENESS_CHECKERS: [&str; 2] = ["liveness", "convergence"];
+
+/// The cluster size a bug shows on: an even one for the quorum that rounds down.
+fn size_for(bug: PlantedBug) -> u32 {
+    match bug {
+        PlantedBug::QuorumRoundsDown => 4,
+        _ => 3,
+    }
+}
+
+/// Every planted bug, old and new, is caught by a *safety* checker within 2,000 seeds on the
+/// size it affects; prints the table (bug, size, first failing seed, checker).
+#[test]
+fn every_planted_bug_is_caught_by_a_safety_checker_within_two_thousand_seeds() {
+    println!(
+        "{:<28} {:>7} {:>6}  checker",
+        "planted bug", "members", "seed"
+    );
+    for bug in PlantedBug::ALL {
+        let members = size_for(bug);
+        let mut config = SimConfig::new(members);
+        config.planted_bug = Some(bug);
+        config.leader_churn = bug == PlantedBug::CommitPriorTermByCounting;
+        let caught = (0..2_000).find_map(|seed| {
+            let outcome = run_seed(&config, seed);
+            outcome
+                .violations
+                .iter()
+                .find(|violation| !LIVENESS_CHECKERS.contains(&violation.checker))
+                .map(|violation| (seed, violation.checker))
+        });
+        let Some((seed, checker)) = caught else {
+            panic!("{bug:?} on {members} members: no safety checker caught it in 2,000 seeds");
+        };
+        println!(
+            "{:<28} {members:>7} {seed:>6}  {checker}",
+            format!("{bug:?}")
+        );
+    }
+}
+
+#[test]
+fn a_quorum_that_rounds_down_is_caught_on_an_even_cluster() {
+    let Some((seed, checker, detail)) = first_catch(PlantedBug::QuorumRoundsDown, 4) else {
+        panic!("QuorumRoundsDown survived {SEEDS_MAX} seeds on 4 members");
+    };
+    println!("QuorumRoundsDown: caught at seed {seed} by {checker}: {detail}");
+}
+
+#[test]
+fn a_second_vote_in_a_term_is_caught() {
+    assert_caught(PlantedBug::VoteTwiceInTerm);
+}
+
+#[test]
+fn a_vote_ignoring_the_candidates_log_is_caught() {
+    assert_caught(PlantedBug::VoteIgnoringLog);
+}
+
+#[test]
+fn acknowledging_bytes_not_known_to_match_is_caught() {
+    assert_caught(PlantedBug::AckBeyondMatch);
+}
+
 #[test]
 fn every_planted_bug_has_a_test() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        7,
+        11,
         "add a test above for each new planted bug"
     );
 }

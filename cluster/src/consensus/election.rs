@@ -193,8 +193,9 @@ impl Consensus {
         let own_log = (self.history.last_term(), self.appended_position);
         let candidate_log = (message.log_term(), message.log_position());
         let granted = term == self.current_term
-            && self.voted_for.is_none_or(|voted| voted == candidate)
-            && candidate_log >= own_log;
+            && (self.voted_for.is_none_or(|voted| voted == candidate)
+                || self.config.planted(PlantedBug::VoteTwiceInTerm))
+            && (candidate_log >= own_log || self.config.planted(PlantedBug::VoteIgnoringLog));
         // The planted mistake: the vote goes out before the output that persists it.
         let sent_first = granted
             && self.voted_for.is_none()
@@ -204,7 +205,7 @@ impl Consensus {
             self.send(candidate, reply);
         }
         if granted {
-            if self.voted_for.is_none() {
+            if self.voted_for.is_none() || self.config.planted(PlantedBug::VoteTwiceInTerm) {
                 self.voted_for = Some(candidate);
                 self.outputs.push_back(Output::PersistVote {
                     term,

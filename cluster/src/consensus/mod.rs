@@ -111,7 +111,11 @@ impl ConsensusConfig {
     }
 
     /// Members that make a majority.
-    pub const fn quorum(&self) -> u32 {
+    pub fn quorum(&self) -> u32 {
+        if self.planted(PlantedBug::QuorumRoundsDown) {
+            // The planted mistake: right for odd sizes, one short for even ones.
+            return self.member_count.div_ceil(2);
+        }
         self.member_count / 2 + 1
     }
 

@@ -290,7 +290,12 @@ impl Consensus {
         } else {
             self.durable_position
         };
-        let position = local.min(self.leader_matched_position);
+        // The planted mistake: acknowledging durable bytes not yet known to match the leader.
+        let position = if self.config.planted(PlantedBug::AckBeyondMatch) {
+            local
+        } else {
+            local.min(self.leader_matched_position)
+        };
         let reply = self.encode_response(true, position, 0, 0);
         self.send(leader, reply);
     }
