@@ -146,10 +146,30 @@ fn acknowledging_bytes_not_known_to_match_is_caught() {
 }
 
 #[test]
+fn a_follower_committing_past_what_matches_is_caught() {
+    assert_caught(PlantedBug::FollowerCommitBeyondMatch);
+}
+
+#[test]
+fn syncs_not_cut_back_at_a_truncation_are_caught() {
+    assert_caught(PlantedBug::SyncsNotCutAtTruncation);
+}
+
+#[test]
+fn truncating_without_a_conflict_is_caught() {
+    assert_caught(PlantedBug::TruncateWithoutConflict);
+}
+
+#[test]
+fn counting_a_refusal_as_a_match_is_caught() {
+    assert_caught(PlantedBug::CountRefusals);
+}
+
+#[test]
 fn every_planted_bug_has_a_test() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        11,
+        15,
         "add a test above for each new planted bug"
     );
 }

@@ -726,8 +726,11 @@ impl Consensus {
         self.appended_position = position;
         self.durable_position = self.durable_position.min(position);
         self.synced_requested_position = self.synced_requested_position.min(position);
-        for pending in &mut self.pending_syncs {
-            pending.1 = pending.1.min(position);
+        // The planted mistake: syncs in flight keep claiming the bytes that were cut.
+        if !self.config.planted(PlantedBug::SyncsNotCutAtTruncation) {
+            for pending in &mut self.pending_syncs {
+                pending.1 = pending.1.min(position);
+            }
         }
     }
 

@@ -239,7 +239,12 @@ impl Consensus {
         self.accept_entries(prev_position, message.entry_term(), entries);
         let end = prev_position + entries_length;
         self.leader_matched_position = self.leader_matched_position.max(end);
-        let commit = message.commit_position().min(self.leader_matched_position);
+        let commit = if self.config.planted(PlantedBug::FollowerCommitBeyondMatch) {
+            // The planted mistake: the leader's commit taken whole, past what is known to match.
+            message.commit_position().min(self.appended_position)
+        } else {
+            message.commit_position().min(self.leader_matched_position)
+        };
         if commit > self.commit_position {
             self.commit_position = commit;
         }
@@ -254,7 +259,10 @@ impl Consensus {
         let end = prev_position + u64::try_from(entries.len()).expect("fits");
         let overlap_end = end.min(self.appended_position);
         if prev_position < overlap_end {
-            let conflict = if self.history.term_at(prev_position) != entry_term {
+            let conflict = if self.history.term_at(prev_position) != entry_term
+                || self.config.planted(PlantedBug::TruncateWithoutConflict)
+            {
+                // (Planted: truncating wherever a request overlaps, conflict or not.)
                 Some(prev_position)
             } else {
                 let term_end = self
@@ -328,6 +336,13 @@ impl Consensus {
             }
             self.update_commit();
         } else {
+            if self.config.planted(PlantedBug::CountRefusals) {
+                // The planted mistake: a refusal's position (the follower's appended end, not a
+                // match) taken as matched.
+                let peer = self.peer(member);
+                peer.matched_position = peer.matched_position.max(message.position().min(appended));
+                self.update_commit();
+            }
             let next = if message.conflict_term() == 0 {
                 message.position().min(appended)
             } else {
