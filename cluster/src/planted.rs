@@ -7,8 +7,8 @@
 //! violation within a few hundred seeds.
 
 //!
-//! Each is caught by a *safety* checker (never only by liveness or convergence) within a few
-//! dozen seeds, on the cluster size it affects (`every_planted_bug_is_caught_by_a_safety_checker_
+//! Each is caught by a *safety* checker (never only by liveness or convergence) within 2,000
+//! seeds, on the cluster size it affects (`every_planted_bug_is_caught_by_a_safety_checker_
 //! within_two_thousand_seeds`, which CI runs and which prints this table; 2026-12-02):
 //!
 //! | planted bug | members | first failing seed | checker |
@@ -22,7 +22,7 @@
 //! | VoteSentBeforePersist | 3 | 0 | vote durable before sent |
 //! | QuorumRoundsDown | 4 | 0 | durable commit |
 //! | VoteTwiceInTerm | 3 | 1 | vote changed |
-//! | VoteIgnoringLog | 3 | 14 | leader completeness |
+//! | VoteIgnoringLog | 3 | 509 | leader completeness |
 //! | AckBeyondMatch | 3 | 81 | replica stopped |
 //! | FollowerCommitBeyondMatch | 3 | 81 | state-machine safety |
 //! | SyncsNotCutAtTruncation | 3 | 21 | acknowledged durable |

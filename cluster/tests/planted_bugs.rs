@@ -1,5 +1,5 @@
-//! Each classic consensus bug, planted on purpose, is caught by the simulator's checkers within a
-//! few hundred seeds: proof that the checkers can fail.
+//! Each classic consensus bug, planted on purpose, is caught by the simulator's checkers within
+//! 2,000 seeds: proof that the checkers can fail.
 //!
 //! Runs with `cargo test -p tern-cluster --features planted-bugs --test planted_bugs`.
 
@@ -9,7 +9,7 @@ use tern_cluster::planted::PlantedBug;
 use tern_cluster::sim::{SimConfig, run_seed};
 
 /// Seeds tried per bug before the test gives up.
-const SEEDS_MAX: u64 = 500;
+const SEEDS_MAX: u64 = 2_000;
 
 fn first_catch(bug: PlantedBug, members: u32) -> Option<(u64, &'static str, String)> {
     let mut config = SimConfig::new(members);

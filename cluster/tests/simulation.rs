@@ -34,7 +34,12 @@ fn assert_clean(summary: &Summary, members: u32) {
 /// that is silently switched off fails the build.
 fn assert_faults_injected(faults: &FaultCounts) {
     let minimum = |class: &str| match class {
-        "torn-write" | "torn-snapshot" | "asymmetric-partition" | "pause" | "leader-strike" => 20,
+        "torn-write"
+        | "torn-snapshot"
+        | "asymmetric-partition"
+        | "pause"
+        | "leader-strike"
+        | "mid-drain-crash" => 20,
         "lost-write" => 40,
         _ => 100,
     };

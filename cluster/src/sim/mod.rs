@@ -205,6 +205,8 @@ pub struct FaultCounts {
     pub clogs: u64,
     /// Member crashes.
     pub crashes: u64,
+    /// Of those, crashes between two outputs of one drain.
+    pub mid_drain_crashes: u64,
     /// Unsynced write operations lost in crashes.
     pub lost_writes: u64,
     /// Writes torn by a crash.
@@ -233,6 +235,7 @@ impl FaultCounts {
         self.asymmetric_partitions += other.asymmetric_partitions;
         self.clogs += other.clogs;
         self.crashes += other.crashes;
+        self.mid_drain_crashes += other.mid_drain_crashes;
         self.lost_writes += other.lost_writes;
         self.torn_writes += other.torn_writes;
         self.torn_snapshots += other.torn_snapshots;
@@ -242,7 +245,7 @@ impl FaultCounts {
     }
 
     /// Each class with its count, for reports and minimum-count assertions.
-    pub fn classes(&self) -> [(&'static str, u64); 16] {
+    pub fn classes(&self) -> [(&'static str, u64); 17] {
         [
             ("loss", self.lost_messages),
             ("duplication", self.duplicated_messages),
@@ -255,6 +258,7 @@ impl FaultCounts {
             ("asymmetric-partition", self.asymmetric_partitions),
             ("clog", self.clogs),
             ("crash", self.crashes),
+            ("mid-drain-crash", self.mid_drain_crashes),
             ("lost-write", self.lost_writes),
             ("torn-write", self.torn_writes),
             ("torn-snapshot", self.torn_snapshots),

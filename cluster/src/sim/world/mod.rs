@@ -162,6 +162,9 @@ pub(super) struct World<'a> {
     network_rng: Rng,
     fault_rng: Rng,
     storage_rng: Rng,
+    /// Chooses crashes in the middle of a drain (its own stream: the others' draws stay as
+    /// they were).
+    drain_rng: Rng,
     members: Vec<Member>,
     clients: Vec<Client>,
     checker: Checker,
@@ -174,6 +177,9 @@ pub(super) struct World<'a> {
     finished: bool,
 }
 
+/// A crash between two outputs is this many times less likely per output than a crash per
+/// nemesis interval: outputs come by the thousand each simulated second.
+const MID_DRAIN_CRASH_DIVISOR: u32 = 2_000;
 const NEMESIS_INTERVAL_NS: u64 = 100_000_000;
 const CLIENT_RETRY_NS: u64 = 300_000_000;
 const COMMANDS_AFTER_HEAL: u64 = 3;
@@ -248,6 +254,7 @@ impl<'a> World<'a> {
             healed_at_ns: None,
             leader_found_ns: None,
             finished: false,
+            drain_rng: root.fork(),
         };
         for member in 0..world.members.len() {
             world.start_member(member);
@@ -476,6 +483,21 @@ impl<'a> World<'a> {
         }
     }
 
+    /// During the faults, in seeds that crash members, a member may crash right after carrying
+    /// out any one of its outputs, before the next: between a vote's persistence and its send,
+    /// a write and its sync, a sync and the acknowledgement it allows. What the write or sync in
+    /// flight had done is what the storage model's crash keeps (a prefix, perhaps torn).
+    fn crash_mid_drain(&mut self, member: usize) -> bool {
+        let chance = self.swarm.crash_per_million / MID_DRAIN_CRASH_DIVISOR;
+        if self.healed_at_ns.is_some() || chance == 0 || !self.drain_rng.chance(chance) {
+            return false;
+        }
+        self.faults.mid_drain_crashes += 1;
+        self.note(|| format!("m{member} crashes between two outputs"));
+        self.crash(member);
+        true
+    }
+
     /// Carries out a member's outputs, applies what committed, fires due timers, and repeats
     /// until the member has nothing more to do.
     fn drain(&mut self, member: usize) {
@@ -488,6 +510,9 @@ impl<'a> World<'a> {
             {
                 progressed = true;
                 self.carry_out(member, output);
+                if self.crash_mid_drain(member) {
+                    return;
+                }
             }
             if self.members[member].node.is_none() {
                 return;
