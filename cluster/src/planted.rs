@@ -4,7 +4,7 @@
 //! member's [`ConsensusConfig`](crate::consensus::ConsensusConfig) names one; without the feature
 //! the configuration has no field to name one and every check below is a constant `false`.
 //! `tests/planted_bugs.rs` runs the simulator with each bug and asserts that a checker reports a
-//! violation within a few hundred seeds.
+//! violation within 2,000 seeds.
 
 //!
 //! Each is caught by a *safety* checker (never only by liveness or convergence) within 2,000
