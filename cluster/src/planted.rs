@@ -13,21 +13,21 @@
 //!
 //! | planted bug | members | first failing seed | checker |
 //! |---|---|---|---|
-//! | CommitPriorTermByCounting | 3 | 32 | leader completeness |
+//! | CommitPriorTermByCounting | 3 | 57 | leader completeness |
 //! | AckBeforeFsync | 3 | 0 | acknowledged durable |
 //! | ForgetVoteOnRestart | 3 | 0 | vote forgotten |
-//! | AcceptStaleTermAppend | 3 | 48 | leader append-only |
+//! | AcceptStaleTermAppend | 3 | 22 | committed immutable |
 //! | ApplyBeforeCommit | 3 | 1 | client oracle |
 //! | LeaderCountsUnsyncedOwn | 3 | 0 | durable commit |
 //! | VoteSentBeforePersist | 3 | 0 | vote durable before sent |
 //! | QuorumRoundsDown | 4 | 0 | durable commit |
 //! | VoteTwiceInTerm | 3 | 1 | vote changed |
-//! | VoteIgnoringLog | 3 | 509 | leader completeness |
+//! | VoteIgnoringLog | 3 | 465 | leader completeness |
 //! | AckBeyondMatch | 3 | 81 | replica stopped |
 //! | FollowerCommitBeyondMatch | 3 | 81 | state-machine safety |
-//! | SyncsNotCutAtTruncation | 3 | 21 | acknowledged durable |
+//! | SyncsNotCutAtTruncation | 3 | 19 | acknowledged durable |
 //! | TruncateWithoutConflict | 3 | 0 | committed immutable |
-//! | CountRefusals | 3 | 5 | durable commit |
+//! | CountRefusals | 3 | 3 | durable commit |
 //!
 //! A mutant tried and not kept: a leader counting append responses from an earlier term of
 //! its own survived 2,000 seeds on 3 members. Whether that is because it cannot do harm in this

@@ -39,7 +39,8 @@ fn assert_faults_injected(faults: &FaultCounts) {
         | "asymmetric-partition"
         | "pause"
         | "leader-strike"
-        | "mid-drain-crash" => 20,
+        | "mid-drain-crash"
+        | "disk-stall" => 20,
         "lost-write" => 40,
         _ => 100,
     };

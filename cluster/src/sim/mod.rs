@@ -207,6 +207,10 @@ pub struct FaultCounts {
     pub crashes: u64,
     /// Of those, crashes between two outputs of one drain.
     pub mid_drain_crashes: u64,
+    /// Syncs on a slow disk that took tens to hundreds of milliseconds.
+    pub slow_syncs: u64,
+    /// Disk stalls (up to a second).
+    pub disk_stalls: u64,
     /// Unsynced write operations lost in crashes.
     pub lost_writes: u64,
     /// Writes torn by a crash.
@@ -236,6 +240,8 @@ impl FaultCounts {
         self.clogs += other.clogs;
         self.crashes += other.crashes;
         self.mid_drain_crashes += other.mid_drain_crashes;
+        self.slow_syncs += other.slow_syncs;
+        self.disk_stalls += other.disk_stalls;
         self.lost_writes += other.lost_writes;
         self.torn_writes += other.torn_writes;
         self.torn_snapshots += other.torn_snapshots;
@@ -245,7 +251,7 @@ impl FaultCounts {
     }
 
     /// Each class with its count, for reports and minimum-count assertions.
-    pub fn classes(&self) -> [(&'static str, u64); 17] {
+    pub fn classes(&self) -> [(&'static str, u64); 19] {
         [
             ("loss", self.lost_messages),
             ("duplication", self.duplicated_messages),
@@ -259,6 +265,8 @@ impl FaultCounts {
             ("clog", self.clogs),
             ("crash", self.crashes),
             ("mid-drain-crash", self.mid_drain_crashes),
+            ("slow-sync", self.slow_syncs),
+            ("disk-stall", self.disk_stalls),
             ("lost-write", self.lost_writes),
             ("torn-write", self.torn_writes),
             ("torn-snapshot", self.torn_snapshots),

@@ -165,6 +165,10 @@ pub(super) struct World<'a> {
     /// Chooses crashes in the middle of a drain (its own stream: the others' draws stay as
     /// they were).
     drain_rng: Rng,
+    /// Draws this seed's slow disk and its slow syncs and stalls (its own stream, likewise).
+    disk_rng: Rng,
+    /// This seed's slow disk, if it has one.
+    slow_disk: Option<SlowDisk>,
     members: Vec<Member>,
     clients: Vec<Client>,
     checker: Checker,
@@ -175,6 +179,29 @@ pub(super) struct World<'a> {
     healed_at_ns: Option<u64>,
     leader_found_ns: Option<u64>,
     finished: bool,
+}
+
+/// A seed's slow disk: how often a sync is slow, how slow, and how often the disk stalls.
+#[derive(Debug, Clone, Copy)]
+struct SlowDisk {
+    tail_per_million: u32,
+    tail_max_ns: u64,
+    stall_per_million: u32,
+}
+
+impl SlowDisk {
+    /// Half the seeds have one: 0.5–5 % of syncs slow (20 ms up to 50–500 ms), 0.05–0.2 %
+    /// stalling the disk for 0.1–1 s.
+    fn draw(rng: &mut Rng) -> Option<Self> {
+        if !rng.chance(500_000) {
+            return None;
+        }
+        Some(Self {
+            tail_per_million: u32::try_from(rng.between(5_000, 50_000)).expect("fits"),
+            tail_max_ns: rng.between(50_000_000, 500_000_000),
+            stall_per_million: u32::try_from(rng.between(500, 2_000)).expect("fits"),
+        })
+    }
 }
 
 /// A crash between two outputs is this many times less likely per output than a crash per
@@ -254,8 +281,14 @@ impl<'a> World<'a> {
             healed_at_ns: None,
             leader_found_ns: None,
             finished: false,
-            drain_rng: root.fork(),
+            drain_rng: Rng::new(0),
+            disk_rng: Rng::new(0),
+            slow_disk: None,
         };
+        // Forked after every other stream, so that adding them changed no other draw.
+        world.drain_rng = root.fork();
+        world.disk_rng = root.fork();
+        world.slow_disk = SlowDisk::draw(&mut world.disk_rng);
         for member in 0..world.members.len() {
             world.start_member(member);
         }
@@ -483,6 +516,28 @@ impl<'a> World<'a> {
         }
     }
 
+    /// A sync on this seed's slow disk, during the faults: now and then one takes tens to
+    /// hundreds of milliseconds (far slower than the network), and now and then the disk stalls
+    /// for up to a second; syncs complete in order, so a stalled one holds back those after it.
+    fn slow_sync(&mut self, latency_ns: u64) -> u64 {
+        let Some(disk) = self.slow_disk else {
+            return latency_ns;
+        };
+        if self.healed_at_ns.is_some() {
+            return latency_ns;
+        }
+        let mut latency_ns = latency_ns;
+        if self.disk_rng.chance(disk.tail_per_million) {
+            latency_ns = latency_ns.max(self.disk_rng.between(20_000_000, disk.tail_max_ns));
+            self.faults.slow_syncs += 1;
+        }
+        if self.disk_rng.chance(disk.stall_per_million) {
+            latency_ns = latency_ns.max(self.disk_rng.between(100_000_000, 1_000_000_000));
+            self.faults.disk_stalls += 1;
+        }
+        latency_ns
+    }
+
     /// During the faults, in seeds that crash members, a member may crash right after carrying
     /// out any one of its outputs, before the next: between a vote's persistence and its send,
     /// a write and its sync, a sync and the acknowledgement it allows. What the write or sync in
@@ -562,6 +617,7 @@ impl<'a> World<'a> {
                 let latency = self
                     .fault_rng
                     .between(self.swarm.fsync_min_ns, self.swarm.fsync_max_ns);
+                let latency = self.slow_sync(latency);
                 let slot = &mut self.members[member];
                 let marker = slot.storage.sync_marker();
                 let done_ns = (self.now_ns + latency).max(slot.last_sync_done_ns);
