@@ -34,7 +34,7 @@ use crate::error::{ArchiveError, CatalogError};
 use crate::recorder::{RecorderContext, RecorderSettings, RecordingReport, RecordingSubscription};
 use crate::replayer::{RecordedExtent, ReplaySession, ReplayState};
 use crate::replication::{ReplicationAction, ReplicationRequest, ReplicationSession};
-use crate::segment::{FrameFault, SEGMENT_LENGTH_DEFAULT, SEGMENT_LENGTH_MAX};
+use crate::segment::{SEGMENT_LENGTH_DEFAULT, SEGMENT_LENGTH_MAX};
 use crate::segment_files;
 use crate::segment_reader::SegmentReader;
 use crate::segment_writer::{Durability, FileIo};
@@ -213,17 +213,6 @@ impl Archive {
     /// The catalog, for reading.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
-    }
-
-    fn settings(&self) -> RecorderSettings {
-        RecorderSettings {
-            segment_length: self.config.segment_length,
-            checksums: self.config.checksums,
-            durability: self.config.durability,
-            block_length_max: self.config.block_length_max,
-            bytes_per_cycle_max: 4 * self.config.block_length_max,
-            file_io: self.config.file_io,
-        }
     }
 
     fn poll_control(&mut self) -> usize {
@@ -552,14 +541,12 @@ impl Archive {
             ));
         };
         let recording = self.recordings.swap_remove(index);
-        let settings = self.settings();
-        let mut context = RecorderContext {
-            tern: &self.tern,
-            catalog: &mut self.catalog,
-            dir: &self.config.dir,
-            settings,
-            now_ms: self.now.epoch_ms,
-        };
+        let mut context = recorder_context(
+            &self.tern,
+            &mut self.catalog,
+            &self.config,
+            self.now.epoch_ms,
+        );
         recording.stop(&mut context, &mut self.reports);
         Ok(0)
     }
@@ -774,10 +761,10 @@ impl Archive {
             }
             // The copy's recording started: tell the requester which it is.
             let replication = &self.replications[index];
-            let recording = self.recordings.iter().find(|recording| {
-                recording.channel == replication.replication_channel()
-                    && recording.stream_id == replication.stream_id()
-            });
+            let recording = self
+                .recordings
+                .iter()
+                .find(|recording| recording.carries(replication));
             let started = recording.and_then(RecordingSubscription::last_started);
             let ended = recording.is_some_and(|recording| {
                 recording.started() > 0 && recording.sessions().is_empty()
@@ -848,19 +835,18 @@ impl Archive {
                 }
             }
             // Its recording subscription goes with it: nothing else is recorded from there.
-            if let Some(position) = self.recordings.iter().position(|recording| {
-                recording.channel == replication.replication_channel()
-                    && recording.stream_id == replication.stream_id()
-            }) {
+            if let Some(position) = self
+                .recordings
+                .iter()
+                .position(|recording| recording.carries(&replication))
+            {
                 let recording = self.recordings.swap_remove(position);
-                let settings = self.settings();
-                let mut context = RecorderContext {
-                    tern: &self.tern,
-                    catalog: &mut self.catalog,
-                    dir: &self.config.dir,
-                    settings,
-                    now_ms: self.now.epoch_ms,
-                };
+                let mut context = recorder_context(
+                    &self.tern,
+                    &mut self.catalog,
+                    &self.config,
+                    self.now.epoch_ms,
+                );
                 recording.stop(&mut context, &mut self.reports);
             }
             work += 1;
@@ -1026,14 +1012,12 @@ impl Archive {
                 Ok(descriptor.start_position)
             }
             RecordingOperation::StopRecording => {
-                let settings = self.settings();
-                let mut context = RecorderContext {
-                    tern: &self.tern,
-                    catalog: &mut self.catalog,
-                    dir: &self.config.dir,
-                    settings,
-                    now_ms: self.now.epoch_ms,
-                };
+                let mut context = recorder_context(
+                    &self.tern,
+                    &mut self.catalog,
+                    &self.config,
+                    self.now.epoch_ms,
+                );
                 let stopped = self.recordings.iter_mut().any(|recording| {
                     recording.stop_recording(recording_id, &mut context, &mut self.reports)
                 });
@@ -1219,14 +1203,12 @@ impl Archive {
     }
 
     fn record(&mut self) -> usize {
-        let settings = self.settings();
-        let mut context = RecorderContext {
-            tern: &self.tern,
-            catalog: &mut self.catalog,
-            dir: &self.config.dir,
-            settings,
-            now_ms: self.now.epoch_ms,
-        };
+        let mut context = recorder_context(
+            &self.tern,
+            &mut self.catalog,
+            &self.config,
+            self.now.epoch_ms,
+        );
         let mut work = 0;
         for recording in &mut self.recordings {
             work += recording.do_work(&mut context, &mut self.reports);
@@ -1406,14 +1388,12 @@ impl Archive {
 
     /// Stops every recording and replay (the archive is closing).
     fn stop_all(&mut self) {
-        let settings = self.settings();
-        let mut context = RecorderContext {
-            tern: &self.tern,
-            catalog: &mut self.catalog,
-            dir: &self.config.dir,
-            settings,
-            now_ms: self.now.epoch_ms,
-        };
+        let mut context = recorder_context(
+            &self.tern,
+            &mut self.catalog,
+            &self.config,
+            self.now.epoch_ms,
+        );
         for recording in self.recordings.drain(..) {
             recording.stop(&mut context, &mut self.reports);
         }
@@ -1455,6 +1435,29 @@ impl Agent for Archive {
     }
 }
 
+/// What the recorder needs, from the archive's parts (so that callers can borrow the rest).
+fn recorder_context<'a>(
+    tern: &'a Tern,
+    catalog: &'a mut Catalog,
+    config: &'a ArchiveConfig,
+    now_ms: i64,
+) -> RecorderContext<'a> {
+    RecorderContext {
+        tern,
+        catalog,
+        dir: &config.dir,
+        settings: RecorderSettings {
+            segment_length: config.segment_length,
+            checksums: config.checksums,
+            durability: config.durability,
+            block_length_max: config.block_length_max,
+            bytes_per_cycle_max: 4 * config.block_length_max,
+            file_io: config.file_io,
+        },
+        now_ms,
+    }
+}
+
 /// Checks that a frame starts at `position` (its header names it): truncation and replay
 /// start only on frame boundaries.
 fn check_frame_at(
@@ -1462,24 +1465,9 @@ fn check_frame_at(
     descriptor: &RecordingDescriptor,
     position: i64,
 ) -> Result<(), (ResponseCode, String)> {
-    let mut reader = SegmentReader::new(
-        dir,
-        descriptor,
-        position,
-        crate::segment_reader::READ_BUFFER_MIN,
-    )
-    .map_err(|error| (ResponseCode::Error, error.to_string()))?;
-    match reader.read(descriptor.stop_position.max(position + 32)) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Ok(()),
-        Err(crate::error::SegmentError::Frame {
-            fault:
-                FrameFault::Misplaced { .. }
-                | FrameFault::Length { .. }
-                | FrameFault::Unwritten
-                | FrameFault::Type(_),
-            ..
-        }) => Err((
+    match segment_files::frame_starts_at(dir, descriptor, position) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((
             ResponseCode::InvalidPosition,
             format!(
                 "no frame starts at position {position} of recording {}",

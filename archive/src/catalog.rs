@@ -322,15 +322,7 @@ impl Catalog {
         let buffer = self.map.buffer();
         buffer.put_i64_ordered(NEXT_RECORDING_ID_OFFSET, next);
         let slot = self.slot(recording_id)?;
-        slot.put_bytes(SLOT_HEADER_LENGTH, &body[..length]);
-        slot.put_i32(
-            BODY_LENGTH_OFFSET,
-            i32::try_from(length).expect("under 1024"),
-        );
-        slot.put_i32(
-            BODY_CHECKSUM_OFFSET,
-            crc32c::crc32c(&body[..length]).cast_signed(),
-        );
+        write_body(&slot, &body[..length]);
         slot.put_i64(START_POSITION_OFFSET, new.start_position);
         slot.put_i64(STOP_POSITION_OFFSET, new.start_position);
         slot.put_i64(STOP_TIMESTAMP_OFFSET, NULL_VALUE);
@@ -379,16 +371,8 @@ impl Catalog {
         if state == RecordingState::Free {
             return Err(CatalogError::UnknownRecording { recording_id });
         }
-        let body_length = usize::try_from(slot.get_i32(BODY_LENGTH_OFFSET)).unwrap_or(usize::MAX);
-        if body_length > BODY_MAX_LENGTH {
-            return Err(CatalogError::Corrupt {
-                recording_id,
-                what: format!("body length {body_length} exceeds {BODY_MAX_LENGTH}"),
-            });
-        }
         let mut body = [0u8; BODY_MAX_LENGTH];
-        slot.get_bytes(SLOT_HEADER_LENGTH, &mut body[..body_length]);
-        let body = &body[..body_length];
+        let body = read_body(&slot, recording_id, &mut body)?;
         let stored = slot.get_i32(BODY_CHECKSUM_OFFSET).cast_unsigned();
         let computed = crc32c::crc32c(body);
         if stored != computed {
@@ -510,16 +494,8 @@ impl Catalog {
     pub fn apply_checksum(&self, recording_id: i64) -> Result<u32, CatalogError> {
         self.writer()?;
         let slot = self.slot(recording_id)?;
-        let body_length = usize::try_from(slot.get_i32(BODY_LENGTH_OFFSET))
-            .ok()
-            .filter(|&length| length <= BODY_MAX_LENGTH)
-            .ok_or_else(|| CatalogError::Corrupt {
-                recording_id,
-                what: "its body length is out of range: no checksum can cover it".to_owned(),
-            })?;
         let mut body = [0u8; BODY_MAX_LENGTH];
-        slot.get_bytes(SLOT_HEADER_LENGTH, &mut body[..body_length]);
-        let checksum = crc32c::crc32c(&body[..body_length]);
+        let checksum = crc32c::crc32c(read_body(&slot, recording_id, &mut body)?);
         slot.put_i32(BODY_CHECKSUM_OFFSET, checksum.cast_signed());
         Ok(checksum)
     }
@@ -576,15 +552,7 @@ impl Catalog {
                     source_identity: &descriptor.source_identity,
                 },
             )?;
-            slot.put_bytes(SLOT_HEADER_LENGTH, &body[..length]);
-            slot.put_i32(
-                BODY_LENGTH_OFFSET,
-                i32::try_from(length).expect("under 1024"),
-            );
-            slot.put_i32(
-                BODY_CHECKSUM_OFFSET,
-                crc32c::crc32c(&body[..length]).cast_signed(),
-            );
+            write_body(&slot, &body[..length]);
         }
         write_header(&catalog.map.buffer(), target);
         catalog.flush()?;
@@ -623,6 +591,33 @@ impl Catalog {
             buffer.put_i64_ordered(NEXT_RECORDING_ID_OFFSET, next);
         }
     }
+}
+
+/// Reads a slot's body into `buffer`, its length checked; returns the body.
+fn read_body<'b>(
+    slot: &AtomicBuffer<'_>,
+    recording_id: i64,
+    buffer: &'b mut [u8; BODY_MAX_LENGTH],
+) -> Result<&'b [u8], CatalogError> {
+    let length = usize::try_from(slot.get_i32(BODY_LENGTH_OFFSET)).unwrap_or(usize::MAX);
+    if length > BODY_MAX_LENGTH {
+        return Err(CatalogError::Corrupt {
+            recording_id,
+            what: format!("body length {length} exceeds {BODY_MAX_LENGTH}"),
+        });
+    }
+    slot.get_bytes(SLOT_HEADER_LENGTH, &mut buffer[..length]);
+    Ok(&buffer[..length])
+}
+
+/// Writes a slot's body, its length and its checksum (the state is the caller's to publish).
+fn write_body(slot: &AtomicBuffer<'_>, body: &[u8]) {
+    slot.put_bytes(SLOT_HEADER_LENGTH, body);
+    slot.put_i32(
+        BODY_LENGTH_OFFSET,
+        i32::try_from(body.len()).expect("under 1024"),
+    );
+    slot.put_i32(BODY_CHECKSUM_OFFSET, crc32c::crc32c(body).cast_signed());
 }
 
 /// Writes a new, empty catalog file.

@@ -299,6 +299,12 @@ impl RecordingSubscription {
         true
     }
 
+    /// Whether it records what `replication` copies (its channel and stream).
+    pub fn carries(&self, replication: &crate::replication::ReplicationSession) -> bool {
+        self.channel == replication.replication_channel()
+            && self.stream_id == replication.stream_id()
+    }
+
     /// How many recordings it has started.
     pub fn started(&self) -> u64 {
         self.started

@@ -295,6 +295,11 @@ fn frame_type(frame: &[u8]) -> u16 {
     u16::from_le_bytes(array(frame, data_offsets::TYPE))
 }
 
+/// Whether the frame header at the start of `frame` (at least its first 8 bytes) is a PAD.
+pub fn is_pad(frame: &[u8]) -> bool {
+    frame_type(frame) == tern_codec::frame::PAD_FRAME_TYPE
+}
+
 fn frame_length(frame: &[u8]) -> i32 {
     i32::from_le_bytes(array(frame, data_offsets::FRAME_LENGTH))
 }

@@ -134,6 +134,35 @@ fn remove_temporary_segments(dir: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// Whether a frame of `descriptor`'s recording starts at `position` (or `position` is its stop):
+/// truncation and replay start only on frame boundaries. One frame is read, not the recording.
+/// A frame there that fails its checksum is an error, not an answer.
+pub fn frame_starts_at(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+) -> Result<bool, ArchiveError> {
+    if position == descriptor.stop_position {
+        return Ok(true);
+    }
+    if position < descriptor.start_position || position > descriptor.stop_position {
+        return Ok(false);
+    }
+    let mut reader = SegmentReader::new(dir, descriptor, position, READ_BUFFER_MIN)?;
+    match reader.read(descriptor.stop_position) {
+        Ok(_) => Ok(true),
+        Err(SegmentError::Frame {
+            fault:
+                FrameFault::Misplaced { .. }
+                | FrameFault::Length { .. }
+                | FrameFault::Unwritten
+                | FrameFault::Type(_),
+            ..
+        }) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// What repairing a recording found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repair {

@@ -19,7 +19,7 @@ use tern_codec::position::TermGeometry;
 
 use crate::catalog::RecordingDescriptor;
 use crate::error::SegmentError;
-use crate::segment::{SEGMENT_HEADER_LENGTH_U64, SegmentLayout, check_frame, segment_path};
+use crate::segment::{SEGMENT_HEADER_LENGTH_U64, SegmentLayout, check_frame, is_pad, segment_path};
 use crate::segment_writer::{read_at_most, read_header};
 
 /// The smallest read buffer: room for the longest frame (an MTU of 64 KiB).
@@ -54,6 +54,10 @@ pub struct SegmentReader {
     segment: Option<OpenSegment>,
     position: i64,
     buffer: Vec<u8>,
+    /// The block the last read checked and handed back, still in `buffer`: (its length, its
+    /// next position). A caller that could not use it (a back-pressured replay) reads it again
+    /// without another `pread` and checksum pass.
+    checked: Option<(usize, i64)>,
 }
 
 impl SegmentReader {
@@ -91,6 +95,7 @@ impl SegmentReader {
             segment: None,
             position,
             buffer: vec![0u8; buffer_length],
+            checked: None,
         })
     }
 
@@ -107,6 +112,9 @@ impl SegmentReader {
     /// Moves the reader on to `position` without reading (a block handed back and used).
     pub fn advance_to(&mut self, position: i64) {
         assert!(position >= self.position && position % 32 == 0);
+        if position != self.position {
+            self.checked = None;
+        }
         self.position = position;
     }
 
@@ -119,6 +127,16 @@ impl SegmentReader {
         if self.position >= limit {
             return Ok(None);
         }
+        if let Some((length, next_position)) = self.checked
+            && next_position <= limit
+        {
+            return Ok(Some(Block {
+                position: self.position,
+                bytes: &self.buffer[..length],
+                next_position,
+            }));
+        }
+        self.checked = None;
         let geometry = self.layout.geometry;
         let term_remaining =
             i64::from(geometry.term_length() - geometry.term_offset(self.position));
@@ -168,6 +186,7 @@ impl SegmentReader {
         if length == 0 {
             return Ok(None);
         }
+        self.checked = Some((length, next_position));
         Ok(Some(Block {
             position,
             bytes: &self.buffer[..length],
@@ -234,8 +253,4 @@ impl SegmentReader {
         }
         Ok(())
     }
-}
-
-fn is_pad(frame: &[u8]) -> bool {
-    u16::from_le_bytes([frame[6], frame[7]]) == tern_codec::frame::PAD_FRAME_TYPE
 }

@@ -240,7 +240,13 @@ fn read_all(
                 align(length)
             };
         }
-        let next = block.next_position;
+        let (position, length, next) = (block.position, block.bytes.len(), block.next_position);
+        // A block not used (a back-pressured replay) is handed back again, unchanged.
+        let again = reader.read(stream.end())?.expect("the same block");
+        assert_eq!(
+            (again.position, again.bytes.len(), again.next_position),
+            (position, length, next)
+        );
         reader.advance_to(next);
     }
     assert_eq!(reader.position(), stream.end());

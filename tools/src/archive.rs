@@ -883,12 +883,7 @@ fn truncate(args: &TruncateArgs) -> Result<()> {
                     descriptor.stop_position
                 );
             }
-            // The position must be a frame boundary: walk to it.
-            let mut boundary = args.position == descriptor.stop_position;
-            inspect::walk_frames(&dir, &descriptor, -1, u64::MAX, |frame| {
-                boundary |= frame.position == args.position
-            })?;
-            if !boundary {
+            if !segment_files::frame_starts_at(&dir, &descriptor, args.position)? {
                 bail!(
                     "no frame of recording {} starts at {}",
                     args.id,
