@@ -7,14 +7,19 @@
 
 use crate::rng::mix64;
 
-/// Hashes a byte string (FNV-1a over the bytes, then mixed).
+/// Hashes a byte string eight bytes a step (the simulator hashes every message it delivers
+/// into its trace; byte-at-a-time FNV cost a tenth of its time), the length folded in so that
+/// trailing zeros count.
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
+    let mut hash: u64 = 0xCBF2_9CE4_8422_2325 ^ u64::try_from(bytes.len()).expect("fits");
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        hash = mix64(hash ^ word).rotate_left(23);
     }
-    mix64(hash)
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    mix64(hash ^ u64::from_le_bytes(tail))
 }
 
 /// Hashes a sequence of words.
@@ -69,5 +74,9 @@ mod tests {
         assert_ne!(hash_bytes(b"ab"), hash_bytes(b"ba"));
         assert_ne!(hash_words(&[1, 2]), hash_words(&[2, 1]));
         assert_eq!(hash_bytes(b""), hash_bytes(&[]));
+        assert_ne!(hash_bytes(b"abcdefgh"), hash_bytes(b"abcdefgi"));
+        assert_ne!(hash_bytes(b"abcdefghi"), hash_bytes(b"abcdefghj"));
+        assert_ne!(hash_bytes(&[0; 8]), hash_bytes(&[0; 9]));
+        assert_ne!(hash_bytes(&[]), hash_bytes(&[0]));
     }
 }

@@ -182,6 +182,12 @@ impl LocalCluster {
         }
     }
 
+    /// Queues `message` as if `from` had just sent it to `to`: a stale, duplicated or forged
+    /// message, for tests of what a member does with one.
+    pub fn inject(&mut self, from: u32, to: u32, message: Vec<u8>) {
+        self.messages.push_back((from, to, message));
+    }
+
     /// Makes a member's syncs wait for [`LocalCluster::complete_syncs`] (or complete at once).
     pub fn set_auto_sync(&mut self, member: u32, auto_sync: bool) {
         self.members[index(member)].auto_sync = auto_sync;

@@ -1,7 +1,7 @@
 //! The deterministic simulator over the real consensus core and service container: hundreds of
 //! seeds across 3, 4 and 5 members with every fault class (an even size too: a quorum computed
-//! as (n + 1) / 2 is wrong only there), determinism of the trace, and every seed that ever
-//! failed.
+//! as (n + 1) / 2 is wrong only there), a few on every other size from 1 to 7, determinism of
+//! the trace, and every seed that ever failed.
 //!
 //! A run's first violation fails the test with its seed, so a failure is reproduced with
 //! `tern cluster sim --members M --seed S --trace`.
@@ -10,6 +10,8 @@ use tern_cluster::sim::{FaultCounts, SimConfig, Summary, run_seed, run_seeds};
 
 /// Seeds per member count in the suite (the CI figure: 3 × 400).
 const SEEDS_PER_SIZE: u64 = 400;
+/// Seeds for each of the sizes 1, 2, 6 and 7.
+const SEEDS_OTHER_SIZES: u64 = 25;
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
@@ -40,6 +42,8 @@ fn assert_faults_injected(faults: &FaultCounts) {
         | "pause"
         | "leader-strike"
         | "mid-drain-crash"
+        | "mid-write-crash"
+        | "mid-sync-crash"
         | "disk-stall" => 20,
         "lost-write" => 40,
         _ => 100,
@@ -72,6 +76,23 @@ fn three_four_and_five_member_clusters_survive_every_fault_class() {
     }
     assert_faults_injected(&faults);
     assert!(commands > 10_000, "only {commands} commands committed");
+}
+
+/// The sizes CI does not run at length still run clean, faults and all: one member (no links
+/// to cut, a quorum of itself), two (a quorum of both), and six and seven (the most a cluster
+/// has); the documented long run covers every size (BENCHMARKS.md).
+#[test]
+fn every_other_cluster_size_from_one_to_seven_runs_clean() {
+    for members in [1, 2, 6, 7] {
+        let seeds: Vec<u64> = (0..SEEDS_OTHER_SIZES).collect();
+        let summary = run_seeds(&SimConfig::new(members), &seeds, threads());
+        assert_clean(&summary, members);
+        assert!(
+            summary.commands_committed > 10 * SEEDS_OTHER_SIZES,
+            "{members} members committed only {} commands",
+            summary.commands_committed
+        );
+    }
 }
 
 #[test]

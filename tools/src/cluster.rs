@@ -27,7 +27,7 @@ pub(crate) enum ClusterCommand {
 #[derive(Debug, clap::Args)]
 pub(crate) struct SimArgs {
     /// Cluster sizes to simulate, comma-separated; one summary line each.
-    #[arg(long, value_delimiter = ',', default_values_t = [3u32, 5])]
+    #[arg(long, value_delimiter = ',', default_values_t = [3u32, 4, 5])]
     members: Vec<u32>,
     /// Seeds per cluster size.
     #[arg(long, default_value_t = 1000)]

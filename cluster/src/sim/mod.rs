@@ -7,10 +7,12 @@
 //! damage, every client's commands. The same seed gives the same trace hash.
 //!
 //! A run has two phases. In the **fault phase** ([`SimConfig::fault_phase_ns`]) the network
-//! loses, duplicates, delays and reorders messages; partitions (symmetric, one-way, or a split)
-//! and clogged links come and go; members crash (losing unsynced writes, sometimes tearing the
-//! last one or a snapshot) and restart from their disk; clocks drift and jump; clients send
-//! commands and retry on timeouts. At the **heal** every fault stops and crashed members restart;
+//! loses, duplicates (now and then seconds late), delays and reorders messages; partitions
+//! (symmetric, one-way, or a split) and clogged links come and go; members crash (losing unsynced
+//! writes, sometimes tearing the last one or a snapshot; between events, between two outputs of
+//! one drain, or in the middle of a write or a sync) and restart from their disk; half the seeds
+//! have a slow disk whose syncs now and then take far longer than a message, or stall; clocks
+//! drift and jump; clients send commands and retry on timeouts. At the **heal** every fault stops and crashed members restart;
 //! then a leader that every member follows must appear within [`SimConfig::leader_bound_ns`], and
 //! every member must converge (equal logs, everything committed and applied, equal digests, every
 //! client answered) before [`SimConfig::convergence_timeout_ns`].
@@ -37,7 +39,7 @@ use network::NetworkFaults;
 /// What a simulation run looks like.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Members (3 or 5 in the test suite).
+    /// Members, 1 to 7 (3, 4 and 5 at length in the test suite).
     pub members: u32,
     /// Client sessions.
     pub clients: u32,
@@ -193,6 +195,8 @@ pub struct FaultCounts {
     pub partitioned_messages: u64,
     /// Messages held in a delay spike.
     pub delay_spikes: u64,
+    /// Messages delivered again seconds later (a stale duplicate, terms after it was sent).
+    pub stale_duplicates: u64,
     /// Member pauses.
     pub pauses: u64,
     /// Newly elected leaders isolated or crashed on purpose.
@@ -207,6 +211,11 @@ pub struct FaultCounts {
     pub crashes: u64,
     /// Of those, crashes between two outputs of one drain.
     pub mid_drain_crashes: u64,
+    /// Of those, crashes in the middle of writing an append (it reached the disk torn, if at
+    /// all).
+    pub mid_write_crashes: u64,
+    /// Of those, crashes in the middle of a sync (it had flushed part of what it covers).
+    pub mid_sync_crashes: u64,
     /// Syncs on a slow disk that took tens to hundreds of milliseconds.
     pub slow_syncs: u64,
     /// Disk stalls (up to a second).
@@ -233,6 +242,7 @@ impl FaultCounts {
         self.reordered_messages += other.reordered_messages;
         self.partitioned_messages += other.partitioned_messages;
         self.delay_spikes += other.delay_spikes;
+        self.stale_duplicates += other.stale_duplicates;
         self.pauses += other.pauses;
         self.leader_strikes += other.leader_strikes;
         self.symmetric_partitions += other.symmetric_partitions;
@@ -240,6 +250,8 @@ impl FaultCounts {
         self.clogs += other.clogs;
         self.crashes += other.crashes;
         self.mid_drain_crashes += other.mid_drain_crashes;
+        self.mid_write_crashes += other.mid_write_crashes;
+        self.mid_sync_crashes += other.mid_sync_crashes;
         self.slow_syncs += other.slow_syncs;
         self.disk_stalls += other.disk_stalls;
         self.lost_writes += other.lost_writes;
@@ -251,13 +263,14 @@ impl FaultCounts {
     }
 
     /// Each class with its count, for reports and minimum-count assertions.
-    pub fn classes(&self) -> [(&'static str, u64); 19] {
+    pub fn classes(&self) -> [(&'static str, u64); 22] {
         [
             ("loss", self.lost_messages),
             ("duplication", self.duplicated_messages),
             ("reordering", self.reordered_messages),
             ("partitioned", self.partitioned_messages),
             ("delay-spike", self.delay_spikes),
+            ("stale-duplicate", self.stale_duplicates),
             ("pause", self.pauses),
             ("leader-strike", self.leader_strikes),
             ("partition", self.symmetric_partitions),
@@ -265,6 +278,8 @@ impl FaultCounts {
             ("clog", self.clogs),
             ("crash", self.crashes),
             ("mid-drain-crash", self.mid_drain_crashes),
+            ("mid-write-crash", self.mid_write_crashes),
+            ("mid-sync-crash", self.mid_sync_crashes),
             ("slow-sync", self.slow_syncs),
             ("disk-stall", self.disk_stalls),
             ("lost-write", self.lost_writes),

@@ -70,6 +70,8 @@ pub struct Network {
     pub reordered: u64,
     /// Messages held in a delay spike so far.
     pub spikes: u64,
+    /// Duplicates delivered seconds after the original.
+    pub stale_duplicates: u64,
 }
 
 impl Network {
@@ -83,6 +85,7 @@ impl Network {
             last_delivery: vec![0; members * members],
             reordered: 0,
             spikes: 0,
+            stale_duplicates: 0,
         }
     }
 
@@ -149,9 +152,16 @@ impl Network {
             }
             self.last_delivery[link] = self.last_delivery[link].max(at_ns);
         }
-        let duplicate_at_ns = rng
-            .chance(self.faults.duplicate_per_million)
-            .then(|| at_ns + rng.below(self.faults.delay_jitter_ns + 1_000_000));
+        let duplicate_at_ns = rng.chance(self.faults.duplicate_per_million).then(|| {
+            // One duplicate in twenty is a stale copy, replayed seconds later (a retransmitting
+            // middlebox, a route flap): it arrives terms after it was sent.
+            if rng.chance(50_000) {
+                self.stale_duplicates += 1;
+                at_ns + rng.between(500_000_000, 5_000_000_000)
+            } else {
+                at_ns + rng.below(self.faults.delay_jitter_ns + 1_000_000)
+            }
+        });
         Fate::Delivered {
             at_ns,
             duplicate_at_ns,

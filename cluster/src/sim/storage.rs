@@ -7,6 +7,10 @@
 //! garbage after it). The term history travels in the same operations as the bytes, as it would in
 //! a log whose records carry their term, so the two always agree up to the recovered end.
 //!
+//! A crash may also fall in the middle of a disk operation ([`InFlight`]): an append being
+//! written never reaches the disk whole (a prefix of its entries, or of its bytes, perhaps with
+//! garbage after it), and a sync in flight has flushed only a prefix of what it covers.
+//!
 //! The vote record and snapshots are written durably at once (the caller fsyncs before it goes
 //! on), but a crash right after a snapshot write may tear the snapshot; recovery then falls back
 //! to the previous one, which is why two are kept.
@@ -56,6 +60,21 @@ impl Image {
             }
         }
     }
+}
+
+/// What the member was doing with its disk when it died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlight {
+    /// Nothing: the crash fell between two disk operations.
+    Nothing,
+    /// Writing its newest operation, an append, which therefore never reaches the disk whole.
+    Write,
+    /// A sync up to `marker` (a [`SimStorage::sync_marker`]): it had flushed, in order, part of
+    /// what it covers (perhaps all of it, unreported) and nothing after.
+    Sync {
+        /// The sync's marker.
+        marker: u64,
+    },
 }
 
 /// What a crash did to the pending writes.
@@ -168,38 +187,51 @@ impl SimStorage {
         }
     }
 
-    /// The crash: a random prefix of the pending operations survives and the next may be torn;
-    /// `tear_snapshot` damages the newest snapshot (a crash during its write).
-    pub fn crash(&mut self, rng: &mut Rng, tear_snapshot: bool) -> CrashDamage {
+    /// The crash: a random prefix of the pending operations survives and the next may be torn
+    /// (see [`InFlight`] for a crash in the middle of one); `tear_snapshot` damages the newest
+    /// snapshot (a crash during its write).
+    pub fn crash(
+        &mut self,
+        rng: &mut Rng,
+        in_flight: InFlight,
+        tear_snapshot: bool,
+    ) -> CrashDamage {
         let pending = std::mem::take(&mut self.pending);
-        let kept = usize::try_from(rng.below(u64::try_from(pending.len()).expect("fits") + 1))
-            .expect("fits");
+        let count = pending.len();
+        let writing = in_flight == InFlight::Write
+            && matches!(pending.last(), Some(Operation::Append { .. }));
+        let kept = match in_flight {
+            // Half the time everything before the write in flight had reached the disk.
+            InFlight::Write if writing && rng.chance(500_000) => count - 1,
+            InFlight::Write if writing => below(rng, count - 1),
+            InFlight::Sync { marker } => {
+                let covered = marker.saturating_sub(self.operations_done);
+                below(rng, usize::try_from(covered).expect("fits").min(count))
+            }
+            InFlight::Nothing | InFlight::Write => below(rng, count),
+        };
         let mut damage = CrashDamage {
-            lost_operations: u64::try_from(pending.len() - kept).expect("fits"),
+            lost_operations: u64::try_from(count - kept).expect("fits"),
             torn: false,
         };
         for operation in &pending[..kept] {
             self.durable.apply(operation);
         }
+        // The write in flight is always torn when the crash reaches it; another first lost
+        // append half the time.
+        let tear = (writing && kept == count - 1) || rng.chance(500_000);
         if let Some(Operation::Append {
             position,
             term,
             bytes,
         }) = pending.get(kept)
             && bytes.len() > 1
-            && rng.chance(500_000)
+            && tear
         {
-            let cut = usize::try_from(rng.below(u64::try_from(bytes.len()).expect("fits")))
-                .expect("fits");
-            let mut torn = bytes[..cut].to_vec();
-            // Half the time the sectors after the cut hold garbage rather than zeros.
-            if rng.chance(500_000) {
-                torn.extend((0..8).map(|_| u8::try_from(rng.below(256)).expect("byte")));
-            }
             self.durable.apply(&Operation::Append {
                 position: *position,
                 term: *term,
-                bytes: torn,
+                bytes: torn_prefix(rng, bytes),
             });
             damage.torn = true;
         }
@@ -240,6 +272,36 @@ impl SimStorage {
     }
 }
 
+/// A number in `0..=most`, drawn.
+fn below(rng: &mut Rng, most: usize) -> usize {
+    usize::try_from(rng.below(u64::try_from(most).expect("fits") + 1)).expect("fits")
+}
+
+/// What reaches the disk of an append torn by a crash, never all of it: half the time its
+/// first whole entries (a valid, shorter write, when it holds more than one entry); otherwise a
+/// prefix cut anywhere, half of those with garbage in the sectors after the cut.
+fn torn_prefix(rng: &mut Rng, bytes: &[u8]) -> Vec<u8> {
+    let mut boundaries = Vec::new();
+    let mut offset = 0;
+    while let Some(length) = log_entry::padded_length(&bytes[offset..]) {
+        offset += usize::try_from(length).expect("fits");
+        if offset >= bytes.len() {
+            break;
+        }
+        boundaries.push(offset);
+    }
+    if !boundaries.is_empty() && rng.chance(500_000) {
+        let pick = below(rng, boundaries.len() - 1);
+        return bytes[..boundaries[pick]].to_vec();
+    }
+    let cut = below(rng, bytes.len() - 1);
+    let mut torn = bytes[..cut].to_vec();
+    if rng.chance(500_000) {
+        torn.extend((0..8).map(|_| u8::try_from(rng.below(256)).expect("byte")));
+    }
+    torn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,7 +328,7 @@ mod tests {
             storage.sync_to(storage.sync_marker());
             storage.append(synced, 1, entry(2));
             storage.append(storage.log_end(), 2, entry(3));
-            storage.crash(&mut rng, false);
+            storage.crash(&mut rng, InFlight::Nothing, false);
             let recovered = storage.recover(|_| true);
             assert!(recovered.log_end >= synced, "seed {seed}");
             assert_eq!(recovered.log_end % 8, 0);
@@ -287,10 +349,75 @@ mod tests {
         storage.truncate(0);
         let mut rng = Rng::new(3);
         // With nothing kept from the pending operations the truncation is lost.
-        while storage.crash(&mut rng, false).lost_operations == 0 {
+        while storage
+            .crash(&mut rng, InFlight::Nothing, false)
+            .lost_operations
+            == 0
+        {
             storage.truncate(0);
         }
         assert_eq!(storage.recover(|_| true).log_end, end);
+    }
+
+    #[test]
+    fn a_write_in_flight_never_reaches_the_disk_whole_and_sometimes_leaves_whole_entries() {
+        let mut shorter_but_valid = 0;
+        let mut cut_mid_entry = 0;
+        for seed in 0..400 {
+            let mut rng = Rng::new(seed);
+            let mut storage = SimStorage::default();
+            storage.append(0, 1, entry(1));
+            let synced = storage.log_end();
+            storage.sync_to(storage.sync_marker());
+            let mut three = entry(2);
+            three.extend(entry(3));
+            three.extend(entry(4));
+            let whole = synced + u64::try_from(three.len()).unwrap();
+            storage.append(synced, 1, three);
+            storage.crash(&mut rng, InFlight::Write, false);
+            let written = storage.durable_log().len();
+            let recovered = storage.recover(|_| true);
+            assert!(recovered.log_end >= synced, "seed {seed}");
+            assert!(
+                recovered.log_end < whole,
+                "seed {seed}: the write landed whole"
+            );
+            if recovered.log_end > synced && u64::try_from(written).unwrap() == recovered.log_end {
+                shorter_but_valid += 1;
+            }
+            if u64::try_from(written).unwrap() > recovered.log_end {
+                cut_mid_entry += 1;
+            }
+        }
+        assert!(
+            shorter_but_valid > 20,
+            "{shorter_but_valid} cut at an entry boundary"
+        );
+        assert!(cut_mid_entry > 20, "{cut_mid_entry} cut inside an entry");
+    }
+
+    #[test]
+    fn a_sync_in_flight_flushes_part_of_what_it_covers_and_nothing_after() {
+        let mut ends = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let mut rng = Rng::new(seed);
+            let mut storage = SimStorage::default();
+            storage.append(0, 1, entry(1));
+            storage.append(storage.log_end(), 1, entry(2));
+            let marker = storage.sync_marker();
+            let covered = storage.log_end();
+            storage.append(storage.log_end(), 1, entry(3));
+            let damage = storage.crash(&mut rng, InFlight::Sync { marker }, false);
+            let recovered = storage.recover(|_| true);
+            assert!(
+                recovered.log_end <= covered,
+                "seed {seed}: flushed past the sync"
+            );
+            assert!(damage.lost_operations >= 1, "seed {seed}");
+            ends.insert(recovered.log_end);
+        }
+        // None, one or both of the covered appends reached the disk, depending on the seed.
+        assert_eq!(ends.len(), 3, "{ends:?}");
     }
 
     #[test]
@@ -298,7 +425,7 @@ mod tests {
         let mut storage = SimStorage::default();
         storage.save_snapshot(0, vec![1; 8]);
         storage.save_snapshot(0, vec![2; 8]);
-        storage.crash(&mut Rng::new(1), true);
+        storage.crash(&mut Rng::new(1), InFlight::Nothing, true);
         let recovered = storage.recover(|bytes| bytes.len() == 8);
         assert_eq!(recovered.snapshot, Some((0, vec![1; 8])));
         assert_eq!(recovered.bad_snapshots, 1);

@@ -2,14 +2,22 @@
 
 use super::{Event, World};
 use crate::sim::network::NetworkFaults;
+use crate::sim::storage::InFlight;
 
 impl World<'_> {
     pub(super) fn crash(&mut self, member: usize) {
+        self.crash_in(member, InFlight::Nothing);
+    }
+
+    /// A crash in the middle of a disk operation (or of none).
+    pub(super) fn crash_in(&mut self, member: usize, in_flight: InFlight) {
         let tear_snapshot = self.fault_rng.chance(100_000);
         let slot = &mut self.members[member];
         slot.node = None;
         slot.incarnation += 1;
-        let damage = slot.storage.crash(&mut self.storage_rng, tear_snapshot);
+        let damage = slot
+            .storage
+            .crash(&mut self.storage_rng, in_flight, tear_snapshot);
         self.faults.crashes += 1;
         self.faults.lost_writes += damage.lost_operations;
         self.faults.torn_writes += u64::from(damage.torn);
@@ -47,10 +55,11 @@ impl World<'_> {
             .expect("fits")];
             self.crash(victim);
         }
-        if self.fault_rng.chance(self.swarm.partition_per_million) {
+        // A one-member cluster has no links between members to cut or clog.
+        if self.fault_rng.chance(self.swarm.partition_per_million) && members > 1 {
             self.partition();
         }
-        if self.fault_rng.chance(self.swarm.clog_per_million) {
+        if self.fault_rng.chance(self.swarm.clog_per_million) && members > 1 {
             let from = self.pick_member();
             let to = (from + 1 + self.pick_below(members - 1)) % members;
             let until = self.now_ns + self.fault_rng.between(100_000_000, 2_000_000_000);
@@ -149,6 +158,9 @@ impl World<'_> {
     /// Cuts a member off from every other member, both ways, for a random while.
     pub(super) fn isolate(&mut self, isolated: usize) {
         let members = self.member_count();
+        if members < 2 {
+            return;
+        }
         let mut links = Vec::new();
         for other in (0..members).filter(|&other| other != isolated) {
             links.push((isolated, other));

@@ -15,7 +15,7 @@ use super::checker::Checker;
 use super::client::Client;
 use super::clock::Clock;
 use super::network::{Fate, Network, NetworkFaults};
-use super::storage::SimStorage;
+use super::storage::{InFlight, SimStorage};
 use super::{FaultCounts, SimConfig, Swarm};
 use crate::consensus::{Consensus, Output, RecoveredState, Role};
 use crate::container::{ContainerOutput, ServiceContainer};
@@ -48,6 +48,12 @@ enum Event {
     StrikeLeader {
         member: usize,
         incarnation: u64,
+    },
+    /// A crash in the middle of a sync (before it completes).
+    CrashDuringSync {
+        member: usize,
+        incarnation: u64,
+        marker: u64,
     },
     EndPartition {
         links: Vec<(usize, usize)>,
@@ -84,6 +90,11 @@ impl Event {
                 member,
                 incarnation,
             } => [9, index(*member), *incarnation, 0],
+            Event::CrashDuringSync {
+                member,
+                incarnation,
+                marker,
+            } => [10, index(*member), *incarnation, *marker],
         }
     }
 
@@ -165,6 +176,8 @@ pub(super) struct World<'a> {
     /// Chooses crashes in the middle of a drain (its own stream: the others' draws stay as
     /// they were).
     drain_rng: Rng,
+    /// Chooses crashes in the middle of a write or a sync (its own stream, likewise).
+    output_rng: Rng,
     /// Draws this seed's slow disk and its slow syncs and stalls (its own stream, likewise).
     disk_rng: Rng,
     /// This seed's slow disk, if it has one.
@@ -207,6 +220,9 @@ impl SlowDisk {
 /// A crash between two outputs is this many times less likely per output than a crash per
 /// nemesis interval: outputs come by the thousand each simulated second.
 const MID_DRAIN_CRASH_DIVISOR: u32 = 2_000;
+/// A crash in the middle of a write or a sync is this many times less likely per write or sync
+/// than a crash per nemesis interval: they are a tenth of the outputs or fewer.
+const MID_OUTPUT_CRASH_DIVISOR: u32 = 200;
 const NEMESIS_INTERVAL_NS: u64 = 100_000_000;
 const CLIENT_RETRY_NS: u64 = 300_000_000;
 const COMMANDS_AFTER_HEAL: u64 = 3;
@@ -282,6 +298,7 @@ impl<'a> World<'a> {
             leader_found_ns: None,
             finished: false,
             drain_rng: Rng::new(0),
+            output_rng: Rng::new(0),
             disk_rng: Rng::new(0),
             slow_disk: None,
         };
@@ -289,6 +306,7 @@ impl<'a> World<'a> {
         world.drain_rng = root.fork();
         world.disk_rng = root.fork();
         world.slow_disk = SlowDisk::draw(&mut world.disk_rng);
+        world.output_rng = root.fork();
         for member in 0..world.members.len() {
             world.start_member(member);
         }
@@ -363,6 +381,7 @@ impl<'a> World<'a> {
         let violations = self.checker.violations().to_vec();
         self.faults.reordered_messages = self.network.reordered;
         self.faults.delay_spikes = self.network.spikes;
+        self.faults.stale_duplicates = self.network.stale_duplicates;
         RunResult {
             trace_hash: self.trace_hash,
             simulated_ns: self.now_ns,
@@ -414,6 +433,11 @@ impl<'a> World<'a> {
                 member,
                 incarnation,
             } => self.strike_leader(member, incarnation),
+            Event::CrashDuringSync {
+                member,
+                incarnation,
+                marker,
+            } => self.crash_during_sync(member, incarnation, marker),
             Event::EndPartition { links } => self.end_partition(links),
             Event::Heal => self.heal(),
             Event::ClientWake { client, generation } => {
@@ -553,6 +577,26 @@ impl<'a> World<'a> {
         true
     }
 
+    /// Whether a member crashes in the middle of the write or sync it has just begun (its own
+    /// stream, during the faults, in seeds that crash members).
+    fn crash_mid_output(&mut self) -> bool {
+        let chance = self.swarm.crash_per_million / MID_OUTPUT_CRASH_DIVISOR;
+        self.healed_at_ns.is_none() && chance != 0 && self.output_rng.chance(chance)
+    }
+
+    /// The crash a sync in flight was chosen for, if the member still runs the incarnation that
+    /// began the sync and the faults go on: the disk had flushed part of what the sync covers.
+    fn crash_during_sync(&mut self, member: usize, incarnation: u64, marker: u64) {
+        let slot = &self.members[member];
+        let live = slot.incarnation == incarnation && slot.node.is_some();
+        if !live || self.healed_at_ns.is_some() {
+            return;
+        }
+        self.faults.mid_sync_crashes += 1;
+        self.note(|| format!("m{member} crashes during a sync"));
+        self.crash_in(member, InFlight::Sync { marker });
+    }
+
     /// Carries out a member's outputs, applies what committed, fires due timers, and repeats
     /// until the member has nothing more to do.
     fn drain(&mut self, member: usize) {
@@ -565,7 +609,8 @@ impl<'a> World<'a> {
             {
                 progressed = true;
                 self.carry_out(member, output);
-                if self.crash_mid_drain(member) {
+                // A crash in the middle of that output ends the drain as well.
+                if self.members[member].node.is_none() || self.crash_mid_drain(member) {
                     return;
                 }
             }
@@ -603,6 +648,11 @@ impl<'a> World<'a> {
                 let history = node.consensus.term_history();
                 self.checker
                     .on_append(id, leading, position, term, &log[start..], history);
+                if self.crash_mid_output() {
+                    self.faults.mid_write_crashes += 1;
+                    self.note(|| format!("m{member} crashes writing at {position}"));
+                    self.crash_in(member, InFlight::Write);
+                }
             }
             Output::Truncate { position } => {
                 let slot = &mut self.members[member];
@@ -623,6 +673,17 @@ impl<'a> World<'a> {
                 let done_ns = (self.now_ns + latency).max(slot.last_sync_done_ns);
                 slot.last_sync_done_ns = done_ns;
                 let incarnation = slot.incarnation;
+                if done_ns > self.now_ns && self.crash_mid_output() {
+                    let at = self.output_rng.below(done_ns - self.now_ns);
+                    self.schedule(
+                        at,
+                        Event::CrashDuringSync {
+                            member,
+                            incarnation,
+                            marker,
+                        },
+                    );
+                }
                 self.schedule(
                     done_ns - self.now_ns,
                     Event::SyncDone {
