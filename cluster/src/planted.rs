@@ -5,10 +5,10 @@
 //! the configuration has no field to name one and every check below is a constant `false`.
 //! `tests/planted_bugs.rs` runs the simulator with each bug and asserts that a checker reports a
 //! violation within 2,000 seeds.
-
 //!
-//! Each is caught by a *safety* checker (never only by liveness or convergence) within 2,000
-//! seeds, on the cluster size it affects (`every_planted_bug_is_caught_by_a_safety_checker_
+//! Each is caught by a *safety* checker (one of
+//! [`SAFETY_CHECKERS`](crate::sim::checker::SAFETY_CHECKERS): never only by liveness,
+//! convergence or the product's own divergence stop) within 2,000 seeds, on the cluster size it affects (`every_planted_bug_is_caught_by_a_safety_checker_
 //! within_two_thousand_seeds`, which CI runs and which prints this table; 2026-12-02):
 //!
 //! | planted bug | members | first failing seed | checker |
@@ -23,11 +23,11 @@
 //! | QuorumRoundsDown | 4 | 0 | durable commit |
 //! | VoteTwiceInTerm | 3 | 1 | vote changed |
 //! | VoteIgnoringLog | 3 | 159 | leader completeness |
-//! | AckBeyondMatch | 3 | 81 | replica stopped |
+//! | AckBeyondMatch | 3 | 81 | acknowledged durable |
 //! | FollowerCommitBeyondMatch | 3 | 81 | state-machine safety |
 //! | SyncsNotCutAtTruncation | 3 | 50 | acknowledged durable |
 //! | TruncateWithoutConflict | 3 | 0 | committed immutable |
-//! | CountRefusals | 3 | 0 | durable commit |
+//! | CountRefusals | 3 | 3 | durable commit |
 //!
 //! A mutant tried and not kept: a leader counting append responses from an earlier term of
 //! its own. It does harm only through a chain of five unlikely events (the leader acknowledged

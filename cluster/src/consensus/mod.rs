@@ -572,6 +572,12 @@ impl Consensus {
         self.request_sync()
     }
 
+    /// Whether outputs are queued (a sync the core would ask for next is not counted): lets a
+    /// caller tell the middle of a batch of outputs from its end.
+    pub fn has_queued_output(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
     /// Handles the passage of time: timeouts, canvass and heartbeat sends, leader replication.
     pub fn on_tick(&mut self, now_ns: u64, log: &(impl LogView + ?Sized)) {
         self.advance_clock(now_ns);

@@ -15,7 +15,8 @@
 //! | state-machine safety | a member commits (its committed bytes equal the canonical committed prefix) or applies (the same session request at the same position) |
 //! | durable commit | a member's commit advances: the committed prefix is in the durable logs (the simulated disks, not the cores' word) of a majority |
 //! | vote durable before sent | a member sends a granted vote: its disk already holds that term and vote |
-//! | acknowledged durable | a member sends a positive append response: its disk holds the log up to the acknowledged position |
+//! | term durable before sent | a member sends any message: its disk holds that message's term or a later one; a vote request: its disk holds the candidate's vote for itself in that term |
+//! | acknowledged durable | a member sends a positive append response: its disk holds the log up to the acknowledged position, equal byte for byte to the log of that term's leader (while it still leads) |
 //! | committed immutable | a member truncates below its own commit position |
 //! | client oracle | a client gets an answer: the request was applied exactly once, at the answered position, with the answered response, and that position is in the committed prefix |
 //! | digests | a member records a digest at a position another member recorded a different one for |
@@ -27,8 +28,62 @@ use crate::consensus::Role;
 use crate::log_entry::{Entry, LogEvent};
 use crate::term_history::TermHistory;
 
-/// How far below an acknowledged position its durable bytes are compared with the log.
+/// How far below an acknowledged position its durable bytes are compared with the member's own
+/// log when the term's leader no longer leads (while it does, the whole prefix is compared with
+/// the leader's log).
 pub const ACK_CHECK_BYTES: usize = 4096;
+
+/// The checkers that judge safety: a planted bug counts as caught only by one of these. The
+/// others judge liveness ("liveness", "convergence", "event budget") or report what the product
+/// itself noticed ("replica stopped", "protocol", "recovery") or a panic.
+pub const SAFETY_CHECKERS: [&str; 16] = [
+    "election safety",
+    "leader append-only",
+    "log matching",
+    "leader completeness",
+    "state-machine safety",
+    "durable commit",
+    "vote durable before sent",
+    "term durable before sent",
+    "acknowledged durable",
+    "committed immutable",
+    "client oracle",
+    "exactly once",
+    "digest",
+    "monotonic term",
+    "vote changed",
+    "vote forgotten",
+];
+
+/// A positive append response as it is sent, with what the checker compares it with.
+#[derive(Debug, Clone, Copy)]
+pub struct SentAck<'a> {
+    /// The acknowledging member.
+    pub member: u32,
+    /// The term acknowledged in.
+    pub term: u64,
+    /// The position acknowledged.
+    pub position: u64,
+    /// The member's durable log.
+    pub durable: &'a [u8],
+    /// The member's durable cut count.
+    pub durable_cuts: u64,
+    /// The member's log as reads see it.
+    pub log: &'a [u8],
+    /// The log of the term's leader, while it still leads that term.
+    pub leader_log: Option<&'a [u8]>,
+}
+
+/// A durable prefix found equal to a reference, kept while neither side can have changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Verified {
+    /// The durable log's cut count when the finding was made.
+    cuts: u64,
+    /// The term whose leader's log was the reference (acknowledgements only).
+    term: u64,
+    /// Bytes found equal.
+    length: usize,
+}
 
 /// A broken property.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +137,41 @@ pub struct Checker {
     acks_verified: u64,
     violations: Vec<Violation>,
     /// Per member, how much of its durable log has been found equal to the committed prefix.
-    durable_verified: Vec<usize>,
+    durable_verified: Vec<Verified>,
+    /// Per member, how much of its durable log has been found equal to the log of the leader
+    /// it last acknowledged.
+    ack_verified: Vec<Verified>,
+}
+
+/// Extends `verified` over `durable[..end]` compared with `reference`, starting over when the
+/// durable log was cut (`cuts`) or the reference changed (`term`); returns whether all of
+/// `durable[..end]` is now known equal.
+fn verify_prefix(
+    verified: &mut Verified,
+    cuts: u64,
+    term: u64,
+    durable: &[u8],
+    reference: &[u8],
+    end: usize,
+) -> bool {
+    if verified.cuts != cuts || verified.term != term {
+        *verified = Verified {
+            cuts,
+            term,
+            length: 0,
+        };
+    }
+    verified.length = verified.length.min(durable.len()).min(reference.len());
+    let reach = end.min(durable.len()).min(reference.len());
+    if verified.length < reach {
+        let matched = durable[verified.length..reach]
+            .iter()
+            .zip(&reference[verified.length..reach])
+            .take_while(|(a, b)| a == b)
+            .count();
+        verified.length += matched;
+    }
+    verified.length >= end
 }
 
 fn widen(length: usize) -> u64 {
@@ -311,29 +400,25 @@ impl Checker {
     /// logs of a majority of `durable_logs` (every member's, by id), byte for byte. Read from
     /// the simulated disks, not from what the cores said: a leader that counts bytes that are
     /// only written, or a follower that acknowledges them, commits what a crash can take away.
-    pub fn on_commit_durable(&mut self, member: u32, to: u64, durable_logs: &[&[u8]]) {
+    ///
+    /// `durable_logs` holds each member's durable log with its cut count
+    /// ([`SimStorage::durable_cuts`](super::storage::SimStorage::durable_cuts)).
+    pub fn on_commit_durable(&mut self, member: u32, to: u64, durable_logs: &[(&[u8], u64)]) {
         let end = usize::try_from(to).expect("fits");
         if end > self.committed.len() {
             // The commit itself was refused by state-machine safety.
             return;
         }
         if self.durable_verified.len() < durable_logs.len() {
-            self.durable_verified.resize(durable_logs.len(), 0);
+            self.durable_verified
+                .resize(durable_logs.len(), Verified::default());
         }
         let mut holding = 0;
-        for (verified, log) in self.durable_verified.iter_mut().zip(durable_logs) {
-            // What was found equal stays equal while it stays durable; only the rest is read.
-            *verified = (*verified).min(log.len());
-            let reach = end.min(log.len());
-            if *verified < reach {
-                let matched = log[*verified..reach]
-                    .iter()
-                    .zip(&self.committed[*verified..reach])
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                *verified += matched;
-            }
-            holding += usize::from(*verified >= end);
+        for (verified, &(log, cuts)) in self.durable_verified.iter_mut().zip(durable_logs) {
+            // What was found equal stays equal while nothing below it is cut on disk (the
+            // committed prefix only grows); only the rest is read.
+            let holds = verify_prefix(verified, cuts, 0, log, &self.committed, end);
+            holding += usize::from(holds);
         }
         let quorum = durable_logs.len() / 2 + 1;
         if holding < quorum {
@@ -369,11 +454,67 @@ impl Checker {
         }
     }
 
-    /// A member acknowledges `position` to its leader: its log must be durable that far, and
-    /// what is durable must be what it holds (the bytes it acknowledges), checked over the last
-    /// [`ACK_CHECK_BYTES`] below the position (log matching covers the rest).
-    pub fn on_ack_sent(&mut self, member: u32, position: u64, durable: &[u8], log: &[u8]) {
+    /// A member sends a message of `term` (`candidate`: a vote request for itself): its disk
+    /// must hold that term or a later one, and a candidate's disk its vote for itself. A term
+    /// adopted and announced, then forgotten in a crash, lets the member vote twice in it.
+    pub fn on_message_sent(
+        &mut self,
+        member: u32,
+        term: u64,
+        candidate: bool,
+        durable_vote: (u64, Option<u32>),
+    ) {
+        if durable_vote.0 < term || (candidate && durable_vote != (term, Some(member))) {
+            self.fail(
+                "term durable before sent",
+                format!(
+                    "member {member} sent a {} of term {term} while its disk holds term {} vote \
+                     {:?}",
+                    if candidate { "vote request" } else { "message" },
+                    durable_vote.0,
+                    durable_vote.1
+                ),
+            );
+        }
+    }
+
+    /// A member acknowledges a position: its log must be durable that far, and what is durable
+    /// must be what the leader of the acknowledged term holds. While that leader still leads
+    /// the term (a leader only appends, so its log is the term's log) the whole durable prefix
+    /// is compared with its log, incrementally; otherwise the durable bytes are compared with
+    /// the member's own log over the last [`ACK_CHECK_BYTES`] below the position.
+    pub fn on_ack_sent(&mut self, ack: &SentAck<'_>) {
+        let SentAck {
+            member,
+            term,
+            position,
+            durable,
+            durable_cuts,
+            log,
+            leader_log,
+        } = *ack;
         let end = usize::try_from(position).expect("fits");
+        if let Some(leader_log) = leader_log {
+            let index = usize::try_from(member).expect("fits");
+            if self.ack_verified.len() <= index {
+                self.ack_verified.resize(index + 1, Verified::default());
+            }
+            let verified = &mut self.ack_verified[index];
+            if !verify_prefix(verified, durable_cuts, term, durable, leader_log, end) {
+                let length = verified.length;
+                let leader = self.leaders.get(&term).copied();
+                self.fail(
+                    "acknowledged durable",
+                    format!(
+                        "member {member} acknowledged {position} in term {term}, but its disk \
+                         ({} bytes) differs from leader {leader:?}'s log ({} bytes) from {length}",
+                        durable.len(),
+                        leader_log.len()
+                    ),
+                );
+            }
+            return;
+        }
         if durable.len() < end {
             self.fail(
                 "acknowledged durable",
@@ -536,6 +677,102 @@ impl Checker {
                     ack.session_id, ack.request_id, ack.position
                 ),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack<'a>(durable: &'a [u8], cuts: u64, leader_log: Option<&'a [u8]>) -> SentAck<'a> {
+        SentAck {
+            member: 1,
+            term: 3,
+            position: 8,
+            durable,
+            durable_cuts: cuts,
+            log: durable,
+            leader_log,
+        }
+    }
+
+    #[test]
+    fn an_acknowledgement_of_bytes_the_leader_does_not_hold_is_a_violation() {
+        let mut checker = Checker::default();
+        let leader = [1u8; 16];
+        checker.on_ack_sent(&ack(&[1; 8], 0, Some(&leader)));
+        assert!(checker.violations().is_empty());
+        // Equal to its own log, unlike the leader's: the member's word is not enough.
+        let mut other = [1u8; 8];
+        other[2] = 9;
+        checker.on_ack_sent(&ack(&other, 1, Some(&leader)));
+        assert_eq!(checker.violations().len(), 1);
+        assert_eq!(checker.violations()[0].checker, "acknowledged durable");
+    }
+
+    #[test]
+    fn a_finding_is_read_again_once_the_disk_was_cut_below_it() {
+        let mut checker = Checker::default();
+        let leader = [1u8; 16];
+        checker.on_ack_sent(&ack(&[1; 8], 0, Some(&leader)));
+        let mut changed = [1u8; 8];
+        changed[0] = 7;
+        // Same cut count: the prefix found equal is trusted (and a correct storage could not
+        // have changed it without a cut).
+        checker.on_ack_sent(&ack(&changed, 0, Some(&leader)));
+        assert!(checker.violations().is_empty());
+        checker.on_ack_sent(&ack(&changed, 1, Some(&leader)));
+        assert_eq!(checker.violations().len(), 1);
+    }
+
+    #[test]
+    fn without_the_leader_the_durable_bytes_are_compared_with_the_members_log() {
+        let mut checker = Checker::default();
+        checker.on_ack_sent(&ack(&[1; 8], 0, None));
+        assert!(checker.violations().is_empty());
+        checker.on_ack_sent(&ack(&[1; 4], 0, None));
+        assert_eq!(checker.violations().len(), 1, "not durable that far");
+    }
+
+    #[test]
+    fn a_message_of_a_term_not_yet_durable_is_a_violation() {
+        let mut checker = Checker::default();
+        checker.on_message_sent(2, 4, false, (4, None));
+        checker.on_message_sent(2, 3, false, (4, Some(1)));
+        checker.on_message_sent(2, 5, true, (5, Some(2)));
+        assert!(checker.violations().is_empty());
+        checker.on_message_sent(2, 5, false, (4, Some(2)));
+        checker.on_message_sent(2, 6, true, (6, None));
+        checker.on_message_sent(2, 6, true, (6, Some(1)));
+        let found: Vec<_> = checker.violations().iter().map(|v| v.checker).collect();
+        assert_eq!(found, ["term durable before sent"; 3]);
+    }
+
+    #[test]
+    fn the_durable_commit_needs_a_majority_of_disks_and_rereads_a_cut_disk() {
+        let mut checker = Checker::default();
+        let log = [5u8; 8];
+        checker.on_commit(0, 1, 0, 8, &log);
+        let full: &[u8] = &log;
+        checker.on_commit_durable(0, 8, &[(full, 0), (full, 0), (&[], 0)]);
+        assert!(checker.violations().is_empty());
+        let mut bad = log;
+        bad[7] = 0;
+        // Member 1's disk was cut and rewritten with other bytes: it no longer holds the prefix.
+        checker.on_commit_durable(0, 8, &[(full, 0), (&bad, 1), (&[], 0)]);
+        assert_eq!(checker.violations().len(), 1);
+        assert_eq!(checker.violations()[0].checker, "durable commit");
+    }
+
+    #[test]
+    fn every_safety_checker_named_is_one_the_checkers_report() {
+        let source = include_str!("checker.rs");
+        let world = include_str!("world/mod.rs");
+        for name in SAFETY_CHECKERS {
+            let quoted = format!("\"{name}\",");
+            let reported = source.matches(&quoted).count() > 1 || world.contains(&quoted);
+            assert!(reported, "{name} is reported nowhere");
         }
     }
 }

@@ -35,6 +35,9 @@ enum Operation {
 struct Image {
     log: Vec<u8>,
     terms: TermHistory,
+    /// Operations that cut or overwrote bytes below the end, counted: a checker that found a
+    /// prefix equal may keep that finding only while this stays the same.
+    cuts: u64,
 }
 
 impl Image {
@@ -47,6 +50,7 @@ impl Image {
             } => {
                 let start = usize::try_from(*position).expect("fits");
                 assert!(start <= self.log.len(), "appends are contiguous");
+                self.cuts += u64::from(start < self.log.len());
                 self.log.truncate(start);
                 self.log.extend_from_slice(bytes);
                 self.terms.truncate(*position);
@@ -55,7 +59,9 @@ impl Image {
                 }
             }
             Operation::Truncate { position } => {
-                self.log.truncate(usize::try_from(*position).expect("fits"));
+                let end = usize::try_from(*position).expect("fits");
+                self.cuts += u64::from(end < self.log.len());
+                self.log.truncate(end);
                 self.terms.truncate(*position);
             }
         }
@@ -132,6 +138,12 @@ impl SimStorage {
         &self.durable.log
     }
 
+    /// How many times durable bytes below the durable end were cut or overwritten, for checkers
+    /// that verify the durable log incrementally.
+    pub fn durable_cuts(&self) -> u64 {
+        self.durable.cuts
+    }
+
     /// Writes entries at the end of the log.
     pub fn append(&mut self, position: u64, term: u64, bytes: Vec<u8>) {
         assert_eq!(position, self.log_end(), "appends go at the end of the log");
@@ -200,15 +212,20 @@ impl SimStorage {
         let count = pending.len();
         let writing = in_flight == InFlight::Write
             && matches!(pending.last(), Some(Operation::Append { .. }));
+        // The operations the crash may keep: with a sync in flight, only those it covers.
+        let reach = match in_flight {
+            InFlight::Sync { marker } => {
+                usize::try_from(marker.saturating_sub(self.operations_done))
+                    .expect("fits")
+                    .min(count)
+            }
+            InFlight::Nothing | InFlight::Write => count,
+        };
         let kept = match in_flight {
             // Half the time everything before the write in flight had reached the disk.
             InFlight::Write if writing && rng.chance(500_000) => count - 1,
             InFlight::Write if writing => below(rng, count - 1),
-            InFlight::Sync { marker } => {
-                let covered = marker.saturating_sub(self.operations_done);
-                below(rng, usize::try_from(covered).expect("fits").min(count))
-            }
-            InFlight::Nothing | InFlight::Write => below(rng, count),
+            InFlight::Nothing | InFlight::Write | InFlight::Sync { .. } => below(rng, reach),
         };
         let mut damage = CrashDamage {
             lost_operations: u64::try_from(count - kept).expect("fits"),
@@ -218,8 +235,8 @@ impl SimStorage {
             self.durable.apply(operation);
         }
         // The write in flight is always torn when the crash reaches it; another first lost
-        // append half the time.
-        let tear = (writing && kept == count - 1) || rng.chance(500_000);
+        // append half the time, if the crash may keep part of it.
+        let tear = (writing && kept == count - 1) || (kept < reach && rng.chance(500_000));
         if let Some(Operation::Append {
             position,
             term,
@@ -279,7 +296,8 @@ fn below(rng: &mut Rng, most: usize) -> usize {
 
 /// What reaches the disk of an append torn by a crash, never all of it: half the time its
 /// first whole entries (a valid, shorter write, when it holds more than one entry); otherwise a
-/// prefix cut anywhere, half of those with garbage in the sectors after the cut.
+/// prefix cut anywhere, half of those with garbage after the cut (up to eight bytes, never past
+/// the write's end).
 fn torn_prefix(rng: &mut Rng, bytes: &[u8]) -> Vec<u8> {
     let mut boundaries = Vec::new();
     let mut offset = 0;
@@ -297,7 +315,9 @@ fn torn_prefix(rng: &mut Rng, bytes: &[u8]) -> Vec<u8> {
     let cut = below(rng, bytes.len() - 1);
     let mut torn = bytes[..cut].to_vec();
     if rng.chance(500_000) {
-        torn.extend((0..8).map(|_| u8::try_from(rng.below(256)).expect("byte")));
+        // Within the write's own sectors: never past what it was writing.
+        let garbage = (bytes.len() - cut).min(8);
+        torn.extend((0..garbage).map(|_| u8::try_from(rng.below(256)).expect("byte")));
     }
     torn
 }
@@ -406,8 +426,14 @@ mod tests {
             storage.append(storage.log_end(), 1, entry(2));
             let marker = storage.sync_marker();
             let covered = storage.log_end();
-            storage.append(storage.log_end(), 1, entry(3));
+            let mut after = entry(3);
+            after.extend(entry(4));
+            storage.append(storage.log_end(), 1, after);
             let damage = storage.crash(&mut rng, InFlight::Sync { marker }, false);
+            assert!(
+                u64::try_from(storage.durable_log().len()).unwrap() <= covered,
+                "seed {seed}: a byte past the sync reached the disk"
+            );
             let recovered = storage.recover(|_| true);
             assert!(
                 recovered.log_end <= covered,
@@ -418,6 +444,23 @@ mod tests {
         }
         // None, one or both of the covered appends reached the disk, depending on the seed.
         assert_eq!(ends.len(), 3, "{ends:?}");
+    }
+
+    #[test]
+    fn durable_cuts_count_what_was_cut_or_overwritten_on_disk() {
+        let mut storage = SimStorage::default();
+        storage.append(0, 1, entry(1));
+        let one = storage.log_end();
+        storage.append(one, 1, entry(2));
+        storage.sync_to(storage.sync_marker());
+        assert_eq!(storage.durable_cuts(), 0, "appends at the end cut nothing");
+        storage.truncate(one);
+        assert_eq!(storage.durable_cuts(), 0, "not durable yet");
+        storage.sync_to(storage.sync_marker());
+        assert_eq!(storage.durable_cuts(), 1);
+        storage.truncate(one);
+        storage.sync_to(storage.sync_marker());
+        assert_eq!(storage.durable_cuts(), 1, "a cut at the end cuts nothing");
     }
 
     #[test]

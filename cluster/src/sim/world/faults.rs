@@ -158,9 +158,7 @@ impl World<'_> {
     /// Cuts a member off from every other member, both ways, for a random while.
     pub(super) fn isolate(&mut self, isolated: usize) {
         let members = self.member_count();
-        if members < 2 {
-            return;
-        }
+        assert!(members > 1, "a lone member has no links to cut");
         let mut links = Vec::new();
         for other in (0..members).filter(|&other| other != isolated) {
             links.push((isolated, other));
@@ -197,10 +195,11 @@ impl World<'_> {
         if !live || self.healed_at_ns.is_some() {
             return;
         }
-        self.faults.leader_strikes += 1;
         if self.fault_rng.chance(500_000) {
+            self.faults.leader_strikes += 1;
             self.crash(member);
-        } else {
+        } else if self.member_count() > 1 {
+            self.faults.leader_strikes += 1;
             self.isolate(member);
         }
     }

@@ -11,7 +11,7 @@ mod liveness;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::checker::Checker;
+use super::checker::{Checker, SentAck};
 use super::client::Client;
 use super::clock::Clock;
 use super::network::{Fate, Network, NetworkFaults};
@@ -173,8 +173,8 @@ pub(super) struct World<'a> {
     network_rng: Rng,
     fault_rng: Rng,
     storage_rng: Rng,
-    /// Chooses crashes in the middle of a drain (its own stream: the others' draws stay as
-    /// they were).
+    /// Chooses crashes in the middle of a drain (its own stream: adding it changed no other
+    /// stream's draws before the first such crash).
     drain_rng: Rng,
     /// Chooses crashes in the middle of a write or a sync (its own stream, likewise).
     output_rng: Rng,
@@ -217,9 +217,10 @@ impl SlowDisk {
     }
 }
 
-/// A crash between two outputs is this many times less likely per output than a crash per
-/// nemesis interval: outputs come by the thousand each simulated second.
-const MID_DRAIN_CRASH_DIVISOR: u32 = 2_000;
+/// A crash between two outputs is this many times less likely per output (with another still
+/// queued) than a crash per nemesis interval: outputs come by the thousand each simulated
+/// second.
+const MID_DRAIN_CRASH_DIVISOR: u32 = 200;
 /// A crash in the middle of a write or a sync is this many times less likely per write or sync
 /// than a crash per nemesis interval: they are a tenth of the outputs or fewer.
 const MID_OUTPUT_CRASH_DIVISOR: u32 = 200;
@@ -302,7 +303,7 @@ impl<'a> World<'a> {
             disk_rng: Rng::new(0),
             slow_disk: None,
         };
-        // Forked after every other stream, so that adding them changed no other draw.
+        // Forked after every other stream, so that adding them changed no other stream's seed.
         world.drain_rng = root.fork();
         world.disk_rng = root.fork();
         world.slow_disk = SlowDisk::draw(&mut world.disk_rng);
@@ -568,7 +569,12 @@ impl<'a> World<'a> {
     /// flight had done is what the storage model's crash keeps (a prefix, perhaps torn).
     fn crash_mid_drain(&mut self, member: usize) -> bool {
         let chance = self.swarm.crash_per_million / MID_DRAIN_CRASH_DIVISOR;
-        if self.healed_at_ns.is_some() || chance == 0 || !self.drain_rng.chance(chance) {
+        // Only between two outputs: after the last one a crash is one between events.
+        let queued = self.members[member]
+            .node
+            .as_ref()
+            .is_some_and(|node| node.consensus.has_queued_output());
+        if self.healed_at_ns.is_some() || chance == 0 || !queued || !self.drain_rng.chance(chance) {
             return false;
         }
         self.faults.mid_drain_crashes += 1;
@@ -742,26 +748,57 @@ impl<'a> World<'a> {
         }
     }
 
-    /// What a member says in a message must be on its disk when it says it: a granted vote
-    /// must be its durable vote, and an acknowledged position durable (read from the simulated
-    /// disk, not from the core's outputs).
+    /// What a member says in a message must be on its disk when it says it: the message's
+    /// term, a candidate's vote for itself, a granted vote, and an acknowledged position with
+    /// the bytes below it (read from the simulated disk, not from the core's outputs).
     fn check_durable_before_sent(&mut self, member: usize, message: &[u8]) {
         let id = u32::try_from(member).expect("fits");
         let storage = &self.members[member].storage;
-        if let Ok(vote) = crate::protocol::vote::Decoder::decode(message)
-            && vote.granted() == 1
-        {
-            self.checker
-                .on_vote_sent(id, vote.term(), vote.candidate_id(), storage.durable_vote());
-        } else if let Ok(response) = crate::protocol::append_response::Decoder::decode(message)
-            && response.success() == 1
-        {
-            self.checker.on_ack_sent(
-                id,
-                response.position(),
-                storage.durable_log(),
-                storage.log(),
+        let durable_vote = storage.durable_vote();
+        let Ok(decoded) = Message::decode(message) else {
+            self.checker.record(
+                "protocol",
+                format!("member {member} sent bytes that are no consensus message"),
             );
+            return;
+        };
+        let (term, candidate) = match &decoded {
+            Message::Canvass(canvass) => (canvass.current_term(), false),
+            Message::RequestVote(request) => (request.candidate_term(), true),
+            Message::Vote(vote) => (vote.term(), false),
+            Message::AppendRequest(request) => (request.term(), false),
+            Message::AppendResponse(response) => (response.term(), false),
+        };
+        self.checker
+            .on_message_sent(id, term, candidate, durable_vote);
+        match decoded {
+            Message::Vote(vote) if vote.granted() == 1 => {
+                self.checker
+                    .on_vote_sent(id, vote.term(), vote.candidate_id(), durable_vote);
+            }
+            Message::AppendResponse(response) if response.success() == 1 => {
+                // The term's leader, while it still leads that term.
+                let leader_log = self
+                    .members
+                    .iter()
+                    .find(|slot| {
+                        slot.node.as_ref().is_some_and(|node| {
+                            node.consensus.role() == Role::Leader
+                                && node.consensus.current_term() == term
+                        })
+                    })
+                    .map(|slot| slot.storage.log().as_slice());
+                self.checker.on_ack_sent(&SentAck {
+                    member: id,
+                    term,
+                    position: response.position(),
+                    durable: storage.durable_log(),
+                    durable_cuts: storage.durable_cuts(),
+                    log: storage.log(),
+                    leader_log,
+                });
+            }
+            _ => {}
         }
     }
 
@@ -776,10 +813,10 @@ impl<'a> World<'a> {
             let id = u32::try_from(member).expect("fits");
             self.checker
                 .on_commit(id, term, from, commit, slot.storage.log());
-            let mut durable: [&[u8]; crate::consensus::MEMBERS_MAX as usize] =
-                [&[]; crate::consensus::MEMBERS_MAX as usize];
+            let mut durable: [(&[u8], u64); crate::consensus::MEMBERS_MAX as usize] =
+                [(&[], 0); crate::consensus::MEMBERS_MAX as usize];
             for (log, slot) in durable.iter_mut().zip(&self.members) {
-                *log = slot.storage.durable_log();
+                *log = (slot.storage.durable_log(), slot.storage.durable_cuts());
             }
             let count = self.members.len();
             self.checker
