@@ -5,7 +5,7 @@
 use crate::consensus::{Consensus, ConsensusConfig, RecoveredState};
 use crate::container::ServiceContainer;
 use crate::kv::KvStore;
-use crate::log_entry::{Entry, scan};
+use crate::log_entry::{Entry, LogFormat};
 use crate::protocol::Message;
 
 /// Decodes a consensus message, then hands the bytes to a member with a log, as the network
@@ -23,7 +23,7 @@ pub fn consensus_message(data: &[u8]) {
 
 /// Scans bytes as a log and decodes every entry the scan accepts.
 pub fn log_entries(data: &[u8]) {
-    let result = scan(data, 0);
+    let result = LogFormat::default().scan(data, 0);
     let mut position = 0u64;
     while position < result.valid_end {
         let start = usize::try_from(position).expect("within the slice");

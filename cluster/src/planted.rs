@@ -16,18 +16,18 @@
 //! | CommitPriorTermByCounting | 3 | 173 | leader completeness |
 //! | AckBeforeFsync | 3 | 0 | acknowledged durable |
 //! | ForgetVoteOnRestart | 3 | 0 | vote forgotten |
-//! | AcceptStaleTermAppend | 3 | 33 | leader append-only |
-//! | ApplyBeforeCommit | 3 | 0 | client oracle |
+//! | AcceptStaleTermAppend | 3 | 16 | committed immutable |
+//! | ApplyBeforeCommit | 3 | 2 | durable commit |
 //! | LeaderCountsUnsyncedOwn | 3 | 0 | durable commit |
 //! | VoteSentBeforePersist | 3 | 0 | vote durable before sent |
 //! | QuorumRoundsDown | 4 | 0 | durable commit |
 //! | VoteTwiceInTerm | 3 | 1 | vote changed |
-//! | VoteIgnoringLog | 3 | 159 | leader completeness |
-//! | AckBeyondMatch | 3 | 81 | acknowledged durable |
-//! | FollowerCommitBeyondMatch | 3 | 81 | state-machine safety |
-//! | SyncsNotCutAtTruncation | 3 | 50 | acknowledged durable |
+//! | VoteIgnoringLog | 3 | 137 | leader completeness |
+//! | AckBeyondMatch | 3 | 16 | acknowledged durable |
+//! | FollowerCommitBeyondMatch | 3 | 633 | state-machine safety |
+//! | SyncsNotCutAtTruncation | 3 | 16 | acknowledged durable |
 //! | TruncateWithoutConflict | 3 | 0 | committed immutable |
-//! | CountRefusals | 3 | 3 | durable commit |
+//! | CountRefusals | 3 | 5 | durable commit |
 //!
 //! A mutant tried and not kept: a leader counting append responses from an earlier term of
 //! its own. It does harm only through a chain of five unlikely events (the leader acknowledged

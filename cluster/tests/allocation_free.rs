@@ -83,7 +83,7 @@ fn replicating_and_committing_allocates_nothing_after_warm_up() {
     );
     let end = cluster.member(leader).consensus.commit_position();
     assert!(
-        end > 7_000 * SESSIONS * 80,
+        end > 7_000 * SESSIONS * 128,
         "the commands really committed: {end}"
     );
 }

@@ -57,6 +57,7 @@ use std::collections::VecDeque;
 
 use tern_codec::SemanticVersion;
 
+use crate::log_entry::LogFormat;
 use crate::planted::PlantedBug;
 use crate::protocol::{CONSENSUS_PROTOCOL, Message, ProtocolError};
 use crate::rng::Rng;
@@ -65,6 +66,12 @@ use crate::term_history::{TermHistory, TermHistoryError};
 /// Appends are coalesced into one output up to about this many bytes, so a burst of commands is
 /// one write without growing one buffer without bound.
 const APPEND_COALESCE_BYTES: usize = 64 * 1024;
+/// The capacity an append's buffer is given: room for what may join it (the last entry may
+/// start just below the coalescing limit, after a PAD to the term's end), and for a whole
+/// append request's entries, so that neither a term's end nor a burst grows a buffer once warm.
+pub(crate) const APPEND_BUFFER_CAPACITY: usize =
+    APPEND_COALESCE_BYTES + 2 * crate::log_entry::ENTRY_LENGTH_MAX;
+const _: () = assert!(crate::protocol::APPEND_BYTES_MAX <= APPEND_BUFFER_CAPACITY);
 
 /// The most members a cluster may have.
 pub const MEMBERS_MAX: u32 = 7;
@@ -88,6 +95,8 @@ pub struct ConsensusConfig {
     pub inflight_bytes_max: u64,
     /// The protocol version this member speaks (normally [`CONSENSUS_PROTOCOL`]'s).
     pub protocol_version: SemanticVersion,
+    /// The log's shape as a tern stream (its term length); every member must use the same.
+    pub log_format: LogFormat,
     /// A classic consensus bug to plant, to prove the simulator's checkers catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
@@ -105,6 +114,7 @@ impl ConsensusConfig {
             append_bytes_max: 64 * 1024,
             inflight_bytes_max: 1024 * 1024,
             protocol_version: CONSENSUS_PROTOCOL.version,
+            log_format: LogFormat::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -754,13 +764,18 @@ impl Consensus {
         self.appended_position += length;
     }
 
-    /// Frames the message in the scratch buffer into the log at its end, as an entry of `term`.
-    fn append_scratch(&mut self, term: u64, message_length: usize) {
+    /// Frames the message in the scratch buffer into the log at its end, as an entry of `term`
+    /// (after a PAD to the term's end when it does not fit before it). Returns where the entry
+    /// starts.
+    fn append_scratch(&mut self, term: u64, message_length: usize) -> u64 {
         let scratch = std::mem::take(&mut self.scratch);
+        let position = self.appended_position;
+        let format = self.config.log_format;
         let target = self.append_target(term);
-        let length = crate::log_entry::write_frame(target, &scratch[..message_length]);
+        let written = format.write_entry(target, position, &scratch[..message_length]);
         self.scratch = scratch;
-        self.appended_position += length;
+        self.appended_position += written.length;
+        written.position
     }
 
     /// The entries of the append output that the next bytes of `term` at the end of the log join:
@@ -777,7 +792,7 @@ impl Consensus {
                     && *last_position + u64::try_from(entries.len()).expect("fits") == position
         );
         if !coalesce {
-            let entries = self.buffer(APPEND_COALESCE_BYTES);
+            let entries = self.buffer(APPEND_BUFFER_CAPACITY);
             self.outputs.push_back(Output::Append {
                 position,
                 term,

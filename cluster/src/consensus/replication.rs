@@ -30,18 +30,15 @@ impl Consensus {
         let leader_id = self.id;
         let version = self.config.protocol_version.compose();
         let timestamp_ns = self.next_timestamp();
-        let mut entries = Vec::with_capacity(64);
-        log_entry::append_entry(&mut entries, |buf| {
-            let mut encoder = new_leadership_term::Encoder::wrap(buf)?;
-            encoder
-                .term(term)
-                .timestamp_ns(timestamp_ns)
-                .leader_id(leader_id)
-                .protocol_version(version);
-            Ok(encoder.finish())
-        })
-        .expect("a new-leadership-term entry fits");
-        self.append_local(term, entries);
+        let mut encoder =
+            new_leadership_term::Encoder::wrap(&mut self.scratch).expect("the scratch holds it");
+        encoder
+            .term(term)
+            .timestamp_ns(timestamp_ns)
+            .leader_id(leader_id)
+            .protocol_version(version);
+        let length = encoder.finish();
+        self.append_scratch(term, length);
         if self.config.member_count == 1 {
             self.update_commit();
         }
@@ -190,12 +187,12 @@ impl Consensus {
                 },
             ));
         }
-        if !whole_frames(entries) {
+        if !self.config.log_format.whole_frames(entries, prev_position) {
             return Err(crate::protocol::ProtocolError::Malformed(
                 tern_codec::DecodeError::InvalidValue {
                     field: "entries",
                     value: i64::try_from(entries_length).unwrap_or(i64::MAX),
-                    reason: "entries must be whole log entries",
+                    reason: "entries must be whole log entries, each where it says it is",
                 },
             ));
         }
@@ -277,7 +274,7 @@ impl Consensus {
         }
         if end > self.appended_position {
             let skip = usize::try_from(self.appended_position - prev_position).expect("fits");
-            let mut owned = self.buffer(entries.len() - skip);
+            let mut owned = self.buffer(super::APPEND_BUFFER_CAPACITY);
             owned.extend_from_slice(&entries[skip..]);
             self.append_local(entry_term, owned);
         }
@@ -459,9 +456,8 @@ impl Consensus {
         }
         let timestamp_ns = self.next_timestamp();
         let message_length = write(&mut self.scratch, timestamp_ns)?;
-        let position = self.appended_position;
         let term = self.current_term;
-        self.append_scratch(term, message_length);
+        let position = self.append_scratch(term, message_length);
         if self.config.member_count == 1 {
             self.update_commit();
         }
@@ -513,19 +509,6 @@ impl Consensus {
             Ok(encoder.finish())
         })
     }
-}
-
-/// Whether `entries` is a run of whole frames, by their lengths (their checksums are checked when
-/// they are applied).
-fn whole_frames(entries: &[u8]) -> bool {
-    let mut offset = 0;
-    while offset < entries.len() {
-        match log_entry::padded_length(&entries[offset..]) {
-            Some(length) => offset += usize::try_from(length).expect("frames are small"),
-            None => return false,
-        }
-    }
-    true
 }
 
 /// The length of the whole entries in `log` from `from`, ending at or before `limit`.

@@ -65,6 +65,70 @@ fn three_members_elect_one_leader_and_replicate_every_command() {
     assert_eq!(decode_response(&answers[9].payload), Some((0, 10)));
 }
 
+/// With short log terms the leader pads each term's end; every member holds the same tern
+/// stream, every answered position is the command's own entry (after any PAD), and every
+/// command is applied once.
+#[test]
+fn entries_never_cross_a_log_terms_end() {
+    let format = LogFormat::new(crate::log_entry::TERM_LENGTH_MIN).unwrap();
+    let mut config = ConsensusConfig::new(3);
+    config.log_format = format;
+    let mut cluster = LocalCluster::with_config(config, 11).unwrap();
+    let leader = elected(&mut cluster);
+    let mut positions = Vec::new();
+    for request in 1..=600 {
+        // Every seventh command is longer (and malformed to the store, which answers so and
+        // changes nothing), so that entries do not tile the terms exactly.
+        let junk = [7u8; 200];
+        let command: &[u8] = if request % 7 == 0 {
+            &junk
+        } else {
+            &put(1, request)
+        };
+        let position = cluster.submit(leader, 1, request, command).unwrap();
+        positions.push(position);
+        if request % 50 == 0 {
+            cluster.tick();
+        }
+    }
+    cluster.tick();
+    cluster.advance(100 * MS);
+    let log = cluster.member(leader).log.clone();
+    let end = u64::try_from(log.len()).unwrap();
+    assert!(
+        end > 4 * format.term_length(),
+        "the log spans several terms"
+    );
+    assert_eq!(format.scan(&log, 0).valid_end, end);
+    let mut pads = 0;
+    let mut position = 0;
+    while position < end {
+        let start = usize::try_from(position).unwrap();
+        let entry = crate::log_entry::Entry::read(&log[start..], position).unwrap();
+        assert!(
+            position / format.term_length() == (position + entry.length - 1) / format.term_length(),
+            "the entry at {position} crosses a term's end"
+        );
+        if entry.pad {
+            pads += 1;
+            assert_eq!((position + entry.length) % format.term_length(), 0);
+        }
+        position += entry.length;
+    }
+    assert!(pads >= 3, "{pads} pads");
+    for &answered in &positions {
+        let start = usize::try_from(answered).unwrap();
+        let entry = crate::log_entry::Entry::read(&log[start..], answered).unwrap();
+        assert!(!entry.pad, "the answer at {answered} points at a PAD");
+    }
+    for id in 0..3 {
+        let member = cluster.member(id);
+        assert_eq!(member.log, log, "member {id}");
+        assert_eq!(member.container.applied_position(), end);
+        assert_eq!(member.container.service().get(1), Some(600));
+    }
+}
+
 #[test]
 fn the_commit_waits_for_a_durable_quorum() {
     let mut cluster = LocalCluster::new(3, 3).unwrap();

@@ -310,6 +310,9 @@ pub struct SeedOutcome {
     pub commands_committed: u64,
     /// Leaders elected.
     pub elections: u64,
+    /// Log term ends the leaders' appends crossed (a PAD filled each, unless an entry ended
+    /// exactly there).
+    pub term_ends: u64,
     /// What the checkers found (empty for a correct run).
     pub violations: Vec<Violation>,
     /// The readable trace, when asked for.
@@ -330,6 +333,7 @@ pub fn run_seed(config: &SimConfig, seed: u64) -> SeedOutcome {
         faults,
         commands_committed: result.commands_committed,
         elections: result.elections,
+        term_ends: result.term_ends,
         violations: result.violations,
         trace: result.trace,
     }
@@ -356,6 +360,7 @@ pub fn run_seed_catching_panics(config: &SimConfig, seed: u64) -> SeedOutcome {
                 faults: FaultCounts::default(),
                 commands_committed: 0,
                 elections: 0,
+                term_ends: 0,
                 violations: vec![Violation {
                     checker: "panic",
                     time_ns: 0,
@@ -384,6 +389,8 @@ pub struct Summary {
     pub commands_committed: u64,
     /// Leaders elected, summed.
     pub elections: u64,
+    /// Log term ends crossed, summed.
+    pub term_ends: u64,
     /// The seeds that failed, with their first violation.
     pub failures: Vec<(u64, Violation)>,
 }
@@ -410,11 +417,12 @@ impl Summary {
             .map(|(name, count)| format!("{name} {count}"))
             .collect();
         format!(
-            "seeds {} · members {members} · simulated {} · faults: {} · elections {} · commands committed {} · violations {} · {:.0}x real time per thread",
+            "seeds {} · members {members} · simulated {} · faults: {} · elections {} · log term ends {} · commands committed {} · violations {} · {:.0}x real time per thread",
             self.seeds,
             format_duration_ns(self.simulated_ns),
             faults.join(", "),
             self.elections,
+            self.term_ends,
             self.commands_committed,
             self.failures.len(),
             self.speed_ratio()
@@ -471,6 +479,7 @@ pub fn run_seeds(config: &SimConfig, seeds: &[u64], threads: usize) -> Summary {
         summary.faults.add(&outcome.faults);
         summary.commands_committed += outcome.commands_committed;
         summary.elections += outcome.elections;
+        summary.term_ends += outcome.term_ends;
         if let Some(violation) = outcome.violations.into_iter().next() {
             summary.failures.push((outcome.seed, violation));
         }

@@ -15,7 +15,7 @@
 //! on), but a crash right after a snapshot write may tear the snapshot; recovery then falls back
 //! to the previous one, which is why two are kept.
 
-use crate::log_entry;
+use crate::log_entry::{self, LogFormat};
 use crate::rng::Rng;
 use crate::term_history::TermHistory;
 
@@ -263,8 +263,12 @@ impl SimStorage {
 
     /// Recovery after a restart: scans the log, cuts it (and the term history) at the first
     /// invalid entry, and finds the newest snapshot that reads back whole.
-    pub fn recover(&mut self, snapshot_is_valid: impl Fn(&[u8]) -> bool) -> Recovered {
-        let scan = log_entry::scan(&self.volatile.log, 0);
+    pub fn recover(
+        &mut self,
+        format: LogFormat,
+        snapshot_is_valid: impl Fn(&[u8]) -> bool,
+    ) -> Recovered {
+        let scan = format.scan(&self.volatile.log, 0);
         let cut = Operation::Truncate {
             position: scan.valid_end,
         };
@@ -325,16 +329,21 @@ fn torn_prefix(rng: &mut Rng, bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log_entry::{append_entry, timer_fired};
+    use crate::log_entry::timer_fired;
 
-    fn entry(id: u64) -> Vec<u8> {
+    /// Timer entries with these ids, framed to go at `at` in the log.
+    fn entries(at: u64, ids: &[u64]) -> Vec<u8> {
         let mut bytes = Vec::new();
-        append_entry(&mut bytes, |buf| {
-            let mut encoder = timer_fired::Encoder::wrap(buf)?;
-            encoder.correlation_id(id);
-            Ok(encoder.finish())
-        })
-        .unwrap();
+        for &id in ids {
+            let position = at + u64::try_from(bytes.len()).unwrap();
+            LogFormat::default()
+                .append_entry(&mut bytes, position, |buf| {
+                    let mut encoder = timer_fired::Encoder::wrap(buf)?;
+                    encoder.correlation_id(id);
+                    Ok(encoder.finish())
+                })
+                .unwrap();
+        }
         bytes
     }
 
@@ -343,17 +352,17 @@ mod tests {
         for seed in 0..200 {
             let mut rng = Rng::new(seed);
             let mut storage = SimStorage::default();
-            storage.append(0, 1, entry(1));
+            storage.append(0, 1, entries(0, &[1]));
             let synced = storage.log_end();
             storage.sync_to(storage.sync_marker());
-            storage.append(synced, 1, entry(2));
-            storage.append(storage.log_end(), 2, entry(3));
+            storage.append(synced, 1, entries(synced, &[2]));
+            storage.append(storage.log_end(), 2, entries(storage.log_end(), &[3]));
             storage.crash(&mut rng, InFlight::Nothing, false);
-            let recovered = storage.recover(|_| true);
+            let recovered = storage.recover(LogFormat::default(), |_| true);
             assert!(recovered.log_end >= synced, "seed {seed}");
             assert_eq!(recovered.log_end % 8, 0);
             assert_eq!(
-                log_entry::scan(&storage.log()[..], 0).valid_end,
+                LogFormat::default().scan(&storage.log()[..], 0).valid_end,
                 recovered.log_end
             );
             assert!(recovered.terms.last_term() <= 2);
@@ -363,7 +372,7 @@ mod tests {
     #[test]
     fn an_unsynced_truncation_can_be_undone_by_a_crash() {
         let mut storage = SimStorage::default();
-        storage.append(0, 1, entry(1));
+        storage.append(0, 1, entries(0, &[1]));
         let end = storage.log_end();
         storage.sync_to(storage.sync_marker());
         storage.truncate(0);
@@ -376,7 +385,7 @@ mod tests {
         {
             storage.truncate(0);
         }
-        assert_eq!(storage.recover(|_| true).log_end, end);
+        assert_eq!(storage.recover(LogFormat::default(), |_| true).log_end, end);
     }
 
     #[test]
@@ -386,17 +395,15 @@ mod tests {
         for seed in 0..400 {
             let mut rng = Rng::new(seed);
             let mut storage = SimStorage::default();
-            storage.append(0, 1, entry(1));
+            storage.append(0, 1, entries(0, &[1]));
             let synced = storage.log_end();
             storage.sync_to(storage.sync_marker());
-            let mut three = entry(2);
-            three.extend(entry(3));
-            three.extend(entry(4));
+            let three = entries(synced, &[2, 3, 4]);
             let whole = synced + u64::try_from(three.len()).unwrap();
             storage.append(synced, 1, three);
             storage.crash(&mut rng, InFlight::Write, false);
             let written = storage.durable_log().len();
-            let recovered = storage.recover(|_| true);
+            let recovered = storage.recover(LogFormat::default(), |_| true);
             assert!(recovered.log_end >= synced, "seed {seed}");
             assert!(
                 recovered.log_end < whole,
@@ -422,19 +429,18 @@ mod tests {
         for seed in 0..200 {
             let mut rng = Rng::new(seed);
             let mut storage = SimStorage::default();
-            storage.append(0, 1, entry(1));
-            storage.append(storage.log_end(), 1, entry(2));
+            storage.append(0, 1, entries(0, &[1]));
+            storage.append(storage.log_end(), 1, entries(storage.log_end(), &[2]));
             let marker = storage.sync_marker();
             let covered = storage.log_end();
-            let mut after = entry(3);
-            after.extend(entry(4));
+            let after = entries(storage.log_end(), &[3, 4]);
             storage.append(storage.log_end(), 1, after);
             let damage = storage.crash(&mut rng, InFlight::Sync { marker }, false);
             assert!(
                 u64::try_from(storage.durable_log().len()).unwrap() <= covered,
                 "seed {seed}: a byte past the sync reached the disk"
             );
-            let recovered = storage.recover(|_| true);
+            let recovered = storage.recover(LogFormat::default(), |_| true);
             assert!(
                 recovered.log_end <= covered,
                 "seed {seed}: flushed past the sync"
@@ -449,9 +455,9 @@ mod tests {
     #[test]
     fn durable_cuts_count_what_was_cut_or_overwritten_on_disk() {
         let mut storage = SimStorage::default();
-        storage.append(0, 1, entry(1));
+        storage.append(0, 1, entries(0, &[1]));
         let one = storage.log_end();
-        storage.append(one, 1, entry(2));
+        storage.append(one, 1, entries(one, &[2]));
         storage.sync_to(storage.sync_marker());
         assert_eq!(storage.durable_cuts(), 0, "appends at the end cut nothing");
         storage.truncate(one);
@@ -469,7 +475,7 @@ mod tests {
         storage.save_snapshot(0, vec![1; 8]);
         storage.save_snapshot(0, vec![2; 8]);
         storage.crash(&mut Rng::new(1), InFlight::Nothing, true);
-        let recovered = storage.recover(|bytes| bytes.len() == 8);
+        let recovered = storage.recover(LogFormat::default(), |bytes| bytes.len() == 8);
         assert_eq!(recovered.snapshot, Some((0, vec![1; 8])));
         assert_eq!(recovered.bad_snapshots, 1);
     }

@@ -21,6 +21,7 @@ use crate::consensus::{Consensus, Output, RecoveredState, Role};
 use crate::container::{ContainerOutput, ServiceContainer};
 use crate::digest::{hash_bytes, hash_words};
 use crate::kv::KvStore;
+use crate::log_entry::{self, LogFormat};
 use crate::protocol::Message;
 use crate::rng::Rng;
 use crate::session_protocol::{Response, ResponseCode};
@@ -158,6 +159,7 @@ pub(super) struct RunResult {
     pub faults: FaultCounts,
     pub commands_committed: u64,
     pub elections: u64,
+    pub term_ends: u64,
     pub violations: Vec<super::Violation>,
     pub trace: Vec<String>,
 }
@@ -182,11 +184,16 @@ pub(super) struct World<'a> {
     disk_rng: Rng,
     /// This seed's slow disk, if it has one.
     slow_disk: Option<SlowDisk>,
+    /// This seed's log format: half the seeds use the shortest terms, so that entries often
+    /// meet a term's end and the leader pads it.
+    log_format: LogFormat,
     members: Vec<Member>,
     clients: Vec<Client>,
     checker: Checker,
     faults: FaultCounts,
     elections: u64,
+    /// Log term ends the leaders' appends crossed (each padded, or met exactly).
+    term_ends: u64,
     trace_hash: u64,
     trace: Option<Vec<String>>,
     healed_at_ns: Option<u64>,
@@ -293,6 +300,7 @@ impl<'a> World<'a> {
             checker: Checker::default(),
             faults,
             elections: 0,
+            term_ends: 0,
             trace_hash: 0,
             trace: config.trace.then(Vec::new),
             healed_at_ns: None,
@@ -302,12 +310,20 @@ impl<'a> World<'a> {
             output_rng: Rng::new(0),
             disk_rng: Rng::new(0),
             slow_disk: None,
+            log_format: LogFormat::default(),
         };
         // Forked after every other stream, so that adding them changed no other stream's seed.
         world.drain_rng = root.fork();
         world.disk_rng = root.fork();
         world.slow_disk = SlowDisk::draw(&mut world.disk_rng);
         world.output_rng = root.fork();
+        let mut format_rng = root.fork();
+        world.log_format = match format_rng.below(4) {
+            0 | 1 => LogFormat::new(log_entry::TERM_LENGTH_MIN),
+            2 => LogFormat::new(64 * 1024),
+            _ => Ok(LogFormat::default()),
+        }
+        .expect("valid term lengths");
         for member in 0..world.members.len() {
             world.start_member(member);
         }
@@ -389,6 +405,7 @@ impl<'a> World<'a> {
             faults: self.faults,
             commands_committed: self.checker.acks_verified(),
             elections: self.elections,
+            term_ends: self.term_ends,
             violations,
             trace: self.trace.unwrap_or_default(),
         }
@@ -648,6 +665,11 @@ impl<'a> World<'a> {
                 let node = slot.node.as_ref().expect("live");
                 let leading =
                     node.consensus.role() == Role::Leader && node.consensus.current_term() == term;
+                if leading && !entries.is_empty() {
+                    let term_length = self.log_format.term_length();
+                    let last = position + u64::try_from(entries.len()).expect("fits") - 1;
+                    self.term_ends += last / term_length - position / term_length;
+                }
                 slot.storage.append(position, term, entries);
                 let log = slot.storage.log();
                 let start = usize::try_from(position).expect("fits");
@@ -922,10 +944,11 @@ impl<'a> World<'a> {
 
     fn start_member(&mut self, member: usize) {
         let now = self.local_now(member);
-        let config = self.config.consensus_config();
+        let mut config = self.config.consensus_config();
+        config.log_format = self.log_format;
         let digest_interval = self.config.digest_interval_bytes;
         let slot = &mut self.members[member];
-        let recovered = slot.storage.recover(|bytes| {
+        let recovered = slot.storage.recover(self.log_format, |bytes| {
             ServiceContainer::from_snapshot(KvStore::default(), digest_interval, bytes).is_ok()
         });
         self.faults.bad_snapshots_skipped += recovered.bad_snapshots;
