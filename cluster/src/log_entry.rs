@@ -64,8 +64,8 @@ pub const LOG_SESSION_ID: i32 = 0;
 /// The default log term length: 16 MiB.
 pub const DEFAULT_TERM_LENGTH: u64 = 16 * 1024 * 1024;
 /// The shortest log term: two of the largest entries. (A log replayed through a tern
-/// publication needs terms of at least 64 KiB; the simulator uses shorter ones to cross term
-/// ends often.)
+/// publication needs terms of at least 64 KiB, an initial term id of 0 and an MTU that carries
+/// the largest entry unfragmented; the simulator uses shorter terms to cross term ends often.)
 pub const TERM_LENGTH_MIN: u64 = 2 * ENTRY_LENGTH_MAX as u64;
 /// The longest log term.
 pub const TERM_LENGTH_MAX: u64 = 1 << 30;
@@ -75,7 +75,7 @@ pub const SESSION_PAYLOAD_MAX: usize = 4096;
 pub const ENTRY_LENGTH_MAX: usize = 8192;
 
 tern_codec::message! {
-    /// The first entry of every leadership term (the Raft no-op): it lets the new leader commit
+    /// The first event of every leadership term (the Raft no-op; a PAD may precede it): it lets the new leader commit
     /// its term and carries the leader's protocol version into the log.
     pub mod new_leadership_term (schema = LOG_PROTOCOL, template = 1, policy = Terminate) {
         block {
@@ -404,8 +404,8 @@ impl LogFormat {
     }
 
     /// Checks that the frame at the start of `bytes` sits where it says, at `position`: its term
-    /// id and offset are the position's, and it ends at or before the term's end. Returns its
-    /// padded length; its checksum is not read.
+    /// id and offset are the position's, it ends at or before the term's end, and a PAD ends
+    /// exactly there. Returns its padded length; the rest of the frame is not read.
     pub fn check_placement(self, bytes: &[u8], position: u64) -> Result<u64, EntryError> {
         let Some(length) = padded_length(bytes) else {
             return Err(EntryError::InvalidLength {
@@ -417,9 +417,16 @@ impl LogFormat {
         let term_offset = read_u32(bytes, data_offsets::TERM_OFFSET);
         let expected_term_id = self.term_id(position);
         let expected_term_offset = self.term_offset(position);
+        let end_in_term = u64::from(term_offset) + length;
+        let pad = u16::from_le_bytes(
+            bytes[data_offsets::TYPE..data_offsets::TYPE + 2]
+                .try_into()
+                .expect("2 bytes"),
+        ) == PAD_FRAME_TYPE;
         if term_id != expected_term_id
             || term_offset != expected_term_offset
-            || u64::from(term_offset) + length > self.term_length
+            || end_in_term > self.term_length
+            || (pad && end_in_term != self.term_length)
         {
             return Err(EntryError::Misplaced {
                 position,
@@ -432,13 +439,25 @@ impl LogFormat {
         Ok(length)
     }
 
-    /// Whether `entries`, to go at `position`, is a run of whole frames, each where it says it
-    /// is (their checksums are checked when they are applied).
+    /// Reads and checks the frame at the start of `bytes`, at `position`, whole: what
+    /// [`Entry::read`] checks and its placement ([`LogFormat::check_placement`]). Everything
+    /// that reaches a log goes through this: a follower's append and recovery's scan.
+    pub fn check_frame<'a>(self, bytes: &'a [u8], position: u64) -> Result<Entry<'a>, EntryError> {
+        let entry = Entry::read(bytes, position)?;
+        self.check_placement(bytes, position)?;
+        Ok(entry)
+    }
+
+    /// Whether `entries`, to go at `position`, is a run of whole frames, each valid and where
+    /// it says it is, ending at a position that fits in 64 bits.
     pub fn whole_frames(self, entries: &[u8], position: u64) -> bool {
+        if position.checked_add(widen(entries.len())).is_none() {
+            return false;
+        }
         let mut offset = 0;
         while offset < entries.len() {
-            match self.check_placement(&entries[offset..], position + widen(offset)) {
-                Ok(length) => offset += usize::try_from(length).expect("frames are small"),
+            match self.check_frame(&entries[offset..], position + widen(offset)) {
+                Ok(entry) => offset += usize::try_from(entry.length).expect("frames are small"),
                 Err(_) => return false,
             }
         }
@@ -465,9 +484,7 @@ impl LogFormat {
                     stopped_by: None,
                 };
             }
-            let checked = Entry::read(bytes, position)
-                .and_then(|entry| self.check_placement(bytes, position).map(|_| entry));
-            match checked {
+            match self.check_frame(bytes, position) {
                 Ok(entry) => position += entry.length,
                 Err(error) => {
                     return Scan {
@@ -570,8 +587,8 @@ impl<'a> Entry<'a> {
             PAD_FRAME_TYPE => true,
             _ => return Err(header("neither a DATA nor a PAD frame")),
         };
-        if !pad && bytes[data_offsets::FLAGS] != data_flags::UNFRAGMENTED {
-            return Err(header("a log entry is one unfragmented message"));
+        if bytes[data_offsets::FLAGS] != data_flags::UNFRAGMENTED {
+            return Err(header("a log entry is one unfragmented frame"));
         }
         if read_u32(bytes, data_offsets::STREAM_ID).cast_signed() != LOG_STREAM_ID
             || read_u32(bytes, data_offsets::SESSION_ID).cast_signed() != LOG_SESSION_ID
@@ -768,6 +785,15 @@ mod tests {
         );
         assert!(format.whole_frames(&log, 0));
         // Any entry boundary starts a valid run of frames; a shifted run is misplaced.
+        let mut boundary = 0;
+        while boundary < log.len() {
+            let tail = &log[boundary..];
+            assert!(
+                format.whole_frames(tail, widen(boundary)),
+                "from {boundary}"
+            );
+            boundary += usize::try_from(padded_length(tail).unwrap()).unwrap();
+        }
         assert!(!format.whole_frames(&log[..1056], 32));
     }
 
@@ -793,6 +819,38 @@ mod tests {
             Some(EntryError::Misplaced { term_id: 1, .. })
         ));
         assert!(!format.whole_frames(&other_term, 0));
+    }
+
+    #[test]
+    fn a_frame_across_a_terms_end_or_a_pad_short_of_it_is_misplaced() {
+        let format = LogFormat::new(TERM_LENGTH_MIN).unwrap();
+        let near_end = format.term_length() - 32;
+        // A 64-byte frame that names its place correctly but runs past the term's end.
+        let mut crossing = Vec::new();
+        timer_entry(&mut crossing, 1);
+        assert_eq!(crossing.len(), 64);
+        crossing[8..12].copy_from_slice(&u32::try_from(near_end).unwrap().to_le_bytes());
+        reseal(&mut crossing);
+        assert!(
+            Entry::read(&crossing, near_end).is_ok(),
+            "intact as a frame"
+        );
+        assert!(matches!(
+            format.check_frame(&crossing, near_end),
+            Err(EntryError::Misplaced { .. })
+        ));
+        assert!(!format.whole_frames(&crossing, near_end));
+        // A PAD that stops short of the term's end.
+        let mut short_pad = Vec::new();
+        format.write_header(&mut short_pad, 0, 64, PAD_FRAME_TYPE);
+        short_pad.resize(64, 0);
+        assert!(Entry::read(&short_pad, 0).unwrap().pad);
+        assert!(!format.whole_frames(&short_pad, 0));
+        // The same PAD at the term's end is where a PAD belongs.
+        let mut end_pad = Vec::new();
+        format.write_header(&mut end_pad, near_end - 32, 64, PAD_FRAME_TYPE);
+        end_pad.resize(64, 0);
+        assert!(format.whole_frames(&end_pad, near_end - 32));
     }
 
     #[test]

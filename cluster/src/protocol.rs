@@ -24,7 +24,11 @@
 use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion};
 
 /// The consensus protocol's schema and semantic version.
-pub const CONSENSUS_PROTOCOL: Schema = Schema::new("consensus", 20, SemanticVersion::new(1, 0, 0));
+///
+/// 2.0.0: the entries an append request carries are tern frames (32-byte headers, 32-byte
+/// alignment, PADs at term ends), which a 1.x member cannot read; the major version keeps the
+/// two apart in elections.
+pub const CONSENSUS_PROTOCOL: Schema = Schema::new("consensus", 20, SemanticVersion::new(2, 0, 0));
 
 /// The most log bytes one append request carries.
 pub const APPEND_BYTES_MAX: usize = 64 * 1024;
@@ -251,7 +255,7 @@ mod tests {
         ));
         let mut newer_major = buf;
         newer_major[6..8]
-            .copy_from_slice(&SemanticVersion::new(2, 0, 0).wire_version().to_le_bytes());
+            .copy_from_slice(&SemanticVersion::new(3, 0, 0).wire_version().to_le_bytes());
         let error = Message::decode(&newer_major[..length]).unwrap_err();
         assert!(
             error.to_string().contains("major versions differ"),

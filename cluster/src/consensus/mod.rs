@@ -68,7 +68,8 @@ use crate::term_history::{TermHistory, TermHistoryError};
 const APPEND_COALESCE_BYTES: usize = 64 * 1024;
 /// The capacity an append's buffer is given: room for what may join it (the last entry may
 /// start just below the coalescing limit, after a PAD to the term's end), and for a whole
-/// append request's entries, so that neither a term's end nor a burst grows a buffer once warm.
+/// append request's entries, so that a term's end does not grow a warm buffer. (A follower's
+/// request that joins an append near the limit grows that buffer once; the pool keeps it.)
 pub(crate) const APPEND_BUFFER_CAPACITY: usize =
     APPEND_COALESCE_BYTES + 2 * crate::log_entry::ENTRY_LENGTH_MAX;
 const _: () = assert!(crate::protocol::APPEND_BYTES_MAX <= APPEND_BUFFER_CAPACITY);
@@ -184,6 +185,17 @@ pub enum ConfigError {
     /// The recovered term history is invalid.
     #[error("recovered term history: {0}")]
     TermHistory(#[from] TermHistoryError),
+    /// A recovered position is not an entry boundary of a tern-framed log.
+    #[error(
+        "recovered positions (commit {commit}, log end {log_end}) must be multiples of {}",
+        crate::log_entry::ENTRY_ALIGNMENT
+    )]
+    Unaligned {
+        /// The commit position.
+        commit: u64,
+        /// The log end.
+        log_end: u64,
+    },
     /// The recovered positions disagree.
     #[error("recovered commit position {commit} is beyond the recovered log end {log_end}")]
     Positions {
@@ -437,6 +449,18 @@ impl Consensus {
             return Err(ConfigError::MemberId {
                 id,
                 count: config.member_count,
+            });
+        }
+        if !recovered
+            .log_end
+            .is_multiple_of(crate::log_entry::ENTRY_ALIGNMENT)
+            || !recovered
+                .commit_position
+                .is_multiple_of(crate::log_entry::ENTRY_ALIGNMENT)
+        {
+            return Err(ConfigError::Unaligned {
+                commit: recovered.commit_position,
+                log_end: recovered.log_end,
             });
         }
         if recovered.commit_position > recovered.log_end {

@@ -175,6 +175,7 @@ impl Consensus {
         let entries_length = u64::try_from(entries.len()).expect("fits");
         if !prev_position.is_multiple_of(log_entry::ENTRY_ALIGNMENT)
             || entries_length % log_entry::ENTRY_ALIGNMENT != 0
+            || prev_position.checked_add(entries_length).is_none()
             || message.entry_term() > term
             || message.prev_term() > message.entry_term()
             || (entries_length > 0 && message.entry_term() == 0)
@@ -183,7 +184,7 @@ impl Consensus {
                 tern_codec::DecodeError::InvalidValue {
                     field: "append_request",
                     value: i64::try_from(prev_position).unwrap_or(i64::MAX),
-                    reason: "positions must be entry-aligned and terms ordered",
+                    reason: "positions must be entry-aligned, within 64 bits, and terms ordered",
                 },
             ));
         }

@@ -317,7 +317,7 @@ fn encode_vote_request(term: u64, candidate: u32, version: SemanticVersion) -> V
 fn a_member_of_another_major_version_gets_no_vote_and_is_reported() {
     let mut voter = member(ConsensusConfig::new(3), 1, 1);
     let _ = sent(&mut voter);
-    let newer = SemanticVersion::new(2, 0, 0);
+    let newer = SemanticVersion::new(3, 0, 0);
     voter
         .on_message(0, &encode_vote_request(2, 0, newer), &Vec::new())
         .unwrap();
@@ -442,19 +442,95 @@ fn configurations_and_recovered_states_are_checked() {
     ));
     let recovered = RecoveredState {
         commit_position: 64,
-        log_end: 8,
+        log_end: 32,
         ..RecoveredState::default()
     };
     assert!(matches!(
         Consensus::new(ConsensusConfig::new(3), 0, recovered, 1, 0),
         Err(ConfigError::Positions { .. })
     ));
+    // A log end of the old 8-byte framing is no entry boundary of a tern-framed log.
+    let recovered = RecoveredState {
+        log_end: 8,
+        ..RecoveredState::default()
+    };
+    assert!(matches!(
+        Consensus::new(ConsensusConfig::new(3), 0, recovered, 1, 0),
+        Err(ConfigError::Unaligned { .. })
+    ));
+}
+
+/// A follower takes only whole, valid frames, each where it says it is: a frame with a bad
+/// checksum, one placed at another offset and a request whose positions overflow are refused
+/// as malformed and change nothing (a frame across a term's end: `log_entry`'s tests).
+#[test]
+fn a_follower_refuses_entries_that_are_not_valid_frames_in_place() {
+    let format = LogFormat::new(crate::log_entry::TERM_LENGTH_MIN).unwrap();
+    let mut config = ConsensusConfig::new(3);
+    config.log_format = format;
+    let mut entries = Vec::new();
+    format
+        .append_entry(&mut entries, 0, |buf| {
+            let mut encoder = crate::log_entry::timer_fired::Encoder::wrap(buf)?;
+            encoder.correlation_id(1);
+            Ok(encoder.finish())
+        })
+        .unwrap();
+    let request = |prev_position: u64, entries: &[u8]| {
+        let mut buf = vec![0u8; 256 + entries.len()];
+        let mut encoder = append_request::Encoder::wrap(&mut buf).unwrap();
+        encoder
+            .term(1)
+            .prev_position(prev_position)
+            .prev_term(0)
+            .entry_term(1)
+            .leader_id(0);
+        let length = encoder.entries(entries).unwrap().finish();
+        buf.truncate(length);
+        buf
+    };
+    let mut follower = member(config.clone(), 1, 1);
+    let _ = sent(&mut follower);
+    let log: Vec<u8> = Vec::new();
+    follower.on_message(0, &request(0, &entries), &log).unwrap();
+    assert_eq!(
+        follower.appended_position(),
+        32 * 2,
+        "the valid frame is taken"
+    );
+
+    let mut corrupt = entries.clone();
+    corrupt[40] ^= 1;
+    let mut misplaced = Vec::new();
+    format
+        .append_entry(&mut misplaced, 32, |buf| {
+            let mut encoder = crate::log_entry::timer_fired::Encoder::wrap(buf)?;
+            encoder.correlation_id(2);
+            Ok(encoder.finish())
+        })
+        .unwrap();
+    for (name, prev_position, bytes) in [
+        ("a bad checksum", 0, corrupt),
+        ("another offset's frame", 0, misplaced),
+        ("positions past 64 bits", u64::MAX - 31, entries.clone()),
+    ] {
+        let mut fresh = member(config.clone(), 1, 1);
+        let _ = sent(&mut fresh);
+        assert!(
+            fresh
+                .on_message(0, &request(prev_position, &bytes), &log)
+                .is_err(),
+            "{name} was accepted"
+        );
+        assert_eq!(fresh.appended_position(), 0, "{name}");
+        assert!(sent(&mut fresh).is_empty(), "{name}: nothing is answered");
+    }
 }
 
 #[test]
 fn a_member_of_another_major_version_is_kept_out_of_elections_and_the_rest_carry_on() {
     let mut configs = vec![ConsensusConfig::new(3); 3];
-    configs[2].protocol_version = SemanticVersion::new(2, 0, 0);
+    configs[2].protocol_version = SemanticVersion::new(1, 0, 0);
     let mut cluster = LocalCluster::with_configs(configs, 21).unwrap();
     let leader = elected(&mut cluster);
     assert_ne!(leader, 2, "the incompatible member cannot win an election");
@@ -475,13 +551,13 @@ fn a_member_of_another_major_version_is_kept_out_of_elections_and_the_rest_carry
     assert!(
         reports
             .iter()
-            .any(|&(reporter, member, version)| reporter != 2 && member == 2 && version.major == 2),
+            .any(|&(reporter, member, version)| reporter != 2 && member == 2 && version.major == 1),
         "the compatible members say who is incompatible: {reports:?}"
     );
     assert!(
         reports
             .iter()
-            .any(|&(reporter, _, version)| reporter == 2 && version.major == 1),
+            .any(|&(reporter, _, version)| reporter == 2 && version.major == 2),
         "and so does the incompatible one: {reports:?}"
     );
 }
@@ -489,7 +565,7 @@ fn a_member_of_another_major_version_is_kept_out_of_elections_and_the_rest_carry
 #[test]
 fn a_newer_minor_version_takes_part_as_usual() {
     let mut configs = vec![ConsensusConfig::new(3); 3];
-    configs[1].protocol_version = SemanticVersion::new(1, 3, 2);
+    configs[1].protocol_version = SemanticVersion::new(2, 3, 2);
     let mut cluster = LocalCluster::with_configs(configs, 4).unwrap();
     elected(&mut cluster);
     assert!(cluster.incompatible_reports().is_empty());

@@ -360,7 +360,7 @@ mod tests {
             storage.crash(&mut rng, InFlight::Nothing, false);
             let recovered = storage.recover(LogFormat::default(), |_| true);
             assert!(recovered.log_end >= synced, "seed {seed}");
-            assert_eq!(recovered.log_end % 8, 0);
+            assert_eq!(recovered.log_end % log_entry::ENTRY_ALIGNMENT, 0);
             assert_eq!(
                 LogFormat::default().scan(&storage.log()[..], 0).valid_end,
                 recovered.log_end

@@ -192,7 +192,8 @@ pub(super) struct World<'a> {
     checker: Checker,
     faults: FaultCounts,
     elections: u64,
-    /// Log term ends the leaders' appends crossed (each padded, or met exactly).
+    /// Log term ends that leaders' appends spanned (a workload measure: that term ends are
+    /// reached, not how they were padded).
     term_ends: u64,
     trace_hash: u64,
     trace: Option<Vec<String>>,
