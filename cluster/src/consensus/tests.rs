@@ -129,9 +129,10 @@ fn entries_never_cross_a_log_terms_end() {
     }
 }
 
-#[test]
-fn the_commit_waits_for_a_durable_quorum() {
-    let mut cluster = LocalCluster::new(3, 3).unwrap();
+/// Three members whose followers' syncs wait to be completed by hand, after one command the
+/// leader has appended: (cluster, leader, followers, the commit position before the command).
+fn one_command_awaiting_followers(seed: u64) -> (LocalCluster, u32, Vec<u32>, u64) {
+    let mut cluster = LocalCluster::new(3, seed).unwrap();
     let leader = elected(&mut cluster);
     let followers: Vec<u32> = (0..3).filter(|&id| id != leader).collect();
     for &follower in &followers {
@@ -140,6 +141,12 @@ fn the_commit_waits_for_a_durable_quorum() {
     let before = cluster.member(leader).consensus.commit_position();
     cluster.submit(leader, 1, 1, &put(1, 1)).unwrap();
     cluster.tick();
+    (cluster, leader, followers, before)
+}
+
+#[test]
+fn the_commit_waits_for_a_durable_quorum() {
+    let (mut cluster, leader, followers, before) = one_command_awaiting_followers(3);
     assert_eq!(
         cluster.member(leader).consensus.commit_position(),
         before,
@@ -160,15 +167,7 @@ fn the_commit_waits_for_a_durable_quorum() {
 /// here instead.
 #[test]
 fn a_leader_ignores_a_success_from_an_earlier_term() {
-    let mut cluster = LocalCluster::new(3, 5).unwrap();
-    let leader = elected(&mut cluster);
-    let followers: Vec<u32> = (0..3).filter(|&id| id != leader).collect();
-    for &follower in &followers {
-        cluster.set_auto_sync(follower, false);
-    }
-    let before = cluster.member(leader).consensus.commit_position();
-    cluster.submit(leader, 1, 1, &put(1, 1)).unwrap();
-    cluster.tick();
+    let (mut cluster, leader, followers, before) = one_command_awaiting_followers(5);
     let state = &cluster.member(leader).consensus;
     let (term, appended) = (state.current_term(), state.appended_position());
     assert!(appended > before);
