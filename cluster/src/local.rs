@@ -350,6 +350,7 @@ impl LocalCluster {
                 Output::IncompatiblePeer {
                     member: peer,
                     version,
+                    ..
                 } => {
                     let reporter = u32::try_from(id).expect("fits");
                     if self.incompatible.len() < SENT_KEPT {

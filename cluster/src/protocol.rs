@@ -3,17 +3,18 @@
 //! Every template uses the *terminate* policy: a member must never guess at a message that
 //! changes replicated state, so a template it does not know ends the exchange with an error
 //! rather than being skipped. Canvass and vote messages also carry the sender's protocol version
-//! (composed `major.minor.patch`): a member refuses to take part in an election with a member of
-//! another major version and reports it ([`crate::consensus::Output::IncompatiblePeer`]).
+//! (composed `major.minor.patch`) and log term length: a member refuses to take part in an
+//! election with a member of another major version or another log term length, and reports it
+//! ([`crate::consensus::Output::IncompatiblePeer`]).
 //!
 //! Positions are byte positions in the log; terms are leadership term ids. Layouts (all little-
 //! endian, offsets in bytes after the 8-byte message header):
 //!
 //! ```text
 //! canvass_position  current_term@0 log_term@8 log_position@16 protocol_version@24
-//!                   member_id@28 follows_live_leader@32
+//!                   member_id@28 follows_live_leader@32 log_term_length@33
 //! request_vote      candidate_term@0 log_term@8 log_position@16 protocol_version@24
-//!                   candidate_id@28
+//!                   candidate_id@28 log_term_length@32
 //! vote              term@0 candidate_id@8 voter_id@12 granted@16
 //! append_request    term@0 prev_position@8 prev_term@16 entry_term@24 commit_position@32
 //!                   leader_id@40 | entries (var data, whole log entries of entry_term)
@@ -50,6 +51,8 @@ tern_codec::message! {
             member_id @ 28 since 0: u32,
             /// 1 when the sender still hears from a leader, so it will not support an election.
             follows_live_leader @ 32 since 0: u8,
+            /// The sender's log term length: members of one cluster must frame the log alike.
+            log_term_length @ 33 since 0: u32,
         }
         groups {}
         var_data {}
@@ -70,6 +73,8 @@ tern_codec::message! {
             protocol_version @ 24 since 0: u32,
             /// The candidate.
             candidate_id @ 28 since 0: u32,
+            /// The candidate's log term length: members of one cluster must frame the log alike.
+            log_term_length @ 32 since 0: u32,
         }
         groups {}
         var_data {}

@@ -132,27 +132,38 @@ impl Consensus {
         }
     }
 
-    fn compatible(&mut self, member: u32, composed_version: u32) -> bool {
-        match SemanticVersion::decompose(composed_version) {
-            Ok(version) if version.is_compatible_with(self.config.protocol_version) => true,
-            Ok(version) => {
-                self.outputs
-                    .push_back(Output::IncompatiblePeer { member, version });
-                false
-            }
-            Err(_) => {
-                self.outputs.push_back(Output::IncompatiblePeer {
-                    member,
-                    version: SemanticVersion::new(u8::MAX, u8::MAX, u8::MAX),
-                });
-                false
-            }
+    /// Whether a member speaks a compatible protocol version and frames the log alike; if not,
+    /// the member is reported.
+    fn compatible(&mut self, member: u32, composed_version: u32, log_term_length: u32) -> bool {
+        let version = SemanticVersion::decompose(composed_version).unwrap_or(SemanticVersion::new(
+            u8::MAX,
+            u8::MAX,
+            u8::MAX,
+        ));
+        let same_format = u64::from(log_term_length) == self.config.log_format.term_length();
+        if version.is_compatible_with(self.config.protocol_version) && same_format {
+            return true;
         }
+        self.outputs.push_back(Output::IncompatiblePeer {
+            member,
+            version,
+            log_term_length,
+        });
+        false
+    }
+
+    /// This member's log term length, as its election messages carry it.
+    fn log_term_length(&self) -> u32 {
+        u32::try_from(self.config.log_format.term_length()).expect("terms are at most 1 GiB")
     }
 
     pub(super) fn on_canvass(&mut self, message: &canvass_position::Decoder<'_>) {
         let member = message.member_id();
-        if !self.compatible(member, message.protocol_version()) {
+        if !self.compatible(
+            member,
+            message.protocol_version(),
+            message.log_term_length(),
+        ) {
             return;
         }
         let info = CanvassInfo {
@@ -177,7 +188,11 @@ impl Consensus {
     pub(super) fn on_request_vote(&mut self, message: &request_vote::Decoder<'_>) {
         let candidate = message.candidate_id();
         let term = message.candidate_term();
-        if !self.compatible(candidate, message.protocol_version()) {
+        if !self.compatible(
+            candidate,
+            message.protocol_version(),
+            message.log_term_length(),
+        ) {
             let reply = self.encode_vote(candidate, false);
             self.send(candidate, reply);
             return;
@@ -249,7 +264,8 @@ impl Consensus {
                 .log_position(this.appended_position)
                 .protocol_version(this.config.protocol_version.compose())
                 .member_id(this.id)
-                .follows_live_leader(u8::from(this.has_live_leader()));
+                .follows_live_leader(u8::from(this.has_live_leader()))
+                .log_term_length(this.log_term_length());
             encoder.finish()
         })
     }
@@ -262,7 +278,8 @@ impl Consensus {
                 .log_term(this.history.last_term())
                 .log_position(this.appended_position)
                 .protocol_version(this.config.protocol_version.compose())
-                .candidate_id(this.id);
+                .candidate_id(this.id)
+                .log_term_length(this.log_term_length());
             encoder.finish()
         })
     }

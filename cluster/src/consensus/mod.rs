@@ -300,13 +300,15 @@ pub enum Output {
         /// The leader, when known.
         leader: Option<u32>,
     },
-    /// A member speaks another major version of the protocol; this member refused to take part
-    /// in an election with it.
+    /// A member speaks another major version of the protocol or frames the log with another
+    /// term length; this member refused to take part in an election with it.
     IncompatiblePeer {
         /// The member.
         member: u32,
         /// Its protocol version.
         version: SemanticVersion,
+        /// Its log term length.
+        log_term_length: u32,
     },
 }
 

@@ -300,13 +300,18 @@ fn an_append_from_a_stale_term_is_refused_with_the_current_term() {
     assert_eq!(follower.leader(), None);
 }
 
+/// The default log term length, as election messages carry it.
+const DEFAULT_TERM_LENGTH_U32: u32 = 16 * 1024 * 1024;
+const _: () = assert!(DEFAULT_TERM_LENGTH_U32 as u64 == crate::log_entry::DEFAULT_TERM_LENGTH);
+
 fn encode_vote_request(term: u64, candidate: u32, version: SemanticVersion) -> Vec<u8> {
     let mut buf = vec![0u8; 64];
     let mut encoder = request_vote::Encoder::wrap(&mut buf).unwrap();
     encoder
         .candidate_term(term)
         .candidate_id(candidate)
-        .protocol_version(version.compose());
+        .protocol_version(version.compose())
+        .log_term_length(DEFAULT_TERM_LENGTH_U32);
     let length = encoder.finish();
     buf.truncate(length);
     buf
@@ -323,7 +328,8 @@ fn a_member_of_another_major_version_gets_no_vote_and_is_reported() {
     let outputs: Vec<Output> = std::iter::from_fn(|| voter.poll_output()).collect();
     assert!(outputs.contains(&Output::IncompatiblePeer {
         member: 0,
-        version: newer
+        version: newer,
+        log_term_length: DEFAULT_TERM_LENGTH_U32,
     }));
     let vote = outputs.iter().find_map(|output| match output {
         Output::Send { message, .. } => Some(
@@ -558,6 +564,36 @@ fn a_member_of_another_major_version_is_kept_out_of_elections_and_the_rest_carry
             .iter()
             .any(|&(reporter, _, version)| reporter == 2 && version.major == 2),
         "and so does the incompatible one: {reports:?}"
+    );
+}
+
+/// Members must frame the log alike: one configured with another log term length could never
+/// take a leader's appends, so it is kept out of elections, and reported, like a member of
+/// another major version.
+#[test]
+fn a_member_with_another_log_term_length_is_kept_out_of_elections() {
+    let mut configs = vec![ConsensusConfig::new(3); 3];
+    configs[2].log_format = LogFormat::new(crate::log_entry::TERM_LENGTH_MIN).unwrap();
+    let mut cluster = LocalCluster::with_configs(configs, 23).unwrap();
+    let leader = elected(&mut cluster);
+    assert_ne!(leader, 2, "the odd member cannot win an election");
+    cluster.submit(leader, 1, 1, &put(1, 1)).unwrap();
+    cluster.tick();
+    assert_eq!(
+        cluster.take_answers().len(),
+        1,
+        "the matching majority commits"
+    );
+    let reports = cluster.incompatible_reports();
+    assert!(
+        reports
+            .iter()
+            .any(|&(reporter, member, _)| reporter != 2 && member == 2),
+        "the others say who frames the log differently: {reports:?}"
+    );
+    assert!(
+        reports.iter().any(|&(reporter, _, _)| reporter == 2),
+        "and so does the odd member: {reports:?}"
     );
 }
 

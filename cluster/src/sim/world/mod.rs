@@ -760,11 +760,13 @@ impl<'a> World<'a> {
             Output::IncompatiblePeer {
                 member: peer,
                 version,
+                log_term_length,
             } => {
                 self.checker.record(
                     "protocol",
                     format!(
-                        "member {member} found member {peer} at incompatible version {version}"
+                        "member {member} found member {peer} incompatible: version {version}, \
+                         log term length {log_term_length}"
                     ),
                 );
             }
