@@ -6,7 +6,9 @@
 //! - [`consensus`]: the sans-IO consensus core, one state machine per member. Its module docs
 //!   state the model and the five Raft safety properties.
 //! - [`protocol`]: consensus messages as `tern-codec` schemas (terminate policy).
-//! - [`log_entry`]: the replicated log's framing (checksummed entries) and its events.
+//! - [`log_entry`]: the replicated log's framing (tern DATA frames with a CRC-32C, PADs at term
+//!   ends: the log is a tern stream) and its events.
+//! - [`node_state`]: a member's durable term and vote (two checksummed slots, synced).
 //! - [`term_history`]: which term wrote which range of the log.
 //! - [`service`] and [`container`]: the clustered-service interface and the container that feeds a
 //!   service only committed entries, fires timers through the log and compares state digests.
@@ -34,6 +36,7 @@ pub mod fuzz_checks;
 pub mod kv;
 pub mod local;
 pub mod log_entry;
+pub mod node_state;
 pub mod planted;
 pub mod protocol;
 pub mod rng;
