@@ -14,7 +14,11 @@
 //! 40 CRC-32C of bytes 0..40
 //! ```
 //!
-//! Opening reads both slots and keeps the valid one with the higher sequence. A file with no
+//! Creating the file writes and syncs an initial record (term 0, no vote, sequence 0) in the
+//! first slot and syncs the directory, so the file never vanishes in a crash once a vote is in
+//! it, and a torn first vote leaves the initial record. Opening reads both slots and keeps the
+//! valid one with the higher sequence; a torn initial record with the second slot never written
+//! means nothing was ever persisted, and reads as the initial record. Any other file with no
 //! valid slot, one of another member, or one of another major version is refused with an error
 //! that names what was found: a member that forgot its vote could vote twice in one term.
 //!
@@ -38,6 +42,8 @@ const SLOT_LENGTH: usize = 512;
 /// Bytes of a record the checksum covers.
 const RECORD_LENGTH: usize = 40;
 const NO_VOTE: i64 = -1;
+/// Why a slot of zeros is not a record.
+const NEVER_WRITTEN: &str = "never written";
 
 /// The term and vote a member has made durable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,6 +133,8 @@ impl NodeState {
             sequence: 0,
         };
         if length == 0 {
+            state.write_initial_record()?;
+            File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
             return Ok(state);
         }
         let mut slots = [[0u8; SLOT_LENGTH]; 2];
@@ -140,6 +148,11 @@ impl NodeState {
             (Ok(a), Ok(b)) => Some(if a.sequence >= b.sequence { a } else { b }),
             (Ok(a), Err(_)) => Some(a),
             (Err(_), Ok(b)) => Some(b),
+            (Err(_), Err(NEVER_WRITTEN)) => {
+                // Only the initial record was ever written, and its write was torn.
+                state.write_initial_record()?;
+                return Ok(state);
+            }
             (Err(first), Err(second)) => {
                 return Err(NodeStateError::NoValidRecord {
                     path,
@@ -167,6 +180,21 @@ impl NodeState {
         Ok(state)
     }
 
+    /// Writes and syncs the initial record (sequence 0: term 0, no vote) in the first slot.
+    fn write_initial_record(&mut self) -> Result<(), NodeStateError> {
+        let slot = encode(self.member_id, 0, TermAndVote::default());
+        self.write_slot(&slot, 0)
+    }
+
+    fn write_slot(&mut self, slot: &[u8; SLOT_LENGTH], offset: u64) -> Result<(), NodeStateError> {
+        let io = |source| NodeStateError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all_at(slot, offset).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+
     /// The durable term and vote.
     pub fn current(&self) -> TermAndVote {
         self.current
@@ -178,12 +206,7 @@ impl NodeState {
         let slot = encode(self.member_id, sequence, state);
         let offset = u64::try_from(usize::try_from(sequence % 2).expect("0 or 1") * SLOT_LENGTH)
             .expect("small");
-        let io = |source| NodeStateError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all_at(&slot, offset).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        self.write_slot(&slot, offset)?;
         self.sequence = sequence;
         self.current = state;
         Ok(())
@@ -231,7 +254,7 @@ fn encode(member_id: u32, sequence: u64, state: TermAndVote) -> [u8; SLOT_LENGTH
 
 fn decode(slot: &[u8; SLOT_LENGTH]) -> Result<Record, &'static str> {
     if slot[..RECORD_LENGTH + 4].iter().all(|&byte| byte == 0) {
-        return Err("never written");
+        return Err(NEVER_WRITTEN);
     }
     if slot[0..8] != MAGIC {
         return Err("not a node-state record");
@@ -351,7 +374,9 @@ mod tests {
         assert!(matches!(error, NodeStateError::Version { .. }), "{error}");
 
         scribble(dir.path(), 0, &[0x11; 64]);
-        scribble(dir.path(), 512, &[0; 64]);
+        let mut torn = encode(1, 9, state(9, Some(1)));
+        torn[20] ^= 0xFF;
+        scribble(dir.path(), 512, &torn);
         let error = NodeState::open(dir.path(), 1).unwrap_err();
         let text = error.to_string();
         assert!(
@@ -359,8 +384,40 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("not a node-state record") && text.contains("never written"),
+            text.contains("not a node-state record") && text.contains("checksum"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_torn_first_vote_leaves_the_initial_record_and_a_torn_initial_record_reads_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(NodeState::open(dir.path(), 4).unwrap());
+        assert_eq!(
+            std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len(),
+            u64::try_from(SLOT_LENGTH).unwrap(),
+            "the initial record is on disk"
+        );
+        // The first vote (the second slot) torn.
+        scribble(dir.path(), 512, &[0x5A; 30]);
+        let mut node = NodeState::open(dir.path(), 4).unwrap();
+        assert_eq!(node.current(), TermAndVote::default());
+        node.persist(state(1, Some(4))).unwrap();
+        assert_eq!(
+            NodeState::open(dir.path(), 4).unwrap().current(),
+            state(1, Some(4))
+        );
+
+        // The initial record itself torn, nothing after it: nothing was ever persisted.
+        let fresh = tempfile::tempdir().unwrap();
+        drop(NodeState::open(fresh.path(), 4).unwrap());
+        scribble(fresh.path(), 16, &[0x77; 8]);
+        let mut node = NodeState::open(fresh.path(), 4).unwrap();
+        assert_eq!(node.current(), TermAndVote::default());
+        node.persist(state(2, None)).unwrap();
+        assert_eq!(
+            NodeState::open(fresh.path(), 4).unwrap().current(),
+            state(2, None)
         );
     }
 
