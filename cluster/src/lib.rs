@@ -8,7 +8,8 @@
 //! - [`protocol`]: consensus messages as `tern-codec` schemas (terminate policy).
 //! - [`log_entry`]: the replicated log's framing (tern DATA frames with a CRC-32C, PADs at term
 //!   ends: the log is a tern stream) and its events.
-//! - [`node_state`]: a member's durable term and vote (two checksummed slots, synced).
+//! - [`node_state`]: a member's durable term and vote (two checksummed slots, synced);
+//!   [`recording_log`]: its durable term history and snapshots (append-only, checksummed).
 //! - [`term_history`]: which term wrote which range of the log.
 //! - [`service`] and [`container`]: the clustered-service interface and the container that feeds a
 //!   service only committed entries, fires timers through the log and compares state digests.
@@ -39,6 +40,7 @@ pub mod log_entry;
 pub mod node_state;
 pub mod planted;
 pub mod protocol;
+pub mod recording_log;
 pub mod rng;
 pub mod service;
 pub mod session_protocol;
