@@ -1,12 +1,13 @@
 //! A member's durable term and vote: the record the consensus core asks to be on disk before it
 //! carries out any later output ([`Output::PersistVote`](crate::consensus::Output::PersistVote)).
 //!
-//! The file `node-state` in a member's directory holds two 512-byte slots, at offsets 0 and
-//! 512. Each write goes to the slot the older record is in, with a sequence number one past the
-//! newer one, and is synced before [`NodeState::persist`] returns; so a write torn by a crash
-//! leaves the newer of the two earlier records whole, and that record is what the member had
-//! said before the torn write began (the core sends nothing that depends on a vote before the
-//! vote is persisted). A slot reads:
+//! The file `node-state` in a member's directory is 8 KiB: two slots, each at the start of its
+//! own 4 KiB block (offsets 0 and 4096), so that writing one never rewrites the other's sector
+//! or page. Slot `i` holds the records whose sequence number is `i` modulo 2; each write goes
+//! to the slot of the older record, one sequence past the newer, and is synced before
+//! [`NodeState::persist`] returns. A write torn by a crash therefore leaves the newer of the two
+//! earlier records whole, and that is what the member had said before the torn write began (the
+//! core sends nothing that depends on a vote before the vote is persisted). A slot reads:
 //!
 //! ```text
 //! 0  magic "TERNNODE"   8  version (composed semantic)   12  member id
@@ -14,16 +15,19 @@
 //! 40 CRC-32C of bytes 0..40
 //! ```
 //!
-//! Creating the file writes and syncs an initial record (term 0, no vote, sequence 0) in the
-//! first slot and syncs the directory, so the file never vanishes in a crash once a vote is in
-//! it, and a torn first vote leaves the initial record. Opening reads both slots and keeps the
-//! valid one with the higher sequence; a torn initial record with the second slot never written
-//! means nothing was ever persisted, and reads as the initial record. Any other file with no
-//! valid slot, one of another member, or one of another major version is refused with an error
-//! that names what was found: a member that forgot its vote could vote twice in one term.
+//! [`NodeState::create`] writes the whole file (sequences 0 and 1, term 0, no vote) under a
+//! temporary name, syncs it, renames it into place and syncs the directory: the file exists
+//! whole or not at all. [`NodeState::open`] refuses a missing file, a file of another length
+//! (a bad disk cut it), two valid slots whose sequences are not consecutive, a slot whose
+//! sequence is in the other slot's parity, and a file with no valid slot; each error names what
+//! it found. A member that read an old or blank vote could vote twice in one term, so nothing
+//! here guesses. Only the member's node knows whether its directory is new, and so whether to
+//! create or to open.
 //!
 //! One owner writes the file: the member running in the directory (whose node holds the
-//! directory's lock), on the thread that carries out its consensus core's outputs.
+//! directory's lock), on the thread that carries out its consensus core's outputs. A failed
+//! [`NodeState::persist`] is fatal to the member: the record may be half on disk, and the core
+//! must not go on as if it were either.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -32,18 +36,22 @@ use std::path::{Path, PathBuf};
 
 use tern_codec::SemanticVersion;
 
+use crate::durable_file;
+
 /// The file's name in a member's directory.
 pub const FILE_NAME: &str = "node-state";
 /// This build's version of the file.
 pub const VERSION: SemanticVersion = SemanticVersion::new(1, 0, 0);
 const MAGIC: [u8; 8] = *b"TERNNODE";
-/// Bytes in a slot: a sector, which most devices write whole, though nothing here relies on it.
-const SLOT_LENGTH: usize = 512;
+/// Bytes between the slots: a page, so that no device writes both in one operation.
+const SLOT_STRIDE: usize = 4096;
+/// The file's only valid length.
+const FILE_LENGTH: u64 = 2 * SLOT_STRIDE as u64;
 /// Bytes of a record the checksum covers.
-const RECORD_LENGTH: usize = 40;
+const CHECKED: usize = 40;
+/// Bytes of a record.
+const RECORD_LENGTH: usize = CHECKED + 4;
 const NO_VOTE: i64 = -1;
-/// Why a slot of zeros is not a record.
-const NEVER_WRITTEN: &str = "never written";
 
 /// The term and vote a member has made durable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,16 +62,25 @@ pub struct TermAndVote {
     pub voted_for: Option<u32>,
 }
 
-/// Why the file cannot be opened or written.
+/// Why the file cannot be created, opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeStateError {
-    /// The file could not be read, written or synced.
+    /// A file or directory could not be read, written or synced.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
+        /// The file or directory.
         path: PathBuf,
         /// The failure.
         source: io::Error,
+    },
+    /// The file is not as long as a node-state file is: a bad disk or another program cut or
+    /// grew it.
+    #[error("{path} is {found} bytes; a node-state file is {FILE_LENGTH}")]
+    Length {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        found: u64,
     },
     /// Neither slot holds a valid record: the member cannot know what it voted.
     #[error(
@@ -76,6 +93,17 @@ pub enum NodeStateError {
         first: &'static str,
         /// What is wrong with the second slot.
         second: &'static str,
+    },
+    /// Both slots are valid but their sequences are not consecutive: not what alternating
+    /// writes leave.
+    #[error("{path}: the slots hold sequences {first} and {second}, which are not consecutive")]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// The first slot's sequence.
+        first: u64,
+        /// The second slot's sequence.
+        second: u64,
     },
     /// The file belongs to another member.
     #[error("{path} belongs to member {found}, not member {expected}")]
@@ -95,6 +123,12 @@ pub enum NodeStateError {
         /// The version found.
         found: SemanticVersion,
     },
+    /// The sequence numbers are used up (only a forged file gets there).
+    #[error("{path}: the record sequence is exhausted")]
+    Exhausted {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// A member's open node-state file.
@@ -104,13 +138,33 @@ pub struct NodeState {
     path: PathBuf,
     member_id: u32,
     current: TermAndVote,
-    /// The sequence of the newest record, and so which slot holds it.
+    /// The sequence of the newest record, and so (by its parity) which slot holds it.
     sequence: u64,
 }
 
 impl NodeState {
-    /// Opens (or creates, empty) the file in `dir` for `member_id`, and reads the newest valid
-    /// record; a new file reads as term 0 with no vote.
+    /// Creates the file in `dir` for `member_id` (term 0, no vote), whole or not at all; fails
+    /// if it exists.
+    pub fn create(dir: &Path, member_id: u32) -> Result<Self, NodeStateError> {
+        let mut bytes = vec![0u8; SLOT_STRIDE * 2];
+        for sequence in [0u64, 1] {
+            let start = SLOT_STRIDE * usize::from(sequence == 1);
+            bytes[start..start + RECORD_LENGTH].copy_from_slice(&encode(
+                member_id,
+                sequence,
+                TermAndVote::default(),
+            ));
+        }
+        durable_file::create_whole(dir, FILE_NAME, &bytes).map_err(|source| {
+            NodeStateError::Io {
+                path: dir.join(FILE_NAME),
+                source,
+            }
+        })?;
+        Self::open(dir, member_id)
+    }
+
+    /// Opens the file in `dir` for `member_id` and reads the newest valid record.
     pub fn open(dir: &Path, member_id: u32) -> Result<Self, NodeStateError> {
         let path = dir.join(FILE_NAME);
         let io = |source| NodeStateError::Io {
@@ -120,39 +174,50 @@ impl NodeState {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
             .open(&path)
             .map_err(io)?;
         let length = file.metadata().map_err(io)?.len();
-        let mut state = Self {
-            file,
-            path: path.clone(),
-            member_id,
-            current: TermAndVote::default(),
-            sequence: 0,
-        };
-        if length == 0 {
-            state.write_initial_record()?;
-            File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
-            return Ok(state);
+        if length != FILE_LENGTH {
+            return Err(NodeStateError::Length {
+                path,
+                found: length,
+            });
         }
-        let mut slots = [[0u8; SLOT_LENGTH]; 2];
+        let mut slots = [[0u8; RECORD_LENGTH]; 2];
         for (index, slot) in slots.iter_mut().enumerate() {
-            let offset = u64::try_from(index * SLOT_LENGTH).expect("small");
-            read_fully(&state.file, slot, offset).map_err(io)?;
+            let offset = u64::try_from(index * SLOT_STRIDE).expect("small");
+            file.read_exact_at(slot, offset).map_err(io)?;
         }
-        let first = decode(&slots[0]);
-        let second = decode(&slots[1]);
-        let newest = match (first, second) {
-            (Ok(a), Ok(b)) => Some(if a.sequence >= b.sequence { a } else { b }),
-            (Ok(a), Err(_)) => Some(a),
-            (Err(_), Ok(b)) => Some(b),
-            (Err(_), Err(NEVER_WRITTEN)) => {
-                // Only the initial record was ever written, and its write was torn.
-                state.write_initial_record()?;
-                return Ok(state);
+        let first = decode(&slots[0], 0);
+        let second = decode(&slots[1], 1);
+        for record in [&first, &second].into_iter().flatten() {
+            if !record.version.is_compatible_with(VERSION) {
+                return Err(NodeStateError::Version {
+                    path,
+                    found: record.version,
+                });
             }
+            if record.member_id != member_id {
+                return Err(NodeStateError::OtherMember {
+                    path,
+                    found: record.member_id,
+                    expected: member_id,
+                });
+            }
+        }
+        let newest = match (first, second) {
+            (Ok(a), Ok(b)) => {
+                if a.sequence.abs_diff(b.sequence) != 1 {
+                    return Err(NodeStateError::Inconsistent {
+                        path,
+                        first: a.sequence,
+                        second: b.sequence,
+                    });
+                }
+                if a.sequence > b.sequence { a } else { b }
+            }
+            (Ok(a), Err(_)) => a,
+            (Err(_), Ok(b)) => b,
             (Err(first), Err(second)) => {
                 return Err(NodeStateError::NoValidRecord {
                     path,
@@ -161,38 +226,20 @@ impl NodeState {
                 });
             }
         };
-        let record = newest.expect("one slot is valid");
-        if !record.version.is_compatible_with(VERSION) {
-            return Err(NodeStateError::Version {
-                path,
-                found: record.version,
-            });
+        if newest.sequence == u64::MAX {
+            return Err(NodeStateError::Exhausted { path });
         }
-        if record.member_id != member_id {
-            return Err(NodeStateError::OtherMember {
-                path,
-                found: record.member_id,
-                expected: member_id,
-            });
-        }
-        state.current = record.state;
-        state.sequence = record.sequence;
-        Ok(state)
-    }
-
-    /// Writes and syncs the initial record (sequence 0: term 0, no vote) in the first slot.
-    fn write_initial_record(&mut self) -> Result<(), NodeStateError> {
-        let slot = encode(self.member_id, 0, TermAndVote::default());
-        self.write_slot(&slot, 0)
-    }
-
-    fn write_slot(&mut self, slot: &[u8; SLOT_LENGTH], offset: u64) -> Result<(), NodeStateError> {
-        let io = |source| NodeStateError::Io {
-            path: self.path.clone(),
+        durable_file::sync_dir(dir).map_err(|source| NodeStateError::Io {
+            path: dir.to_path_buf(),
             source,
-        };
-        self.file.write_all_at(slot, offset).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        })?;
+        Ok(Self {
+            file,
+            path,
+            member_id,
+            current: newest.state,
+            sequence: newest.sequence,
+        })
     }
 
     /// The durable term and vote.
@@ -201,34 +248,31 @@ impl NodeState {
     }
 
     /// Writes `state` over the older record and syncs it; when this returns, a crash keeps it.
+    /// An error is fatal to the member (see the module docs).
     pub fn persist(&mut self, state: TermAndVote) -> Result<(), NodeStateError> {
-        let sequence = self.sequence + 1;
+        let Some(sequence) = self.sequence.checked_add(1) else {
+            return Err(NodeStateError::Exhausted {
+                path: self.path.clone(),
+            });
+        };
         let slot = encode(self.member_id, sequence, state);
-        let offset = u64::try_from(usize::try_from(sequence % 2).expect("0 or 1") * SLOT_LENGTH)
-            .expect("small");
-        self.write_slot(&slot, offset)?;
+        let offset = u64::try_from(slot_of(sequence) * SLOT_STRIDE).expect("small");
+        self.file
+            .write_all_at(&slot, offset)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| NodeStateError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.sequence = sequence;
         self.current = state;
         Ok(())
     }
 }
 
-/// Reads `buf.len()` bytes at `offset`, zeros past the file's end.
-fn read_fully(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        let at = offset + u64::try_from(done).expect("small");
-        match file.read_at(&mut buf[done..], at) {
-            Ok(0) => {
-                buf[done..].fill(0);
-                return Ok(());
-            }
-            Ok(read) => done += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
+/// The slot a sequence's record lives in.
+fn slot_of(sequence: u64) -> usize {
+    usize::from(sequence % 2 == 1)
 }
 
 struct Record {
@@ -238,8 +282,8 @@ struct Record {
     state: TermAndVote,
 }
 
-fn encode(member_id: u32, sequence: u64, state: TermAndVote) -> [u8; SLOT_LENGTH] {
-    let mut slot = [0u8; SLOT_LENGTH];
+fn encode(member_id: u32, sequence: u64, state: TermAndVote) -> [u8; RECORD_LENGTH] {
+    let mut slot = [0u8; RECORD_LENGTH];
     slot[0..8].copy_from_slice(&MAGIC);
     slot[8..12].copy_from_slice(&VERSION.compose().to_le_bytes());
     slot[12..16].copy_from_slice(&member_id.to_le_bytes());
@@ -247,40 +291,46 @@ fn encode(member_id: u32, sequence: u64, state: TermAndVote) -> [u8; SLOT_LENGTH
     slot[24..32].copy_from_slice(&state.current_term.to_le_bytes());
     let voted_for = state.voted_for.map_or(NO_VOTE, i64::from);
     slot[32..40].copy_from_slice(&voted_for.to_le_bytes());
-    let checksum = crc32c::crc32c(&slot[..RECORD_LENGTH]);
-    slot[RECORD_LENGTH..RECORD_LENGTH + 4].copy_from_slice(&checksum.to_le_bytes());
+    let checksum = crc32c::crc32c(&slot[..CHECKED]);
+    slot[CHECKED..].copy_from_slice(&checksum.to_le_bytes());
     slot
 }
 
-fn decode(slot: &[u8; SLOT_LENGTH]) -> Result<Record, &'static str> {
-    if slot[..RECORD_LENGTH + 4].iter().all(|&byte| byte == 0) {
-        return Err(NEVER_WRITTEN);
-    }
+/// Reads the record in slot `index`: its magic and version first (a later major may lay the
+/// rest out otherwise), then its checksum, its sequence's parity and its vote.
+fn decode(slot: &[u8; RECORD_LENGTH], index: usize) -> Result<Record, &'static str> {
     if slot[0..8] != MAGIC {
         return Err("not a node-state record");
     }
-    let stored = u32::from_le_bytes(
-        slot[RECORD_LENGTH..RECORD_LENGTH + 4]
-            .try_into()
-            .expect("4"),
-    );
-    if crc32c::crc32c(&slot[..RECORD_LENGTH]) != stored {
-        return Err("checksum mismatch (a torn write)");
+    let u32_at = |at: usize| u32::from_le_bytes(slot[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(slot[at..at + 8].try_into().expect("8 bytes"));
+    let version = SemanticVersion::decompose(u32_at(8)).map_err(|_| "an unreadable version")?;
+    if !version.is_compatible_with(VERSION) {
+        // Reported as a version error by the caller, whatever the rest holds.
+        return Ok(Record {
+            version,
+            member_id: u32_at(12),
+            sequence: 0,
+            state: TermAndVote::default(),
+        });
     }
-    let word = |range: std::ops::Range<usize>| -> [u8; 8] { slot[range].try_into().expect("8") };
-    let version =
-        SemanticVersion::decompose(u32::from_le_bytes(slot[8..12].try_into().expect("4")))
-            .map_err(|_| "an unreadable version")?;
-    let voted_for = match i64::from_le_bytes(word(32..40)) {
+    if crc32c::crc32c(&slot[..CHECKED]) != u32_at(CHECKED) {
+        return Err("checksum mismatch (torn or damaged)");
+    }
+    let sequence = u64_at(16);
+    if slot_of(sequence) != index {
+        return Err("a sequence of the other slot's parity");
+    }
+    let voted_for = match u64_at(32).cast_signed() {
         NO_VOTE => None,
         id => Some(u32::try_from(id).map_err(|_| "a vote for no member")?),
     };
     Ok(Record {
         version,
-        member_id: u32::from_le_bytes(slot[12..16].try_into().expect("4")),
-        sequence: u64::from_le_bytes(word(16..24)),
+        member_id: u32_at(12),
+        sequence,
         state: TermAndVote {
-            current_term: u64::from_le_bytes(word(24..32)),
+            current_term: u64_at(24),
             voted_for,
         },
     })
@@ -306,11 +356,21 @@ mod tests {
         file.write_all_at(bytes, offset).unwrap();
     }
 
+    fn reseal(slot: &mut [u8; RECORD_LENGTH]) {
+        let checksum = crc32c::crc32c(&slot[..CHECKED]);
+        slot[CHECKED..].copy_from_slice(&checksum.to_le_bytes());
+    }
+
     #[test]
-    fn a_new_file_reads_as_term_zero_and_every_persisted_state_reads_back() {
+    fn a_created_file_reads_as_term_zero_and_every_persisted_state_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut node = NodeState::open(dir.path(), 2).unwrap();
+        assert!(matches!(
+            NodeState::open(dir.path(), 2),
+            Err(NodeStateError::Io { .. })
+        ));
+        let mut node = NodeState::create(dir.path(), 2).unwrap();
         assert_eq!(node.current(), TermAndVote::default());
+        assert!(NodeState::create(dir.path(), 2).is_err(), "created once");
         for term in 1..=5 {
             node.persist(state(term, Some(1))).unwrap();
             node.persist(state(term, None)).unwrap();
@@ -328,20 +388,19 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_newest_record_falls_back_to_the_one_before() {
+    fn a_torn_newest_record_falls_back_to_the_one_before_and_is_written_over_next() {
         let dir = tempfile::tempdir().unwrap();
-        let mut node = NodeState::open(dir.path(), 0).unwrap();
-        node.persist(state(3, Some(1))).unwrap(); // sequence 1: the second slot
-        node.persist(state(4, Some(0))).unwrap(); // sequence 2: the first slot
+        let mut node = NodeState::create(dir.path(), 0).unwrap();
+        node.persist(state(3, Some(1))).unwrap(); // sequence 2: the first slot
+        node.persist(state(4, Some(0))).unwrap(); // sequence 3: the second slot
         drop(node);
-        // The write of sequence 2 torn: half its record reached the disk over garbage.
-        scribble(dir.path(), 20, &[0xAB; 12]);
-        let node = NodeState::open(dir.path(), 0).unwrap();
+        // The write of sequence 3 torn: part of its record reached the disk.
+        scribble(dir.path(), 4096 + 20, &[0xAB; 12]);
+        let mut node = NodeState::open(dir.path(), 0).unwrap();
         assert_eq!(node.current(), state(3, Some(1)));
         // The next write goes over the torn slot, never over the good one.
-        let mut node = node;
         node.persist(state(5, None)).unwrap();
-        scribble(dir.path(), 512 + 30, &[0xCD; 4]);
+        scribble(dir.path(), 30, &[0xCD; 4]);
         assert_eq!(
             NodeState::open(dir.path(), 0).unwrap().current(),
             state(5, None)
@@ -349,86 +408,96 @@ mod tests {
     }
 
     #[test]
-    fn a_file_with_no_valid_record_another_member_or_major_is_refused() {
+    fn a_cut_or_zeroed_file_is_refused_not_read_as_an_older_vote() {
         let dir = tempfile::tempdir().unwrap();
-        let mut node = NodeState::open(dir.path(), 1).unwrap();
-        node.persist(state(2, Some(1))).unwrap();
+        let mut node = NodeState::create(dir.path(), 1).unwrap();
+        node.persist(state(7, Some(1))).unwrap();
         drop(node);
-        let error = NodeState::open(dir.path(), 2).unwrap_err();
+        let path = dir.path().join(FILE_NAME);
+        for length in [0, 100, 4096, 4200, 8193] {
+            let file = OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(length).unwrap();
+            let error = NodeState::open(dir.path(), 1).unwrap_err();
+            assert!(
+                matches!(error, NodeStateError::Length { found, .. } if found == length),
+                "{length}: {error}"
+            );
+        }
+        let zeroed = tempfile::tempdir().unwrap();
+        std::fs::write(zeroed.path().join(FILE_NAME), vec![0u8; 8192]).unwrap();
+        let error = NodeState::open(zeroed.path(), 1).unwrap_err();
+        assert!(
+            matches!(error, NodeStateError::NoValidRecord { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("not a node-state record"));
+    }
+
+    #[test]
+    fn slots_that_alternating_writes_could_not_leave_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(NodeState::create(dir.path(), 1).unwrap());
+        // A record of odd sequence in the first slot is not trusted: the second is read.
+        scribble(dir.path(), 0, &encode(1, 5, state(2, Some(1))));
+        assert_eq!(
+            NodeState::open(dir.path(), 1).unwrap().current(),
+            TermAndVote::default()
+        );
+        // And with an even sequence in the second slot too, nothing is left to trust.
+        scribble(dir.path(), 4096, &encode(1, 4, state(2, Some(1))));
+        let error = NodeState::open(dir.path(), 1).unwrap_err();
+        assert!(
+            matches!(error, NodeStateError::NoValidRecord { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("parity"), "{error}");
+    }
+
+    #[test]
+    fn another_member_another_major_a_forged_sequence_or_a_bad_vote_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(NodeState::create(dir.path(), 1).unwrap());
         assert!(matches!(
-            error,
-            NodeStateError::OtherMember {
+            NodeState::open(dir.path(), 2),
+            Err(NodeStateError::OtherMember {
                 found: 1,
                 expected: 2,
                 ..
-            }
+            })
         ));
-
-        // Another major version, with a valid checksum.
-        let mut newer = encode(1, 7, state(8, None));
+        // Sequences 4 and 1: both valid, not consecutive.
+        scribble(dir.path(), 0, &encode(1, 4, state(2, None)));
+        assert!(matches!(
+            NodeState::open(dir.path(), 1),
+            Err(NodeStateError::Inconsistent {
+                first: 4,
+                second: 1,
+                ..
+            })
+        ));
+        // The newest at the last sequence there is.
+        scribble(dir.path(), 0, &encode(1, u64::MAX - 1, state(2, None)));
+        scribble(dir.path(), 4096, &encode(1, u64::MAX, state(2, None)));
+        assert!(matches!(
+            NodeState::open(dir.path(), 1),
+            Err(NodeStateError::Exhausted { .. })
+        ));
+        // Another major version, whatever its checksum says.
+        let mut newer = encode(1, 2, state(2, None));
         newer[8..12].copy_from_slice(&SemanticVersion::new(2, 0, 0).compose().to_le_bytes());
-        let checksum = crc32c::crc32c(&newer[..RECORD_LENGTH]);
-        newer[RECORD_LENGTH..RECORD_LENGTH + 4].copy_from_slice(&checksum.to_le_bytes());
         scribble(dir.path(), 0, &newer);
-        let error = NodeState::open(dir.path(), 1).unwrap_err();
-        assert!(matches!(error, NodeStateError::Version { .. }), "{error}");
-
-        scribble(dir.path(), 0, &[0x11; 64]);
-        let mut torn = encode(1, 9, state(9, Some(1)));
-        torn[20] ^= 0xFF;
-        scribble(dir.path(), 512, &torn);
-        let error = NodeState::open(dir.path(), 1).unwrap_err();
-        let text = error.to_string();
-        assert!(
-            matches!(error, NodeStateError::NoValidRecord { .. }),
-            "{text}"
-        );
-        assert!(
-            text.contains("not a node-state record") && text.contains("checksum"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn a_torn_first_vote_leaves_the_initial_record_and_a_torn_initial_record_reads_as_new() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(NodeState::open(dir.path(), 4).unwrap());
+        assert!(matches!(
+            NodeState::open(dir.path(), 1),
+            Err(NodeStateError::Version { .. })
+        ));
+        let mut bad_vote = encode(1, 2, state(1, None));
+        bad_vote[32..40].copy_from_slice(&(-5i64).to_le_bytes());
+        reseal(&mut bad_vote);
+        assert_eq!(decode(&bad_vote, 0).err(), Some("a vote for no member"));
+        let most = encode(1, 2, state(1, Some(u32::MAX)));
         assert_eq!(
-            std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len(),
-            u64::try_from(SLOT_LENGTH).unwrap(),
-            "the initial record is on disk"
+            decode(&most, 0).ok().map(|record| record.state.voted_for),
+            Some(Some(u32::MAX))
         );
-        // The first vote (the second slot) torn.
-        scribble(dir.path(), 512, &[0x5A; 30]);
-        let mut node = NodeState::open(dir.path(), 4).unwrap();
-        assert_eq!(node.current(), TermAndVote::default());
-        node.persist(state(1, Some(4))).unwrap();
-        assert_eq!(
-            NodeState::open(dir.path(), 4).unwrap().current(),
-            state(1, Some(4))
-        );
-
-        // The initial record itself torn, nothing after it: nothing was ever persisted.
-        let fresh = tempfile::tempdir().unwrap();
-        drop(NodeState::open(fresh.path(), 4).unwrap());
-        scribble(fresh.path(), 16, &[0x77; 8]);
-        let mut node = NodeState::open(fresh.path(), 4).unwrap();
-        assert_eq!(node.current(), TermAndVote::default());
-        node.persist(state(2, None)).unwrap();
-        assert_eq!(
-            NodeState::open(fresh.path(), 4).unwrap().current(),
-            state(2, None)
-        );
-    }
-
-    #[test]
-    fn a_vote_for_no_member_is_not_a_valid_record() {
-        let mut slot = encode(0, 1, state(1, None));
-        slot[32..40].copy_from_slice(&(-5i64).to_le_bytes());
-        let checksum = crc32c::crc32c(&slot[..RECORD_LENGTH]);
-        slot[RECORD_LENGTH..RECORD_LENGTH + 4].copy_from_slice(&checksum.to_le_bytes());
-        assert!(decode(&slot).is_err());
-        let slot = encode(0, 1, state(1, Some(u32::MAX)));
-        assert_eq!(decode(&slot).unwrap().state.voted_for, Some(u32::MAX));
     }
 }

@@ -25,10 +25,14 @@
 //! cut is durable and before anything is written after the cut. A byte on disk then always has
 //! its term on disk, and a term recorded for bytes that were lost is cut with them.
 //!
-//! A torn last record (a crash during its append) is cut off when the file is opened, and said
-//! so; a bad record anywhere else, a bad header, another member's file or another major
-//! version's is refused with an error that names it: records are never rewritten in place, so
-//! such damage is not a crash's.
+//! [`RecordingLog::create`] writes the header under a temporary name, syncs it, renames it into
+//! place and syncs the directory, so the file exists whole or not at all; [`RecordingLog::open`]
+//! refuses a missing file (only the member's node knows whether its directory is new). A torn
+//! last record (a crash during its append) is cut off when the file is opened, and said so; a
+//! bad record anywhere else, a bad header, another member's file or another major version's is
+//! refused with an error that names it: records are never rewritten in place, so such damage
+//! is not a crash's. (A file cut at a record boundary by a bad disk reads as fewer records; the
+//! member cross-checks what it rebuilds against its log.)
 //!
 //! One owner writes the file: the member running in the directory, on the thread that carries
 //! out its consensus core's outputs.
@@ -148,8 +152,20 @@ pub struct RecordingLog {
 }
 
 impl RecordingLog {
-    /// Opens (or creates) the file in `dir` for `member_id`, reads every record and cuts off a
-    /// torn last one ([`RecordingLog::repaired_bytes`]).
+    /// Creates the file in `dir` for `member_id`, with no records, whole or not at all; fails
+    /// if it exists.
+    pub fn create(dir: &Path, member_id: u32) -> Result<Self, RecordingLogError> {
+        crate::durable_file::create_whole(dir, FILE_NAME, &header(member_id)).map_err(
+            |source| RecordingLogError::Io {
+                path: dir.join(FILE_NAME),
+                source,
+            },
+        )?;
+        Self::open(dir, member_id)
+    }
+
+    /// Opens the file in `dir` for `member_id`, reads every record and cuts off a torn last
+    /// one ([`RecordingLog::repaired_bytes`]).
     pub fn open(dir: &Path, member_id: u32) -> Result<Self, RecordingLogError> {
         let path = dir.join(FILE_NAME);
         let io = |source| RecordingLogError::Io {
@@ -159,8 +175,6 @@ impl RecordingLog {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
             .open(&path)
             .map_err(io)?;
         let length = file.metadata().map_err(io)?.len();
@@ -171,14 +185,10 @@ impl RecordingLog {
             repaired_bytes: 0,
         };
         if length < RECORD_LENGTH_U64 {
-            // New, or its creation was torn before the header was whole: nothing was recorded.
-            log.file
-                .write_all_at(&header(member_id), 0)
-                .and_then(|()| log.file.set_len(RECORD_LENGTH_U64))
-                .and_then(|()| log.file.sync_all())
-                .map_err(io)?;
-            File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
-            return Ok(log);
+            return Err(RecordingLogError::Header {
+                path,
+                reason: "shorter than its header",
+            });
         }
         let mut bytes = vec![0u8; usize::try_from(length).expect("a recording log fits memory")];
         log.file.read_exact_at(&mut bytes, 0).map_err(io)?;
@@ -211,6 +221,10 @@ impl RecordingLog {
         // The records must replay; a file whose records contradict each other is refused now,
         // not when the member needs its history.
         log.term_history(u64::MAX)?;
+        crate::durable_file::sync_dir(dir).map_err(|source| RecordingLogError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Ok(log)
     }
 
@@ -328,9 +342,7 @@ fn check_header(path: &Path, bytes: &[u8], member_id: u32) -> Result<(), Recordi
     if bytes[0..8] != MAGIC {
         return Err(refuse("no magic"));
     }
-    if !sealed(bytes) {
-        return Err(refuse("checksum mismatch"));
-    }
+    // The version before the checksum: a later major may lay the rest out otherwise.
     let version = SemanticVersion::decompose(u32_at(bytes, 8))
         .map_err(|_| refuse("an unreadable version"))?;
     if !version.is_compatible_with(VERSION) {
@@ -338,6 +350,9 @@ fn check_header(path: &Path, bytes: &[u8], member_id: u32) -> Result<(), Recordi
             path: path.to_path_buf(),
             found: version,
         });
+    }
+    if !sealed(bytes) {
+        return Err(refuse("checksum mismatch"));
     }
     let found = u32_at(bytes, 12);
     if found != member_id {
@@ -422,7 +437,7 @@ mod tests {
     #[test]
     fn records_read_back_and_replay_into_the_term_history() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = RecordingLog::open(dir.path(), 1).unwrap();
+        let mut log = RecordingLog::create(dir.path(), 1).unwrap();
         assert!(log.records().is_empty());
         log.append(Record::Term { term: 1, base: 0 }).unwrap();
         log.append(Record::Term { term: 2, base: 640 }).unwrap();
@@ -452,7 +467,7 @@ mod tests {
     #[test]
     fn a_torn_last_record_is_cut_off_and_said() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = RecordingLog::open(dir.path(), 0).unwrap();
+        let mut log = RecordingLog::create(dir.path(), 0).unwrap();
         log.append(Record::Term { term: 1, base: 0 }).unwrap();
         log.append(Record::Term { term: 4, base: 96 }).unwrap();
         drop(log);
@@ -480,7 +495,7 @@ mod tests {
     #[test]
     fn damage_before_the_last_record_another_member_or_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = RecordingLog::open(dir.path(), 2).unwrap();
+        let mut log = RecordingLog::create(dir.path(), 2).unwrap();
         log.append(Record::Term { term: 1, base: 0 }).unwrap();
         log.append(Record::Term { term: 2, base: 64 }).unwrap();
         drop(log);
@@ -500,7 +515,7 @@ mod tests {
         );
 
         let other = tempfile::tempdir().unwrap();
-        drop(RecordingLog::open(other.path(), 2).unwrap());
+        drop(RecordingLog::create(other.path(), 2).unwrap());
         let mut newer = header(2);
         newer[8..12].copy_from_slice(&SemanticVersion::new(2, 0, 0).compose().to_le_bytes());
         seal(&mut newer);
@@ -519,7 +534,7 @@ mod tests {
     #[test]
     fn records_that_contradict_each_other_are_refused_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = RecordingLog::open(dir.path(), 0).unwrap();
+        let mut log = RecordingLog::create(dir.path(), 0).unwrap();
         log.append(Record::Term { term: 3, base: 0 }).unwrap();
         log.append(Record::Term { term: 2, base: 64 }).unwrap();
         drop(log);
@@ -529,23 +544,25 @@ mod tests {
             "{error}"
         );
         let first_not_at_zero = tempfile::tempdir().unwrap();
-        let mut log = RecordingLog::open(first_not_at_zero.path(), 0).unwrap();
+        let mut log = RecordingLog::create(first_not_at_zero.path(), 0).unwrap();
         log.append(Record::Term { term: 1, base: 32 }).unwrap();
         drop(log);
         assert!(RecordingLog::open(first_not_at_zero.path(), 0).is_err());
     }
 
     #[test]
-    fn a_torn_creation_reads_as_new() {
+    fn a_missing_or_headless_file_is_refused_and_a_file_is_created_once() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            RecordingLog::open(dir.path(), 6),
+            Err(RecordingLogError::Io { .. })
+        ));
+        drop(RecordingLog::create(dir.path(), 6).unwrap());
+        assert!(RecordingLog::create(dir.path(), 6).is_err(), "created once");
         std::fs::write(dir.path().join(FILE_NAME), b"TERN").unwrap();
-        let mut log = RecordingLog::open(dir.path(), 6).unwrap();
-        assert!(log.records().is_empty());
-        log.append(Record::Term { term: 1, base: 0 }).unwrap();
-        drop(log);
-        assert_eq!(
-            RecordingLog::open(dir.path(), 6).unwrap().records().len(),
-            1
-        );
+        assert!(matches!(
+            RecordingLog::open(dir.path(), 6),
+            Err(RecordingLogError::Header { .. })
+        ));
     }
 }
