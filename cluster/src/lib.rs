@@ -33,7 +33,7 @@
 pub mod consensus;
 pub mod container;
 pub mod digest;
-mod durable_file;
+pub mod durable_file;
 pub mod fuzz_checks;
 pub mod kv;
 pub mod local;

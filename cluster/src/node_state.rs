@@ -29,14 +29,14 @@
 //! [`NodeState::persist`] is fatal to the member: the record may be half on disk, and the core
 //! must not go on as if it were either.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use tern_codec::SemanticVersion;
 
-use crate::durable_file;
+use crate::durable_file::{self, OwnerError};
 
 /// The file's name in a member's directory.
 pub const FILE_NAME: &str = "node-state";
@@ -105,24 +105,9 @@ pub enum NodeStateError {
         /// The second slot's sequence.
         second: u64,
     },
-    /// The file belongs to another member.
-    #[error("{path} belongs to member {found}, not member {expected}")]
-    OtherMember {
-        /// The file.
-        path: PathBuf,
-        /// The member the file names.
-        found: u32,
-        /// The member opening it.
-        expected: u32,
-    },
-    /// The file was written by a build of another major version.
-    #[error("{path} is version {found}; this build reads {VERSION}")]
-    Version {
-        /// The file.
-        path: PathBuf,
-        /// The version found.
-        found: SemanticVersion,
-    },
+    /// The file is another member's, or of a version this build does not read.
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
     /// The sequence numbers are used up (only a forged file gets there).
     #[error("{path}: the record sequence is exhausted")]
     Exhausted {
@@ -171,12 +156,7 @@ impl NodeState {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        let length = file.metadata().map_err(io)?.len();
+        let (file, length) = durable_file::open_existing(&path).map_err(io)?;
         if length != FILE_LENGTH {
             return Err(NodeStateError::Length {
                 path,
@@ -191,19 +171,8 @@ impl NodeState {
         let first = decode(&slots[0], 0);
         let second = decode(&slots[1], 1);
         for record in [&first, &second].into_iter().flatten() {
-            if !record.version.is_compatible_with(VERSION) {
-                return Err(NodeStateError::Version {
-                    path,
-                    found: record.version,
-                });
-            }
-            if record.member_id != member_id {
-                return Err(NodeStateError::OtherMember {
-                    path,
-                    found: record.member_id,
-                    expected: member_id,
-                });
-            }
+            durable_file::check_version(&path, record.version, VERSION)?;
+            durable_file::check_member(&path, record.member_id, member_id)?;
         }
         let newest = match (first, second) {
             (Ok(a), Ok(b)) => {
@@ -338,6 +307,8 @@ fn decode(slot: &[u8; RECORD_LENGTH], index: usize) -> Result<Record, &'static s
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn state(term: u64, vote: Option<u32>) -> TermAndVote {
@@ -459,11 +430,11 @@ mod tests {
         drop(NodeState::create(dir.path(), 1).unwrap());
         assert!(matches!(
             NodeState::open(dir.path(), 2),
-            Err(NodeStateError::OtherMember {
+            Err(NodeStateError::Owner(OwnerError::OtherMember {
                 found: 1,
                 expected: 2,
                 ..
-            })
+            }))
         ));
         // Sequences 4 and 1: both valid, not consecutive.
         scribble(dir.path(), 0, &encode(1, 4, state(2, None)));
@@ -488,7 +459,7 @@ mod tests {
         scribble(dir.path(), 0, &newer);
         assert!(matches!(
             NodeState::open(dir.path(), 1),
-            Err(NodeStateError::Version { .. })
+            Err(NodeStateError::Owner(OwnerError::Version { .. }))
         ));
         let mut bad_vote = encode(1, 2, state(1, None));
         bad_vote[32..40].copy_from_slice(&(-5i64).to_le_bytes());

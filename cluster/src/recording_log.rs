@@ -37,13 +37,14 @@
 //! One owner writes the file: the member running in the directory, on the thread that carries
 //! out its consensus core's outputs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use tern_codec::SemanticVersion;
 
+use crate::durable_file::OwnerError;
 use crate::term_history::{TermHistory, TermHistoryError, TermStart};
 
 /// The file's name in a member's directory.
@@ -111,24 +112,9 @@ pub enum RecordingLogError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// The file belongs to another member.
-    #[error("{path} belongs to member {found}, not member {expected}")]
-    OtherMember {
-        /// The file.
-        path: PathBuf,
-        /// The member the file names.
-        found: u32,
-        /// The member opening it.
-        expected: u32,
-    },
-    /// The file was written by a build of another major version.
-    #[error("{path} is version {found}; this build reads {VERSION}")]
-    Version {
-        /// The file.
-        path: PathBuf,
-        /// The version found.
-        found: SemanticVersion,
-    },
+    /// The file is another member's, or of a version this build does not read.
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
     /// A record before the last is damaged, or the records contradict each other.
     #[error("{path}: record {index} {reason}")]
     Record {
@@ -172,12 +158,7 @@ impl RecordingLog {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        let length = file.metadata().map_err(io)?.len();
+        let (file, length) = crate::durable_file::open_existing(&path).map_err(io)?;
         let mut log = Self {
             file,
             path: path.clone(),
@@ -345,23 +326,11 @@ fn check_header(path: &Path, bytes: &[u8], member_id: u32) -> Result<(), Recordi
     // The version before the checksum: a later major may lay the rest out otherwise.
     let version = SemanticVersion::decompose(u32_at(bytes, 8))
         .map_err(|_| refuse("an unreadable version"))?;
-    if !version.is_compatible_with(VERSION) {
-        return Err(RecordingLogError::Version {
-            path: path.to_path_buf(),
-            found: version,
-        });
-    }
+    crate::durable_file::check_version(path, version, VERSION)?;
     if !sealed(bytes) {
         return Err(refuse("checksum mismatch"));
     }
-    let found = u32_at(bytes, 12);
-    if found != member_id {
-        return Err(RecordingLogError::OtherMember {
-            path: path.to_path_buf(),
-            found,
-            expected: member_id,
-        });
-    }
+    crate::durable_file::check_member(path, u32_at(bytes, 12), member_id)?;
     Ok(())
 }
 
@@ -407,6 +376,8 @@ fn decode(bytes: &[u8]) -> Result<Record, &'static str> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn snapshot(position: u64) -> Record {
@@ -501,11 +472,11 @@ mod tests {
         drop(log);
         assert!(matches!(
             RecordingLog::open(dir.path(), 3),
-            Err(RecordingLogError::OtherMember {
+            Err(RecordingLogError::Owner(OwnerError::OtherMember {
                 found: 2,
                 expected: 3,
                 ..
-            })
+            }))
         ));
         scribble(dir.path(), 64 + 9, &[1]);
         let error = RecordingLog::open(dir.path(), 2).unwrap_err();
@@ -522,7 +493,7 @@ mod tests {
         scribble(other.path(), 0, &newer);
         assert!(matches!(
             RecordingLog::open(other.path(), 2),
-            Err(RecordingLogError::Version { .. })
+            Err(RecordingLogError::Owner(OwnerError::Version { .. }))
         ));
         scribble(other.path(), 0, b"NOTALOG!");
         assert!(matches!(
