@@ -806,6 +806,42 @@ mod tests {
         assert!(!format.whole_frames(&log[..1056], 32));
     }
 
+    proptest::proptest! {
+        /// Any run of entries of any sizes, in a log of short terms: every frame sits inside
+        /// its term, PADs only end terms, the scan takes the whole log, and the frames from any
+        /// entry boundary on are a valid run there and nowhere else.
+        #[test]
+        fn any_run_of_entries_tiles_the_terms(
+            lengths in proptest::collection::vec(1usize..=ENTRY_LENGTH_MAX - FRAME_HEADER_LENGTH, 1..60),
+        ) {
+            let format = LogFormat::new(TERM_LENGTH_MIN).unwrap();
+            let mut log = Vec::new();
+            for (index, length) in lengths.iter().enumerate() {
+                let position = widen(log.len());
+                let message = vec![u8::try_from(index % 251).unwrap(); *length];
+                let written = format.write_entry(&mut log, position, &message);
+                proptest::prop_assert_eq!(widen(log.len()), position + written.length);
+            }
+            proptest::prop_assert_eq!(format.scan(&log, 0).valid_end, widen(log.len()));
+            let mut position = 0usize;
+            while position < log.len() {
+                let at = widen(position);
+                let entry = format.check_frame(&log[position..], at).unwrap();
+                let end = at + entry.length;
+                let term = format.term_length();
+                proptest::prop_assert!(at / term == (end - 1) / term, "crosses a term at {}", at);
+                if entry.pad {
+                    proptest::prop_assert_eq!(end % term, 0);
+                }
+                proptest::prop_assert!(format.whole_frames(&log[position..], at));
+                if position > 0 {
+                    proptest::prop_assert!(!format.whole_frames(&log[position..], at - 32));
+                }
+                position += usize::try_from(entry.length).unwrap();
+            }
+        }
+    }
+
     #[test]
     fn a_frame_elsewhere_than_it_says_is_misplaced() {
         let format = LogFormat::new(TERM_LENGTH_MIN).unwrap();
