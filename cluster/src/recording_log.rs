@@ -288,6 +288,99 @@ impl RecordingLog {
     }
 }
 
+/// Where a rebuilt term history and the log disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TermMismatch {
+    /// A term's first bytes are not its leader's first entry (a PAD may come before it).
+    #[error("term {term} starts at {base}, but no new-leadership-term entry of term {term} does")]
+    NoTermStart {
+        /// The term.
+        term: u64,
+        /// Its recorded base.
+        base: u64,
+    },
+    /// A new-leadership-term entry lies in another term's range.
+    #[error("a new-leadership-term entry of term {found} lies at {position}, in term {recorded}")]
+    Misattributed {
+        /// The entry's position.
+        position: u64,
+        /// The term it names.
+        found: u64,
+        /// The term the history gives that position.
+        recorded: u64,
+    },
+    /// The log does not read as valid entries in the range checked.
+    #[error("the log does not read at {position}: {error}")]
+    Unreadable {
+        /// Where.
+        position: u64,
+        /// Why.
+        error: crate::log_entry::EntryError,
+    },
+}
+
+/// Checks a rebuilt term history against the log it describes, from `from` (an entry boundary:
+/// the start, or a snapshot's position) to `to` (the log's end): every term that starts in the
+/// range starts with its leader's new-leadership-term entry (after a PAD at most), and every
+/// such entry lies in its own term. A term record lost to a bad disk (a file cut at a record
+/// boundary reads as fewer records) shows up here, before the member trusts the history.
+pub fn check_terms_against_log(
+    history: &TermHistory,
+    log: &(impl crate::consensus::LogView + ?Sized),
+    from: u64,
+    to: u64,
+) -> Result<(), TermMismatch> {
+    use crate::log_entry::{ENTRY_LENGTH_MAX, Entry, LogEvent};
+    let read = |position: u64| {
+        let bytes = log.read(position, u64::try_from(ENTRY_LENGTH_MAX).expect("fits"));
+        Entry::read(bytes, position)
+            .and_then(|entry| entry.event().map(|event| (entry, event)))
+            .map_err(|error| TermMismatch::Unreadable { position, error })
+    };
+    for start in history.entries() {
+        if start.base < from || start.base >= to {
+            continue;
+        }
+        let (entry, event) = read(start.base)?;
+        let event = if entry.pad {
+            if start.base + entry.length >= to {
+                // The PAD is all that survived of the term: its first entry was lost with the
+                // log's tail.
+                continue;
+            }
+            read(start.base + entry.length)?.1
+        } else {
+            event
+        };
+        let starts_term = matches!(
+            event,
+            Some(LogEvent::NewLeadershipTerm(ref term)) if term.term() == start.term
+        );
+        if !starts_term {
+            return Err(TermMismatch::NoTermStart {
+                term: start.term,
+                base: start.base,
+            });
+        }
+    }
+    let mut position = from;
+    while position < to {
+        let (entry, event) = read(position)?;
+        if let Some(LogEvent::NewLeadershipTerm(term)) = event {
+            let recorded = history.term_at(position);
+            if recorded != term.term() {
+                return Err(TermMismatch::Misattributed {
+                    position,
+                    found: term.term(),
+                    recorded,
+                });
+            }
+        }
+        position += entry.length;
+    }
+    Ok(())
+}
+
 fn header(member_id: u32) -> [u8; RECORD_LENGTH] {
     let mut bytes = [0u8; RECORD_LENGTH];
     bytes[0..8].copy_from_slice(&MAGIC);
@@ -519,6 +612,127 @@ mod tests {
         log.append(Record::Term { term: 1, base: 32 }).unwrap();
         drop(log);
         assert!(RecordingLog::open(first_not_at_zero.path(), 0).is_err());
+    }
+
+    #[test]
+    fn a_history_that_lost_a_term_record_disagrees_with_the_log() {
+        use crate::local::LocalCluster;
+        // A real log of three terms: elect, commit, isolate the leader, elect again, twice.
+        let mut cluster = LocalCluster::new(3, 13).unwrap();
+        let mut leader = cluster.elect(1_000_000, 10_000_000_000).unwrap();
+        for round in 0..3 {
+            let command = crate::kv::Command::Put {
+                key: 1,
+                value: round,
+            }
+            .encode(0);
+            cluster.submit(leader, 1, round + 1, &command).unwrap();
+            cluster.tick();
+            cluster.advance(100_000_000);
+            if round < 2 {
+                cluster.set_isolated(leader, true);
+                let old = leader;
+                for _ in 0..400 {
+                    cluster.advance(10_000_000);
+                    if let Some(new) = cluster.leader().filter(|&new| new != old) {
+                        leader = new;
+                        break;
+                    }
+                }
+                cluster.set_isolated(old, false);
+                cluster.advance(300_000_000);
+            }
+        }
+        let member = cluster.member(leader);
+        let log = member.log.clone();
+        let history = member.consensus.term_history().clone();
+        let end = u64::try_from(log.len()).unwrap();
+        assert!(history.entries().len() >= 3, "{:?}", history.entries());
+        check_terms_against_log(&history, &log, 0, end).unwrap();
+
+        // The last term's record lost: its entries are taken for the term before.
+        let mut lost = history.entries().to_vec();
+        let last = lost.pop().unwrap();
+        let cut = TermHistory::from_entries(lost).unwrap();
+        assert!(matches!(
+            check_terms_against_log(&cut, &log, 0, end),
+            Err(TermMismatch::Misattributed { position, found, .. })
+                if position == last.base && found == last.term
+        ));
+        // A term recorded where its leader did not start.
+        let mut shifted = history.entries().to_vec();
+        let index = shifted.len() - 1;
+        shifted[index].base += 32 * 4;
+        let shifted = TermHistory::from_entries(shifted).unwrap();
+        assert!(check_terms_against_log(&shifted, &log, 0, end).is_err());
+    }
+
+    #[test]
+    fn a_term_may_start_with_a_pad_and_a_pad_alone_may_survive_of_it() {
+        use crate::log_entry::{
+            LogFormat, TERM_LENGTH_MIN, new_leadership_term, session_message, timer_fired,
+        };
+        let format = LogFormat::new(TERM_LENGTH_MIN).unwrap();
+        let mut log = Vec::new();
+        let append = |log: &mut Vec<u8>, term: Option<u64>| {
+            let position = u64::try_from(log.len()).unwrap();
+            format
+                .append_entry(log, position, |buf| match term {
+                    Some(term) => {
+                        let mut encoder = new_leadership_term::Encoder::wrap(buf)?;
+                        encoder.term(term);
+                        Ok(encoder.finish())
+                    }
+                    None => {
+                        let mut encoder = timer_fired::Encoder::wrap(buf)?;
+                        encoder.correlation_id(position);
+                        Ok(encoder.finish())
+                    }
+                })
+                .unwrap()
+        };
+        append(&mut log, Some(1));
+        // One 96-byte entry, then 64-byte ones: the term's last 32 bytes are too few for the
+        // next term's 64-byte first entry.
+        format
+            .append_entry(&mut log, 64, |buf| {
+                let mut encoder = session_message::Encoder::wrap(buf)?;
+                encoder.session_id(1).request_id(1);
+                Ok(encoder.payload(&[0; 28])?.finish())
+            })
+            .unwrap();
+        assert_eq!(log.len(), 160);
+        while log.len() < 16 * 1024 - 32 {
+            append(&mut log, None);
+        }
+        let pad_at = u64::try_from(log.len()).unwrap();
+        let written = append(&mut log, Some(2));
+        assert!(
+            written.position > pad_at,
+            "the new term's entry follows a PAD"
+        );
+        let end = u64::try_from(log.len()).unwrap();
+        let two_terms = TermHistory::from_entries(vec![
+            TermStart { term: 1, base: 0 },
+            TermStart {
+                term: 2,
+                base: pad_at,
+            },
+        ])
+        .unwrap();
+        check_terms_against_log(&two_terms, &log, 0, end).unwrap();
+        // Only the PAD survived a crash: the term's first entry went with the tail.
+        check_terms_against_log(&two_terms, &log, 0, written.position).unwrap();
+        // Term 2's record lost.
+        let one_term = TermHistory::from_entries(vec![TermStart { term: 1, base: 0 }]).unwrap();
+        assert!(matches!(
+            check_terms_against_log(&one_term, &log, 0, end),
+            Err(TermMismatch::Misattributed {
+                found: 2,
+                recorded: 1,
+                ..
+            })
+        ));
     }
 
     #[test]
