@@ -4,9 +4,6 @@
 //! The archive agent runs on the test thread, stepped with its own clock; the driver and the
 //! client conductors run on their own threads and are not counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tern_archive::archive::{Archive, ArchiveConfig};
@@ -16,41 +13,9 @@ use tern_engine::agent::{Agent, Clock, Now, SystemClock};
 use tern_engine::client::{ClientConfig, OfferResult, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping touches
-// only a const-initialised thread-local flag and an atomic, neither of which allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's layout obligations pass straight through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn counted<R>(work: impl FnOnce() -> R) -> (R, u64) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|counting| counting.set(true));
-    let result = work();
-    COUNTING.with(|counting| counting.set(false));
-    (result, ALLOCATIONS.load(Ordering::Relaxed) - before)
-}
+#[path = "../../codec/tests/support/counting_allocator.rs"]
+mod counting_allocator;
+use counting_allocator::counted;
 
 /// The archive's clock, stepped a millisecond per duty cycle so progress events come due.
 struct Stepped(Now);

@@ -3,48 +3,12 @@
 //! commit-only) make no allocation, because the caller hands every carried-out buffer back with
 //! `Consensus::recycle`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tern_cluster::kv::Command;
 use tern_cluster::local::{LocalCluster, Mode};
 
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping touches
-// only a const-initialised thread-local flag and an atomic, neither of which allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's layout obligations pass straight through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: `ptr` came from this allocator with `layout`; the caller upholds the rest.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+#[path = "../../codec/tests/support/counting_allocator.rs"]
+mod counting_allocator;
+use counting_allocator::counted;
 
 const SESSIONS: u64 = 64;
 
@@ -72,11 +36,7 @@ fn replicating_and_committing_allocates_nothing_after_warm_up() {
     let mut next_request = 0;
     rounds(&mut cluster, leader, &mut next_request, 2_000);
 
-    COUNTING.with(|counting| counting.set(true));
-    rounds(&mut cluster, leader, &mut next_request, 5_000);
-    COUNTING.with(|counting| counting.set(false));
-
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let ((), allocations) = counted(|| rounds(&mut cluster, leader, &mut next_request, 5_000));
     assert_eq!(
         allocations, 0,
         "{allocations} allocations in 5 000 rounds of {SESSIONS} commands"

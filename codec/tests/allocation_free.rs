@@ -1,38 +1,16 @@
-//! The codec never allocates: a counting global allocator watches a million encode/decode
+//! The codec never allocates: a counting global allocator (`support/counting_allocator.rs`) watches a million encode/decode
 //! cycles of a message, a DATA frame, a status message and a feature-flag record after warm-up.
 //! This file holds one test so that nothing else runs in the process while it counts.
 
 mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "support/counting_allocator.rs"]
+mod counting_allocator;
 
 use common::v1_1;
+use counting_allocator::counted;
 use tern_codec::UnknownPolicy;
 use tern_codec::flags::{FeatureFlags, FeatureFlagsEncoder, Flag, FlagValue};
 use tern_codec::frame::{DataFrame, DataHeader, DatagramFrames, FrameType, StatusMessage};
-
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
-// GlobalAlloc contract; the counter is a relaxed atomic that touches no allocated memory.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's layout obligations pass straight through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout, via `alloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn cycle(round: u64, message: &mut [u8], frame: &mut [u8], flags: &mut [u8]) -> u64 {
     let mut encoder = v1_1::order::Encoder::wrap(message).unwrap();
@@ -121,11 +99,11 @@ fn a_million_cycles_allocate_nothing() {
     for round in 0..1_000 {
         checksum += cycle(round, &mut message, &mut frame, &mut flags);
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for round in 0..1_000_000 {
-        checksum += cycle(round, &mut message, &mut frame, &mut flags);
-    }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let ((), allocations) = counted(|| {
+        for round in 0..1_000_000 {
+            checksum += cycle(round, &mut message, &mut frame, &mut flags);
+        }
+    });
     assert_eq!(allocations, 0, "the codec allocated {allocations} times");
     assert!(checksum > 0);
 }

@@ -6,47 +6,20 @@
 //! blur the count.
 #![cfg(not(loom))]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tern_engine::client::{ClientConfig, FragmentAssembler, OfferResult, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
+
+#[path = "../../codec/tests/support/counting_allocator.rs"]
+mod counting_allocator;
+use counting_allocator::counted;
 
 #[cfg(target_os = "linux")]
 #[path = "support/io_uring.rs"]
 mod io_uring_support;
 #[cfg(target_os = "linux")]
 use io_uring_support::io_uring_runs;
-
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping touches
-// only a const-initialised thread-local flag and an atomic, neither of which allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's layout obligations pass straight through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// An embedded driver with 1 MiB IPC terms in a directory named after `name`, and a client.
 fn driver_and_client(name: &str) -> (MediaDriver, Tern) {
@@ -106,12 +79,11 @@ fn a_million_offer_poll_cycles_allocate_nothing() {
     for index in 0..10_000 {
         cycle(index);
     }
-    COUNTING.with(|counting| counting.set(true));
-    for index in 0..1_000_000 {
-        cycle(index);
-    }
-    COUNTING.with(|counting| counting.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let ((), allocations) = counted(|| {
+        for index in 0..1_000_000 {
+            cycle(index);
+        }
+    });
     drop(assembler);
     assert_eq!(
         allocations, 0,
@@ -151,12 +123,11 @@ fn a_million_exclusive_offers_and_polls_allocate_nothing() {
     for index in 0..10_000 {
         cycle(index);
     }
-    COUNTING.with(|counting| counting.set(true));
-    for index in 0..1_000_000 {
-        cycle(index);
-    }
-    COUNTING.with(|counting| counting.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let ((), allocations) = counted(|| {
+        for index in 0..1_000_000 {
+            cycle(index);
+        }
+    });
     assert_eq!(
         allocations, 0,
         "the exclusive data path allocated {allocations} times"
@@ -218,12 +189,11 @@ fn udp_batches_allocate_nothing(io: tern_engine::udp_transport::UdpIo) {
     for _ in 0..100 {
         cycle();
     }
-    COUNTING.with(|counting| counting.set(true));
-    for _ in 0..10_000 {
-        cycle();
-    }
-    COUNTING.with(|counting| counting.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let ((), allocations) = counted(|| {
+        for _ in 0..10_000 {
+            cycle();
+        }
+    });
     assert_eq!(
         allocations, 0,
         "UDP send and receive allocated {allocations} times"
@@ -332,12 +302,11 @@ fn udp_stream_allocates_nothing(udp_io: &str) {
     for index in 0..20_000 {
         cycle(index);
     }
-    COUNTING.with(|counting| counting.set(true));
-    for index in 0..200_000 {
-        cycle(index);
-    }
-    COUNTING.with(|counting| counting.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let ((), allocations) = counted(|| {
+        for index in 0..200_000 {
+            cycle(index);
+        }
+    });
     drop(assembler);
     assert_eq!(allocations, 0, "the UDP path allocated {allocations} times");
     assert!(delivered > 200_000, "delivered {delivered}");
