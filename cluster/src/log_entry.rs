@@ -483,28 +483,32 @@ impl LogFormat {
             from <= end,
             "scan starts at {from}, past the log's {end} bytes"
         );
-        let mut position = from;
-        while position < end {
-            let start = usize::try_from(position).expect("position is within the slice");
-            let bytes = &log[start..];
-            if bytes.len() >= 4 && bytes[..4] == [0; 4] {
-                return Scan {
-                    valid_end: position,
-                    stopped_by: None,
-                };
+        let start = usize::try_from(from).expect("position is within the slice");
+        self.scan_at(&log[start..], from)
+    }
+
+    /// Walks the frames of `bytes`, which lie at log position `position` (an entry boundary),
+    /// as [`LogFormat::scan`] does: a log held in pieces (segment files) is scanned a piece at
+    /// a time.
+    pub fn scan_at(self, bytes: &[u8], position: u64) -> Scan {
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            if rest.len() >= 4 && rest[..4] == [0; 4] {
+                break;
             }
-            match self.check_frame(bytes, position) {
-                Ok(entry) => position += entry.length,
+            match self.check_frame(rest, position + widen(at)) {
+                Ok(entry) => at += usize::try_from(entry.length).expect("entries are small"),
                 Err(error) => {
                     return Scan {
-                        valid_end: position,
+                        valid_end: position + widen(at),
                         stopped_by: Some(error),
                     };
                 }
             }
         }
         Scan {
-            valid_end: position,
+            valid_end: position + widen(at),
             stopped_by: None,
         }
     }
