@@ -33,6 +33,7 @@
 // that one call and says why it is sound; everything else is safe code.
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod consensus;
 pub mod container;
 pub mod digest;
@@ -42,6 +43,7 @@ pub mod kv;
 pub mod local;
 pub mod log_entry;
 pub mod member_log;
+pub mod node;
 pub mod node_state;
 pub mod planted;
 pub mod protocol;

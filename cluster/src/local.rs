@@ -161,6 +161,11 @@ impl LocalCluster {
         &self.members[index(id)]
     }
 
+    /// A member, to drive its core directly (tests of one rule).
+    pub fn member_mut(&mut self, id: u32) -> &mut LocalMember {
+        &mut self.members[index(id)]
+    }
+
     /// The current (virtual) time.
     pub fn now_ns(&self) -> u64 {
         self.now_ns

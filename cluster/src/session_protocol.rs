@@ -1,6 +1,12 @@
 //! The client session protocol: commands clients send to the cluster (ingress) and the answers
 //! they get back (egress), as versioned `tern-codec` schemas.
 //!
+//! A client first sends a member `session_connect`, naming the channel and stream where it reads
+//! the session's responses (its egress), and sends it again now and then while idle (a member
+//! forgets a session's egress after [`SESSION_TIMEOUT_NS`] without a word from it). The member
+//! answers request id 0: [`ResponseCode::Applied`] when it leads, [`ResponseCode::Redirect`]
+//! otherwise.
+//!
 //! A session is identified by its id; its requests are numbered from 1 and a client sends
 //! request `n + 1` only after request `n` is answered, retrying `n` (to any member) until it is.
 //! The cluster applies each request once ([`crate::container`]) and answers a retry with the
@@ -11,7 +17,9 @@
 use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion};
 
 /// The session protocol's schema and semantic version.
-pub const SESSION_PROTOCOL: Schema = Schema::new("session", 22, SemanticVersion::new(1, 0, 0));
+///
+/// 1.1.0: `session_connect`, which tells a member where to send a session's responses.
+pub const SESSION_PROTOCOL: Schema = Schema::new("session", 22, SemanticVersion::new(1, 1, 0));
 
 tern_codec::enumeration! {
     /// What a response says.
@@ -67,6 +75,41 @@ tern_codec::message! {
             payload (max = 4096) since 0: bytes,
         }
     }
+}
+
+tern_codec::message! {
+    /// A client names where a member sends the session's responses (and keeps it alive).
+    pub mod session_connect (schema = SESSION_PROTOCOL, template = 3, policy = Reject) {
+        block {
+            /// The session.
+            session_id @ 0 since 0: u64,
+            /// The stream the client reads responses on.
+            response_stream_id @ 8 since 0: i32,
+        }
+        groups {}
+        var_data {
+            /// The channel the client reads responses on (a `tern:udp?endpoint=...` URI).
+            response_channel (max = 512) since 0: str,
+        }
+    }
+}
+
+/// A member forgets a session's egress after this long without a connect or a request from it;
+/// clients send `session_connect` at least three times as often.
+pub const SESSION_TIMEOUT_NS: u64 = 10_000_000_000;
+
+/// Encodes a connect into `buf`; returns its length.
+pub fn encode_connect(
+    buf: &mut [u8],
+    session_id: u64,
+    response_stream_id: i32,
+    response_channel: &str,
+) -> Result<usize, tern_codec::EncodeError> {
+    let mut encoder = session_connect::Encoder::wrap(buf)?;
+    encoder
+        .session_id(session_id)
+        .response_stream_id(response_stream_id);
+    Ok(encoder.response_channel(response_channel)?.finish())
 }
 
 /// Encodes a request into a new buffer.

@@ -662,6 +662,30 @@ impl Consensus {
         Ok(())
     }
 
+    /// The caller could not send `message` to `to` (its stream was back-pressured or not
+    /// connected): an append request's entries count as not sent, so the leader sends them
+    /// again from there instead of waiting for a refusal to tell it. Back-pressure is an input.
+    /// Any other message is simply lost, as the network may lose it.
+    pub fn on_send_failed(&mut self, to: u32, message: &[u8]) {
+        if self.role != Role::Leader || to >= self.config.member_count || to == self.id {
+            return;
+        }
+        let Ok(Message::AppendRequest(request)) = Message::decode(message) else {
+            return;
+        };
+        if request.term() != self.current_term || request.entries().is_empty() {
+            return;
+        }
+        let from = request.prev_position();
+        let peer = self.peer(to);
+        if from >= peer.matched_position && from < peer.next_position {
+            peer.next_position = from;
+            // Not sent, so nothing is in flight: the next tick sends again at once.
+            peer.probe_in_flight = false;
+            peer.last_sent_ns = 0;
+        }
+    }
+
     /// The caller finished the sync with `sync_id` (and every earlier one).
     pub fn on_durable(&mut self, now_ns: u64, sync_id: u64) {
         self.advance_clock(now_ns);

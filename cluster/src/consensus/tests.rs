@@ -605,3 +605,46 @@ fn a_newer_minor_version_takes_part_as_usual() {
     elected(&mut cluster);
     assert!(cluster.incompatible_reports().is_empty());
 }
+
+#[test]
+fn entries_whose_send_failed_are_sent_again_without_waiting_for_a_refusal() {
+    let mut cluster = LocalCluster::new(3, 11).unwrap();
+    let leader = elected(&mut cluster);
+    let follower = (leader + 1) % 3;
+    cluster.advance(100 * MS);
+    let before = cluster.member(leader).consensus.appended_position();
+    cluster.set_link(leader, follower, false);
+    cluster.submit(leader, 1, 1, &put(1, 1)).unwrap();
+    // Written first, then sent (and lost) by the next tick.
+    cluster.run_until_idle();
+    cluster.tick();
+    cluster.set_link(leader, follower, true);
+    let member = cluster.member_mut(leader);
+    let end = member.consensus.appended_position();
+    let entries = member.log[usize::try_from(before).unwrap()..].to_vec();
+    let index = usize::try_from(follower).unwrap();
+    assert_eq!(
+        member.consensus.peers[index].next_position, end,
+        "sent, and lost"
+    );
+    let mut failed = vec![0u8; 128 + entries.len()];
+    let mut encoder = append_request::Encoder::wrap(&mut failed).unwrap();
+    encoder
+        .term(member.consensus.current_term())
+        .prev_position(before)
+        .prev_term(member.consensus.current_term())
+        .entry_term(member.consensus.current_term())
+        .commit_position(before)
+        .leader_id(leader);
+    let length = encoder.entries(&entries).unwrap().finish();
+    // A heartbeat that failed changes nothing; the append that failed is sent again at once.
+    member.consensus.on_send_failed(
+        follower,
+        &encode_append(member.consensus.current_term(), leader),
+    );
+    assert_eq!(member.consensus.peers[index].next_position, end);
+    member.consensus.on_send_failed(follower, &failed[..length]);
+    assert_eq!(member.consensus.peers[index].next_position, before);
+    cluster.tick();
+    assert_eq!(cluster.member(follower).log, cluster.member(leader).log);
+}

@@ -43,9 +43,7 @@ struct Slot {
 /// Wraps a message handler so that it sees whole messages.
 pub struct FragmentAssembler<F> {
     handler: F,
-    limits: AssemblerLimits,
-    slots: Vec<Slot>,
-    dropped_messages: u64,
+    assembler: MessageAssembler,
 }
 
 impl<F: FnMut(&[u8], &FragmentHeader)> FragmentAssembler<F> {
@@ -56,9 +54,42 @@ impl<F: FnMut(&[u8], &FragmentHeader)> FragmentAssembler<F> {
 
     /// Delivers whole messages to `handler`, within `limits`.
     pub fn with_limits(handler: F, limits: AssemblerLimits) -> Self {
-        assert!(limits.sessions > 0, "an assembler needs a session slot");
         Self {
             handler,
+            assembler: MessageAssembler::with_limits(limits),
+        }
+    }
+
+    /// Messages dropped for breaking a limit.
+    pub fn dropped_messages(&self) -> u64 {
+        self.assembler.dropped_messages()
+    }
+
+    /// The fragment handler to give `poll`.
+    pub fn on_fragment(&mut self, fragment: &[u8], header: &FragmentHeader) {
+        self.assembler
+            .on_fragment(fragment, header, &mut self.handler);
+    }
+
+    /// The wrapped handler.
+    pub fn handler(&mut self) -> &mut F {
+        &mut self.handler
+    }
+}
+
+/// The assembling state alone, for a reader that hands each poll its own handler (one that
+/// borrows the reader's state for that poll), where [`FragmentAssembler`] keeps one handler.
+pub struct MessageAssembler {
+    limits: AssemblerLimits,
+    slots: Vec<Slot>,
+    dropped_messages: u64,
+}
+
+impl MessageAssembler {
+    /// An assembler within `limits`.
+    pub fn with_limits(limits: AssemblerLimits) -> Self {
+        assert!(limits.sessions > 0, "an assembler needs a session slot");
+        Self {
             limits,
             slots: Vec::new(),
             dropped_messages: 0,
@@ -70,10 +101,16 @@ impl<F: FnMut(&[u8], &FragmentHeader)> FragmentAssembler<F> {
         self.dropped_messages
     }
 
-    /// The fragment handler to give `poll`.
-    pub fn on_fragment(&mut self, fragment: &[u8], header: &FragmentHeader) {
+    /// Takes a fragment; a whole message (the fragment itself when unfragmented) goes to
+    /// `handler`.
+    pub fn on_fragment(
+        &mut self,
+        fragment: &[u8],
+        header: &FragmentHeader,
+        handler: &mut impl FnMut(&[u8], &FragmentHeader),
+    ) {
         if header.is_begin() && header.is_end() {
-            (self.handler)(fragment, header);
+            handler(fragment, header);
             return;
         }
         let index = match self.slot_of(header.session_id, header.is_begin()) {
@@ -102,10 +139,7 @@ impl<F: FnMut(&[u8], &FragmentHeader)> FragmentAssembler<F> {
         slot.buffer.extend_from_slice(fragment);
         if header.is_end() {
             slot.assembling = false;
-            let message = std::mem::take(&mut slot.buffer);
-            (self.handler)(&message, header);
-            let slot = &mut self.slots[index];
-            slot.buffer = message;
+            handler(&slot.buffer, header);
             slot.buffer.clear();
         }
     }
@@ -135,11 +169,6 @@ impl<F: FnMut(&[u8], &FragmentHeader)> FragmentAssembler<F> {
             return Some(self.slots.len() - 1);
         }
         None
-    }
-
-    /// The wrapped handler.
-    pub fn handler(&mut self) -> &mut F {
-        &mut self.handler
     }
 }
 
@@ -186,9 +215,10 @@ mod tests {
         // Session 1's slot is free again: a new session takes it instead of growing the table.
         assembler.on_fragment(b"12", &header(4, data_flags::BEGIN));
         assembler.on_fragment(b"34", &header(4, data_flags::END));
-        assert_eq!(assembler.slots.len(), 2);
+        assert_eq!(assembler.assembler.slots.len(), 2);
         assert!(
             assembler
+                .assembler
                 .slots
                 .iter()
                 .all(|slot| slot.buffer.capacity() <= 8)

@@ -55,7 +55,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use fragment_assembler::{AssemblerLimits, FragmentAssembler};
+pub use fragment_assembler::{AssemblerLimits, FragmentAssembler, MessageAssembler};
 pub use publication::{ExclusivePublication, OfferResult, Publication};
 pub use subscription::{Image, ImageInfo, Subscription};
 

@@ -1,0 +1,634 @@
+//! The member agent: one duty cycle reads consensus messages and client sessions, ticks the
+//! consensus core, carries out its outputs against the member's log and files, applies what is
+//! committed and answers clients.
+//!
+//! Memory and threads: the agent owns everything here and runs on one thread. Messages are
+//! reassembled into buffers the assemblers keep; outputs' buffers go back to the core. Session
+//! egress publications are created when a client connects (a control-plane event that waits for
+//! the driver) and closed when the session falls silent.
+
+use std::collections::HashMap;
+
+use tern_engine::agent::{Agent, Now};
+use tern_engine::client::{
+    AssemblerLimits, FragmentHeader, MessageAssembler, OfferResult, Publication, Subscription, Tern,
+};
+
+use crate::consensus::{AppendError, ConfigError, Consensus, Output, RecoveredState, Role};
+use crate::container::{ContainerOutput, ServiceContainer};
+use crate::kv::KvStore;
+use crate::member_log::{MemberLog, MemberLogError};
+use crate::node_state::{NodeState, NodeStateError, TermAndVote};
+use crate::recording_log::{Record, RecordingLog, RecordingLogError, TermMismatch};
+use crate::session_protocol::{
+    NO_LEADER, ResponseCode, SESSION_PROTOCOL, SESSION_TIMEOUT_NS, session_connect, session_request,
+};
+
+use super::{CONSENSUS_STREAM_ID, INGRESS_STREAM_ID, NodeConfig, SESSION_TERM_LENGTH};
+
+/// Fragments read from a subscription per duty cycle at most.
+const FRAGMENT_LIMIT: usize = 64;
+/// How often idle sessions are looked for.
+const SESSION_SWEEP_NS: u64 = 1_000_000_000;
+/// Sessions a member serves at once at most; connects beyond it are not answered.
+const SESSIONS_MAX: usize = 4096;
+
+/// Why a member cannot start or must stop.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The term-and-vote file refused.
+    #[error(transparent)]
+    NodeState(#[from] NodeStateError),
+    /// The recording log refused.
+    #[error(transparent)]
+    RecordingLog(#[from] RecordingLogError),
+    /// The log refused.
+    #[error(transparent)]
+    Log(#[from] MemberLogError),
+    /// The recorded term history does not describe the log.
+    #[error("the recording log's terms do not match the log: {0}")]
+    Terms(#[from] TermMismatch),
+    /// The configuration or the recovered state cannot start a core.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The media driver refused a publication or subscription.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// A client session's egress.
+struct Session {
+    /// Index into the egress publications.
+    egress: usize,
+    last_heard_ns: u64,
+}
+
+/// One egress publication, shared by the sessions that name its channel and stream.
+struct Egress {
+    channel: String,
+    stream_id: i32,
+    publication: Publication,
+    sessions: usize,
+}
+
+/// Everything a duty cycle changes besides the subscriptions being read.
+struct State {
+    id: u32,
+    consensus: Consensus,
+    container: ServiceContainer<KvStore>,
+    log: MemberLog,
+    node_state: NodeState,
+    recording_log: RecordingLog,
+    /// The last term the recording log holds a record for.
+    recorded_term: u64,
+    tern: Tern,
+    /// Publications to each other member (`None` at this member's own index).
+    peers: Vec<Option<Publication>>,
+    sessions: HashMap<u64, Session>,
+    egress: Vec<Option<Egress>>,
+    next_sweep_ns: u64,
+    /// Consensus messages that did not decode or named no member.
+    bad_messages: u64,
+    /// Sends that failed (back-pressure, a member not connected).
+    failed_sends: u64,
+    /// Why the member stopped, once it has.
+    failure: Option<String>,
+    response: Vec<u8>,
+    clock_offset_ns: i64,
+}
+
+/// The member agent; see the [module docs](self).
+pub struct MemberAgent {
+    consensus_in: Subscription,
+    consensus_assembler: MessageAssembler,
+    ingress: Subscription,
+    ingress_assembler: MessageAssembler,
+    state: State,
+    role_name: String,
+}
+
+impl std::fmt::Debug for MemberAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberAgent")
+            .field("id", &self.state.id)
+            .field("role", &self.state.consensus.role())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemberAgent {
+    /// Recovers member `config.member_id` from its directory and opens its streams.
+    pub fn open(config: NodeConfig, tern: Tern, now: Now) -> Result<Self, MemberError> {
+        let id = config.member_id;
+        let consensus_config = config.consensus_config();
+        std::fs::create_dir_all(&config.dir).map_err(|source| {
+            MemberError::NodeState(NodeStateError::Io {
+                path: config.dir.clone(),
+                source,
+            })
+        })?;
+        let node_state = if config.dir.join(crate::node_state::FILE_NAME).exists() {
+            NodeState::open(&config.dir, id)?
+        } else {
+            NodeState::create(&config.dir, id)?
+        };
+        let recording_log = if config.dir.join(crate::recording_log::FILE_NAME).exists() {
+            RecordingLog::open(&config.dir, id)?
+        } else {
+            RecordingLog::create(&config.dir, id)?
+        };
+        if recording_log.repaired_bytes() > 0 {
+            tracing::warn!(
+                bytes = recording_log.repaired_bytes(),
+                "the recording log's torn last record was repaired"
+            );
+        }
+        let (log, recovery) = MemberLog::open(
+            &config.dir.join("archive"),
+            config.log_format,
+            config.durability,
+            id,
+            now.epoch_ms,
+        )?;
+        if let Some(damage) = &recovery.damaged {
+            tracing::warn!(end = recovery.log_end, %damage, "the log's damaged tail was cut away");
+        }
+        let history = recording_log.term_history(recovery.log_end)?;
+        crate::recording_log::check_terms_against_log(&history, &log, 0, recovery.log_end)?;
+        let TermAndVote {
+            current_term,
+            voted_for,
+        } = node_state.current();
+        let recorded_term = history.last_term();
+        let clock_offset_ns = epoch_offset_ns(now);
+        let now_ns = local_ns(now, clock_offset_ns);
+        let seed = crate::rng::mix64(now_ns ^ u64::from(id).rotate_left(32));
+        let consensus = Consensus::new(
+            consensus_config,
+            id,
+            RecoveredState {
+                current_term,
+                voted_for,
+                term_history: history,
+                log_end: recovery.log_end,
+                commit_position: 0,
+            },
+            seed,
+            now_ns,
+        )?;
+        tracing::info!(
+            member = id,
+            term = current_term,
+            log_end = recovery.log_end,
+            durability = ?config.durability,
+            "member recovered"
+        );
+        let transport =
+            |error: tern_engine::client::ClientError| MemberError::Transport(error.to_string());
+        let members = &config.members;
+        let consensus_in = tern
+            .add_subscription(&members.consensus_channel(id), CONSENSUS_STREAM_ID)
+            .map_err(transport)?;
+        let ingress = tern
+            .add_subscription(&members.ingress_channel(id), INGRESS_STREAM_ID)
+            .map_err(transport)?;
+        let mut peers = Vec::new();
+        for member in 0..members.count() {
+            peers.push(if member == id {
+                None
+            } else {
+                Some(
+                    tern.add_publication(&members.consensus_channel(member), CONSENSUS_STREAM_ID)
+                        .map_err(transport)?,
+                )
+            });
+        }
+        let limits = AssemblerLimits {
+            sessions: 64,
+            message_length: 128 * 1024,
+        };
+        Ok(Self {
+            consensus_in,
+            consensus_assembler: MessageAssembler::with_limits(limits),
+            ingress,
+            ingress_assembler: MessageAssembler::with_limits(AssemblerLimits {
+                sessions: 1024,
+                message_length: 8 * 1024,
+            }),
+            role_name: format!("cluster-member-{id}"),
+            state: State {
+                id,
+                consensus,
+                container: ServiceContainer::new(KvStore::default(), config.digest_interval_bytes),
+                log,
+                node_state,
+                recording_log,
+                recorded_term,
+                tern,
+                peers,
+                sessions: HashMap::new(),
+                egress: Vec::new(),
+                next_sweep_ns: now_ns + SESSION_SWEEP_NS,
+                bad_messages: 0,
+                failed_sends: 0,
+                failure: None,
+                response: Vec::with_capacity(4096 + 64),
+                clock_offset_ns,
+            },
+        })
+    }
+}
+
+impl Agent for MemberAgent {
+    fn do_work(&mut self, now: Now) -> usize {
+        let state = &mut self.state;
+        if let Some(failure) = &state.failure {
+            panic!("member {} stopped: {failure}", state.id);
+        }
+        let now_ns = local_ns(now, state.clock_offset_ns);
+        let mut work = 0;
+        let assembler = &mut self.consensus_assembler;
+        work += self.consensus_in.poll(
+            |fragment, header| {
+                assembler.on_fragment(fragment, header, &mut |message, _| {
+                    state.on_consensus_message(now_ns, message);
+                });
+            },
+            FRAGMENT_LIMIT,
+        );
+        let assembler = &mut self.ingress_assembler;
+        work += self.ingress.poll(
+            |fragment, header| {
+                assembler.on_fragment(fragment, header, &mut |message, header| {
+                    state.on_ingress(now_ns, message, header);
+                });
+            },
+            FRAGMENT_LIMIT,
+        );
+        state.consensus.on_tick(now_ns, &state.log);
+        work += state.carry_out(now_ns);
+        work += state.apply(now_ns);
+        if now_ns >= state.next_sweep_ns {
+            state.next_sweep_ns = now_ns + SESSION_SWEEP_NS;
+            state.sweep_sessions(now_ns);
+        }
+        if let Some(failure) = &state.failure {
+            tracing::error!(member = state.id, %failure, "member stopped");
+            panic!("member {} stopped: {failure}", state.id);
+        }
+        work
+    }
+
+    fn role_name(&self) -> &str {
+        &self.role_name
+    }
+
+    fn on_close(&mut self) {
+        let state = &mut self.state;
+        let now_ms = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis()),
+        )
+        .unwrap_or(i64::MAX);
+        if let Err(error) = state.log.close(now_ms) {
+            tracing::error!(%error, "closing the log");
+        }
+        tracing::info!(member = state.id, "member stopped");
+    }
+}
+
+impl State {
+    fn on_consensus_message(&mut self, now_ns: u64, message: &[u8]) {
+        if let Err(error) = self.consensus.on_message(now_ns, message, &self.log) {
+            self.bad_messages += 1;
+            tracing::debug!(%error, "a consensus message was refused");
+        }
+        self.carry_out(now_ns);
+    }
+
+    fn on_ingress(&mut self, now_ns: u64, message: &[u8], header: &FragmentHeader) {
+        let Ok(decoded) = tern_codec::MessageHeader::decode(message) else {
+            return;
+        };
+        if decoded.schema_id != SESSION_PROTOCOL.id {
+            return;
+        }
+        match decoded.template_id {
+            session_connect::TEMPLATE_ID => {
+                if let Ok(connect) = session_connect::Decoder::decode(message) {
+                    self.on_connect(
+                        now_ns,
+                        connect.session_id(),
+                        connect.response_channel(),
+                        connect.response_stream_id(),
+                    );
+                }
+            }
+            session_request::TEMPLATE_ID => {
+                if let Ok(request) = session_request::Decoder::decode(message) {
+                    self.on_request(
+                        now_ns,
+                        request.session_id(),
+                        request.request_id(),
+                        request.payload(),
+                    );
+                }
+            }
+            _ => {
+                tracing::debug!(
+                    session = header.session_id,
+                    template = decoded.template_id,
+                    "an unknown session message was ignored"
+                );
+            }
+        }
+    }
+
+    fn on_connect(&mut self, now_ns: u64, session_id: u64, channel: &str, stream_id: i32) {
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.last_heard_ns = now_ns;
+        } else {
+            if self.sessions.len() >= SESSIONS_MAX {
+                tracing::warn!(session_id, "too many sessions: a connect was not answered");
+                return;
+            }
+            let Some(egress) = self.egress_for(channel, stream_id) else {
+                return;
+            };
+            self.sessions.insert(
+                session_id,
+                Session {
+                    egress,
+                    last_heard_ns: now_ns,
+                },
+            );
+        }
+        let code = if self.consensus.role() == Role::Leader {
+            ResponseCode::Applied
+        } else {
+            ResponseCode::Redirect
+        };
+        self.respond(session_id, 0, 0, code, &[]);
+    }
+
+    fn egress_for(&mut self, channel: &str, stream_id: i32) -> Option<usize> {
+        if let Some(index) = self.egress.iter().position(|egress| {
+            egress
+                .as_ref()
+                .is_some_and(|e| e.channel == channel && e.stream_id == stream_id)
+        }) {
+            if let Some(egress) = self.egress[index].as_mut() {
+                egress.sessions += 1;
+            }
+            return Some(index);
+        }
+        let uri = if channel.contains("term-length") || !channel.starts_with("tern:udp") {
+            channel.to_owned()
+        } else {
+            format!("{channel}|term-length={SESSION_TERM_LENGTH}")
+        };
+        let publication = match self.tern.add_publication(&uri, stream_id) {
+            Ok(publication) => publication,
+            Err(error) => {
+                tracing::warn!(%error, channel, "a session's response channel was refused");
+                return None;
+            }
+        };
+        let egress = Egress {
+            channel: channel.to_owned(),
+            stream_id,
+            publication,
+            sessions: 1,
+        };
+        if let Some(index) = self.egress.iter().position(Option::is_none) {
+            self.egress[index] = Some(egress);
+            Some(index)
+        } else {
+            self.egress.push(Some(egress));
+            Some(self.egress.len() - 1)
+        }
+    }
+
+    fn on_request(&mut self, now_ns: u64, session_id: u64, request_id: u64, payload: &[u8]) {
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            // No egress to answer on: the client connects first, and again after a member
+            // forgot it.
+            return;
+        };
+        session.last_heard_ns = now_ns;
+        match self
+            .consensus
+            .append_session_message(now_ns, session_id, request_id, payload)
+        {
+            Ok(_) => {}
+            Err(AppendError::NotLeader { .. }) => {
+                self.respond(session_id, request_id, 0, ResponseCode::Redirect, &[]);
+            }
+            Err(AppendError::BackPressure { .. }) => {
+                self.respond(session_id, request_id, 0, ResponseCode::Busy, &[]);
+            }
+            Err(AppendError::Encode(error)) => {
+                tracing::debug!(%error, session_id, "a request does not fit a log entry");
+            }
+        }
+    }
+
+    fn respond(
+        &mut self,
+        session_id: u64,
+        request_id: u64,
+        position: u64,
+        code: ResponseCode,
+        payload: &[u8],
+    ) {
+        let Some(session) = self.sessions.get(&session_id) else {
+            return;
+        };
+        let Some(Some(egress)) = self.egress.get(session.egress) else {
+            return;
+        };
+        let leader_hint = self.consensus.leader().unwrap_or(NO_LEADER);
+        self.response.resize(64 + payload.len(), 0);
+        let Ok(mut encoder) =
+            crate::session_protocol::session_response::Encoder::wrap(&mut self.response)
+        else {
+            return;
+        };
+        encoder
+            .session_id(session_id)
+            .request_id(request_id)
+            .position(position)
+            .leader_hint(leader_hint)
+            .code(code);
+        let Ok(encoder) = encoder.payload(payload) else {
+            return;
+        };
+        let length = encoder.finish();
+        // A response that cannot be sent now is lost: the client asks again.
+        if !egress.publication.offer(&self.response[..length]).is_ok() {
+            self.failed_sends += 1;
+        }
+    }
+
+    fn sweep_sessions(&mut self, now_ns: u64) {
+        let egress = &mut self.egress;
+        self.sessions.retain(|_, session| {
+            let live = now_ns.saturating_sub(session.last_heard_ns) < SESSION_TIMEOUT_NS;
+            if !live && let Some(Some(e)) = egress.get_mut(session.egress) {
+                e.sessions -= 1;
+            }
+            live
+        });
+        for slot in egress.iter_mut() {
+            if slot.as_ref().is_some_and(|e| e.sessions == 0) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Carries out the core's outputs in order. Returns how many.
+    fn carry_out(&mut self, now_ns: u64) -> usize {
+        let mut count = 0;
+        while self.failure.is_none()
+            && let Some(output) = self.consensus.poll_output()
+        {
+            count += 1;
+            if let Err(error) = self.carry_out_one(now_ns, output) {
+                self.failure = Some(error.to_string());
+            }
+        }
+        count
+    }
+
+    fn carry_out_one(&mut self, now_ns: u64, output: Output) -> Result<(), MemberError> {
+        match output {
+            Output::Send { to, message } => {
+                let sent = self.peers[usize::try_from(to).expect("small")]
+                    .as_ref()
+                    .map(|publication| publication.offer(&message));
+                if !matches!(sent, Some(OfferResult::Ok(_))) {
+                    self.failed_sends += 1;
+                    self.consensus.on_send_failed(to, &message);
+                }
+                self.consensus.recycle(message);
+            }
+            Output::Append {
+                position,
+                term,
+                entries,
+            } => {
+                if term != self.recorded_term {
+                    // The term's record is durable before any of its bytes.
+                    self.recording_log.append(Record::Term {
+                        term,
+                        base: position,
+                    })?;
+                    self.recorded_term = term;
+                }
+                self.log.append(position, &entries)?;
+                self.consensus.recycle(entries);
+            }
+            Output::Truncate { position } => {
+                // The cut is durable before the record that says so, and both before anything
+                // written after them.
+                self.log.truncate(position)?;
+                self.recording_log.append(Record::Truncate { position })?;
+                self.recorded_term = self.recording_log.term_history(position)?.last_term();
+                tracing::info!(member = self.id, position, "log truncated");
+            }
+            Output::Sync { sync_id, .. } => {
+                self.log.sync()?;
+                self.consensus.on_durable(now_ns, sync_id);
+            }
+            Output::PersistVote { term, voted_for } => {
+                self.node_state.persist(TermAndVote {
+                    current_term: term,
+                    voted_for,
+                })?;
+            }
+            Output::RoleChanged { role, term, leader } => {
+                tracing::info!(member = self.id, ?role, term, ?leader, "role changed");
+            }
+            Output::IncompatiblePeer {
+                member,
+                version,
+                log_term_length,
+            } => {
+                tracing::warn!(
+                    member,
+                    %version,
+                    log_term_length,
+                    "a member of another protocol major version or log term length is kept out of elections"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies what is committed, answers clients (the leader) and appends the leader's digest
+    /// checkpoints and due timers. Returns how much it did.
+    fn apply(&mut self, now_ns: u64) -> usize {
+        let commit = self.consensus.commit_position();
+        let mut work = 0;
+        if self.container.applied_position() < commit {
+            match self.container.apply(&self.log, commit) {
+                Ok(applied) => work += applied,
+                Err(error) => {
+                    self.failure = Some(format!("applying the log: {error}"));
+                    return work;
+                }
+            }
+        }
+        let leading = self.consensus.role() == Role::Leader;
+        while let Some(output) = self.container.poll_output() {
+            match output {
+                ContainerOutput::Response {
+                    session_id,
+                    request_id,
+                    position,
+                    payload,
+                    ..
+                } => {
+                    if leading {
+                        self.respond(
+                            session_id,
+                            request_id,
+                            position,
+                            ResponseCode::Applied,
+                            &payload,
+                        );
+                    }
+                }
+                ContainerOutput::Checkpoint { position, digest } => {
+                    if leading {
+                        let _ = self.consensus.append_digest(now_ns, position, digest);
+                    }
+                }
+            }
+        }
+        if leading {
+            let term = self.consensus.current_term();
+            while let Some(timer) = self.container.poll_due_timer(now_ns, term) {
+                let _ = self.consensus.append_timer(now_ns, timer);
+            }
+        }
+        work + self.carry_out(now_ns)
+    }
+}
+
+/// Epoch nanoseconds minus the runner's monotonic reading, so that the member's clock is
+/// monotonic (timeouts) and near the wall clock (cluster time in the log, which other members
+/// continue when they lead).
+fn epoch_offset_ns(now: Now) -> i64 {
+    let epoch_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
+        });
+    epoch_ns.saturating_sub(now.nanos)
+}
+
+fn local_ns(now: Now, offset_ns: i64) -> u64 {
+    u64::try_from(now.nanos.saturating_add(offset_ns)).unwrap_or(0)
+}
