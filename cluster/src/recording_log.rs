@@ -173,23 +173,7 @@ impl RecordingLog {
         }
         let mut bytes = vec![0u8; usize::try_from(length).expect("a recording log fits memory")];
         log.file.read_exact_at(&mut bytes, 0).map_err(io)?;
-        check_header(&path, &bytes[..RECORD_LENGTH], member_id)?;
-        let body = &bytes[RECORD_LENGTH..];
-        let whole = body.len() / RECORD_LENGTH;
-        for index in 0..whole {
-            let raw = &body[index * RECORD_LENGTH..(index + 1) * RECORD_LENGTH];
-            match decode(raw) {
-                Ok(record) => log.records.push(record),
-                Err(_) if index + 1 == whole => break,
-                Err(reason) => {
-                    return Err(RecordingLogError::Record {
-                        path,
-                        index,
-                        reason,
-                    });
-                }
-            }
-        }
+        log.records = parse(&path, &bytes, member_id)?;
         let valid_end = RECORD_LENGTH_U64 * (1 + u64::try_from(log.records.len()).expect("fits"));
         if valid_end < length {
             // A torn last record: part of an append that never completed.
@@ -207,6 +191,23 @@ impl RecordingLog {
             source,
         })?;
         Ok(log)
+    }
+
+    /// Reads the records in `dir` without changing the file, as the operator tools do while
+    /// the member may be appending: a torn or half-written last record is left out, not cut.
+    pub fn read_records(dir: &Path, member_id: u32) -> Result<Vec<Record>, RecordingLogError> {
+        let path = dir.join(FILE_NAME);
+        let bytes = std::fs::read(&path).map_err(|source| RecordingLogError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if bytes.len() < RECORD_LENGTH {
+            return Err(RecordingLogError::Header {
+                path,
+                reason: "shorter than its header",
+            });
+        }
+        parse(&path, &bytes, member_id)
     }
 
     /// Bytes of a torn last record cut off when the file was opened (0 when none).
@@ -286,6 +287,30 @@ impl RecordingLog {
                 _ => None,
             })
     }
+}
+
+/// The records of a whole file's bytes (its header checked): a last record that does not
+/// decode is torn and left out; any other that does not is damage, refused.
+fn parse(path: &Path, bytes: &[u8], member_id: u32) -> Result<Vec<Record>, RecordingLogError> {
+    check_header(path, &bytes[..RECORD_LENGTH], member_id)?;
+    let body = &bytes[RECORD_LENGTH..];
+    let whole = body.len() / RECORD_LENGTH;
+    let mut records = Vec::with_capacity(whole);
+    for index in 0..whole {
+        let raw = &body[index * RECORD_LENGTH..(index + 1) * RECORD_LENGTH];
+        match decode(raw) {
+            Ok(record) => records.push(record),
+            Err(_) if index + 1 == whole => break,
+            Err(reason) => {
+                return Err(RecordingLogError::Record {
+                    path: path.to_path_buf(),
+                    index,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(records)
 }
 
 /// Where a rebuilt term history and the log disagree.
@@ -537,6 +562,19 @@ mod tests {
         drop(log);
         // Half of the second record's bytes made it.
         scribble(dir.path(), 128 + 20, &[0xEE; 10]);
+        // The operator tools read it as it is, leaving the file alone.
+        assert_eq!(
+            RecordingLog::read_records(dir.path(), 0).unwrap(),
+            [Record::Term { term: 1, base: 0 }]
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len(),
+            64 * 3
+        );
+        assert!(
+            RecordingLog::read_records(dir.path(), 1).is_err(),
+            "another member's"
+        );
         let mut log = RecordingLog::open(dir.path(), 0).unwrap();
         assert_eq!(log.repaired_bytes(), 64);
         assert_eq!(log.records(), [Record::Term { term: 1, base: 0 }]);

@@ -1,4 +1,5 @@
-//! `tern cluster`: the consensus simulator and the consensus core benchmark.
+//! `tern cluster`: the consensus simulator and the consensus core benchmark; members and
+//! clients are in [`crate::cluster_node`].
 //!
 //! - `tern cluster sim` runs seeds of the deterministic simulator (see `tern_cluster::sim`) and
 //!   prints one summary line per cluster size; `--seed S` replays one seed and prints its trace
@@ -21,6 +22,19 @@ pub(crate) enum ClusterCommand {
     Sim(SimArgs),
     /// Measure commands committed per second and the commit round trip of the consensus core.
     Bench(BenchArgs),
+    /// Run a cluster member with the sample key-value service until SIGINT or SIGTERM.
+    Node(crate::cluster_node::NodeArgs),
+    /// Send commands to a cluster as a client session.
+    Client(crate::cluster_node::ClientArgs),
+    /// A member's role, term, leader, positions, elections and sessions (or its files, when
+    /// it is not running).
+    Describe(crate::cluster_ops::MemberDirArg),
+    /// Exit 0 and say so when the member leads; exit 1 otherwise.
+    IsLeader(crate::cluster_ops::MemberDirArg),
+    /// The members, with the leader as this member knows it.
+    ListMembers(crate::cluster_ops::MemberDirArg),
+    /// A member's recording log: its terms, truncations and snapshots.
+    RecordingLog(crate::cluster_ops::MemberDirArg),
 }
 
 /// Options of `tern cluster sim`.
@@ -88,6 +102,12 @@ pub(crate) fn run(command: &ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Sim(args) => simulate(args),
         ClusterCommand::Bench(args) => bench(args),
+        ClusterCommand::Node(args) => crate::cluster_node::node(args),
+        ClusterCommand::Client(args) => crate::cluster_node::client(args),
+        ClusterCommand::Describe(args) => crate::cluster_ops::describe(args),
+        ClusterCommand::IsLeader(args) => crate::cluster_ops::is_leader(args),
+        ClusterCommand::ListMembers(args) => crate::cluster_ops::list_members(args),
+        ClusterCommand::RecordingLog(args) => crate::cluster_ops::recording_log(args),
     }
 }
 

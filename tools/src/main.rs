@@ -16,6 +16,8 @@
 mod archive;
 mod bench;
 mod cluster;
+mod cluster_node;
+mod cluster_ops;
 mod decode;
 mod driver;
 mod inspect;

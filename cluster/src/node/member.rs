@@ -24,7 +24,8 @@ use crate::session_protocol::{
     NO_LEADER, ResponseCode, SESSION_PROTOCOL, SESSION_TIMEOUT_NS, session_connect, session_request,
 };
 
-use super::{CONSENSUS_STREAM_ID, INGRESS_STREAM_ID, NodeConfig, SESSION_TERM_LENGTH};
+use super::counters::{self, MemberCounters};
+use super::{CONSENSUS_STREAM_ID, INGRESS_STREAM_ID, NodeConfig, NodeInfo, SESSION_TERM_LENGTH};
 
 /// Fragments read from a subscription per duty cycle at most.
 const FRAGMENT_LIMIT: usize = 64;
@@ -93,6 +94,8 @@ struct State {
     failed_sends: u64,
     /// Why the member stopped, once it has.
     failure: Option<String>,
+    counters: MemberCounters,
+    elections: i64,
     response: Vec<u8>,
     clock_offset_ns: i64,
 }
@@ -203,6 +206,20 @@ impl MemberAgent {
                 )
             });
         }
+        let counters = MemberCounters::add(&tern, id).map_err(transport)?;
+        NodeInfo {
+            member_id: id,
+            members: config.members.clone(),
+            driver_dir: config.driver_dir.clone(),
+            pid: std::process::id(),
+        }
+        .write(&config.dir)
+        .map_err(|source| {
+            MemberError::NodeState(NodeStateError::Io {
+                path: config.dir.join(super::NODE_INFO_FILE),
+                source,
+            })
+        })?;
         let limits = AssemblerLimits {
             sessions: 64,
             message_length: 128 * 1024,
@@ -232,6 +249,8 @@ impl MemberAgent {
                 bad_messages: 0,
                 failed_sends: 0,
                 failure: None,
+                counters,
+                elections: 0,
                 response: Vec::with_capacity(4096 + 64),
                 clock_offset_ns,
             },
@@ -272,6 +291,9 @@ impl Agent for MemberAgent {
             state.next_sweep_ns = now_ns + SESSION_SWEEP_NS;
             state.sweep_sessions(now_ns);
         }
+        if work > 0 {
+            state.update_counters();
+        }
         if let Some(failure) = &state.failure {
             tracing::error!(member = state.id, %failure, "member stopped");
             panic!("member {} stopped: {failure}", state.id);
@@ -299,6 +321,35 @@ impl Agent for MemberAgent {
 }
 
 impl State {
+    fn update_counters(&self) {
+        let consensus = &self.consensus;
+        let wide = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        let set = |kind, value| self.counters.set(kind, value);
+        set(counters::ROLE, counters::role_code(consensus.role()));
+        set(counters::TERM, wide(consensus.current_term()));
+        set(counters::LEADER, consensus.leader().map_or(-1, i64::from));
+        set(counters::COMMIT_POSITION, wide(consensus.commit_position()));
+        set(
+            counters::APPENDED_POSITION,
+            wide(consensus.appended_position()),
+        );
+        set(
+            counters::APPLIED_POSITION,
+            wide(self.container.applied_position()),
+        );
+        set(counters::ELECTIONS, self.elections);
+        set(
+            counters::SESSIONS,
+            wide(u64::try_from(self.sessions.len()).expect("fits")),
+        );
+        set(counters::BAD_MESSAGES, wide(self.bad_messages));
+        set(counters::FAILED_SENDS, wide(self.failed_sends));
+        set(
+            counters::STATE_DIGEST,
+            self.container.state_digest().cast_signed(),
+        );
+    }
+
     fn on_consensus_message(&mut self, now_ns: u64, message: &[u8]) {
         if let Err(error) = self.consensus.on_message(now_ns, message, &self.log) {
             self.bad_messages += 1;
@@ -548,6 +599,9 @@ impl State {
                 })?;
             }
             Output::RoleChanged { role, term, leader } => {
+                if role == Role::Canvass {
+                    self.elections += 1;
+                }
                 tracing::info!(member = self.id, ?role, term, ?leader, "role changed");
             }
             Output::IncompatiblePeer {

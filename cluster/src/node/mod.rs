@@ -23,6 +23,7 @@
 //! on the thread that commits it, with no hand-off. The agent takes its time from the runner
 //! (`tern_engine::agent::Now`), never from a clock of its own.
 
+pub mod counters;
 mod member;
 
 use std::net::SocketAddr;
@@ -155,6 +156,69 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
         .map_err(|error| format!("{text:?}: {error}"))?
         .find(SocketAddr::is_ipv4)
         .ok_or_else(|| format!("{text:?} has no IPv4 address"))
+}
+
+/// The file in a member's directory that says how to reach the running member's counters.
+pub const NODE_INFO_FILE: &str = "node-info";
+
+/// What a running member writes in its directory for the operator tools: which member it is
+/// and where its media driver (and so its counters) is. Rewritten at every start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The member's id.
+    pub member_id: u32,
+    /// The members.
+    pub members: Members,
+    /// Its media driver's directory.
+    pub driver_dir: PathBuf,
+    /// Its process.
+    pub pid: u32,
+}
+
+impl NodeInfo {
+    /// Writes the file whole (a temporary file renamed over the old one).
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let text = format!(
+            "version=1\nmember_id={}\nmembers={}\ndriver_dir={}\npid={}\n",
+            self.member_id,
+            self.members,
+            self.driver_dir.display(),
+            self.pid
+        );
+        let temporary = dir.join(format!("{NODE_INFO_FILE}.tmp"));
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, dir.join(NODE_INFO_FILE))
+    }
+
+    /// Reads the file a member wrote in `dir`.
+    pub fn read(dir: &std::path::Path) -> Result<Self, String> {
+        let path = dir.join(NODE_INFO_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            format!(
+                "{}: {error} (has a member run in this directory?)",
+                path.display()
+            )
+        })?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+                .ok_or_else(|| format!("{}: no {name}", path.display()))
+        };
+        if field("version")? != "1" {
+            return Err(format!("{}: an unknown version", path.display()));
+        }
+        let number = |name: &str| {
+            field(name)?
+                .parse::<u32>()
+                .map_err(|_| format!("{}: {name} is not a number", path.display()))
+        };
+        Ok(Self {
+            member_id: number("member_id")?,
+            members: Members::parse(field("members")?)?,
+            driver_dir: PathBuf::from(field("driver_dir")?),
+            pid: number("pid")?,
+        })
+    }
 }
 
 /// How a member runs.
@@ -303,6 +367,22 @@ impl Drop for Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_info_round_trips_and_a_bad_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(NodeInfo::read(dir.path()).is_err());
+        let info = NodeInfo {
+            member_id: 2,
+            members: Members::parse("0=127.0.0.1:9000,1=127.0.0.1:9010,2=127.0.0.1:9020").unwrap(),
+            driver_dir: PathBuf::from("/dev/shm/x"),
+            pid: 42,
+        };
+        info.write(dir.path()).unwrap();
+        assert_eq!(NodeInfo::read(dir.path()).unwrap(), info);
+        std::fs::write(dir.path().join(NODE_INFO_FILE), "version=2\n").unwrap();
+        assert!(NodeInfo::read(dir.path()).is_err());
+    }
 
     #[test]
     fn member_lists_parse_and_bad_ones_are_refused() {
