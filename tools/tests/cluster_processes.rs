@@ -113,3 +113,115 @@ fn the_whole_cluster_killed_and_restarted_keeps_its_state() {
     let more = load.stop();
     cluster.check_counts(&more);
 }
+
+#[path = "../../cluster/tests/support/linearizability.rs"]
+mod linearizability;
+
+/// Clients that run random puts, adds and gets on a few shared keys and record what they saw.
+fn run_history_client(
+    client_index: u32,
+    members: tern_cluster::node::Members,
+    driver_dir: std::path::PathBuf,
+    keys: [u64; 3],
+    epoch: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<linearizability::Operation> {
+    use linearizability::{KvOp, Operation};
+    use tern_cluster::client::{ClusterClient, ClusterClientConfig};
+    use tern_cluster::kv::{Command as KvCommand, decode_response};
+    let tern = tern_engine::client::Tern::connect(tern_engine::client::ClientConfig {
+        dir: driver_dir,
+        ..tern_engine::client::ClientConfig::default()
+    })
+    .expect("the clients' driver");
+    let mut client = ClusterClient::connect(&tern, ClusterClientConfig::new(members).unwrap())
+        .expect("a client");
+    let mut random = u64::from(client_index).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let mut history = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        let key = keys[usize::try_from(next() % 3).unwrap()];
+        let (op, command) = match next() % 10 {
+            0..=3 => {
+                let delta = next() % 10 + 1;
+                (KvOp::Add(delta), KvCommand::Add { key, delta })
+            }
+            4 | 5 => {
+                let value = next() % 1000;
+                (KvOp::Put(value), KvCommand::Put { key, value })
+            }
+            _ => (KvOp::Get, KvCommand::Get { key }),
+        };
+        let nanos = |at: Instant| u64::try_from(at.duration_since(epoch).as_nanos()).unwrap();
+        let invoked_ns = nanos(Instant::now());
+        let reply = client
+            .call(&command.encode(0), Duration::from_secs(60))
+            .expect("an answer");
+        let completed_ns = nanos(Instant::now());
+        let (status, value) = decode_response(&reply.payload).expect("a KV answer");
+        // Status 1 is a get of a missing key.
+        let result = (status != 1).then_some(value);
+        history.push(Operation {
+            client: client_index,
+            key,
+            op,
+            invoked_ns,
+            completed: Some((completed_ns, result)),
+        });
+    }
+    history
+}
+
+#[test]
+fn concurrent_clients_see_a_linearizable_history_while_members_are_killed_and_paused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cluster = Cluster::start("linearizable", 3);
+    let keys = [10_001, 10_002, 10_003];
+    let epoch = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|index| {
+            let members = cluster.members.clone();
+            let dir = cluster.client_driver_dir();
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || run_history_client(index, members, dir, keys, epoch, stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 0..3 {
+        // The leader killed and restarted.
+        let leader = cluster.wait_for_leader(Duration::from_secs(20));
+        cluster.kill(leader, libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(700));
+        cluster.restart(leader);
+        // A member (the leader on odd rounds) paused past its timeouts, then resumed.
+        let leader = cluster.wait_for_leader(Duration::from_secs(20));
+        let paused = if round % 2 == 1 {
+            leader
+        } else {
+            (leader + 1) % 3
+        };
+        cluster.kill(paused, libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(800));
+        cluster.kill(paused, libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::Release);
+    let history: Vec<_> = clients
+        .into_iter()
+        .flat_map(|client| client.join().expect("no client panicked"))
+        .collect();
+    assert!(history.len() > 100, "only {} operations", history.len());
+    match linearizability::check(&history) {
+        linearizability::Verdict::Linearizable => {}
+        verdict => panic!("{} operations: {verdict:?}", history.len()),
+    }
+    cluster.wait_for_equal_digests(Duration::from_secs(30));
+    eprintln!("{} operations, linearizable", history.len());
+}
