@@ -55,7 +55,9 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_nanos(SESSION_TIMEOUT_NS
 /// How long a client waits for a connect's answer before sending it again.
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
 /// Connects to one member without an answer before the client tries the next member.
-const CONNECT_ATTEMPTS: u32 = 10;
+const CONNECT_ATTEMPTS: u32 = 5;
+/// Answers from one member that it knows no leader before the client tries the next member.
+const NO_LEADER_ANSWERS: u32 = 25;
 
 /// How a client runs.
 #[derive(Debug, Clone)]
@@ -170,6 +172,8 @@ pub struct ClusterClient {
     responses: Vec<Response>,
     /// Requests sent again (timeouts, redirects, busy answers).
     retries: u64,
+    /// Answers in a row from the current member that it knows no leader.
+    no_leader_answers: u32,
     /// Times the client moved to another member.
     failovers: u64,
 }
@@ -237,6 +241,7 @@ impl ClusterClient {
             last_heard: now,
             responses: Vec::new(),
             retries: 0,
+            no_leader_answers: 0,
             failovers: 0,
         };
         client.send_connect(now);
@@ -352,7 +357,10 @@ impl ClusterClient {
             // A connect's answer: this member leads, or names who does.
             if matches!(self.link, Link::Connecting { .. }) {
                 match response.code {
-                    ResponseCode::Applied => self.link = Link::Connected,
+                    ResponseCode::Applied => {
+                        self.link = Link::Connected;
+                        self.no_leader_answers = 0;
+                    }
                     _ => self.redirect(now, response.leader_hint),
                 }
             }
@@ -389,21 +397,35 @@ impl ClusterClient {
         }
     }
 
-    /// Moves to `hint` (or the next member when it names none, or this one) and connects.
+    /// Moves to the leader `hint` names. A member that knows no leader (an election is under
+    /// way) is asked again a little later, up to [`NO_LEADER_ANSWERS`] times, before the client
+    /// tries the next member: it will know the new leader before a member picked at random.
     fn redirect(&mut self, now: Instant, hint: u32) {
         let count = self.config.members.count();
-        let next = if hint != NO_LEADER && hint < count && hint != self.target {
-            hint
-        } else {
-            (self.target + 1) % count
+        if hint != NO_LEADER && hint < count && hint != self.target {
+            self.move_to(now, hint);
+            return;
+        }
+        self.no_leader_answers += 1;
+        if self.no_leader_answers >= NO_LEADER_ANSWERS {
+            self.move_to(now, (self.target + 1) % count);
+            return;
+        }
+        // Connect again after the retry interval: an answered connect is not a lost one.
+        self.link = Link::Connecting {
+            attempts: 0,
+            sent: now,
         };
-        self.move_to(now, next);
+        if let Some(pending) = self.pending.as_mut() {
+            pending.sent_at = None;
+        }
     }
 
     fn move_to(&mut self, now: Instant, member: u32) {
         if member != self.target {
             self.failovers += 1;
         }
+        self.no_leader_answers = 0;
         self.target = member;
         self.link = Link::Connecting {
             attempts: 0,

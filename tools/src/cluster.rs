@@ -85,6 +85,12 @@ pub(crate) struct BenchArgs {
     /// both.
     #[arg(long, value_enum, default_value_t = BenchMode::Both)]
     mode: BenchMode,
+    /// Measure a real cluster instead: members as processes over loopback UDP, beside a UDP
+    /// ping of the same run (commit round trip, throughput, failover, recovery).
+    #[arg(long)]
+    network: bool,
+    #[command(flatten)]
+    network_args: crate::cluster_bench::NetworkArgs,
 }
 
 /// Which figures `tern cluster bench` measures.
@@ -264,6 +270,9 @@ fn rate(count: u64, seconds: f64) -> f64 {
 }
 
 fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.network {
+        return crate::cluster_bench::run(&args.network_args);
+    }
     println!(
         "3 members in one process, zero network delay, in-memory log, no fsync, 32-byte commands"
     );

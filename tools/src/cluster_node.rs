@@ -25,7 +25,7 @@ use tern_cluster::node::{Members, Node, NodeConfig};
 use tern_engine::client::{ClientConfig, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
-fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     tern_engine::channel::parse_duration_ns(text)
         .map(Duration::from_nanos)
         .ok_or_else(|| format!("{text:?} is not a duration such as 200ms or 5s"))
@@ -65,17 +65,22 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     driver_dir: Option<PathBuf>,
     /// How often a leader sends to an idle follower.
-    #[arg(long, value_parser = duration, default_value = "20ms")]
+    #[arg(long, value_parser = parse_duration, default_value = "20ms")]
     heartbeat_interval: Duration,
     /// Silence from the leader (or, for a leader, from a quorum) after which an election starts.
-    #[arg(long, value_parser = duration, default_value = "400ms")]
+    #[arg(long, value_parser = parse_duration, default_value = "400ms")]
     leader_timeout: Duration,
     /// How long a canvass and a ballot last.
-    #[arg(long, value_parser = duration, default_value = "200ms")]
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
     election_timeout: Duration,
     /// The log's term length (a power of two, 16k to 1g; the same on every member).
     #[arg(long, default_value = "16m")]
     term_length: String,
+    /// The idle strategy of the member and its media driver: backoff (the default: spin, yield,
+    /// then sleep up to 1 ms), yield, busy-spin (a core each, for latency on a machine with
+    /// cores to spare) or sleep-<duration>.
+    #[arg(long, default_value = "backoff")]
+    idle_strategy: tern_engine::agent::IdleStrategy,
 }
 
 /// Options of `tern cluster client`.
@@ -88,10 +93,10 @@ pub(crate) struct ClientArgs {
     #[arg(long)]
     driver_dir: Option<PathBuf>,
     /// A request without an answer for this long is sent again, to the next member.
-    #[arg(long, value_parser = duration, default_value = "300ms")]
+    #[arg(long, value_parser = parse_duration, default_value = "300ms")]
     request_timeout: Duration,
     /// Give up on a command after this long without an answer.
-    #[arg(long, value_parser = duration, default_value = "30s")]
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
     timeout: Duration,
     #[command(subcommand)]
     action: ClientAction,
@@ -121,7 +126,7 @@ pub(crate) enum ClientAction {
         #[arg(long, default_value_t = 8)]
         clients: usize,
         /// How long.
-        #[arg(long, value_parser = duration, default_value = "10s")]
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
         duration: Duration,
     },
 }
@@ -148,6 +153,7 @@ pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<()> {
     config.heartbeat_interval = args.heartbeat_interval;
     config.leader_heartbeat_timeout = args.leader_timeout;
     config.election_timeout = args.election_timeout;
+    config.idle_strategy = args.idle_strategy;
     if let Some(dir) = &args.driver_dir {
         config.driver_dir.clone_from(dir);
     }

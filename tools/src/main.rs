@@ -16,6 +16,7 @@
 mod archive;
 mod bench;
 mod cluster;
+mod cluster_bench;
 mod cluster_node;
 mod cluster_ops;
 mod decode;

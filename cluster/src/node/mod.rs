@@ -245,7 +245,7 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// Log bytes between service-state digest checkpoints.
     pub digest_interval_bytes: u64,
-    /// The member agent's idle strategy.
+    /// The idle strategy of the member agent and of its media driver.
     pub idle_strategy: IdleStrategy,
 }
 
@@ -322,6 +322,7 @@ impl Node {
     pub fn launch(config: NodeConfig) -> Result<Self, NodeError> {
         let driver = MediaDriver::launch(DriverConfig {
             dir: config.driver_dir.clone(),
+            idle_strategy: config.idle_strategy,
             ..DriverConfig::default()
         })
         .map_err(|error| NodeError::Driver(error.to_string()))?;
