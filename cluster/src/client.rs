@@ -508,7 +508,7 @@ impl ClusterClient {
         } else {
             &self.request
         };
-        matches!(publication.offer(bytes), OfferResult::Ok(_))
+        matches!(crate::node::offer(publication, bytes), OfferResult::Ok(_))
     }
 }
 

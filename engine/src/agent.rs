@@ -278,12 +278,26 @@ impl Default for IdleStrategy {
 impl std::str::FromStr for IdleStrategy {
     type Err = String;
 
-    /// `busy-spin`, `yield`, `backoff`, or `sleep-<duration>` such as `sleep-1ms`.
+    /// `busy-spin`, `yield`, `backoff`, `backoff-<longest sleep>` such as `backoff-50us`, or
+    /// `sleep-<duration>` such as `sleep-1ms`.
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
             "busy-spin" | "spin" | "noop" => Ok(Self::BusySpin),
             "yield" => Ok(Self::Yield),
             "backoff" => Ok(Self::default()),
+            other if other.starts_with("backoff-") => {
+                let max_park = other
+                    .strip_prefix("backoff-")
+                    .and_then(crate::channel::parse_duration_ns)
+                    .filter(|&ns| ns >= 1_000)
+                    .ok_or_else(|| format!("idle strategy {other:?}: backoff-<longest sleep, at least 1us>"))?;
+                Ok(Self::Backoff {
+                    max_spins: 10,
+                    max_yields: 20,
+                    min_park: Duration::from_micros(1),
+                    max_park: Duration::from_nanos(max_park),
+                })
+            }
             other => other
                 .strip_prefix("sleep-")
                 .and_then(crate::channel::parse_duration_ns)
@@ -652,6 +666,16 @@ mod tests {
             Ok(IdleStrategy::Sleep(Duration::from_millis(2)))
         );
         assert!("nap".parse::<IdleStrategy>().is_err());
+        assert_eq!(
+            "backoff-50us".parse::<IdleStrategy>(),
+            Ok(IdleStrategy::Backoff {
+                max_spins: 10,
+                max_yields: 20,
+                min_park: Duration::from_micros(1),
+                max_park: Duration::from_micros(50),
+            })
+        );
+        assert!("backoff-10ns".parse::<IdleStrategy>().is_err());
         let mut idler = Idler::new(IdleStrategy::default());
         for _ in 0..40 {
             idler.idle(0);

@@ -195,7 +195,9 @@ fn idle_name(idle: IdleStrategy) -> String {
     match idle {
         IdleStrategy::BusySpin => "busy-spin".to_owned(),
         IdleStrategy::Yield => "yield".to_owned(),
-        IdleStrategy::Backoff { .. } => "backoff".to_owned(),
+        IdleStrategy::Backoff { max_park, .. } => {
+            format!("backoff-{}ns", max_park.as_nanos())
+        }
         IdleStrategy::Sleep(duration) => format!("sleep-{}ns", duration.as_nanos()),
     }
 }
@@ -261,12 +263,14 @@ fn udp_ping(idle: IdleStrategy, warmup: u64, count: u64) -> anyhow::Result<Histo
     };
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let message = [7u8; 32];
+    let mut idler = Idler::new(idle);
     for round in 0..warmup + count {
         let sent = Instant::now();
         while !matches!(ping.offer(&message), OfferResult::Ok(_)) {}
         let mut got = false;
         while !got {
             pongs.poll(|_, _| got = true, 1);
+            idler.idle(usize::from(got));
         }
         if round >= warmup {
             histogram.saturating_record(nanos(sent.elapsed()));
@@ -287,15 +291,18 @@ fn client(tern: &Tern, members: &Members) -> anyhow::Result<ClusterClient> {
     Ok(ClusterClient::connect(tern, config)?)
 }
 
-/// Sends `command` and spins on polls until its answer.
-fn round_trip(client: &mut ClusterClient, command: &[u8]) -> anyhow::Result<()> {
+/// Sends `command` and polls until its answer, idling between polls as the members do (a
+/// client spinning on a core of two would starve them).
+fn round_trip(client: &mut ClusterClient, command: &[u8], idler: &mut Idler) -> anyhow::Result<()> {
     client.send(command)?;
     let started = Instant::now();
     while client.poll().is_none() {
         if started.elapsed() > Duration::from_secs(30) {
             bail!("no answer within 30 s");
         }
+        idler.idle(0);
     }
+    idler.idle(1);
     Ok(())
 }
 
@@ -331,6 +338,7 @@ pub(crate) fn run(args: &NetworkArgs) -> anyhow::Result<()> {
     cluster.leader(Duration::from_secs(20))?;
     let mut session = client(&local.tern, &cluster.members)?;
     let mut commit = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut idler = Idler::new(args.idle);
     for round in 0..warmup + round_trips {
         let command = Command::Add {
             key: round % 64,
@@ -338,7 +346,7 @@ pub(crate) fn run(args: &NetworkArgs) -> anyhow::Result<()> {
         }
         .encode(0);
         let started = Instant::now();
-        round_trip(&mut session, &command)?;
+        round_trip(&mut session, &command, &mut idler)?;
         if round >= warmup {
             commit.saturating_record(nanos(started.elapsed()));
         }

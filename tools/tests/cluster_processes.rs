@@ -13,8 +13,8 @@ use support::{Cluster, Load};
 
 /// Kills the leader `kills` times under load, restarting it each time and waiting for it to
 /// catch up; then checks every count and digest.
-fn kill_the_leader_repeatedly(members: u32, kills: u32) {
-    let mut cluster = Cluster::start("kill", members);
+fn kill_the_leader_repeatedly(members: u32, kills: u32, extra: &[&str]) {
+    let mut cluster = Cluster::start_with("kill", members, extra);
     let load = Load::start(&cluster, 2);
     load.wait_for_acks(50, Duration::from_secs(30));
     for round in 0..kills {
@@ -34,12 +34,17 @@ fn kill_the_leader_repeatedly(members: u32, kills: u32) {
 
 #[test]
 fn three_members_survive_ten_leader_kills_with_nothing_lost_or_applied_twice() {
-    kill_the_leader_repeatedly(3, 10);
+    kill_the_leader_repeatedly(3, 10, &[]);
 }
 
 #[test]
 fn five_members_survive_ten_leader_kills_with_nothing_lost_or_applied_twice() {
-    kill_the_leader_repeatedly(5, 10);
+    kill_the_leader_repeatedly(5, 10, &[]);
+}
+
+#[test]
+fn members_that_sync_before_acknowledging_survive_leader_kills_too() {
+    kill_the_leader_repeatedly(3, 4, &["--durability", "synced"]);
 }
 
 #[test]

@@ -284,6 +284,9 @@ impl Agent for MemberAgent {
             },
             FRAGMENT_LIMIT,
         );
+        // What the polls queued (a command's append) is written before the tick replicates,
+        // so the tick sends it now rather than a heartbeat.
+        work += state.carry_out(now_ns);
         state.consensus.on_tick(now_ns, &state.log);
         work += state.carry_out(now_ns);
         work += state.apply(now_ns);
@@ -517,7 +520,7 @@ impl State {
         };
         let length = encoder.finish();
         // A response that cannot be sent now is lost: the client asks again.
-        if !egress.publication.offer(&self.response[..length]).is_ok() {
+        if !super::offer(&egress.publication, &self.response[..length]).is_ok() {
             self.failed_sends += 1;
         }
     }
@@ -557,7 +560,7 @@ impl State {
             Output::Send { to, message } => {
                 let sent = self.peers[usize::try_from(to).expect("small")]
                     .as_ref()
-                    .map(|publication| publication.offer(&message));
+                    .map(|publication| super::offer(publication, &message));
                 if !matches!(sent, Some(OfferResult::Ok(_))) {
                     self.failed_sends += 1;
                     self.consensus.on_send_failed(to, &message);

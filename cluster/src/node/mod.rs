@@ -53,6 +53,25 @@ pub const CONSENSUS_TERM_LENGTH: &str = "1m";
 /// The term length of ingress and egress streams (a command is at most 4 KiB).
 pub const SESSION_TERM_LENGTH: &str = "256k";
 
+/// Offers `message`, again at once when the offer met the log's rotation to a new term (which
+/// asks for exactly that); any other refusal is the caller's to handle.
+pub(crate) fn offer(
+    publication: &tern_engine::client::Publication,
+    message: &[u8],
+) -> tern_engine::client::OfferResult {
+    use tern_engine::client::OfferResult;
+    let mut result = publication.offer(message);
+    // A rotation completes within the offer that meets it; two in a row cannot happen for a
+    // message shorter than a term, so a few tries are plenty.
+    for _ in 0..3 {
+        if result != OfferResult::AdminAction {
+            break;
+        }
+        result = publication.offer(message);
+    }
+    result
+}
+
 /// The members of a cluster, in id order: each one's `HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Members(Vec<SocketAddr>);

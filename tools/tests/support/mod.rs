@@ -53,14 +53,22 @@ pub(crate) struct Cluster {
     pub(crate) members: Members,
     processes: Vec<Option<Running>>,
     client_driver: Option<MediaDriver>,
+    extra: Vec<String>,
 }
 
 impl Cluster {
     /// Starts `count` members.
     pub(crate) fn start(name: &str, count: u32) -> Self {
+        Self::start_with(name, count, &[])
+    }
+
+    /// Starts `count` members, each given `extra` arguments too.
+    pub(crate) fn start_with(name: &str, count: u32, extra: &[&str]) -> Self {
+        static CLUSTERS: AtomicU64 = AtomicU64::new(0);
         let root = std::env::temp_dir().join(format!(
-            "tern-cluster-{name}-{count}-{}",
-            std::process::id()
+            "tern-cluster-{name}-{count}-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("scratch directory");
@@ -75,6 +83,7 @@ impl Cluster {
             members: free_members(count),
             processes: (0..count).map(|_| None).collect(),
             client_driver: Some(client_driver),
+            extra: extra.iter().map(|&arg| arg.to_owned()).collect(),
         };
         for member in 0..count {
             cluster.restart(member);
@@ -104,6 +113,7 @@ impl Cluster {
             .arg(self.dir(member))
             .arg("--driver-dir")
             .arg(self.root.join(format!("driver-{member}")))
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
