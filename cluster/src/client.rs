@@ -47,7 +47,8 @@ use tern_engine::client::{
 
 use crate::node::{EGRESS_STREAM_ID, INGRESS_STREAM_ID, Members, SESSION_TERM_LENGTH};
 use crate::session_protocol::{
-    NO_LEADER, Response, ResponseCode, SESSION_TIMEOUT_NS, encode_connect, session_request,
+    ADMIN_SNAPSHOT, NO_LEADER, Response, ResponseCode, SESSION_TIMEOUT_NS, admin_request,
+    encode_connect, session_request,
 };
 
 /// How often an idle client tells its member it is still there.
@@ -136,6 +137,8 @@ pub struct Reply {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     id: u64,
+    /// A service command (in `command`) or a snapshot request.
+    snapshot: bool,
     /// When it was last sent on the current link; `None` until it is.
     sent_at: Option<Instant>,
     /// Not sent before this (a busy leader asks for a pause).
@@ -276,6 +279,16 @@ impl ClusterClient {
     /// Sends `command` as the session's next request; returns its id. One request at a time:
     /// poll until its answer comes before sending the next.
     pub fn send(&mut self, command: &[u8]) -> Result<u64, ClusterClientError> {
+        self.send_request(command, false)
+    }
+
+    /// Asks for a cluster-wide snapshot as the session's next request (numbered, retried and
+    /// applied once like a command); its answer's position is where every member snapshots.
+    pub fn send_snapshot_request(&mut self) -> Result<u64, ClusterClientError> {
+        self.send_request(&[], true)
+    }
+
+    fn send_request(&mut self, command: &[u8], snapshot: bool) -> Result<u64, ClusterClientError> {
         if let Some(pending) = self.pending {
             return Err(ClusterClientError::Busy(pending.id));
         }
@@ -289,6 +302,7 @@ impl ClusterClient {
         let now = Instant::now();
         self.pending = Some(Pending {
             id,
+            snapshot,
             sent_at: None,
             not_before: now,
         });
@@ -326,9 +340,20 @@ impl ClusterClient {
         reply
     }
 
+    /// Asks for a cluster-wide snapshot and waits up to `timeout` for the answer: its position
+    /// is where every member took the snapshot.
+    pub fn snapshot(&mut self, timeout: Duration) -> Result<Reply, ClusterClientError> {
+        let request_id = self.send_snapshot_request()?;
+        self.wait(request_id, timeout)
+    }
+
     /// Sends `command` and waits up to `timeout` for its answer, polling with short sleeps.
     pub fn call(&mut self, command: &[u8], timeout: Duration) -> Result<Reply, ClusterClientError> {
         let request_id = self.send(command)?;
+        self.wait(request_id, timeout)
+    }
+
+    fn wait(&mut self, request_id: u64, timeout: Duration) -> Result<Reply, ClusterClientError> {
         let deadline = Instant::now() + timeout;
         let mut idle = 0u32;
         loop {
@@ -462,7 +487,9 @@ impl ClusterClient {
             Link::Connected => {
                 if let Some(pending) = self.pending {
                     match pending.sent_at {
-                        None if now >= pending.not_before && self.offer_request(pending.id) => {
+                        None if now >= pending.not_before
+                            && self.offer_request(pending.id, pending.snapshot) =>
+                        {
                             self.pending = Some(Pending {
                                 sent_at: Some(now),
                                 ..pending
@@ -487,7 +514,20 @@ impl ClusterClient {
         }
     }
 
-    fn offer_request(&mut self, id: u64) -> bool {
+    fn offer_request(&mut self, id: u64, snapshot: bool) -> bool {
+        if snapshot {
+            self.request.resize(64, 0);
+            let Ok(mut encoder) = admin_request::Encoder::wrap(&mut self.request) else {
+                return false;
+            };
+            encoder
+                .session_id(self.session_id)
+                .request_id(id)
+                .action(ADMIN_SNAPSHOT);
+            let length = encoder.finish();
+            self.request.truncate(length);
+            return self.offer(false);
+        }
         self.request.resize(64 + self.command.len(), 0);
         let Ok(mut encoder) = session_request::Encoder::wrap(&mut self.request) else {
             return false;

@@ -75,6 +75,16 @@ pub enum ContainerOutput {
         /// The service's response.
         payload: Vec<u8>,
     },
+    /// A snapshot request was applied: the state after it, to record (every member takes one
+    /// at the same position).
+    Snapshot {
+        /// The position the snapshot covers: the end of the request's entry.
+        position: u64,
+        /// Cluster time there.
+        cluster_time_ns: u64,
+        /// [`ServiceContainer::take_snapshot`]'s bytes.
+        bytes: Vec<u8>,
+    },
     /// The state digest at an entry boundary: the leader appends it for replicas to compare.
     Checkpoint {
         /// The boundary.
@@ -198,11 +208,18 @@ impl<S: ClusteredService> ServiceContainer<S> {
                 .into());
             }
             let end = position + entry.length;
+            let mut snapshot = None;
             if let Some(event) = entry.event()? {
                 self.cluster_time_ns = self.cluster_time_ns.max(event.timestamp_ns());
+                if let LogEvent::SnapshotRequest(request) = &event {
+                    snapshot = Some((request.session_id(), request.request_id()));
+                }
                 self.apply_event(&event, position)?;
             }
             self.applied_position = end;
+            if let Some((session_id, request_id)) = snapshot {
+                self.apply_snapshot_request(session_id, request_id, position);
+            }
             applied += 1;
             if end >= self.next_checkpoint_position {
                 self.record_checkpoint(end);
@@ -213,7 +230,8 @@ impl<S: ClusteredService> ServiceContainer<S> {
 
     fn apply_event(&mut self, event: &LogEvent<'_>, position: u64) -> Result<(), ApplyError> {
         match event {
-            LogEvent::NewLeadershipTerm(_) => {}
+            // Taken once the entry is applied: see `apply_snapshot_request`.
+            LogEvent::NewLeadershipTerm(_) | LogEvent::SnapshotRequest(_) => {}
             LogEvent::SessionMessage(message) => self.apply_session_message(
                 message.session_id(),
                 message.request_id(),
@@ -257,6 +275,65 @@ impl<S: ClusteredService> ServiceContainer<S> {
         Ok(())
     }
 
+    /// A snapshot request, applied: the snapshot of the state after it, once per request (a
+    /// session's retry, in the log twice, is answered as a duplicate and takes none).
+    fn apply_snapshot_request(&mut self, session_id: u64, request_id: u64, position: u64) {
+        if session_id != 0 {
+            if let Some(record) = self.sessions.get(&session_id)
+                && request_id <= record.last_request_id
+            {
+                self.outputs.push_back(ContainerOutput::Response {
+                    session_id,
+                    request_id,
+                    entry_position: position,
+                    position: record.position,
+                    duplicate: true,
+                    payload: Vec::new(),
+                });
+                return;
+            }
+            self.record_session(session_id, request_id, self.applied_position, Vec::new());
+        }
+        // The session's record is part of the snapshot: a retry after a restart from it is
+        // still known as one.
+        let bytes = self.take_snapshot();
+        self.outputs.push_back(ContainerOutput::Snapshot {
+            position: self.applied_position,
+            cluster_time_ns: self.cluster_time_ns,
+            bytes,
+        });
+        if session_id != 0 {
+            self.outputs.push_back(ContainerOutput::Response {
+                session_id,
+                request_id,
+                entry_position: position,
+                position: self.applied_position,
+                duplicate: false,
+                payload: Vec::new(),
+            });
+        }
+    }
+
+    fn record_session(
+        &mut self,
+        session_id: u64,
+        request_id: u64,
+        position: u64,
+        response: Vec<u8>,
+    ) {
+        let record = SessionRecord {
+            last_request_id: request_id,
+            position,
+            response,
+        };
+        if let Some(old) = self.sessions.insert(session_id, record.clone()) {
+            self.sessions_digest
+                .remove(SessionRecord::element(session_id, &old));
+        }
+        self.sessions_digest
+            .add(SessionRecord::element(session_id, &record));
+    }
+
     fn apply_session_message(
         &mut self,
         session_id: u64,
@@ -291,17 +368,7 @@ impl<S: ClusteredService> ServiceContainer<S> {
         };
         self.service
             .on_session_message(&mut context, session_id, payload, &mut response);
-        let record = SessionRecord {
-            last_request_id: request_id,
-            position,
-            response: response.clone(),
-        };
-        if let Some(old) = self.sessions.insert(session_id, record.clone()) {
-            self.sessions_digest
-                .remove(SessionRecord::element(session_id, &old));
-        }
-        self.sessions_digest
-            .add(SessionRecord::element(session_id, &record));
+        self.record_session(session_id, request_id, position, response.clone());
         self.outputs.push_back(ContainerOutput::Response {
             session_id,
             request_id,
@@ -397,7 +464,7 @@ impl<S: ClusteredService> ServiceContainer<S> {
 mod tests {
     use super::*;
     use crate::kv::{Command, KvStore};
-    use crate::log_entry::{append_entry, digest_checkpoint, session_message};
+    use crate::log_entry::{append_entry, digest_checkpoint, session_message, snapshot_request};
 
     fn put(log: &mut Vec<u8>, request: u64, value: u64) {
         append_entry(log, |buf| {
@@ -436,7 +503,7 @@ mod tests {
         let (position, digest) = std::iter::from_fn(|| leader.poll_output())
             .find_map(|output| match output {
                 ContainerOutput::Checkpoint { position, digest } => Some((position, digest)),
-                ContainerOutput::Response { .. } => None,
+                _ => None,
             })
             .expect("a checkpoint within the first 64 bytes' interval");
         (log, position, digest)
@@ -488,5 +555,63 @@ mod tests {
             error,
             ApplyError::Entry(EntryError::Truncated { .. })
         ));
+    }
+
+    fn snapshot_request(log: &mut Vec<u8>, session: u64, request: u64) {
+        append_entry(log, |buf| {
+            let mut encoder = snapshot_request::Encoder::wrap(buf)?;
+            encoder
+                .session_id(session)
+                .request_id(request)
+                .timestamp_ns(99);
+            Ok(encoder.finish())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_request_snapshots_once_after_itself_and_a_retry_is_a_duplicate() {
+        let mut log = Vec::new();
+        put(&mut log, 1, 10);
+        snapshot_request(&mut log, 5, 1);
+        let after_request = end(&log);
+        put(&mut log, 2, 20);
+        snapshot_request(&mut log, 5, 1);
+        let mut container = ServiceContainer::new(KvStore::default(), 1 << 20);
+        container.apply(&log, end(&log)).unwrap();
+        let outputs: Vec<_> = std::iter::from_fn(|| container.poll_output()).collect();
+        let snapshots: Vec<_> = outputs
+            .iter()
+            .filter_map(|output| match output {
+                ContainerOutput::Snapshot {
+                    position, bytes, ..
+                } => Some((*position, bytes.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(snapshots.len(), 1, "the retry takes no second snapshot");
+        assert_eq!(snapshots[0].0, after_request);
+        let answers: Vec<_> = outputs
+            .iter()
+            .filter_map(|output| match output {
+                ContainerOutput::Response {
+                    session_id: 5,
+                    duplicate,
+                    position,
+                    ..
+                } => Some((*duplicate, *position)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answers, [(false, after_request), (true, after_request)]);
+        // The snapshot is the state right after the request: the first put, not the second,
+        // and the session's record (so the retry is known as one after a restart from it).
+        let mut restored =
+            ServiceContainer::from_snapshot(KvStore::default(), 1 << 20, &snapshots[0].1).unwrap();
+        assert_eq!(restored.applied_position(), after_request);
+        assert_eq!(restored.service().get(1), Some(10));
+        assert_eq!(restored.service().get(2), None);
+        restored.apply(&log, end(&log)).unwrap();
+        assert_eq!(restored.state_digest(), container.state_digest());
     }
 }

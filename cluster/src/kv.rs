@@ -338,7 +338,7 @@ mod tests {
                 ContainerOutput::Response {
                     duplicate, payload, ..
                 } => Some((duplicate, payload)),
-                ContainerOutput::Checkpoint { .. } => None,
+                _ => None,
             })
             .collect();
         assert_eq!(responses.len(), 3);

@@ -48,7 +48,10 @@ use tern_codec::frame::{DATA_FRAME_TYPE, FRAME_VERSION, PAD_FRAME_TYPE, data_fla
 use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion, UnknownAction, on_unknown};
 
 /// The log events' schema and semantic version.
-pub const LOG_PROTOCOL: Schema = Schema::new("log", 21, SemanticVersion::new(1, 0, 0));
+///
+/// 1.1.0: `snapshot_request`, after which every member takes a snapshot (a 1.0 member stops at
+/// it, the template's policy being terminate, rather than skip a snapshot point).
+pub const LOG_PROTOCOL: Schema = Schema::new("log", 21, SemanticVersion::new(1, 1, 0));
 /// Every entry starts at a multiple of this: tern's frame alignment.
 pub const ENTRY_ALIGNMENT: u64 = 32;
 const _: () = assert!(
@@ -143,6 +146,24 @@ tern_codec::message! {
     }
 }
 
+tern_codec::message! {
+    /// Every member takes a snapshot of its replicated state once it has applied this entry: a
+    /// cluster-wide snapshot at one log position. Asked by a client session (an operator's
+    /// `tern cluster snapshot`), or by the leader's schedule with session 0.
+    pub mod snapshot_request (schema = LOG_PROTOCOL, template = 5, policy = Terminate) {
+        block {
+            /// The session that asked (0: the leader's schedule).
+            session_id @ 0 since 0: u64,
+            /// The session's request number.
+            request_id @ 8 since 0: u64,
+            /// Cluster time of the request.
+            timestamp_ns @ 16 since 0: u64,
+        }
+        groups {}
+        var_data {}
+    }
+}
+
 /// A decoded log event.
 #[derive(Debug, Clone, Copy)]
 pub enum LogEvent<'a> {
@@ -154,6 +175,8 @@ pub enum LogEvent<'a> {
     TimerFired(timer_fired::Decoder<'a>),
     /// See [`digest_checkpoint`].
     DigestCheckpoint(digest_checkpoint::Decoder<'a>),
+    /// See [`snapshot_request`].
+    SnapshotRequest(snapshot_request::Decoder<'a>),
 }
 
 impl LogEvent<'_> {
@@ -164,6 +187,7 @@ impl LogEvent<'_> {
             Self::SessionMessage(event) => event.timestamp_ns(),
             Self::TimerFired(event) => event.timestamp_ns(),
             Self::DigestCheckpoint(event) => event.timestamp_ns(),
+            Self::SnapshotRequest(event) => event.timestamp_ns(),
         }
     }
 }
@@ -687,6 +711,9 @@ impl<'a> Entry<'a> {
             }
             digest_checkpoint::TEMPLATE_ID => LogEvent::DigestCheckpoint(
                 digest_checkpoint::Decoder::decode(bytes).map_err(malformed)?,
+            ),
+            snapshot_request::TEMPLATE_ID => LogEvent::SnapshotRequest(
+                snapshot_request::Decoder::decode(bytes).map_err(malformed)?,
             ),
             _ => {
                 return match on_unknown(&header) {

@@ -18,7 +18,8 @@ use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion};
 
 /// The session protocol's schema and semantic version.
 ///
-/// 1.1.0: `session_connect`, which tells a member where to send a session's responses.
+/// 1.1.0: `session_connect`, which tells a member where to send a session's responses, and
+/// `admin_request` (a snapshot).
 pub const SESSION_PROTOCOL: Schema = Schema::new("session", 22, SemanticVersion::new(1, 1, 0));
 
 tern_codec::enumeration! {
@@ -91,6 +92,26 @@ tern_codec::message! {
             /// The channel the client reads responses on (a `tern:udp?endpoint=...` URI).
             response_channel (max = 512) since 0: str,
         }
+    }
+}
+
+/// [`admin_request`]'s action: take a cluster-wide snapshot.
+pub const ADMIN_SNAPSHOT: u8 = 1;
+
+tern_codec::message! {
+    /// An operator's request through a session, numbered with its requests and answered like
+    /// them (applied once, whatever the retries).
+    pub mod admin_request (schema = SESSION_PROTOCOL, template = 4, policy = Reject) {
+        block {
+            /// The session.
+            session_id @ 0 since 0: u64,
+            /// The request number within the session.
+            request_id @ 8 since 0: u64,
+            /// What to do: [`ADMIN_SNAPSHOT`].
+            action @ 16 since 0: u8,
+        }
+        groups {}
+        var_data {}
     }
 }
 

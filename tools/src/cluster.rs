@@ -26,6 +26,11 @@ pub(crate) enum ClusterCommand {
     Node(crate::cluster_node::NodeArgs),
     /// Send commands to a cluster as a client session.
     Client(crate::cluster_node::ClientArgs),
+    /// Ask the cluster for a snapshot: every member records one at the same log position.
+    Snapshot(crate::cluster_node::SnapshotArgs),
+    /// Print how a member would recover (its snapshot, the log to replay) and how long it
+    /// should take, measured on this machine.
+    RecoveryPlan(crate::cluster_ops::MemberDirArg),
     /// A member's role, term, leader, positions, elections and sessions (or its files, when
     /// it is not running).
     Describe(crate::cluster_ops::MemberDirArg),
@@ -110,6 +115,8 @@ pub(crate) fn run(command: &ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Bench(args) => bench(args),
         ClusterCommand::Node(args) => crate::cluster_node::node(args),
         ClusterCommand::Client(args) => crate::cluster_node::client(args),
+        ClusterCommand::Snapshot(args) => crate::cluster_node::snapshot(args),
+        ClusterCommand::RecoveryPlan(args) => crate::cluster_ops::recovery_plan(args),
         ClusterCommand::Describe(args) => crate::cluster_ops::describe(args),
         ClusterCommand::IsLeader(args) => crate::cluster_ops::is_leader(args),
         ClusterCommand::ListMembers(args) => crate::cluster_ops::list_members(args),

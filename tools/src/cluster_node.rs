@@ -81,6 +81,27 @@ pub(crate) struct NodeArgs {
     /// cores to spare) or sleep-<duration>.
     #[arg(long, default_value = "backoff")]
     idle_strategy: tern_engine::agent::IdleStrategy,
+    /// Ask for a cluster-wide snapshot this often while leading (default: only when asked,
+    /// with `tern cluster snapshot`).
+    #[arg(long, value_parser = parse_duration)]
+    snapshot_interval: Option<Duration>,
+    /// Snapshots kept; older ones are deleted and the log is purged below the oldest kept.
+    #[arg(long, default_value_t = 3)]
+    snapshots_retained: usize,
+}
+
+/// Options of `tern cluster snapshot`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SnapshotArgs {
+    /// Every member: `0=HOST:PORT,1=HOST:PORT,...`.
+    #[arg(long, value_parser = members)]
+    members: Members,
+    /// The client's media driver directory (default: a fresh one, removed at exit).
+    #[arg(long)]
+    driver_dir: Option<PathBuf>,
+    /// Give up after this long without an answer.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    timeout: Duration,
 }
 
 /// Options of `tern cluster client`.
@@ -154,6 +175,11 @@ pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<()> {
     config.leader_heartbeat_timeout = args.leader_timeout;
     config.election_timeout = args.election_timeout;
     config.idle_strategy = args.idle_strategy;
+    config.snapshot_interval = args.snapshot_interval;
+    if args.snapshots_retained == 0 {
+        bail!("--snapshots-retained must be at least 1");
+    }
+    config.snapshots_retained = args.snapshots_retained;
     if let Some(dir) = &args.driver_dir {
         config.driver_dir.clone_from(dir);
     }
@@ -259,6 +285,16 @@ pub(crate) fn client(args: &ClientArgs) -> anyhow::Result<()> {
         }
         ClientAction::Load { clients, duration } => load(args, &driver.tern, *clients, *duration)?,
     }
+    Ok(())
+}
+
+pub(crate) fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
+    let driver = ClientDriver::launch(args.driver_dir.as_ref())?;
+    let config =
+        ClusterClientConfig::new(args.members.clone()).context("finding the local address")?;
+    let mut client = ClusterClient::connect(&driver.tern, config)?;
+    let reply = client.snapshot(args.timeout)?;
+    println!("snapshot taken at log position {}", reply.position);
     Ok(())
 }
 

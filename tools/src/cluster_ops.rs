@@ -7,6 +7,7 @@
 //! recording. Nothing here writes a member's files.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tern_cluster::node::NodeInfo;
@@ -72,6 +73,15 @@ pub(crate) fn describe(args: &MemberDirArg) -> anyhow::Result<()> {
             println!(
                 "elections {} · sessions {} · bad consensus messages {} · failed sends {}",
                 status.elections, status.sessions, status.bad_messages, status.failed_sends
+            );
+            let recovered = if status.recovered_from < 0 {
+                "the log's start".to_owned()
+            } else {
+                format!("the snapshot at {}", status.recovered_from)
+            };
+            println!(
+                "snapshots taken since start {} · started from {recovered}",
+                status.snapshots
             );
         }
         None => {
@@ -172,5 +182,175 @@ pub(crate) fn recording_log(args: &MemberDirArg) -> anyhow::Result<()> {
             ),
         }
     }
+    Ok(())
+}
+
+/// A piece of a log held in memory from `base`.
+struct LogPiece {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl tern_cluster::consensus::LogView for LogPiece {
+    fn read(&self, position: u64, max: u64) -> &[u8] {
+        let Some(offset) = position
+            .checked_sub(self.base)
+            .and_then(|offset| usize::try_from(offset).ok())
+        else {
+            return &[];
+        };
+        if offset >= self.bytes.len() {
+            return &[];
+        }
+        let end = self
+            .bytes
+            .len()
+            .min(offset.saturating_add(usize::try_from(max).unwrap_or(usize::MAX)));
+        &self.bytes[offset..end]
+    }
+}
+
+/// Log bytes read, and applied, to measure the replay rate.
+const REPLAY_SAMPLE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub(crate) fn recovery_plan(args: &MemberDirArg) -> anyhow::Result<()> {
+    use tern_archive::catalog::Catalog;
+    use tern_archive::segment_reader::{READ_BUFFER_MIN, SegmentReader};
+    use tern_cluster::container::ServiceContainer;
+    use tern_cluster::kv::KvStore;
+    use tern_cluster::member_log::{LOG_CHANNEL, read_snapshot_in};
+
+    let info = NodeInfo::read(&args.dir).map_err(anyhow::Error::msg)?;
+    let records = RecordingLog::read_records(&args.dir, info.member_id)
+        .context("reading the recording log")?;
+    let archive_dir = args.dir.join("archive");
+    let catalog =
+        Catalog::open_read_only(&archive_dir).context("reading the log's archive catalog")?;
+    let log = catalog
+        .entries()
+        .filter_map(Result::ok)
+        .find(|descriptor| descriptor.channel == LOG_CHANNEL)
+        .context("the archive holds no log recording")?;
+    let log_start = u64::try_from(log.start_position)?;
+    let log_end = u64::try_from(log.stop_position)?;
+    println!(
+        "member {}: log recording {} holds {log_start} to {log_end} ({:.1} MiB)",
+        info.member_id,
+        log.recording_id,
+        (log_end - log_start) as f64 / 1_048_576.0
+    );
+    let interval = 1024 * 1024;
+    let mut chosen = None;
+    for record in records.iter().rev() {
+        let Record::Snapshot(snapshot) = record else {
+            continue;
+        };
+        if snapshot.position > log_end {
+            println!(
+                "snapshot at {} (recording {}): past the log's end, skipped",
+                snapshot.position, snapshot.recording_id
+            );
+            continue;
+        }
+        let started = Instant::now();
+        let loaded = read_snapshot_in(&archive_dir, &catalog, snapshot.recording_id)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| {
+                let length = bytes.len();
+                ServiceContainer::from_snapshot(KvStore::default(), interval, &bytes)
+                    .map(|container| (container, length))
+                    .map_err(|error| error.to_string())
+            });
+        match loaded {
+            Ok((container, length)) if container.applied_position() == snapshot.position => {
+                let load = started.elapsed();
+                println!(
+                    "snapshot at {} (recording {}, term {}, {:.1} MiB): loads in {:.1} ms",
+                    snapshot.position,
+                    snapshot.recording_id,
+                    snapshot.term,
+                    length as f64 / 1_048_576.0,
+                    load.as_secs_f64() * 1000.0
+                );
+                chosen = Some((snapshot.position, container, load));
+                break;
+            }
+            Ok(_) => println!(
+                "snapshot at {} (recording {}): covers another position, skipped",
+                snapshot.position, snapshot.recording_id
+            ),
+            Err(error) => println!(
+                "snapshot at {} (recording {}): {error}: skipped for the one before",
+                snapshot.position, snapshot.recording_id
+            ),
+        }
+    }
+    let (from, mut container, load) = match chosen {
+        Some(chosen) => chosen,
+        None if log_start == 0 => {
+            println!("no snapshot: the whole log replays");
+            (
+                0,
+                ServiceContainer::new(KvStore::default(), interval),
+                Duration::ZERO,
+            )
+        }
+        None => bail!(
+            "no usable snapshot and the log starts at {log_start}: this member cannot recover alone"
+        ),
+    };
+    // Measure the replay rate on a sample of the log after the snapshot: read and apply it.
+    let sample_end = log_end.min(from + REPLAY_SAMPLE_BYTES);
+    let started = Instant::now();
+    let mut piece = LogPiece {
+        base: from,
+        bytes: Vec::new(),
+    };
+    if sample_end > from {
+        let mut reader = SegmentReader::new(
+            &archive_dir,
+            &log,
+            i64::try_from(from)?,
+            READ_BUFFER_MIN * 4,
+        )?;
+        while let Some(block) = reader.read(i64::try_from(sample_end)?)? {
+            let offset = usize::try_from(u64::try_from(block.position)? - from)?;
+            let next = usize::try_from(u64::try_from(block.next_position)? - from)?;
+            piece.bytes.resize(offset, 0);
+            piece.bytes.extend_from_slice(block.bytes);
+            piece.bytes.resize(next, 0);
+            let next_position = block.next_position;
+            reader.advance_to(next_position);
+        }
+        while container.applied_position() < sample_end {
+            if container.apply(&piece, sample_end)? == 0 {
+                break;
+            }
+        }
+    }
+    let replay = started.elapsed();
+    let sampled = container.applied_position() - from;
+    let rate = if sampled > 0 {
+        sampled as f64 / replay.as_secs_f64()
+    } else {
+        0.0
+    };
+    let to_replay = log_end - from;
+    let estimate = load.as_secs_f64()
+        + if rate > 0.0 {
+            to_replay as f64 / rate
+        } else {
+            0.0
+        };
+    println!(
+        "replay: {:.1} MiB from {from} to {log_end}, at {:.0} MiB/s (measured on {:.1} MiB here)",
+        to_replay as f64 / 1_048_576.0,
+        rate / 1_048_576.0,
+        sampled as f64 / 1_048_576.0
+    );
+    println!(
+        "estimated recovery time: {:.0} ms (snapshot load + replay; the election and catching up with the leader come after)",
+        estimate * 1000.0
+    );
     Ok(())
 }

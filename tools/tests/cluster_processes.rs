@@ -1,7 +1,8 @@
 //! Cluster members as separate `tern cluster node` processes on loopback, under a steady load of
 //! client sessions (in this process, each with its own session): the leader killed with SIGKILL
 //! ten times in a row, the leader stopped with SIGSTOP past its timeout and resumed, the whole
-//! cluster killed and restarted. After each, every acknowledged add was applied exactly once
+//! cluster killed and restarted from a snapshot and the log after it, a damaged snapshot skipped
+//! for the one before. After each, every acknowledged add was applied exactly once
 //! (each key's value equals its session's acknowledged count) and every member applied the same
 //! log to the same state digest.
 
@@ -102,7 +103,21 @@ fn the_whole_cluster_killed_and_restarted_keeps_its_state() {
     let mut cluster = Cluster::start("restart", 3);
     let load = Load::start(&cluster, 2);
     load.wait_for_acks(100, Duration::from_secs(30));
+    let snapshot = cluster.snapshot();
+    load.wait_for_acks(load.total_acks() + 100, Duration::from_secs(30));
     let acks = load.stop();
+    let started = Instant::now();
+    while (0..3).any(|member| {
+        cluster
+            .status(member)
+            .is_none_or(|status| status.snapshots < 1)
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "snapshot not recorded"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for member in 0..3 {
         cluster.kill(member, libc::SIGKILL);
     }
@@ -110,6 +125,11 @@ fn the_whole_cluster_killed_and_restarted_keeps_its_state() {
         cluster.restart(member);
     }
     cluster.wait_for_leader(Duration::from_secs(20));
+    // Each member started from the snapshot and replayed the log after it.
+    for member in 0..3 {
+        let status = cluster.status(member).expect("running");
+        assert_eq!(u64::try_from(status.recovered_from).ok(), Some(snapshot));
+    }
     cluster.check_counts(&acks);
     cluster.wait_for_equal_digests(Duration::from_secs(30));
     // And it goes on taking commands.
@@ -229,4 +249,79 @@ fn concurrent_clients_see_a_linearizable_history_while_members_are_killed_and_pa
     }
     cluster.wait_for_equal_digests(Duration::from_secs(30));
     eprintln!("{} operations, linearizable", history.len());
+}
+
+#[test]
+fn a_snapshot_corrupted_on_disk_is_skipped_for_the_one_before_and_said() {
+    use tern_cluster::recording_log::{Record, RecordingLog};
+    let mut cluster = Cluster::start("snapshot", 3);
+    let load = Load::start(&cluster, 1);
+    load.wait_for_acks(50, Duration::from_secs(30));
+    let first = cluster.snapshot();
+    load.wait_for_acks(load.total_acks() + 50, Duration::from_secs(30));
+    let second = cluster.snapshot();
+    assert!(second > first);
+    load.wait_for_acks(load.total_acks() + 50, Duration::from_secs(30));
+    let acks = load.stop();
+    // Every member records both snapshots (the second a moment after its answer, on followers).
+    let started = Instant::now();
+    while (0..3).any(|member| {
+        cluster
+            .status(member)
+            .is_none_or(|status| status.snapshots < 2)
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "snapshots not recorded"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for member in 0..3 {
+        cluster.kill(member, libc::SIGKILL);
+    }
+    // Damage member 0's newest snapshot in the middle of its recording.
+    let records = RecordingLog::read_records(&cluster.dir(0), 0).unwrap();
+    let newest = records
+        .iter()
+        .rev()
+        .find_map(|record| match record {
+            Record::Snapshot(snapshot) => Some(*snapshot),
+            _ => None,
+        })
+        .expect("a snapshot record");
+    assert_eq!(newest.position, second);
+    let path = cluster
+        .dir(0)
+        .join("archive")
+        .join(tern_archive::segment::segment_file_name(
+            newest.recording_id,
+            0,
+        ));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = usize::try_from(tern_archive::segment::SEGMENT_HEADER_LENGTH_U64).unwrap() + 100;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&path, bytes).unwrap();
+    for member in 0..3 {
+        cluster.restart(member);
+    }
+    cluster.wait_for_leader(Duration::from_secs(20));
+    let recovered = |member| {
+        cluster
+            .status(member)
+            .map(|status| u64::try_from(status.recovered_from).unwrap_or(0))
+    };
+    assert_eq!(
+        recovered(0),
+        Some(first),
+        "member 0 fell back to the first snapshot"
+    );
+    assert_eq!(recovered(1), Some(second));
+    assert_eq!(recovered(2), Some(second));
+    assert!(
+        cluster.log(0).contains("falling back to the one before"),
+        "the fall-back is said: {}",
+        cluster.log(0)
+    );
+    cluster.check_counts(&acks);
+    cluster.wait_for_equal_digests(Duration::from_secs(30));
 }

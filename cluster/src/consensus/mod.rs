@@ -563,6 +563,17 @@ impl Consensus {
         }
     }
 
+    /// Leader: the lowest position up to which a follower has acknowledged a matching log (what
+    /// the slowest follower still lacks starts there); `None` on a follower or alone.
+    pub fn lowest_follower_match(&self) -> Option<u64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.other_members()
+            .map(|member| self.peers[usize::try_from(member).expect("small")].matched_position)
+            .min()
+    }
+
     /// The term history.
     pub const fn term_history(&self) -> &TermHistory {
         &self.history

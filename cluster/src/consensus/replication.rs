@@ -3,7 +3,7 @@
 
 use super::{AppendError, Consensus, LogView, Role};
 use crate::log_entry::{
-    self, digest_checkpoint, new_leadership_term, session_message, timer_fired,
+    self, digest_checkpoint, new_leadership_term, session_message, snapshot_request, timer_fired,
 };
 use crate::planted::PlantedBug;
 use crate::protocol::{append_request, append_response};
@@ -489,6 +489,25 @@ impl Consensus {
             let mut encoder = timer_fired::Encoder::wrap(buf)?;
             encoder
                 .correlation_id(correlation_id)
+                .timestamp_ns(timestamp_ns);
+            Ok(encoder.finish())
+        })
+    }
+
+    /// Leader: appends a request that every member snapshot its state once it has applied it,
+    /// for `session_id`'s request `request_id` (0 and 0: the leader's own schedule). Returns the
+    /// entry's position.
+    pub fn append_snapshot_request(
+        &mut self,
+        now_ns: u64,
+        session_id: u64,
+        request_id: u64,
+    ) -> Result<u64, AppendError> {
+        self.append_event(now_ns, |buf, timestamp_ns| {
+            let mut encoder = snapshot_request::Encoder::wrap(buf)?;
+            encoder
+                .session_id(session_id)
+                .request_id(request_id)
                 .timestamp_ns(timestamp_ns);
             Ok(encoder.finish())
         })

@@ -34,8 +34,13 @@ pub const FAILED_SENDS: i32 = 1309;
 /// The replicated state's digest at the applied position (service, sessions and timers): equal
 /// on every member that applied the same log.
 pub const STATE_DIGEST: i32 = 1310;
+/// Snapshots this member has recorded since it started.
+pub const SNAPSHOTS: i32 = 1311;
+/// The position of the snapshot this member started from (-1: none, it replayed the log from
+/// its start).
+pub const RECOVERED_FROM: i32 = 1312;
 
-const KINDS: [(i32, &str); 11] = [
+const KINDS: [(i32, &str); 13] = [
     (
         ROLE,
         "role (0 follower, 1 canvass, 2 nominate, 3 candidate, 4 leader)",
@@ -50,6 +55,8 @@ const KINDS: [(i32, &str); 11] = [
     (BAD_MESSAGES, "bad consensus messages"),
     (FAILED_SENDS, "failed sends"),
     (STATE_DIGEST, "state digest"),
+    (SNAPSHOTS, "snapshots taken"),
+    (RECOVERED_FROM, "recovered from snapshot at"),
 ];
 
 /// The code of a role in the [`ROLE`] counter.
@@ -129,6 +136,10 @@ pub struct MemberStatus {
     pub failed_sends: i64,
     /// [`STATE_DIGEST`]'s.
     pub state_digest: i64,
+    /// [`SNAPSHOTS`]'s.
+    pub snapshots: i64,
+    /// [`RECOVERED_FROM`]'s.
+    pub recovered_from: i64,
 }
 
 /// Reads member `member_id`'s counters from a driver's counters; `None` when it has none there.
@@ -152,6 +163,8 @@ pub fn read_status(counters: &CountersReader<'_>, member_id: u32) -> Option<Memb
             BAD_MESSAGES => &mut status.bad_messages,
             FAILED_SENDS => &mut status.failed_sends,
             STATE_DIGEST => &mut status.state_digest,
+            SNAPSHOTS => &mut status.snapshots,
+            RECOVERED_FROM => &mut status.recovered_from,
             _ => return,
         };
         *slot = info.value;

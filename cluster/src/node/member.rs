@@ -19,9 +19,10 @@ use crate::container::{ContainerOutput, ServiceContainer};
 use crate::kv::KvStore;
 use crate::member_log::{MemberLog, MemberLogError};
 use crate::node_state::{NodeState, NodeStateError, TermAndVote};
-use crate::recording_log::{Record, RecordingLog, RecordingLogError, TermMismatch};
+use crate::recording_log::{Record, RecordingLog, RecordingLogError, SnapshotRecord, TermMismatch};
 use crate::session_protocol::{
-    NO_LEADER, ResponseCode, SESSION_PROTOCOL, SESSION_TIMEOUT_NS, session_connect, session_request,
+    ADMIN_SNAPSHOT, NO_LEADER, ResponseCode, SESSION_PROTOCOL, SESSION_TIMEOUT_NS, admin_request,
+    session_connect, session_request,
 };
 
 use super::counters::{self, MemberCounters};
@@ -96,6 +97,14 @@ struct State {
     failure: Option<String>,
     counters: MemberCounters,
     elections: i64,
+    /// The leader's snapshot schedule, and when the next is due.
+    snapshot_interval_ns: Option<u64>,
+    next_snapshot_ns: u64,
+    snapshots_retained: usize,
+    /// Snapshots this member has recorded since it started.
+    snapshots_taken: u64,
+    /// The position of the snapshot it started from, or -1.
+    recovered_from: i64,
     response: Vec<u8>,
     clock_offset_ns: i64,
 }
@@ -157,7 +166,14 @@ impl MemberAgent {
             tracing::warn!(end = recovery.log_end, %damage, "the log's damaged tail was cut away");
         }
         let history = recording_log.term_history(recovery.log_end)?;
-        crate::recording_log::check_terms_against_log(&history, &log, 0, recovery.log_end)?;
+        let (container, snapshot_position) =
+            restore(&config, &recording_log, &log, recovery.log_end);
+        crate::recording_log::check_terms_against_log(
+            &history,
+            &log,
+            snapshot_position.max(log.start()),
+            recovery.log_end,
+        )?;
         let TermAndVote {
             current_term,
             voted_for,
@@ -174,7 +190,7 @@ impl MemberAgent {
                 voted_for,
                 term_history: history,
                 log_end: recovery.log_end,
-                commit_position: 0,
+                commit_position: snapshot_position,
             },
             seed,
             now_ns,
@@ -183,6 +199,7 @@ impl MemberAgent {
             member = id,
             term = current_term,
             log_end = recovery.log_end,
+            snapshot_position,
             durability = ?config.durability,
             "member recovered"
         );
@@ -236,7 +253,7 @@ impl MemberAgent {
             state: State {
                 id,
                 consensus,
-                container: ServiceContainer::new(KvStore::default(), config.digest_interval_bytes),
+                container,
                 log,
                 node_state,
                 recording_log,
@@ -251,6 +268,17 @@ impl MemberAgent {
                 failure: None,
                 counters,
                 elections: 0,
+                snapshot_interval_ns: config
+                    .snapshot_interval
+                    .map(|interval| u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX)),
+                next_snapshot_ns: u64::MAX,
+                snapshots_retained: config.snapshots_retained.max(1),
+                snapshots_taken: 0,
+                recovered_from: if snapshot_position > 0 {
+                    i64::try_from(snapshot_position).unwrap_or(i64::MAX)
+                } else {
+                    -1
+                },
                 response: Vec::with_capacity(4096 + 64),
                 clock_offset_ns,
             },
@@ -310,13 +338,7 @@ impl Agent for MemberAgent {
 
     fn on_close(&mut self) {
         let state = &mut self.state;
-        let now_ms = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_millis()),
-        )
-        .unwrap_or(i64::MAX);
-        if let Err(error) = state.log.close(now_ms) {
+        if let Err(error) = state.log.close(epoch_ms()) {
             tracing::error!(%error, "closing the log");
         }
         tracing::info!(member = state.id, "member stopped");
@@ -351,6 +373,8 @@ impl State {
             counters::STATE_DIGEST,
             self.container.state_digest().cast_signed(),
         );
+        set(counters::SNAPSHOTS, wide(self.snapshots_taken));
+        set(counters::RECOVERED_FROM, self.recovered_from);
     }
 
     fn on_consensus_message(&mut self, now_ns: u64, message: &[u8]) {
@@ -386,6 +410,16 @@ impl State {
                         request.session_id(),
                         request.request_id(),
                         request.payload(),
+                    );
+                }
+            }
+            admin_request::TEMPLATE_ID => {
+                if let Ok(request) = admin_request::Decoder::decode(message) {
+                    self.on_admin(
+                        now_ns,
+                        request.session_id(),
+                        request.request_id(),
+                        request.action(),
                     );
                 }
             }
@@ -486,6 +520,101 @@ impl State {
                 tracing::debug!(%error, session_id, "a request does not fit a log entry");
             }
         }
+    }
+
+    fn on_admin(&mut self, now_ns: u64, session_id: u64, request_id: u64, action: u8) {
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
+        session.last_heard_ns = now_ns;
+        if action != ADMIN_SNAPSHOT {
+            tracing::warn!(session_id, action, "an unknown admin action was ignored");
+            return;
+        }
+        match self
+            .consensus
+            .append_snapshot_request(now_ns, session_id, request_id)
+        {
+            Ok(_) => tracing::info!(session_id, request_id, "snapshot requested"),
+            Err(AppendError::NotLeader { .. }) => {
+                self.respond(session_id, request_id, 0, ResponseCode::Redirect, &[]);
+            }
+            Err(AppendError::BackPressure { .. }) => {
+                self.respond(session_id, request_id, 0, ResponseCode::Busy, &[]);
+            }
+            Err(AppendError::Encode(error)) => {
+                tracing::error!(%error, "a snapshot request does not encode");
+            }
+        }
+    }
+
+    /// Records a snapshot the container took at `position`, lists it in the recording log, and
+    /// applies retention.
+    fn record_snapshot(
+        &mut self,
+        position: u64,
+        cluster_time_ns: u64,
+        bytes: &[u8],
+    ) -> Result<(), MemberError> {
+        let started = std::time::Instant::now();
+        let recording_id = self.log.record_snapshot(bytes, position, epoch_ms())?;
+        let term = self.consensus.term_history().term_before(position);
+        self.recording_log.append(Record::Snapshot(SnapshotRecord {
+            term,
+            position,
+            recording_id,
+            timestamp_ns: cluster_time_ns,
+        }))?;
+        self.snapshots_taken += 1;
+        tracing::info!(
+            member = self.id,
+            position,
+            recording_id,
+            bytes = bytes.len(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "snapshot recorded"
+        );
+        self.apply_retention()
+    }
+
+    /// Keeps the newest `snapshots_retained` snapshots the recording log lists and deletes
+    /// every other snapshot recording (older ones, and any a crash left unlisted); then purges
+    /// the log below the oldest snapshot kept, but never below what a follower the leader
+    /// knows of still lacks, nor below what this member has applied.
+    fn apply_retention(&mut self) -> Result<(), MemberError> {
+        let recordings = self.log.snapshot_recordings();
+        let kept: Vec<SnapshotRecord> = self
+            .recording_log
+            .snapshots(self.log.end())
+            .filter(|snapshot| recordings.contains(&snapshot.recording_id))
+            .take(self.snapshots_retained)
+            .collect();
+        for recording_id in recordings {
+            if !kept
+                .iter()
+                .any(|snapshot| snapshot.recording_id == recording_id)
+            {
+                self.log.delete_snapshot(recording_id)?;
+                tracing::info!(member = self.id, recording_id, "snapshot recording deleted");
+            }
+        }
+        if kept.len() < self.snapshots_retained {
+            return Ok(());
+        }
+        let Some(oldest) = kept.last() else {
+            return Ok(());
+        };
+        let mut floor = oldest.position.min(self.container.applied_position());
+        if let Some(lowest) = self.consensus.lowest_follower_match() {
+            floor = floor.min(lowest);
+        }
+        let start = self.log.purge_below(floor)?;
+        tracing::info!(
+            member = self.id,
+            start,
+            "log purged below the oldest snapshot kept"
+        );
+        Ok(())
     }
 
     fn respond(
@@ -605,6 +734,11 @@ impl State {
                 if role == Role::Canvass {
                     self.elections += 1;
                 }
+                // A new leader starts the snapshot schedule afresh.
+                self.next_snapshot_ns = match (role, self.snapshot_interval_ns) {
+                    (Role::Leader, Some(interval)) => now_ns.saturating_add(interval),
+                    _ => u64::MAX,
+                };
                 tracing::info!(member = self.id, ?role, term, ?leader, "role changed");
             }
             Output::IncompatiblePeer {
@@ -662,7 +796,24 @@ impl State {
                         let _ = self.consensus.append_digest(now_ns, position, digest);
                     }
                 }
+                ContainerOutput::Snapshot {
+                    position,
+                    cluster_time_ns,
+                    bytes,
+                } => {
+                    if let Err(error) = self.record_snapshot(position, cluster_time_ns, &bytes) {
+                        self.failure = Some(format!("recording a snapshot: {error}"));
+                        return work;
+                    }
+                }
             }
+        }
+        if leading
+            && let Some(interval) = self.snapshot_interval_ns
+            && now_ns >= self.next_snapshot_ns
+            && self.consensus.append_snapshot_request(now_ns, 0, 0).is_ok()
+        {
+            self.next_snapshot_ns = now_ns.saturating_add(interval);
         }
         if leading {
             let term = self.consensus.current_term();
@@ -672,6 +823,53 @@ impl State {
         }
         work + self.carry_out(now_ns)
     }
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The newest snapshot the recording log lists that reads back whole and loads, and its
+/// position; a fresh container at 0 when there is none. A snapshot that fails (its frames'
+/// or its own checksum, a deleted recording) is skipped for the one before, and said.
+fn restore(
+    config: &NodeConfig,
+    recording_log: &RecordingLog,
+    log: &MemberLog,
+    log_end: u64,
+) -> (ServiceContainer<KvStore>, u64) {
+    let interval = config.digest_interval_bytes;
+    for snapshot in recording_log.snapshots(log_end) {
+        let loaded = log
+            .read_snapshot(snapshot.recording_id)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| {
+                ServiceContainer::from_snapshot(KvStore::default(), interval, &bytes)
+                    .map_err(|error| error.to_string())
+            });
+        match loaded {
+            Ok(container) if container.applied_position() == snapshot.position => {
+                return (container, snapshot.position);
+            }
+            Ok(container) => tracing::warn!(
+                position = snapshot.position,
+                recording_id = snapshot.recording_id,
+                found = container.applied_position(),
+                "a snapshot covers another position than its record says: using the one before"
+            ),
+            Err(error) => tracing::warn!(
+                position = snapshot.position,
+                recording_id = snapshot.recording_id,
+                %error,
+                "a snapshot does not load: falling back to the one before"
+            ),
+        }
+    }
+    (ServiceContainer::new(KvStore::default(), interval), 0)
 }
 
 /// Epoch nanoseconds minus the runner's monotonic reading, so that the member's clock is

@@ -266,6 +266,10 @@ pub struct NodeConfig {
     pub digest_interval_bytes: u64,
     /// The idle strategy of the member agent and of its media driver.
     pub idle_strategy: IdleStrategy,
+    /// How often the leader asks for a cluster-wide snapshot (`None`: only when asked).
+    pub snapshot_interval: Option<Duration>,
+    /// Snapshots kept; older ones are deleted and the log is purged below the oldest kept.
+    pub snapshots_retained: usize,
 }
 
 impl NodeConfig {
@@ -292,6 +296,8 @@ impl NodeConfig {
             log_format: LogFormat::default(),
             digest_interval_bytes: 1024 * 1024,
             idle_strategy: IdleStrategy::default(),
+            snapshot_interval: None,
+            snapshots_retained: 3,
         }
     }
 

@@ -91,7 +91,8 @@ impl Cluster {
         cluster
     }
 
-    fn dir(&self, member: u32) -> PathBuf {
+    /// Member `member`'s directory.
+    pub(crate) fn dir(&self, member: u32) -> PathBuf {
         self.root.join(format!("member-{member}"))
     }
 
@@ -132,7 +133,8 @@ impl Cluster {
         }
     }
 
-    fn log(&self, member: u32) -> String {
+    /// What member `member` wrote on standard error (its control-plane events).
+    pub(crate) fn log(&self, member: u32) -> String {
         std::fs::read_to_string(self.root.join(format!("member-{member}.log"))).unwrap_or_default()
     }
 
@@ -256,6 +258,20 @@ impl Cluster {
             assert!(started.elapsed() < timeout, "members differ: {statuses:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Asks for a cluster-wide snapshot; returns its position.
+    pub(crate) fn snapshot(&self) -> u64 {
+        let tern = connect(&self.client_driver_dir());
+        let mut client = ClusterClient::connect(
+            &tern,
+            ClusterClientConfig::new(self.members.clone()).expect("a local address"),
+        )
+        .expect("a client");
+        client
+            .snapshot(Duration::from_secs(30))
+            .expect("a snapshot's answer")
+            .position
     }
 
     /// Reads each key through a new session: each must equal its session's acknowledged adds.

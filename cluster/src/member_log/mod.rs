@@ -17,6 +17,10 @@
 //! archive catalog's lock, so no archive tool cuts or deletes its segment files while they are
 //! mapped; writes happen only through `&mut self`, while no slice of a map is lent out.
 
+mod snapshots;
+
+pub use snapshots::{CHUNK_LENGTH, SNAPSHOT_CHANNEL, SnapshotReadError, read_snapshot_in};
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -151,10 +155,16 @@ impl MemberLog {
             source,
         })?;
         let mut catalog = Catalog::open(dir).map_err(ArchiveError::from)?;
-        let existing = catalog
-            .entries()
-            .filter_map(Result::ok)
-            .find(|d| d.stream_id == LOG_STREAM_ID && d.channel == LOG_CHANNEL);
+        // A descriptor that does not check might be the log's: refuse rather than start a new
+        // log beside it.
+        let mut existing = None;
+        for descriptor in catalog.entries() {
+            let descriptor = descriptor.map_err(ArchiveError::from)?;
+            if descriptor.stream_id == LOG_STREAM_ID && descriptor.channel == LOG_CHANNEL {
+                existing = Some(descriptor);
+                break;
+            }
+        }
         let term_length = u32::try_from(format.term_length()).expect("terms are at most 1 GiB");
         let (descriptor, created) = match existing {
             Some(descriptor) => {
@@ -280,38 +290,7 @@ impl MemberLog {
         let mut offset = 0;
         while offset < entries.len() {
             let at = self.end;
-            let room =
-                u64::try_from(self.layout.remaining_in_segment(to_i64(at))).expect("non-negative");
-            // A run of whole entries that fits the segment and the writer's buffer. A PAD ends
-            // its term and so the run, and goes to the writer as its header alone (the
-            // archive's convention: the sparse file holds its zeros).
-            let mut run = 0usize;
-            let mut block = 0usize;
-            while offset + run < entries.len() {
-                let rest = &entries[offset + run..];
-                let Some(length) = padded_length(rest) else {
-                    return Err(MemberLogError::Append(format!(
-                        "bytes at {} are not a whole entry",
-                        at + widen(run)
-                    )));
-                };
-                let length = usize::try_from(length).expect("entries are small");
-                let next = run + length;
-                if offset + next > entries.len() || widen(next) > room || next > WRITE_BLOCK_MAX {
-                    break;
-                }
-                run = next;
-                if tern_archive::segment::is_pad(rest) {
-                    block += crate::log_entry::FRAME_HEADER_LENGTH;
-                    break;
-                }
-                block = run;
-            }
-            if run == 0 {
-                return Err(MemberLogError::Append(format!(
-                    "the entry at {at} crosses a segment end or is cut short"
-                )));
-            }
+            let (block, run) = next_run(&entries[offset..], at, &self.layout)?;
             self.writer
                 .write(&entries[offset..offset + block], run)
                 .map_err(ArchiveError::from)?;
@@ -455,6 +434,45 @@ impl LogView for MemberLog {
         }
         self.read_unbounded(position, max)
     }
+}
+
+/// The next write of whole entries from the start of `entries`, which go at `at`: a run that
+/// fits the segment and the writer's buffer, as (bytes handed to the writer, stream bytes it
+/// covers). A PAD ends its term and so the run, and goes to the writer as its header alone (the
+/// archive's convention: the sparse file holds its zeros).
+fn next_run(
+    entries: &[u8],
+    at: u64,
+    layout: &SegmentLayout,
+) -> Result<(usize, usize), MemberLogError> {
+    let room = u64::try_from(layout.remaining_in_segment(to_i64(at))).expect("non-negative");
+    let mut run = 0usize;
+    let mut block = 0usize;
+    while run < entries.len() {
+        let rest = &entries[run..];
+        let Some(length) = padded_length(rest) else {
+            return Err(MemberLogError::Append(format!(
+                "bytes at {} are not a whole entry",
+                at + widen(run)
+            )));
+        };
+        let next = run + usize::try_from(length).expect("entries are small");
+        if next > entries.len() || widen(next) > room || next > WRITE_BLOCK_MAX {
+            break;
+        }
+        run = next;
+        if tern_archive::segment::is_pad(rest) {
+            block += crate::log_entry::FRAME_HEADER_LENGTH;
+            break;
+        }
+        block = run;
+    }
+    if run == 0 {
+        return Err(MemberLogError::Append(format!(
+            "the entry at {at} crosses a segment end or is cut short"
+        )));
+    }
+    Ok((block, run))
 }
 
 fn new_writer(
@@ -690,5 +708,68 @@ mod tests {
         let second = entries(log.end(), 10, 6);
         log.append(log.end(), &second).unwrap();
         assert_eq!(read_all(&log), [first, second].concat());
+    }
+
+    #[test]
+    fn snapshots_are_recordings_that_read_back_whole_and_damage_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        // Larger than one frame and than a segment's first term boundary would matter.
+        let snapshot: Vec<u8> = (0..100_000u32)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let id = log.record_snapshot(&snapshot, 4096, 7).unwrap();
+        assert_ne!(id, log.recording_id());
+        assert_eq!(log.read_snapshot(id).unwrap(), snapshot);
+        assert_eq!(log.snapshot_recordings(), vec![id]);
+        let empty = log.record_snapshot(&[], 0, 7).unwrap();
+        assert_eq!(log.read_snapshot(empty).unwrap(), Vec::<u8>::new());
+        // The archive verifies it like any recording.
+        let verdict = verify_recording(dir.path(), &log.catalog, id, |_| {}).unwrap();
+        assert!(matches!(verdict, Verdict::Valid { .. }), "{verdict:?}");
+        // A flipped byte fails a frame's checksum.
+        let path = tern_archive::segment::segment_path(dir.path(), id, 0);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xAA], SEGMENT_HEADER_LENGTH_U64 + 5000)
+            .unwrap();
+        assert!(log.read_snapshot(id).is_err());
+        assert!(
+            log.read_snapshot(log.recording_id()).is_err(),
+            "the log is not a snapshot"
+        );
+        log.delete_snapshot(id).unwrap();
+        assert!(log.read_snapshot(id).is_err(), "deleted");
+        assert_eq!(log.snapshot_recordings(), vec![empty]);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn purging_deletes_whole_segments_below_and_moves_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        let mut expected = Vec::new();
+        for batch in 0..40 {
+            let bytes = entries(log.end(), 20, batch);
+            log.append(log.end(), &bytes).unwrap();
+            expected.extend_from_slice(&bytes);
+        }
+        let end = log.end();
+        assert_eq!(
+            log.purge_below(SEGMENT - 32).unwrap(),
+            0,
+            "nothing whole below"
+        );
+        assert_eq!(log.purge_below(2 * SEGMENT + 64).unwrap(), 2 * SEGMENT);
+        assert_eq!(log.start(), 2 * SEGMENT);
+        assert_eq!(
+            log.read(0, 64),
+            &[] as &[u8],
+            "below the start reads nothing"
+        );
+        assert_eq!(read_all(&log), expected[index(2 * SEGMENT)..]);
+        drop(log);
+        let (log, recovery) = open(dir.path());
+        assert_eq!((log.start(), recovery.log_end), (2 * SEGMENT, end));
+        assert_eq!(read_all(&log), expected[index(2 * SEGMENT)..]);
     }
 }
