@@ -9,6 +9,9 @@
 //! `TERN_REQUIRE_NETNS` is set (as `.ci/run` sets it), when each fails instead.
 #![cfg(target_os = "linux")]
 
+#[path = "support/status.rs"]
+mod status;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -773,4 +776,141 @@ fn an_archive_on_another_host_replicates_a_recording_over_a_lossy_link() {
         .output()
         .expect("tern archive verify");
     assert!(String::from_utf8_lossy(&verified.stdout).contains("recording 0: valid"));
+}
+
+/// `tern` on `host` with exactly `args` (no driver directory added).
+fn tern_on(network: &Network, host: usize, args: &[&str]) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &network.host(host), TERN])
+        .args(args);
+    command
+}
+
+#[test]
+fn a_cluster_across_three_hosts_elects_on_the_majority_side_when_the_leaders_link_is_cut() {
+    let Some(mut network) = Network::new("cluster", 3) else {
+        return;
+    };
+    let members = format!("0={}:9000,1={}:9000,2={}:9000", ip(1), ip(2), ip(3));
+    let dirs: Vec<PathBuf> = (1..=3).map(|host| network.dir(host)).collect();
+    let member_dir = |member: u32| dirs[usize::try_from(member).unwrap()].clone();
+    for member in 0..3u32 {
+        let host = usize::try_from(member).unwrap() + 1;
+        let dir = network.dir(host);
+        let driver_dir = format!("{}-driver", dir.display());
+        let child = tern_on(
+            &network,
+            host,
+            &[
+                "cluster",
+                "node",
+                "--id",
+                &member.to_string(),
+                "--members",
+                &members,
+                "--dir",
+                dir.to_str().unwrap(),
+                "--driver-dir",
+                &driver_dir,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("a member starts");
+        network.processes.push(child);
+        network.dirs.push(dir);
+        network.dirs.push(PathBuf::from(driver_dir));
+    }
+    let status = |member: u32| status::member_status(&member_dir(member), member, None);
+    let leader_among = |candidates: &[u32]| {
+        let statuses: Vec<_> = candidates
+            .iter()
+            .filter_map(|&member| status(member).map(|status| (member, status)))
+            .collect();
+        let term = statuses.iter().map(|(_, status)| status.term).max()?;
+        statuses
+            .iter()
+            .find(|(_, status)| status.role == 4 && status.term == term)
+            .map(|(member, status)| (*member, status.term))
+    };
+    let add = |host: usize, count: &str| {
+        let output = tern_on(
+            &network,
+            host,
+            &[
+                "cluster",
+                "client",
+                "--members",
+                &members,
+                "add",
+                "5",
+                "1",
+                "--count",
+                count,
+            ],
+        )
+        .output()
+        .expect("the client runs");
+        assert!(
+            output.status.success(),
+            "client on host {host}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let mut leader = None;
+    eventually("a leader", Duration::from_secs(20), || {
+        leader = leader_among(&[0, 1, 2]);
+        leader.is_some()
+    });
+    let (old, term) = leader.unwrap();
+    assert!(add(1, "20").starts_with("20 acknowledged"));
+    // Cut the leader's link: the two others elect one of themselves, in a later term.
+    let old_host = usize::try_from(old).unwrap() + 1;
+    network.set_link(old_host, false);
+    let cut = Instant::now();
+    let others: Vec<u32> = (0..3).filter(|&member| member != old).collect();
+    let mut new_leader = None;
+    eventually(
+        "a leader on the majority side",
+        Duration::from_secs(10),
+        || {
+            new_leader = leader_among(&others).filter(|&(_, new_term)| new_term > term);
+            new_leader.is_some()
+        },
+    );
+    let elected_after = cut.elapsed();
+    // Silence for the leader timeout (400 ms), then a canvass and a ballot (200 ms each at
+    // most): well under three seconds even on a busy machine.
+    assert!(
+        elected_after < Duration::from_secs(3),
+        "elected {elected_after:?} after the cut"
+    );
+    // The old leader, cut off from a quorum, steps down after its leader timeout.
+    eventually("the old leader steps down", Duration::from_secs(10), || {
+        status(old).is_some_and(|status| status.role != 4)
+    });
+    // Clients on the majority side carry on.
+    let majority_host = usize::try_from(others[0]).unwrap() + 1;
+    assert!(add(majority_host, "20").starts_with("20 acknowledged"));
+    network.set_link(old_host, true);
+    // All converge: the old leader follows the new term and applies what it missed.
+    eventually("every member converges", Duration::from_secs(20), || {
+        let statuses: Vec<_> = (0..3).filter_map(status).collect();
+        statuses.len() == 3
+            && statuses.iter().all(|status| {
+                status.applied_position == statuses[0].applied_position
+                    && status.state_digest == statuses[0].state_digest
+                    && status.term == statuses[0].term
+            })
+            && statuses.iter().filter(|status| status.role == 4).count() == 1
+    });
+    assert!(add(old_host, "1").starts_with("1 acknowledged, 5 = 41"));
+    eprintln!(
+        "new leader {} elected {:.0} ms after the cut (leader timeout 400 ms, election timeout 200 ms)",
+        new_leader.unwrap().0,
+        elected_after.as_secs_f64() * 1000.0
+    );
 }

@@ -1,5 +1,7 @@
 //! A cluster of `tern cluster node` processes for tests, and a client load against it.
 
+pub(crate) mod status;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,11 +12,9 @@ use std::time::{Duration, Instant};
 
 use tern_cluster::client::{ClusterClient, ClusterClientConfig};
 use tern_cluster::kv::{Command as KvCommand, decode_response};
-use tern_cluster::node::counters::{MemberStatus, read_status};
-use tern_cluster::node::{Members, NodeInfo};
+use tern_cluster::node::Members;
+use tern_cluster::node::counters::MemberStatus;
 use tern_engine::client::{ClientConfig, Tern};
-use tern_engine::cnc::CncFile;
-use tern_engine::concurrent::counters::CountersReader;
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
@@ -158,15 +158,7 @@ impl Cluster {
     /// What `member`'s counters say, when it runs.
     pub(crate) fn status(&self, member: u32) -> Option<MemberStatus> {
         let process = self.processes[usize::try_from(member).expect("small")].as_ref()?;
-        let info = NodeInfo::read(&self.dir(member)).ok()?;
-        if info.pid != process.0.id() {
-            return None;
-        }
-        let cnc = CncFile::open(&info.driver_dir).ok()?;
-        let sections = cnc.sections();
-        let counters =
-            CountersReader::new(sections.counters_metadata, sections.counters_values).ok()?;
-        read_status(&counters, member)
+        status::member_status(&self.dir(member), member, Some(process.0.id()))
     }
 
     fn statuses(&self) -> Vec<(u32, MemberStatus)> {
