@@ -45,7 +45,7 @@ use tern_engine::client::{
     AssemblerLimits, ClientError, MessageAssembler, OfferResult, Publication, Subscription, Tern,
 };
 
-use crate::node::{EGRESS_STREAM_ID, INGRESS_STREAM_ID, Members, SESSION_TERM_LENGTH};
+use crate::node::{EGRESS_STREAM_ID, INGRESS_STREAM_ID, Members};
 use crate::session_protocol::{
     ADMIN_SNAPSHOT, NO_LEADER, Response, ResponseCode, SESSION_TIMEOUT_NS, admin_request,
     encode_connect, session_request,
@@ -65,20 +65,18 @@ const NO_LEADER_ANSWERS: u32 = 25;
 pub struct ClusterClientConfig {
     /// The cluster's members.
     pub members: Members,
-    /// Where the client reads responses: a `tern:udp?endpoint=HOST:PORT` every member can
-    /// reach.
+    /// Where the client reads responses: `tern:udp?endpoint=IP:PORT`, an address every member
+    /// can reach (members refuse any other form: they write the channel's settings).
     pub response_channel: String,
     /// The stream responses come on.
     pub response_stream_id: i32,
     /// A request without an answer for this long is sent again (to the next member).
     pub request_timeout: Duration,
-    /// The session id; `None` draws one at random.
-    pub session_id: Option<u64>,
 }
 
 impl ClusterClientConfig {
     /// The defaults: responses on a free UDP port of the address this machine reaches member 0
-    /// from, a 300 ms request timeout, a random session id.
+    /// from, a 300 ms request timeout.
     pub fn new(members: Members) -> std::io::Result<Self> {
         let endpoint = free_endpoint_towards(members.address(0))?;
         Ok(Self {
@@ -86,7 +84,6 @@ impl ClusterClientConfig {
             response_channel: format!("tern:udp?endpoint={endpoint}"),
             response_stream_id: EGRESS_STREAM_ID,
             request_timeout: Duration::from_millis(300),
-            session_id: None,
         })
     }
 }
@@ -202,22 +199,16 @@ impl ClusterClient {
             );
         }
         let egress = tern.add_subscription(&config.response_channel, config.response_stream_id)?;
-        let session_id = config.session_id.unwrap_or_else(random_session_id);
-        let mut connect = vec![0u8; 64 + config.response_channel.len() + 32];
-        let channel = if config.response_channel.contains("term-length") {
-            config.response_channel.clone()
-        } else {
-            format!(
-                "{}|term-length={SESSION_TERM_LENGTH}",
-                config.response_channel
-            )
-        };
-        connect.resize(64 + channel.len(), 0);
+        // Drawn afresh for every client: a session id used again would make its requests,
+        // numbered from 1 again, look like retries of ones already applied.
+        let session_id = random_session_id();
+        // Members take `tern:udp?endpoint=IP:PORT` and choose the rest of the channel.
+        let mut connect = vec![0u8; 64 + config.response_channel.len()];
         let length = encode_connect(
             &mut connect,
             session_id,
             config.response_stream_id,
-            &channel,
+            &config.response_channel,
         )
         .map_err(|error| std::io::Error::other(error.to_string()))?;
         connect.truncate(length);

@@ -609,8 +609,8 @@ mod tests {
         let mut restored =
             ServiceContainer::from_snapshot(KvStore::default(), 1 << 20, &snapshots[0].1).unwrap();
         assert_eq!(restored.applied_position(), after_request);
+        // (Both puts write key 1: 10 first, then 20 after the request.)
         assert_eq!(restored.service().get(1), Some(10));
-        assert_eq!(restored.service().get(2), None);
         restored.apply(&log, end(&log)).unwrap();
         assert_eq!(restored.state_digest(), container.state_digest());
     }

@@ -17,7 +17,8 @@
 //!                   candidate_id@28 log_term_length@32
 //! vote              term@0 candidate_id@8 voter_id@12 granted@16
 //! append_request    term@0 prev_position@8 prev_term@16 entry_term@24 commit_position@32
-//!                   leader_id@40 | entries (var data, whole log entries of entry_term)
+//!                   leader_id@40 log_floor@44 (since 2.1) | entries (var data, whole log
+//!                   entries of entry_term)
 //! append_response   term@0 position@8 conflict_term@16 conflict_base@24 follower_id@32
 //!                   success@36
 //! ```
@@ -29,7 +30,10 @@ use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion};
 /// 2.0.0: the entries an append request carries are tern frames (32-byte headers, 32-byte
 /// alignment, PADs at term ends), which a 1.x member cannot read; the major version keeps the
 /// two apart in elections.
-pub const CONSENSUS_PROTOCOL: Schema = Schema::new("consensus", 20, SemanticVersion::new(2, 0, 0));
+///
+/// 2.1.0: an append request carries the leader's log floor (`log_floor`), below which every
+/// member may purge its log; a 2.0 member reads none and purges nothing on a leader's word.
+pub const CONSENSUS_PROTOCOL: Schema = Schema::new("consensus", 20, SemanticVersion::new(2, 1, 0));
 
 /// The most log bytes one append request carries.
 pub const APPEND_BYTES_MAX: usize = 64 * 1024;
@@ -116,6 +120,9 @@ tern_codec::message! {
             commit_position @ 32 since 0: u64,
             /// The leader.
             leader_id @ 40 since 0: u32,
+            /// The lowest position any member may still need from a log (the lowest a follower
+            /// of this leader has acknowledged, at most the commit): members purge only below it.
+            log_floor @ 44 since 1: u64,
         }
         groups {}
         var_data {

@@ -88,6 +88,9 @@ pub(crate) struct NodeArgs {
     /// Snapshots kept; older ones are deleted and the log is purged below the oldest kept.
     #[arg(long, default_value_t = 3)]
     snapshots_retained: usize,
+    /// Bytes of log per segment file of a new log (whole terms; the unit of purging).
+    #[arg(long, default_value = "64m")]
+    log_segment_length: String,
 }
 
 /// Options of `tern cluster snapshot`.
@@ -180,6 +183,14 @@ pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<()> {
         bail!("--snapshots-retained must be at least 1");
     }
     config.snapshots_retained = args.snapshots_retained;
+    config.log_segment_length = tern_engine::channel::parse_size(&args.log_segment_length)
+        .filter(|&length| length > 0 && length <= 1 << 30)
+        .with_context(|| {
+            format!(
+                "--log-segment-length {:?} is not a size up to 1g",
+                args.log_segment_length
+            )
+        })?;
     if let Some(dir) = &args.driver_dir {
         config.driver_dir.clone_from(dir);
     }

@@ -299,21 +299,34 @@ pub(crate) fn recovery_plan(args: &MemberDirArg) -> anyhow::Result<()> {
             "no usable snapshot and the log starts at {log_start}: this member cannot recover alone"
         ),
     };
-    // Measure the replay rate on a sample of the log after the snapshot: read and apply it.
-    let sample_end = log_end.min(from + REPLAY_SAMPLE_BYTES);
+    // Measure the replay rate on a sample of the log after the snapshot: read whole blocks
+    // (so the sample ends on an entry boundary) until the sample is large enough, and apply
+    // them. The read stops early where the recorded stop claims more than the files hold (a
+    // member that stopped without syncing); the member's own start-up scan finds that end.
     let started = Instant::now();
     let mut piece = LogPiece {
         base: from,
         bytes: Vec::new(),
     };
-    if sample_end > from {
+    if log_end > from {
         let mut reader = SegmentReader::new(
             &archive_dir,
             &log,
             i64::try_from(from)?,
             READ_BUFFER_MIN * 4,
         )?;
-        while let Some(block) = reader.read(i64::try_from(sample_end)?)? {
+        while u64::try_from(piece.bytes.len())? < REPLAY_SAMPLE_BYTES {
+            let block = match reader.read(i64::try_from(log_end)?) {
+                Ok(Some(block)) => block,
+                Ok(None) => break,
+                Err(error) => {
+                    println!(
+                        "the log reads only up to {}: {error}",
+                        from + u64::try_from(piece.bytes.len())?
+                    );
+                    break;
+                }
+            };
             let offset = usize::try_from(u64::try_from(block.position)? - from)?;
             let next = usize::try_from(u64::try_from(block.next_position)? - from)?;
             piece.bytes.resize(offset, 0);
@@ -322,6 +335,7 @@ pub(crate) fn recovery_plan(args: &MemberDirArg) -> anyhow::Result<()> {
             let next_position = block.next_position;
             reader.advance_to(next_position);
         }
+        let sample_end = from + u64::try_from(piece.bytes.len())?;
         while container.applied_position() < sample_end {
             if container.apply(&piece, sample_end)? == 0 {
                 break;

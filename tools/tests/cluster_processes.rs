@@ -325,3 +325,69 @@ fn a_snapshot_corrupted_on_disk_is_skipped_for_the_one_before_and_said() {
     cluster.check_counts(&acks);
     cluster.wait_for_equal_digests(Duration::from_secs(30));
 }
+
+/// The log's start in member `member`'s archive (raised by purges).
+fn log_start(cluster: &Cluster, member: u32) -> i64 {
+    let catalog =
+        tern_archive::catalog::Catalog::open_read_only(&cluster.dir(member).join("archive"))
+            .unwrap();
+    catalog
+        .entries()
+        .filter_map(Result::ok)
+        .find(|descriptor| descriptor.channel == tern_cluster::member_log::LOG_CHANNEL)
+        .expect("a log recording")
+        .start_position
+}
+
+#[test]
+fn a_member_down_while_the_others_snapshot_and_purge_still_catches_up_from_their_logs() {
+    // Short segments (the unit of purging) and one snapshot kept, so purges happen.
+    let mut cluster = Cluster::start_with(
+        "purge",
+        3,
+        &[
+            "--term-length",
+            "64k",
+            "--log-segment-length",
+            "128k",
+            "--snapshots-retained",
+            "1",
+        ],
+    );
+    let load = Load::start(&cluster, 2);
+    load.wait_for_acks(200, Duration::from_secs(30));
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let down = (leader + 1) % 3;
+    cluster.kill(down, libc::SIGKILL);
+    // While it is down: several segments of log, snapshots, purges limited by what it had.
+    for _ in 0..3 {
+        load.wait_for_acks(load.total_acks() + 1500, Duration::from_secs(60));
+        cluster.snapshot();
+    }
+    let leader_start = log_start(&cluster, leader);
+    cluster.restart(down);
+    cluster.wait_caught_up(down, Duration::from_secs(60));
+    // Once every member has the log, the next snapshots purge it.
+    for _ in 0..2 {
+        load.wait_for_acks(load.total_acks() + 1500, Duration::from_secs(60));
+        cluster.snapshot();
+    }
+    let acks = load.stop();
+    cluster.check_counts(&acks);
+    cluster.wait_for_equal_digests(Duration::from_secs(30));
+    let purged = log_start(&cluster, leader);
+    assert!(
+        purged > leader_start && purged > 0,
+        "the log was purged once the lagging member had caught up ({leader_start} -> {purged})"
+    );
+    // And a whole-cluster restart recovers from the snapshots and the purged logs.
+    for member in 0..3 {
+        cluster.kill(member, libc::SIGKILL);
+    }
+    for member in 0..3 {
+        cluster.restart(member);
+    }
+    cluster.wait_for_leader(Duration::from_secs(20));
+    cluster.check_counts(&acks);
+    cluster.wait_for_equal_digests(Duration::from_secs(30));
+}

@@ -415,6 +415,8 @@ pub struct Consensus {
     leader_contact_ns: u64,
     /// Follower: the position up to which this log is known to match the current leader's.
     leader_matched_position: u64,
+    /// The highest log floor a leader has sent this member ([`Consensus::log_floor`]).
+    leader_log_floor: u64,
     canvass_started_ns: u64,
     next_canvass_ns: u64,
     nominate_at_ns: u64,
@@ -491,6 +493,7 @@ impl Consensus {
             leader: None,
             leader_contact_ns: now_ns,
             leader_matched_position: 0,
+            leader_log_floor: 0,
             canvass_started_ns: now_ns,
             next_canvass_ns: now_ns,
             nominate_at_ns: 0,
@@ -563,15 +566,19 @@ impl Consensus {
         }
     }
 
-    /// Leader: the lowest position up to which a follower has acknowledged a matching log (what
-    /// the slowest follower still lacks starts there); `None` on a follower or alone.
-    pub fn lowest_follower_match(&self) -> Option<u64> {
+    /// The position below which this member may purge its log: nothing below it is needed by
+    /// any member. A leader's is the lowest position a follower has acknowledged in its term (0
+    /// until every follower has answered: a member that is down may need everything it had),
+    /// at most the commit; a follower's is the highest its leaders have sent it.
+    pub fn log_floor(&self) -> u64 {
         if self.role != Role::Leader {
-            return None;
+            return self.leader_log_floor;
         }
         self.other_members()
             .map(|member| self.peers[usize::try_from(member).expect("small")].matched_position)
             .min()
+            .unwrap_or(self.commit_position)
+            .min(self.commit_position)
     }
 
     /// The term history.

@@ -149,7 +149,8 @@ impl Consensus {
             .prev_term(prev_term)
             .entry_term(entry_term)
             .commit_position(self.commit_position)
-            .leader_id(self.id);
+            .leader_id(self.id)
+            .log_floor(self.log_floor());
         let head_length = encoder
             .entries(&[])
             .expect("an empty var-data field fits")
@@ -245,6 +246,10 @@ impl Consensus {
         };
         if commit > self.commit_position {
             self.commit_position = commit;
+        }
+        if let Some(floor) = message.log_floor() {
+            // A floor only ever rises: it is below what every member had when it was sent.
+            self.leader_log_floor = self.leader_log_floor.max(floor.min(self.commit_position));
         }
         self.acknowledge_leader_to(leader);
         Ok(())

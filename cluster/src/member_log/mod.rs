@@ -38,8 +38,8 @@ use crate::log_entry::{
 
 /// The channel the log's recording names in the catalog.
 pub const LOG_CHANNEL: &str = "tern:cluster-log";
-/// A segment holds at least this many bytes of log (whole terms, at least one).
-const SEGMENT_LENGTH_MIN: u64 = 64 * 1024 * 1024;
+/// A segment holds at least this many bytes of log by default (whole terms, at least one).
+pub const SEGMENT_LENGTH_DEFAULT: u64 = 64 * 1024 * 1024;
 /// The most bytes handed to the segment writer at once (its stamping buffer's size).
 const WRITE_BLOCK_MAX: usize = 256 * 1024;
 
@@ -84,6 +84,21 @@ pub enum MemberLogError {
     /// An append that does not start at the log's end, or is not whole aligned entries.
     #[error("member log: {0}")]
     Append(String),
+    /// The log is damaged below its tail (a missing segment, a gap, a bad frame with segments
+    /// after it): cutting there would throw away log that may be committed, so the member
+    /// refuses to start. Move the damaged files aside or rebuild this member from its peers.
+    #[error(
+        "member log: damaged at {position} below its last segment (at {last_segment}): {detail}; \
+         refusing to cut the log there"
+    )]
+    Damaged {
+        /// Where the valid log ends.
+        position: u64,
+        /// The base of the last segment holding log.
+        last_segment: u64,
+        /// What the scan found.
+        detail: String,
+    },
     /// A segment file could not be mapped.
     #[error("member log: mapping {path}: {source}")]
     Map {
@@ -136,13 +151,13 @@ impl MemberLog {
             durability,
             member_id,
             now_ms,
-            SEGMENT_LENGTH_MIN,
+            SEGMENT_LENGTH_DEFAULT,
         )
     }
 
-    /// [`MemberLog::open`] with segments of at least `segment_length_min` bytes (tests cross
-    /// segment ends with short ones).
-    fn open_with(
+    /// [`MemberLog::open`] with a new log's segments holding at least `segment_length_min`
+    /// bytes (whole terms, at least one): the unit the log is purged in.
+    pub fn open_with(
         dir: &Path,
         format: LogFormat,
         durability: LogDurability,
@@ -242,6 +257,20 @@ impl MemberLog {
         // it can never be read as log.
         log.end = u64::MAX;
         let scan = log.scan(format, start);
+        // Only a tail is cut: damage must lie in the last segment that holds log. Anything
+        // lower (a segment missing at the start or in the middle, a bad frame with whole
+        // segments after it) is refused, not cut, as it may be committed log.
+        let last_segment = log.maps.keys().next_back().copied().unwrap_or(start);
+        if scan.valid_end < last_segment {
+            return Err(MemberLogError::Damaged {
+                position: scan.valid_end,
+                last_segment,
+                detail: scan.stopped_by.map_or_else(
+                    || "no log there (a missing segment or a gap)".to_owned(),
+                    |error| error.to_string(),
+                ),
+            });
+        }
         log.end = scan.valid_end;
         log.cut_files(scan.valid_end)?;
         let at = to_i64(log.end);
@@ -771,5 +800,56 @@ mod tests {
         let (log, recovery) = open(dir.path());
         assert_eq!((log.start(), recovery.log_end), (2 * SEGMENT, end));
         assert_eq!(read_all(&log), expected[index(2 * SEGMENT)..]);
+    }
+
+    #[test]
+    fn damage_below_the_last_segment_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        for batch in 0..40 {
+            let bytes = entries(log.end(), 20, batch);
+            log.append(log.end(), &bytes).unwrap();
+        }
+        log.sync().unwrap();
+        let end = log.end();
+        assert!(end > 3 * SEGMENT);
+        drop(log);
+        // A bad byte in the first segment, with whole segments after it.
+        let first = tern_archive::segment::segment_path(dir.path(), 0, 0);
+        let at = usize::try_from(SEGMENT_HEADER_LENGTH_U64).unwrap() + 100;
+        let original = std::fs::read(&first).unwrap()[at];
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&first)
+            .unwrap();
+        file.write_all_at(&[!original], widen(at)).unwrap();
+        let refused =
+            MemberLog::open_with(dir.path(), format(), LogDurability::Synced, 1, 0, SEGMENT);
+        assert!(
+            matches!(refused, Err(MemberLogError::Damaged { .. })),
+            "{refused:?}"
+        );
+        // Nothing was cut: every segment is still there, and mended it opens whole.
+        assert_eq!(
+            segment_files::list_segments(dir.path(), 0).unwrap().len(),
+            usize::try_from(end.div_ceil(SEGMENT)).unwrap()
+        );
+        file.write_all_at(&[original], widen(at)).unwrap();
+        let (log, recovery) = open(dir.path());
+        assert_eq!(recovery.log_end, end);
+        drop(log);
+        // A missing middle segment is refused too.
+        std::fs::remove_file(tern_archive::segment::segment_path(
+            dir.path(),
+            0,
+            i64::try_from(SEGMENT).unwrap(),
+        ))
+        .unwrap();
+        let refused =
+            MemberLog::open_with(dir.path(), format(), LogDurability::Synced, 1, 0, SEGMENT);
+        assert!(
+            matches!(refused, Err(MemberLogError::Damaged { .. })),
+            "{refused:?}"
+        );
     }
 }

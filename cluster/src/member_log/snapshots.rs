@@ -118,10 +118,12 @@ impl MemberLog {
             offset += run;
             written += u64::try_from(run).expect("fits");
         }
-        // Level 2 syncs on close: the snapshot is on disk before the recording log names it.
+        // Level 2 syncs on close, and the catalog is flushed: the snapshot and its descriptor
+        // are on disk before the recording log names it.
         writer.close().map_err(ArchiveError::from)?;
         self.catalog
             .stop(recording_id, to_i64(written), now_ms)
+            .and_then(|()| self.catalog.flush())
             .map_err(ArchiveError::from)?;
         Ok(recording_id)
     }
@@ -168,17 +170,20 @@ impl MemberLog {
         if base <= self.start {
             return Ok(self.start);
         }
-        // Unmapped first: the files are about to go.
-        self.maps.retain(|&segment, _| segment >= base);
-        segment_files::delete_segments_below(&self.dir, &self.descriptor, to_i64(base))?;
+        // The new start is on disk before any file goes: a crash in between leaves segments
+        // below the start (deleted at the next purge), never a start whose segment is gone.
         // The stop first: the catalog holds a recording's start at or below its stop.
         let id = self.descriptor.recording_id;
         self.catalog
             .set_stop_position(id, to_i64(self.end))
             .and_then(|()| self.catalog.set_start_position(id, to_i64(base)))
+            .and_then(|()| self.catalog.flush())
             .map_err(ArchiveError::from)?;
         self.descriptor.start_position = to_i64(base);
         self.start = base;
+        // Unmapped before the files go.
+        self.maps.retain(|&segment, _| segment >= base);
+        segment_files::delete_segments_below(&self.dir, &self.descriptor, to_i64(base))?;
         Ok(base)
     }
 }

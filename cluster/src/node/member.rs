@@ -34,6 +34,11 @@ const FRAGMENT_LIMIT: usize = 64;
 const SESSION_SWEEP_NS: u64 = 1_000_000_000;
 /// Sessions a member serves at once at most; connects beyond it are not answered.
 const SESSIONS_MAX: usize = 4096;
+/// Distinct response channels (client endpoints) a member sends to at most.
+const EGRESS_MAX: usize = 256;
+/// A leader appends at most one operator's snapshot request in this long; others are answered
+/// busy. (Each makes every member serialise its state and sync it.)
+const ADMIN_SNAPSHOT_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// Why a member cannot start or must stop.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,9 @@ pub enum MemberError {
     /// The media driver refused a publication or subscription.
     #[error("transport: {0}")]
     Transport(String),
+    /// The member's files cannot give it a state to start from.
+    #[error("cannot recover: {0}")]
+    Unrecoverable(String),
 }
 
 /// A client session's egress.
@@ -67,7 +75,7 @@ struct Session {
 
 /// One egress publication, shared by the sessions that name its channel and stream.
 struct Egress {
-    channel: String,
+    endpoint: std::net::SocketAddr,
     stream_id: i32,
     publication: Publication,
     sessions: usize,
@@ -103,6 +111,10 @@ struct State {
     snapshots_retained: usize,
     /// Snapshots this member has recorded since it started.
     snapshots_taken: u64,
+    /// Snapshots it could not record or retain.
+    snapshot_failures: u64,
+    /// When the leader last appended an operator's snapshot request.
+    last_admin_snapshot_ns: Option<u64>,
     /// The position of the snapshot it started from, or -1.
     recovered_from: i64,
     response: Vec<u8>,
@@ -144,7 +156,7 @@ impl MemberAgent {
         } else {
             NodeState::create(&config.dir, id)?
         };
-        let recording_log = if config.dir.join(crate::recording_log::FILE_NAME).exists() {
+        let mut recording_log = if config.dir.join(crate::recording_log::FILE_NAME).exists() {
             RecordingLog::open(&config.dir, id)?
         } else {
             RecordingLog::create(&config.dir, id)?
@@ -155,19 +167,39 @@ impl MemberAgent {
                 "the recording log's torn last record was repaired"
             );
         }
-        let (log, recovery) = MemberLog::open(
+        let (log, recovery) = MemberLog::open_with(
             &config.dir.join("archive"),
             config.log_format,
             config.durability,
             id,
             now.epoch_ms,
+            config.log_segment_length,
         )?;
         if let Some(damage) = &recovery.damaged {
             tracing::warn!(end = recovery.log_end, %damage, "the log's damaged tail was cut away");
         }
         let history = recording_log.term_history(recovery.log_end)?;
+        if recording_log.term_history(u64::MAX)?.entries() != history.entries() {
+            // The recording log names terms past the recovered log (a crash after a term's
+            // record and before its bytes, or a tail lost with the page cache): record the cut,
+            // so that the next term recorded follows the history that remains.
+            recording_log.append(Record::Truncate {
+                position: recovery.log_end,
+            })?;
+            tracing::warn!(
+                log_end = recovery.log_end,
+                "the recording log named terms past the log's end: a truncation was recorded"
+            );
+        }
         let (container, snapshot_position) =
             restore(&config, &recording_log, &log, recovery.log_end);
+        if snapshot_position < log.start() {
+            return Err(MemberError::Unrecoverable(format!(
+                "the log starts at {} and no usable snapshot covers it (the newest that loads is \
+                 at {snapshot_position}): rebuild this member from a peer's snapshot",
+                log.start()
+            )));
+        }
         crate::recording_log::check_terms_against_log(
             &history,
             &log,
@@ -274,6 +306,8 @@ impl MemberAgent {
                 next_snapshot_ns: u64::MAX,
                 snapshots_retained: config.snapshots_retained.max(1),
                 snapshots_taken: 0,
+                snapshot_failures: 0,
+                last_admin_snapshot_ns: None,
                 recovered_from: if snapshot_position > 0 {
                     i64::try_from(snapshot_position).unwrap_or(i64::MAX)
                 } else {
@@ -461,21 +495,31 @@ impl State {
     }
 
     fn egress_for(&mut self, channel: &str, stream_id: i32) -> Option<usize> {
+        // Only `tern:udp?endpoint=<IP:port>` is taken, and the member writes the channel
+        // itself: a client chooses where its responses go, not how the member's driver sends
+        // them (no host name to resolve on this thread, no term length of its choosing).
+        let Some(endpoint) = egress_endpoint(channel) else {
+            tracing::warn!(
+                channel,
+                "a session's response channel is not tern:udp?endpoint=IP:PORT: refused"
+            );
+            return None;
+        };
         if let Some(index) = self.egress.iter().position(|egress| {
             egress
                 .as_ref()
-                .is_some_and(|e| e.channel == channel && e.stream_id == stream_id)
+                .is_some_and(|e| e.endpoint == endpoint && e.stream_id == stream_id)
         }) {
             if let Some(egress) = self.egress[index].as_mut() {
                 egress.sessions += 1;
             }
             return Some(index);
         }
-        let uri = if channel.contains("term-length") || !channel.starts_with("tern:udp") {
-            channel.to_owned()
-        } else {
-            format!("{channel}|term-length={SESSION_TERM_LENGTH}")
-        };
+        if self.egress.iter().flatten().count() >= EGRESS_MAX {
+            tracing::warn!(%endpoint, "too many response channels: a connect was not answered");
+            return None;
+        }
+        let uri = format!("tern:udp?endpoint={endpoint}|term-length={SESSION_TERM_LENGTH}");
         let publication = match self.tern.add_publication(&uri, stream_id) {
             Ok(publication) => publication,
             Err(error) => {
@@ -484,7 +528,7 @@ impl State {
             }
         };
         let egress = Egress {
-            channel: channel.to_owned(),
+            endpoint,
             stream_id,
             publication,
             sessions: 1,
@@ -531,11 +575,22 @@ impl State {
             tracing::warn!(session_id, action, "an unknown admin action was ignored");
             return;
         }
+        if self.consensus.role() == Role::Leader
+            && self
+                .last_admin_snapshot_ns
+                .is_some_and(|last| now_ns.saturating_sub(last) < ADMIN_SNAPSHOT_INTERVAL_NS)
+        {
+            self.respond(session_id, request_id, 0, ResponseCode::Busy, &[]);
+            return;
+        }
         match self
             .consensus
             .append_snapshot_request(now_ns, session_id, request_id)
         {
-            Ok(_) => tracing::info!(session_id, request_id, "snapshot requested"),
+            Ok(_) => {
+                self.last_admin_snapshot_ns = Some(now_ns);
+                tracing::info!(session_id, request_id, "snapshot requested");
+            }
             Err(AppendError::NotLeader { .. }) => {
                 self.respond(session_id, request_id, 0, ResponseCode::Redirect, &[]);
             }
@@ -579,8 +634,9 @@ impl State {
 
     /// Keeps the newest `snapshots_retained` snapshots the recording log lists and deletes
     /// every other snapshot recording (older ones, and any a crash left unlisted); then purges
-    /// the log below the oldest snapshot kept, but never below what a follower the leader
-    /// knows of still lacks, nor below what this member has applied.
+    /// the log below the oldest snapshot kept, but never below the cluster's log floor (what
+    /// the slowest member acknowledged to a leader, `Consensus::log_floor`), nor below what
+    /// this member has applied.
     fn apply_retention(&mut self) -> Result<(), MemberError> {
         let recordings = self.log.snapshot_recordings();
         let kept: Vec<SnapshotRecord> = self
@@ -604,10 +660,10 @@ impl State {
         let Some(oldest) = kept.last() else {
             return Ok(());
         };
-        let mut floor = oldest.position.min(self.container.applied_position());
-        if let Some(lowest) = self.consensus.lowest_follower_match() {
-            floor = floor.min(lowest);
-        }
+        let floor = oldest
+            .position
+            .min(self.container.applied_position())
+            .min(self.consensus.log_floor());
         let start = self.log.purge_below(floor)?;
         tracing::info!(
             member = self.id,
@@ -801,9 +857,12 @@ impl State {
                     cluster_time_ns,
                     bytes,
                 } => {
+                    // A snapshot is an optimisation of recovery: one that cannot be recorded
+                    // (a full disk, a full catalog) is said and counted, and the member goes
+                    // on, as every member meets the same request at the same entry.
                     if let Err(error) = self.record_snapshot(position, cluster_time_ns, &bytes) {
-                        self.failure = Some(format!("recording a snapshot: {error}"));
-                        return work;
+                        self.snapshot_failures += 1;
+                        tracing::error!(member = self.id, position, %error, "a snapshot could not be recorded");
                     }
                 }
             }
@@ -823,6 +882,14 @@ impl State {
         }
         work + self.carry_out(now_ns)
     }
+}
+
+/// The `IP:port` of a `tern:udp?endpoint=IP:port` channel with nothing else, or `None`.
+fn egress_endpoint(channel: &str) -> Option<std::net::SocketAddr> {
+    let endpoint = channel.strip_prefix("tern:udp?endpoint=")?;
+    let address: std::net::SocketAddr = endpoint.parse().ok()?;
+    (address.port() != 0 && !address.ip().is_unspecified() && !address.ip().is_multicast())
+        .then_some(address)
 }
 
 fn epoch_ms() -> i64 {

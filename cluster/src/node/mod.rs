@@ -270,6 +270,9 @@ pub struct NodeConfig {
     pub snapshot_interval: Option<Duration>,
     /// Snapshots kept; older ones are deleted and the log is purged below the oldest kept.
     pub snapshots_retained: usize,
+    /// Bytes of log per segment file of a new log (rounded up to whole terms): the unit the
+    /// log is purged in.
+    pub log_segment_length: u64,
 }
 
 impl NodeConfig {
@@ -298,6 +301,7 @@ impl NodeConfig {
             idle_strategy: IdleStrategy::default(),
             snapshot_interval: None,
             snapshots_retained: 3,
+            log_segment_length: crate::member_log::SEGMENT_LENGTH_DEFAULT,
         }
     }
 
