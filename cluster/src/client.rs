@@ -1,7 +1,9 @@
-//! A client of a cluster: one session that finds the leader, sends commands one at a time and
-//! gets each applied exactly once, whatever members die on the way.
+//! A client of a cluster: sessions that find the leader, send commands one at a time each and
+//! get each applied exactly once, whatever members die on the way. One client carries one
+//! session ([`ClusterClient::connect`]) or many over the same streams
+//! ([`ClusterClient::connect_sessions`], for throughput: one request in flight per session).
 //!
-//! A session has an id (random unless given) and numbers its requests from 1. Each request is
+//! A session has a random id and numbers its requests from 1. Each request is
 //! sent to the member the client believes leads; it is sent again, with the same number, when
 //! no answer comes within [`ClusterClientConfig::request_timeout`], when the member redirects
 //! (to the leader it names, or the next member when it knows none) or says it is busy. The
@@ -38,6 +40,7 @@
 //! reused. Time comes from the caller's clock through [`ClusterClient::poll_at`]; the plain
 //! [`ClusterClient::poll`] reads the monotonic clock.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -117,6 +120,9 @@ pub enum ClusterClientError {
     /// The local address could not be found.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A session count or index out of range.
+    #[error("session {0} is out of range (a client carries 1 to {SESSIONS_MAX})")]
+    Sessions(usize),
 }
 
 /// An applied request's answer.
@@ -153,27 +159,40 @@ enum Link {
     Connected,
 }
 
-/// A session with the cluster; see the [module docs](self).
+/// The most sessions one client carries.
+pub const SESSIONS_MAX: usize = 1024;
+
+/// One session's state.
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    next_request_id: u64,
+    link: Link,
+    /// The request waiting for its answer.
+    pending: Option<Pending>,
+    command: Vec<u8>,
+    /// The session's encoded `session_connect`.
+    connect: Vec<u8>,
+    last_heard: Instant,
+    /// Answers in a row from the current member that it knows no leader.
+    no_leader_answers: u32,
+}
+
+/// Sessions with the cluster over one set of streams; see the [module docs](self).
 pub struct ClusterClient {
     config: ClusterClientConfig,
     ingress: Vec<Publication>,
     egress: Subscription,
     assembler: MessageAssembler,
-    session_id: u64,
-    next_request_id: u64,
+    /// The member every session sends to.
     target: u32,
-    link: Link,
-    /// The request waiting for its answer.
-    pending: Option<Pending>,
-    command: Vec<u8>,
+    sessions: Vec<Session>,
+    by_id: HashMap<u64, usize>,
     request: Vec<u8>,
-    connect: Vec<u8>,
-    last_heard: Instant,
     responses: Vec<Response>,
+    replies: VecDeque<(usize, Reply)>,
     /// Requests sent again (timeouts, redirects, busy answers).
     retries: u64,
-    /// Answers in a row from the current member that it knows no leader.
-    no_leader_answers: u32,
     /// Times the client moved to another member.
     failovers: u64,
 }
@@ -181,17 +200,31 @@ pub struct ClusterClient {
 impl std::fmt::Debug for ClusterClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterClient")
-            .field("session_id", &self.session_id)
+            .field("sessions", &self.sessions.len())
             .field("target", &self.target)
-            .field("link", &self.link)
             .finish_non_exhaustive()
     }
 }
 
 impl ClusterClient {
-    /// Opens the client's streams through `tern` and starts looking for the leader (from member
-    /// 0). Returns at once: the first [`ClusterClient::call`] or polls finish connecting.
+    /// Opens the client's streams through `tern` with one session and starts looking for the
+    /// leader (from member 0). Returns at once: the first [`ClusterClient::call`] or polls
+    /// finish connecting.
     pub fn connect(tern: &Tern, config: ClusterClientConfig) -> Result<Self, ClusterClientError> {
+        Self::connect_sessions(tern, config, 1)
+    }
+
+    /// [`ClusterClient::connect`] with `count` sessions (1 to [`SESSIONS_MAX`]) sharing the
+    /// client's streams: each has its own numbering and one request in flight, so `count`
+    /// requests can be in flight together. Session `i` is addressed by index `i`.
+    pub fn connect_sessions(
+        tern: &Tern,
+        config: ClusterClientConfig,
+        count: usize,
+    ) -> Result<Self, ClusterClientError> {
+        if count == 0 || count > SESSIONS_MAX {
+            return Err(ClusterClientError::Sessions(count));
+        }
         let mut ingress = Vec::new();
         for member in 0..config.members.count() {
             ingress.push(
@@ -199,20 +232,38 @@ impl ClusterClient {
             );
         }
         let egress = tern.add_subscription(&config.response_channel, config.response_stream_id)?;
-        // Drawn afresh for every client: a session id used again would make its requests,
-        // numbered from 1 again, look like retries of ones already applied.
-        let session_id = random_session_id();
-        // Members take `tern:udp?endpoint=IP:PORT` and choose the rest of the channel.
-        let mut connect = vec![0u8; 64 + config.response_channel.len()];
-        let length = encode_connect(
-            &mut connect,
-            session_id,
-            config.response_stream_id,
-            &config.response_channel,
-        )
-        .map_err(|error| std::io::Error::other(error.to_string()))?;
-        connect.truncate(length);
         let now = Instant::now();
+        let mut sessions = Vec::with_capacity(count);
+        let mut by_id = HashMap::with_capacity(count);
+        for index in 0..count {
+            // Drawn afresh for every client: a session id used again would make its requests,
+            // numbered from 1 again, look like retries of ones already applied.
+            let id = random_session_id();
+            // Members take `tern:udp?endpoint=IP:PORT` and choose the rest of the channel.
+            let mut connect = vec![0u8; 64 + config.response_channel.len()];
+            let length = encode_connect(
+                &mut connect,
+                id,
+                config.response_stream_id,
+                &config.response_channel,
+            )
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+            connect.truncate(length);
+            by_id.insert(id, index);
+            sessions.push(Session {
+                id,
+                next_request_id: 1,
+                link: Link::Connecting {
+                    attempts: 0,
+                    sent: now,
+                },
+                pending: None,
+                command: Vec::with_capacity(64),
+                connect,
+                last_heard: now,
+                no_leader_answers: 0,
+            });
+        }
         let mut client = Self {
             config,
             ingress,
@@ -221,30 +272,29 @@ impl ClusterClient {
                 sessions: 8,
                 message_length: 8 * 1024,
             }),
-            session_id,
-            next_request_id: 1,
             target: 0,
-            link: Link::Connecting {
-                attempts: 0,
-                sent: now,
-            },
-            pending: None,
-            command: Vec::with_capacity(4096),
+            sessions,
+            by_id,
             request: Vec::with_capacity(4096 + 64),
-            connect,
-            last_heard: now,
             responses: Vec::new(),
+            replies: VecDeque::new(),
             retries: 0,
-            no_leader_answers: 0,
             failovers: 0,
         };
-        client.send_connect(now);
+        for index in 0..count {
+            client.send_connect(index, now);
+        }
         Ok(client)
     }
 
-    /// The session's id.
+    /// How many sessions the client carries.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The first session's id.
     pub fn session_id(&self) -> u64 {
-        self.session_id
+        self.sessions[0].id
     }
 
     /// The member requests go to now.
@@ -262,53 +312,88 @@ impl ClusterClient {
         self.failovers
     }
 
-    /// Whether a request waits for its answer.
+    /// Whether the first session's request waits for its answer.
     pub fn is_waiting(&self) -> bool {
-        self.pending.is_some()
+        self.sessions[0].pending.is_some()
     }
 
-    /// Sends `command` as the session's next request; returns its id. One request at a time:
-    /// poll until its answer comes before sending the next.
+    /// Whether session `index`'s request waits for its answer.
+    pub fn is_waiting_on(&self, index: usize) -> bool {
+        self.sessions
+            .get(index)
+            .is_some_and(|session| session.pending.is_some())
+    }
+
+    /// Sends `command` as the first session's next request; returns its id. One request at a
+    /// time per session: poll until its answer comes before sending the next.
     pub fn send(&mut self, command: &[u8]) -> Result<u64, ClusterClientError> {
-        self.send_request(command, false)
+        self.send_request(0, command, false)
     }
 
-    /// Asks for a cluster-wide snapshot as the session's next request (numbered, retried and
-    /// applied once like a command); its answer's position is where every member snapshots.
+    /// Sends `command` as session `index`'s next request; returns its id.
+    pub fn send_on(&mut self, index: usize, command: &[u8]) -> Result<u64, ClusterClientError> {
+        if index >= self.sessions.len() {
+            return Err(ClusterClientError::Sessions(index));
+        }
+        self.send_request(index, command, false)
+    }
+
+    /// Asks for a cluster-wide snapshot as the first session's next request (numbered, retried
+    /// and applied once like a command); its answer's position is where every member snapshots.
     pub fn send_snapshot_request(&mut self) -> Result<u64, ClusterClientError> {
-        self.send_request(&[], true)
+        self.send_request(0, &[], true)
     }
 
-    fn send_request(&mut self, command: &[u8], snapshot: bool) -> Result<u64, ClusterClientError> {
-        if let Some(pending) = self.pending {
+    fn send_request(
+        &mut self,
+        index: usize,
+        command: &[u8],
+        snapshot: bool,
+    ) -> Result<u64, ClusterClientError> {
+        let session = &mut self.sessions[index];
+        if let Some(pending) = session.pending {
             return Err(ClusterClientError::Busy(pending.id));
         }
         if command.len() > 4096 {
             return Err(ClusterClientError::TooLong(command.len()));
         }
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        self.command.clear();
-        self.command.extend_from_slice(command);
+        let id = session.next_request_id;
+        session.next_request_id += 1;
+        session.command.clear();
+        session.command.extend_from_slice(command);
         let now = Instant::now();
-        self.pending = Some(Pending {
+        session.pending = Some(Pending {
             id,
             snapshot,
             sent_at: None,
             not_before: now,
         });
-        self.flush(now);
+        self.flush_session(index, now);
         Ok(id)
     }
 
-    /// Reads answers, sends again what timed out or was redirected, keeps the session alive;
-    /// returns the waiting request's answer once it comes.
+    /// Reads answers, sends again what timed out or was redirected, keeps the sessions alive;
+    /// returns an answer once one comes (with several sessions, [`ClusterClient::poll_any`]
+    /// says whose).
     pub fn poll(&mut self) -> Option<Reply> {
         self.poll_at(Instant::now())
     }
 
     /// [`ClusterClient::poll`] at `now`.
     pub fn poll_at(&mut self, now: Instant) -> Option<Reply> {
+        self.poll_any_at(now).map(|(_, reply)| reply)
+    }
+
+    /// [`ClusterClient::poll`], with the index of the session answered.
+    pub fn poll_any(&mut self) -> Option<(usize, Reply)> {
+        self.poll_any_at(Instant::now())
+    }
+
+    /// [`ClusterClient::poll_any`] at `now`.
+    pub fn poll_any_at(&mut self, now: Instant) -> Option<(usize, Reply)> {
+        if let Some(reply) = self.replies.pop_front() {
+            return Some(reply);
+        }
         let assembler = &mut self.assembler;
         let responses = &mut self.responses;
         self.egress.poll(
@@ -319,16 +404,21 @@ impl ClusterClient {
                     }
                 });
             },
-            64,
+            256,
         );
-        let mut reply = None;
-        for response in std::mem::take(&mut self.responses) {
-            if let Some(answer) = self.on_response(now, response) {
-                reply = Some(answer);
+        let mut responses = std::mem::take(&mut self.responses);
+        for response in responses.drain(..) {
+            if let Some(&index) = self.by_id.get(&response.session_id)
+                && let Some(reply) = self.on_response(index, now, response)
+            {
+                self.replies.push_back((index, reply));
             }
         }
-        self.flush(now);
-        reply
+        self.responses = responses;
+        for index in 0..self.sessions.len() {
+            self.flush_session(index, now);
+        }
+        self.replies.pop_front()
     }
 
     /// Asks for a cluster-wide snapshot and waits up to `timeout` for the answer: its position
@@ -338,7 +428,8 @@ impl ClusterClient {
         self.wait(request_id, timeout)
     }
 
-    /// Sends `command` and waits up to `timeout` for its answer, polling with short sleeps.
+    /// Sends `command` on the first session and waits up to `timeout` for its answer, polling
+    /// with short sleeps.
     pub fn call(&mut self, command: &[u8], timeout: Duration) -> Result<Reply, ClusterClientError> {
         let request_id = self.send(command)?;
         self.wait(request_id, timeout)
@@ -348,7 +439,7 @@ impl ClusterClient {
         let deadline = Instant::now() + timeout;
         let mut idle = 0u32;
         loop {
-            if let Some(reply) = self.poll() {
+            if let Some((0, reply)) = self.poll_any() {
                 debug_assert_eq!(reply.request_id, request_id);
                 return Ok(reply);
             }
@@ -364,31 +455,29 @@ impl ClusterClient {
         }
     }
 
-    fn on_response(&mut self, now: Instant, response: Response) -> Option<Reply> {
-        if response.session_id != self.session_id {
-            return None;
-        }
-        self.last_heard = now;
+    fn on_response(&mut self, index: usize, now: Instant, response: Response) -> Option<Reply> {
+        let session = &mut self.sessions[index];
+        session.last_heard = now;
         if response.request_id == 0 {
             // A connect's answer: this member leads, or names who does.
-            if matches!(self.link, Link::Connecting { .. }) {
+            if matches!(session.link, Link::Connecting { .. }) {
                 match response.code {
                     ResponseCode::Applied => {
-                        self.link = Link::Connected;
-                        self.no_leader_answers = 0;
+                        session.link = Link::Connected;
+                        session.no_leader_answers = 0;
                     }
-                    _ => self.redirect(now, response.leader_hint),
+                    _ => self.redirect(index, now, response.leader_hint),
                 }
             }
             return None;
         }
-        let pending = self.pending?;
+        let pending = session.pending?;
         if response.request_id != pending.id {
             return None;
         }
         match response.code {
             ResponseCode::Applied => {
-                self.pending = None;
+                session.pending = None;
                 Some(Reply {
                     request_id: response.request_id,
                     position: response.position,
@@ -397,12 +486,12 @@ impl ClusterClient {
             }
             ResponseCode::Redirect => {
                 self.retries += 1;
-                self.redirect(now, response.leader_hint);
+                self.redirect(index, now, response.leader_hint);
                 None
             }
             ResponseCode::Busy => {
                 self.retries += 1;
-                self.pending = Some(Pending {
+                session.pending = Some(Pending {
                     sent_at: None,
                     not_before: now + BUSY_PAUSE,
                     ..pending
@@ -413,75 +502,82 @@ impl ClusterClient {
         }
     }
 
-    /// Moves to the leader `hint` names. A member that knows no leader (an election is under
-    /// way) is asked again a little later, up to [`NO_LEADER_ANSWERS`] times, before the client
-    /// tries the next member: it will know the new leader before a member picked at random.
-    fn redirect(&mut self, now: Instant, hint: u32) {
+    /// Moves every session to the leader `hint` names. A member that knows no leader (an
+    /// election is under way) is asked again a little later, up to [`NO_LEADER_ANSWERS`]
+    /// times, before the client tries the next member: it will know the new leader before a
+    /// member picked at random.
+    fn redirect(&mut self, index: usize, now: Instant, hint: u32) {
         let count = self.config.members.count();
         if hint != NO_LEADER && hint < count && hint != self.target {
             self.move_to(now, hint);
             return;
         }
-        self.no_leader_answers += 1;
-        if self.no_leader_answers >= NO_LEADER_ANSWERS {
+        let session = &mut self.sessions[index];
+        session.no_leader_answers += 1;
+        if session.no_leader_answers >= NO_LEADER_ANSWERS {
             self.move_to(now, (self.target + 1) % count);
             return;
         }
         // Connect again after the retry interval: an answered connect is not a lost one.
-        self.link = Link::Connecting {
+        session.link = Link::Connecting {
             attempts: 0,
             sent: now,
         };
-        if let Some(pending) = self.pending.as_mut() {
+        if let Some(pending) = session.pending.as_mut() {
             pending.sent_at = None;
         }
     }
 
+    /// Moves every session to `member`: each connects there before it sends again.
     fn move_to(&mut self, now: Instant, member: u32) {
         if member != self.target {
             self.failovers += 1;
         }
-        self.no_leader_answers = 0;
         self.target = member;
-        self.link = Link::Connecting {
-            attempts: 0,
-            sent: now,
-        };
-        if let Some(pending) = self.pending.as_mut() {
-            pending.sent_at = None;
+        for index in 0..self.sessions.len() {
+            let session = &mut self.sessions[index];
+            session.no_leader_answers = 0;
+            session.link = Link::Connecting {
+                attempts: 0,
+                sent: now,
+            };
+            if let Some(pending) = session.pending.as_mut() {
+                pending.sent_at = None;
+            }
+            self.send_connect(index, now);
         }
-        self.send_connect(now);
     }
 
-    fn send_connect(&mut self, now: Instant) {
-        if let Link::Connecting { attempts, sent } = &mut self.link {
+    fn send_connect(&mut self, index: usize, now: Instant) {
+        let session = &mut self.sessions[index];
+        if let Link::Connecting { attempts, sent } = &mut session.link {
             *attempts += 1;
             *sent = now;
         }
-        let _ = self.offer(true);
+        let publication = &self.ingress[usize::try_from(self.target).expect("small")];
+        let _ = crate::node::offer(publication, &session.connect);
     }
 
-    /// Sends what is due: a connect again, the pending request (first time, or again after a
-    /// timeout), a keepalive.
-    fn flush(&mut self, now: Instant) {
-        match self.link {
+    /// Sends what is due on session `index`: a connect again, the pending request (first
+    /// time, or again after a timeout), a keepalive.
+    fn flush_session(&mut self, index: usize, now: Instant) {
+        let session = &self.sessions[index];
+        match session.link {
             Link::Connecting { attempts, sent } => {
                 if now.duration_since(sent) >= CONNECT_RETRY {
                     if attempts >= CONNECT_ATTEMPTS {
                         let next = (self.target + 1) % self.config.members.count();
                         self.move_to(now, next);
                     } else {
-                        self.send_connect(now);
+                        self.send_connect(index, now);
                     }
                 }
             }
             Link::Connected => {
-                if let Some(pending) = self.pending {
+                if let Some(pending) = session.pending {
                     match pending.sent_at {
-                        None if now >= pending.not_before
-                            && self.offer_request(pending.id, pending.snapshot) =>
-                        {
-                            self.pending = Some(Pending {
+                        None if now >= pending.not_before && self.offer_request(index, pending) => {
+                            self.sessions[index].pending = Some(Pending {
                                 sent_at: Some(now),
                                 ..pending
                             });
@@ -497,49 +593,45 @@ impl ClusterClient {
                         }
                         Some(_) => {}
                     }
-                } else if now.duration_since(self.last_heard) >= KEEPALIVE_INTERVAL {
-                    self.last_heard = now;
-                    let _ = self.offer(true);
+                } else if now.duration_since(session.last_heard) >= KEEPALIVE_INTERVAL {
+                    self.sessions[index].last_heard = now;
+                    let publication = &self.ingress[usize::try_from(self.target).expect("small")];
+                    let _ = crate::node::offer(publication, &self.sessions[index].connect);
                 }
             }
         }
     }
 
-    fn offer_request(&mut self, id: u64, snapshot: bool) -> bool {
-        if snapshot {
+    fn offer_request(&mut self, index: usize, pending: Pending) -> bool {
+        let session = &self.sessions[index];
+        if pending.snapshot {
             self.request.resize(64, 0);
             let Ok(mut encoder) = admin_request::Encoder::wrap(&mut self.request) else {
                 return false;
             };
             encoder
-                .session_id(self.session_id)
-                .request_id(id)
+                .session_id(session.id)
+                .request_id(pending.id)
                 .action(ADMIN_SNAPSHOT);
             let length = encoder.finish();
             self.request.truncate(length);
-            return self.offer(false);
-        }
-        self.request.resize(64 + self.command.len(), 0);
-        let Ok(mut encoder) = session_request::Encoder::wrap(&mut self.request) else {
-            return false;
-        };
-        encoder.session_id(self.session_id).request_id(id);
-        let Ok(encoder) = encoder.payload(&self.command) else {
-            return false;
-        };
-        let length = encoder.finish();
-        self.request.truncate(length);
-        self.offer(false)
-    }
-
-    fn offer(&mut self, connect: bool) -> bool {
-        let publication = &self.ingress[usize::try_from(self.target).expect("small")];
-        let bytes = if connect {
-            &self.connect
         } else {
-            &self.request
-        };
-        matches!(crate::node::offer(publication, bytes), OfferResult::Ok(_))
+            self.request.resize(64 + session.command.len(), 0);
+            let Ok(mut encoder) = session_request::Encoder::wrap(&mut self.request) else {
+                return false;
+            };
+            encoder.session_id(session.id).request_id(pending.id);
+            let Ok(encoder) = encoder.payload(&session.command) else {
+                return false;
+            };
+            let length = encoder.finish();
+            self.request.truncate(length);
+        }
+        let publication = &self.ingress[usize::try_from(self.target).expect("small")];
+        matches!(
+            crate::node::offer(publication, &self.request),
+            OfferResult::Ok(_)
+        )
     }
 }
 

@@ -69,6 +69,56 @@ fn three_members_apply_commands_once_survive_the_leaders_loss_and_recover_on_res
     for expected in 1..=50 {
         assert_eq!(add(&mut client, 7, 1), expected);
     }
+    // Many sessions over one client's streams, each with a request in flight.
+    let mut many = ClusterClient::connect_sessions(
+        &tern,
+        ClusterClientConfig::new(members.clone()).unwrap(),
+        16,
+    )
+    .unwrap();
+    let mut left = [10u32; 16];
+    let started = Instant::now();
+    for index in 0..16 {
+        many.send_on(
+            index,
+            &Command::Add {
+                key: 100 + index as u64,
+                delta: 1,
+            }
+            .encode(0),
+        )
+        .unwrap();
+    }
+    while left.iter().any(|&n| n > 0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "sessions answered: {left:?}"
+        );
+        if let Some((index, _)) = many.poll_any() {
+            left[index] -= 1;
+            if left[index] > 0 {
+                many.send_on(
+                    index,
+                    &Command::Add {
+                        key: 100 + index as u64,
+                        delta: 1,
+                    }
+                    .encode(0),
+                )
+                .unwrap();
+            }
+        }
+    }
+    assert!(matches!(
+        many.send_on(16, b"x"),
+        Err(tern_cluster::client::ClusterClientError::Sessions(16))
+    ));
+    for key in 100..116 {
+        let reply = client
+            .call(&Command::Get { key }.encode(0), Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(decode_response(&reply.payload).unwrap().1, 10, "key {key}");
+    }
     // Stop the member the client found leading: the rest elect a leader, the client follows.
     let leader = client.target();
     nodes[usize::try_from(leader).unwrap()]

@@ -12,8 +12,9 @@
 //! 4. **Failover**: two sessions under load while the leader is SIGKILLed (and restarted) again
 //!    and again; the client-visible pause of each kill is the longest gap between a session's
 //!    last answer before the kill and its first after.
-//! 5. **Recovery**: a member killed and restarted after the run's log; the time from its start
-//!    until it has applied what the leader had committed.
+//! 5. **Recovery**: a member killed and restarted (after a snapshot and `--recovery-entries`
+//!    more entries, when asked); the time from its start until it has applied what the leader
+//!    had committed.
 
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
@@ -57,6 +58,10 @@ pub(crate) struct NetworkArgs {
     /// `written` or `synced` (see `tern cluster node --durability`).
     #[arg(long, default_value = "written")]
     durability: String,
+    /// Entries loaded after a snapshot before a member is restarted for the recovery figure (0:
+    /// the member replays the run's log from its start).
+    #[arg(long, default_value_t = 0)]
+    recovery_entries: u64,
     /// The members' timeouts: `lan` (20 ms heartbeats, 400 ms leader timeout, 200 ms
     /// elections) or `fast` (10 ms, 100 ms, 60 ms).
     #[arg(long, default_value = "lan")]
@@ -372,7 +377,7 @@ pub(crate) fn run(args: &NetworkArgs) -> anyhow::Result<()> {
     );
 
     failover(&mut cluster, &local.tern, args)?;
-    recovery(&mut cluster)?;
+    recovery(&mut cluster, &local.tern, args)?;
     Ok(())
 }
 
@@ -381,33 +386,58 @@ fn throughput(
     members: &Members,
     args: &NetworkArgs,
 ) -> anyhow::Result<(u64, Duration)> {
-    let mut sessions = (0..args.sessions)
-        .map(|_| client(tern, members))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut waiting = vec![false; sessions.len()];
+    drive(tern, members, args.sessions, Some(args.duration), u64::MAX)
+}
+
+/// Sessions sending adds back to back until `duration` passes or `count` are answered,
+/// whichever comes first; returns how many were answered and how long it took.
+fn drive(
+    tern: &Tern,
+    members: &Members,
+    sessions: usize,
+    duration: Option<Duration>,
+    count: u64,
+) -> anyhow::Result<(u64, Duration)> {
+    let mut config = ClusterClientConfig::new(members.clone())?;
+    config.request_timeout = Duration::from_millis(100);
+    let mut client = ClusterClient::connect_sessions(tern, config, sessions)?;
+    let mut waiting = vec![false; sessions];
+    let mut in_flight = 0usize;
     let started = Instant::now();
     let mut completed = 0u64;
+    let mut sent = 0u64;
     let mut key = 0u64;
-    while started.elapsed() < args.duration || waiting.iter().any(|&w| w) {
-        let sending = started.elapsed() < args.duration;
-        for (session, waiting) in sessions.iter_mut().zip(waiting.iter_mut()) {
-            if *waiting && session.poll().is_some() {
-                *waiting = false;
-                completed += 1;
-            }
-            if !*waiting && sending {
-                key += 1;
-                session.send(
-                    &Command::Add {
-                        key: key % 1024,
-                        delta: 1,
-                    }
-                    .encode(0),
-                )?;
-                *waiting = true;
+    loop {
+        let sending = duration.is_none_or(|duration| started.elapsed() < duration) && sent < count;
+        if !sending && in_flight == 0 {
+            break;
+        }
+        while let Some((index, _)) = client.poll_any() {
+            waiting[index] = false;
+            in_flight -= 1;
+            completed += 1;
+        }
+        if sending {
+            for (index, waiting) in waiting.iter_mut().enumerate() {
+                if !*waiting && sent < count {
+                    key += 1;
+                    client.send_on(
+                        index,
+                        &Command::Add {
+                            key: key % 1024,
+                            delta: 1,
+                        }
+                        .encode(0),
+                    )?;
+                    *waiting = true;
+                    in_flight += 1;
+                    sent += 1;
+                }
             }
         }
-        if started.elapsed() > args.duration + Duration::from_secs(60) {
+        if let Some(duration) = duration
+            && started.elapsed() > duration + Duration::from_secs(60)
+        {
             bail!("sessions still waiting a minute after the run");
         }
     }
@@ -471,7 +501,25 @@ fn failover(cluster: &mut Cluster, tern: &Tern, args: &NetworkArgs) -> anyhow::R
     Ok(())
 }
 
-fn recovery(cluster: &mut Cluster) -> anyhow::Result<()> {
+fn recovery(cluster: &mut Cluster, tern: &Tern, args: &NetworkArgs) -> anyhow::Result<()> {
+    let mut snapshot_position = None;
+    if args.recovery_entries > 0 {
+        // A snapshot, then the entries a restarted member replays after it.
+        let mut session = client(tern, &cluster.members)?;
+        snapshot_position = Some(session.snapshot(Duration::from_secs(60))?.position);
+        let started = Instant::now();
+        let (done, _) = drive(
+            tern,
+            &cluster.members,
+            args.sessions,
+            None,
+            args.recovery_entries,
+        )?;
+        println!(
+            "loaded {done} entries after the snapshot in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let leader = cluster.leader(Duration::from_secs(20))?;
     let member = (leader + 1) % cluster.members.count();
     let target = cluster
@@ -491,9 +539,14 @@ fn recovery(cluster: &mut Cluster) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    let from = snapshot_position.unwrap_or(0);
     println!(
-        "recovery: member restarted and applied its log of {:.1} MiB (no snapshot) in {:.1} ms",
-        target as f64 / 1_048_576.0,
+        "recovery: a member restarted from {} and replayed {:.1} MiB of log to its leader's commit in {:.1} ms (process start included)",
+        snapshot_position.map_or_else(
+            || "the log's start".to_owned(),
+            |position| format!("the snapshot at {position}")
+        ),
+        (target as f64 - from as f64) / 1_048_576.0,
         started.elapsed().as_secs_f64() * 1000.0
     );
     Ok(())

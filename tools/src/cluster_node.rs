@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use tern_cluster::client::{ClusterClient, ClusterClientConfig, ClusterClientError};
+use tern_cluster::client::{ClusterClient, ClusterClientConfig};
 use tern_cluster::kv::{Command, decode_response};
 use tern_cluster::log_entry::LogFormat;
 use tern_cluster::member_log::LogDurability;
@@ -310,55 +310,59 @@ pub(crate) fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
 }
 
 fn load(args: &ClientArgs, tern: &Tern, clients: usize, duration: Duration) -> anyhow::Result<()> {
-    if clients == 0 {
-        bail!("--clients must be at least 1");
+    if clients == 0 || clients > tern_cluster::client::SESSIONS_MAX {
+        bail!(
+            "--clients must be 1 to {}",
+            tern_cluster::client::SESSIONS_MAX
+        );
     }
-    let mut sessions = (0..clients)
-        .map(|_| new_client(args, tern))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // One client carries every session over one set of streams: each session has one request
+    // in flight, so `clients` requests are in flight together.
+    let mut config =
+        ClusterClientConfig::new(args.members.clone()).context("finding the local address")?;
+    config.request_timeout = args.request_timeout;
+    let mut client = ClusterClient::connect_sessions(tern, config, clients)?;
     let mut sent_at = vec![None::<Instant>; clients];
     let mut histogram = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3)?;
     let mut completed = 0u64;
     let started = Instant::now();
     let end = started + duration;
     let mut key = 0u64;
+    let mut in_flight = 0usize;
     loop {
         let now = Instant::now();
         let sending = now < end;
-        let mut waiting = false;
-        for (session, sent) in sessions.iter_mut().zip(sent_at.iter_mut()) {
-            if let Some(at) = *sent {
-                if session.poll_at(now).is_some() {
-                    histogram.saturating_record(
-                        u64::try_from(now.duration_since(at).as_nanos()).unwrap_or(u64::MAX),
-                    );
-                    completed += 1;
-                    *sent = None;
-                } else if now.duration_since(at) > args.timeout {
-                    bail!("a request went unanswered for {:?}", args.timeout);
-                } else {
-                    waiting = true;
-                }
-            }
-            if sent.is_none() && sending {
-                key = key.wrapping_add(1);
-                match session.send(
-                    &Command::Add {
-                        key: key % 1024,
-                        delta: 1,
-                    }
-                    .encode(0),
-                ) {
-                    Ok(_) => {
-                        *sent = Some(now);
-                        waiting = true;
-                    }
-                    Err(ClusterClientError::Busy(_)) => waiting = true,
-                    Err(error) => return Err(error.into()),
-                }
+        while let Some((index, _)) = client.poll_any_at(now) {
+            if let Some(at) = sent_at[index].take() {
+                histogram.saturating_record(
+                    u64::try_from(now.duration_since(at).as_nanos()).unwrap_or(u64::MAX),
+                );
+                completed += 1;
+                in_flight -= 1;
             }
         }
-        if !sending && !waiting {
+        if let Some(oldest) = sent_at.iter().flatten().min()
+            && now.duration_since(*oldest) > args.timeout
+        {
+            bail!("a request went unanswered for {:?}", args.timeout);
+        }
+        if sending {
+            for (index, sent) in sent_at.iter_mut().enumerate() {
+                if sent.is_none() {
+                    key = key.wrapping_add(1);
+                    client.send_on(
+                        index,
+                        &Command::Add {
+                            key: key % 1024,
+                            delta: 1,
+                        }
+                        .encode(0),
+                    )?;
+                    *sent = Some(now);
+                    in_flight += 1;
+                }
+            }
+        } else if in_flight == 0 {
             break;
         }
     }

@@ -29,7 +29,7 @@ use super::counters::{self, MemberCounters};
 use super::{CONSENSUS_STREAM_ID, INGRESS_STREAM_ID, NodeConfig, NodeInfo, SESSION_TERM_LENGTH};
 
 /// Fragments read from a subscription per duty cycle at most.
-const FRAGMENT_LIMIT: usize = 64;
+const FRAGMENT_LIMIT: usize = 256;
 /// How often idle sessions are looked for.
 const SESSION_SWEEP_NS: u64 = 1_000_000_000;
 /// Sessions a member serves at once at most; connects beyond it are not answered.
