@@ -11,7 +11,11 @@
 //! | `tern decode` | decodes the Aeron frames of a captured datagram |
 //! | `tern position` | position math between a stream position and term coordinates |
 //! | `tern cluster sim` | the deterministic consensus simulator: many seeds, or one replayed with its trace |
-//! | `tern cluster bench` | commands committed per second and commit round trip of the consensus core |
+//! | `tern cluster bench [--network]` | commands committed per second and commit round trip of the consensus core; with `--network`, of a real cluster beside a UDP ping |
+//! | `tern cluster node` | runs a cluster member (with the sample KV service) until SIGINT or SIGTERM |
+//! | `tern cluster client` | `add`, `get` and `load` as client sessions of a cluster |
+//! | `tern cluster snapshot` | asks the cluster for a snapshot at one log position |
+//! | `tern cluster describe` / `is-leader` / `list-members` / `recording-log` / `recovery-plan` | a member's state, from its directory |
 
 mod archive;
 mod bench;
