@@ -54,7 +54,12 @@ pub fn cut_at(
 ) -> Result<(), ArchiveError> {
     let layout = layout_of(descriptor)?;
     let base = layout.base_of(position);
-    for segment in list_segments(dir, descriptor.recording_id)? {
+    // From the highest segment down: a crash part way leaves a shorter recording whose end is
+    // a torn or cut last segment, never a gap with segments after it.
+    for segment in list_segments(dir, descriptor.recording_id)?
+        .into_iter()
+        .rev()
+    {
         let path = segment_path(dir, descriptor.recording_id, segment);
         if segment > base || (segment == base && position == base) {
             std::fs::remove_file(&path).map_err(|source| ArchiveError::io(&path, source))?;

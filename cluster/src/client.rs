@@ -249,7 +249,12 @@ impl ClusterClient {
             )
             .map_err(|error| std::io::Error::other(error.to_string()))?;
             connect.truncate(length);
-            by_id.insert(id, index);
+            if by_id.insert(id, index).is_some() {
+                // Two draws alike: practically never, but a shared id would mix two sessions.
+                return Err(ClusterClientError::Io(std::io::Error::other(
+                    "two sessions drew the same id; connect again",
+                )));
+            }
             sessions.push(Session {
                 id,
                 next_request_id: 1,
@@ -438,12 +443,23 @@ impl ClusterClient {
     fn wait(&mut self, request_id: u64, timeout: Duration) -> Result<Reply, ClusterClientError> {
         let deadline = Instant::now() + timeout;
         let mut idle = 0u32;
+        // Answers to other sessions that arrive meanwhile are kept for their polls.
+        let mut others = Vec::new();
         loop {
-            if let Some((0, reply)) = self.poll_any() {
-                debug_assert_eq!(reply.request_id, request_id);
-                return Ok(reply);
+            match self.poll_any() {
+                Some((0, reply)) => {
+                    debug_assert_eq!(reply.request_id, request_id);
+                    self.replies.extend(others);
+                    return Ok(reply);
+                }
+                Some(other) => {
+                    others.push(other);
+                    continue;
+                }
+                None => {}
             }
             if Instant::now() >= deadline {
+                self.replies.extend(others);
                 return Err(ClusterClientError::Timeout(timeout));
             }
             idle = idle.saturating_add(1);

@@ -365,6 +365,33 @@ fn a_member_down_while_the_others_snapshot_and_purge_still_catches_up_from_their
         cluster.snapshot();
     }
     let leader_start = log_start(&cluster, leader);
+    // No member purged what the one that is down lacks (the log floor), the follower that
+    // took the leader's floor included.
+    let down_end =
+        tern_archive::catalog::Catalog::open_read_only(&cluster.dir(down).join("archive"))
+            .unwrap()
+            .entries()
+            .filter_map(Result::ok)
+            .find(|descriptor| descriptor.channel == tern_cluster::member_log::LOG_CHANNEL)
+            .expect("a log recording")
+            .stop_position;
+    let third = 3 - leader - down;
+    for member in [leader, third] {
+        assert!(
+            log_start(&cluster, member) <= down_end,
+            "member {member} purged below {down_end}, which member {down} lacks"
+        );
+    }
+    // Move the leadership to the follower that purged on its leader's word, when it can be
+    // done, so the member that was down catches up from it.
+    for _ in 0..5 {
+        if cluster.wait_for_leader(Duration::from_secs(20)) == third {
+            break;
+        }
+        let current = cluster.wait_for_leader(Duration::from_secs(20));
+        cluster.kill(current, libc::SIGKILL);
+        cluster.restart(current);
+    }
     cluster.restart(down);
     cluster.wait_caught_up(down, Duration::from_secs(60));
     // Once every member has the log, the next snapshots purge it.

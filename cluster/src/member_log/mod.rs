@@ -47,8 +47,9 @@ const WRITE_BLOCK_MAX: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogDurability {
     /// Once written to the file (the page cache): a process crash loses nothing, a machine crash
-    /// may lose what the kernel had not written back. A majority of machines must fail at once
-    /// to lose a committed entry. Aeron Cluster's default.
+    /// may lose what the kernel had not written back of the last segment (a full segment is
+    /// synced). A majority of machines must fail at once to lose a committed entry. Aeron
+    /// Cluster's default.
     #[default]
     Written,
     /// Once synced (`fdatasync`): an entry is acknowledged only when it is on the disk.
@@ -298,6 +299,11 @@ impl MemberLog {
         self.start
     }
 
+    /// Bytes of log per segment file.
+    pub fn segment_length(&self) -> u64 {
+        u64::from(self.descriptor.segment_length)
+    }
+
     /// The log's recording in the member's archive.
     pub fn recording_id(&self) -> i64 {
         self.descriptor.recording_id
@@ -512,7 +518,9 @@ fn new_writer(
     durability: LogDurability,
 ) -> SegmentWriter {
     let level = match durability {
-        LogDurability::Written => Durability::None,
+        // A segment is synced when full (and a new one's name with its directory): after a
+        // machine crash only the last segment can be torn, which is what opening cuts.
+        LogDurability::Written => Durability::SegmentEnd,
         LogDurability::Synced => Durability::Position,
     };
     SegmentWriter::new(dir, header, layout, position, level, WRITE_BLOCK_MAX)

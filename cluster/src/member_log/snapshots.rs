@@ -173,10 +173,17 @@ impl MemberLog {
         // The new start is on disk before any file goes: a crash in between leaves segments
         // below the start (deleted at the next purge), never a start whose segment is gone.
         // The stop first: the catalog holds a recording's start at or below its stop.
+        // (The stop is raised to the new start only if it lags below it: the catalog's stop
+        // claims what was synced, never more.)
         let id = self.descriptor.recording_id;
+        let (stop, _) = self.catalog.extent(id).map_err(ArchiveError::from)?;
+        if stop < to_i64(base) {
+            self.catalog
+                .set_stop_position(id, to_i64(base))
+                .map_err(ArchiveError::from)?;
+        }
         self.catalog
-            .set_stop_position(id, to_i64(self.end))
-            .and_then(|()| self.catalog.set_start_position(id, to_i64(base)))
+            .set_start_position(id, to_i64(base))
             .and_then(|()| self.catalog.flush())
             .map_err(ArchiveError::from)?;
         self.descriptor.start_position = to_i64(base);

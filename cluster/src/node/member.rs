@@ -113,6 +113,8 @@ struct State {
     snapshots_taken: u64,
     /// Snapshots it could not record or retain.
     snapshot_failures: u64,
+    /// The log's segment length (the purge's margin below the floor).
+    log_segment_length: u64,
     /// When the leader last appended an operator's snapshot request.
     last_admin_snapshot_ns: Option<u64>,
     /// The position of the snapshot it started from, or -1.
@@ -256,6 +258,7 @@ impl MemberAgent {
             });
         }
         let counters = MemberCounters::add(&tern, id).map_err(transport)?;
+        let log_segment_length = log.segment_length();
         NodeInfo {
             member_id: id,
             members: config.members.clone(),
@@ -307,6 +310,7 @@ impl MemberAgent {
                 snapshots_retained: config.snapshots_retained.max(1),
                 snapshots_taken: 0,
                 snapshot_failures: 0,
+                log_segment_length,
                 last_admin_snapshot_ns: None,
                 recovered_from: if snapshot_position > 0 {
                     i64::try_from(snapshot_position).unwrap_or(i64::MAX)
@@ -660,10 +664,14 @@ impl State {
         let Some(oldest) = kept.last() else {
             return Ok(());
         };
+        // One segment of margin below the floor: in `written` mode a member's acknowledged
+        // position may lie past what a machine crash leaves of its last (unsynced) segment,
+        // and what it keeps then ends at that segment's base at the lowest.
         let floor = oldest
             .position
             .min(self.container.applied_position())
-            .min(self.consensus.log_floor());
+            .min(self.consensus.log_floor())
+            .saturating_sub(self.log_segment_length);
         let start = self.log.purge_below(floor)?;
         tracing::info!(
             member = self.id,
