@@ -27,12 +27,10 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tern_cluster::client::{ClusterClient, ClusterClientConfig};
 use tern_cluster::kv::Command;
-use tern_cluster::node::counters::{MemberStatus, read_status};
-use tern_cluster::node::{Members, NodeInfo};
+use tern_cluster::node::Members;
+use tern_cluster::node::counters::{MemberStatus, member_status};
 use tern_engine::agent::{IdleStrategy, Idler};
 use tern_engine::client::{ClientConfig, OfferResult, Tern};
-use tern_engine::cnc::CncFile;
-use tern_engine::concurrent::counters::CountersReader;
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
 /// Options of the network benchmark.
@@ -158,15 +156,8 @@ impl Cluster {
 
     fn status(&self, member: u32) -> Option<MemberStatus> {
         let process = self.processes[usize::try_from(member).ok()?].as_ref()?;
-        let info = NodeInfo::read(&self.root.join(format!("member-{member}"))).ok()?;
-        if info.pid != process.0.id() {
-            return None;
-        }
-        let cnc = CncFile::open(&info.driver_dir).ok()?;
-        let sections = cnc.sections();
-        let counters =
-            CountersReader::new(sections.counters_metadata, sections.counters_values).ok()?;
-        read_status(&counters, member)
+        let dir = self.root.join(format!("member-{member}"));
+        member_status(&dir, Some(process.0.id())).map(|(_, status)| status)
     }
 
     fn leader(&self, timeout: Duration) -> anyhow::Result<u32> {
@@ -316,7 +307,8 @@ fn round_trip(client: &mut ClusterClient, command: &[u8], idler: &mut Idler) -> 
     Ok(())
 }
 
-fn print_percentiles(name: &str, histogram: &Histogram<u64>) {
+/// One line of HDR percentiles, in microseconds.
+pub(crate) fn print_percentiles(name: &str, histogram: &Histogram<u64>) {
     let us = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
     println!(
         "{name:<26} µs: p50 {:>8.1} · p90 {:>8.1} · p99 {:>8.1} · p99.9 {:>8.1} · p99.99 {:>8.1} · max {:>8.1} ({} samples)",

@@ -371,15 +371,6 @@ fn load(args: &ClientArgs, tern: &Tern, clients: usize, duration: Duration) -> a
         "{completed} commands in {seconds:.1} s from {clients} sessions: {:.0} commands/s",
         completed as f64 / seconds
     );
-    let us = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
-    println!(
-        "round trip µs: p50 {:.1} · p90 {:.1} · p99 {:.1} · p99.9 {:.1} · p99.99 {:.1} · max {:.1}",
-        us(0.5),
-        us(0.9),
-        us(0.99),
-        us(0.999),
-        us(0.9999),
-        histogram.max() as f64 / 1000.0
-    );
+    crate::cluster_bench::print_percentiles("round trip", &histogram);
     Ok(())
 }

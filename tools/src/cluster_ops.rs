@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tern_cluster::node::NodeInfo;
-use tern_cluster::node::counters::{MemberStatus, read_status, role_name};
+use tern_cluster::node::counters::{MemberStatus, member_status, role_name};
 use tern_cluster::node_state::NodeState;
 use tern_cluster::recording_log::{Record, RecordingLog};
-use tern_engine::cnc::CncFile;
-use tern_engine::concurrent::counters::CountersReader;
 
 /// The member directory option.
 #[derive(Debug, clap::Args)]
@@ -26,15 +24,8 @@ pub(crate) struct MemberDirArg {
 }
 
 /// The live status of the member in `dir`, when it runs.
-fn live_status(info: &NodeInfo) -> Option<MemberStatus> {
-    if !tern_engine::directory::process_exists(i64::from(info.pid)) {
-        return None;
-    }
-    let cnc = CncFile::open(&info.driver_dir).ok()?;
-    let sections = cnc.sections();
-    let counters =
-        CountersReader::new(sections.counters_metadata, sections.counters_values).ok()?;
-    read_status(&counters, info.member_id)
+fn live_status(dir: &std::path::Path, info: &NodeInfo) -> Option<MemberStatus> {
+    member_status(dir, Some(info.pid)).map(|(_, status)| status)
 }
 
 fn leader_text(leader: i64) -> String {
@@ -48,7 +39,7 @@ fn leader_text(leader: i64) -> String {
 pub(crate) fn describe(args: &MemberDirArg) -> anyhow::Result<()> {
     let info = NodeInfo::read(&args.dir).map_err(anyhow::Error::msg)?;
     println!("member {} of {}", info.member_id, info.members);
-    match live_status(&info) {
+    match live_status(&args.dir, &info) {
         Some(status) => {
             println!(
                 "running: pid {}, driver {}",
@@ -122,7 +113,7 @@ pub(crate) fn describe(args: &MemberDirArg) -> anyhow::Result<()> {
 
 pub(crate) fn is_leader(args: &MemberDirArg) -> anyhow::Result<()> {
     let info = NodeInfo::read(&args.dir).map_err(anyhow::Error::msg)?;
-    let Some(status) = live_status(&info) else {
+    let Some(status) = live_status(&args.dir, &info) else {
         bail!("member {} is not running", info.member_id);
     };
     if role_name(status.role) == "leader" {
@@ -141,7 +132,7 @@ pub(crate) fn is_leader(args: &MemberDirArg) -> anyhow::Result<()> {
 
 pub(crate) fn list_members(args: &MemberDirArg) -> anyhow::Result<()> {
     let info = NodeInfo::read(&args.dir).map_err(anyhow::Error::msg)?;
-    let status = live_status(&info);
+    let status = live_status(&args.dir, &info);
     for id in 0..info.members.count() {
         let address = info.members.address(id);
         let mut notes = Vec::new();

@@ -9,9 +9,6 @@
 //! `TERN_REQUIRE_NETNS` is set (as `.ci/run` sets it), when each fails instead.
 #![cfg(target_os = "linux")]
 
-#[path = "support/status.rs"]
-mod status;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -823,7 +820,10 @@ fn a_cluster_across_three_hosts_elects_on_the_majority_side_when_the_leaders_lin
         network.dirs.push(dir);
         network.dirs.push(PathBuf::from(driver_dir));
     }
-    let status = |member: u32| status::member_status(&member_dir(member), member, None);
+    let status = |member: u32| {
+        tern_cluster::node::counters::member_status(&member_dir(member), None)
+            .map(|(_, status)| status)
+    };
     let leader_among = |candidates: &[u32]| {
         let statuses: Vec<_> = candidates
             .iter()

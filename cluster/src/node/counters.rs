@@ -6,8 +6,13 @@
 //! little-endian). The member agent sets them once per duty cycle that did work; each is a
 //! single writer's plain store, read by other processes at any time.
 
+use std::path::Path;
+
 use tern_engine::client::{ClientError, Tern, UserCounter};
+use tern_engine::cnc::CncFile;
 use tern_engine::concurrent::counters::CountersReader;
+
+use super::NodeInfo;
 
 use crate::consensus::Role;
 
@@ -171,4 +176,22 @@ pub fn read_status(counters: &CountersReader<'_>, member_id: u32) -> Option<Memb
         found += 1;
     });
     (found == KINDS.len()).then_some(status)
+}
+
+/// What the member whose directory is `dir` says through its counters, while it runs: its
+/// node-info names it and its driver. `None` when it does not run (its process is gone, or is
+/// not `pid` when one is given) or its driver shows no counters of it.
+pub fn member_status(dir: &Path, pid: Option<u32>) -> Option<(NodeInfo, MemberStatus)> {
+    let info = NodeInfo::read(dir).ok()?;
+    if pid.is_some_and(|pid| pid != info.pid)
+        || !tern_engine::directory::process_exists(i64::from(info.pid))
+    {
+        return None;
+    }
+    let cnc = CncFile::open(&info.driver_dir).ok()?;
+    let sections = cnc.sections();
+    let counters =
+        CountersReader::new(sections.counters_metadata, sections.counters_values).ok()?;
+    let status = read_status(&counters, info.member_id)?;
+    Some((info, status))
 }

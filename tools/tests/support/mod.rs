@@ -1,7 +1,5 @@
 //! A cluster of `tern cluster node` processes for tests, and a client load against it.
 
-pub(crate) mod status;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 use tern_cluster::client::{ClusterClient, ClusterClientConfig};
 use tern_cluster::kv::{Command as KvCommand, decode_response};
 use tern_cluster::node::Members;
-use tern_cluster::node::counters::MemberStatus;
+use tern_cluster::node::counters::{MemberStatus, member_status};
 use tern_engine::client::{ClientConfig, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
 
@@ -158,7 +156,7 @@ impl Cluster {
     /// What `member`'s counters say, when it runs.
     pub(crate) fn status(&self, member: u32) -> Option<MemberStatus> {
         let process = self.processes[usize::try_from(member).expect("small")].as_ref()?;
-        status::member_status(&self.dir(member), member, Some(process.0.id()))
+        member_status(&self.dir(member), Some(process.0.id())).map(|(_, status)| status)
     }
 
     fn statuses(&self) -> Vec<(u32, MemberStatus)> {
