@@ -1,7 +1,6 @@
 //! Members as nodes in this process (each with its own media driver), over UDP on loopback,
 //! with a client: commands are applied once, the leader's loss is survived, a restart recovers.
 
-use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,20 +9,6 @@ use tern_cluster::kv::{Command, decode_response};
 use tern_cluster::node::{Members, Node, NodeConfig};
 use tern_engine::client::{ClientConfig, Tern};
 use tern_engine::driver::{DriverConfig, MediaDriver};
-
-/// `count` free UDP endpoints on loopback, each with the port after it free too.
-fn free_members(count: usize) -> Members {
-    let mut addresses = Vec::new();
-    while addresses.len() < count {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let address = socket.local_addr().unwrap();
-        let next = SocketAddr::new(address.ip(), address.port().wrapping_add(1));
-        if address.port() < 65000 && UdpSocket::bind(next).is_ok() {
-            addresses.push(address);
-        }
-    }
-    Members::new(addresses).unwrap()
-}
 
 fn config(id: u32, members: &Members, root: &Path) -> NodeConfig {
     let mut config = NodeConfig::new(id, members.clone(), root.join(format!("member-{id}")));
@@ -59,7 +44,7 @@ fn add(client: &mut ClusterClient, key: u64, delta: u64) -> u64 {
 #[test]
 fn three_members_apply_commands_once_survive_the_leaders_loss_and_recover_on_restart() {
     let root = tempfile::tempdir().unwrap();
-    let members = free_members(3);
+    let members = Members::free_loopback(3).unwrap();
     let mut nodes: Vec<Option<Node>> = (0..3)
         .map(|id| Some(Node::launch(config(id, &members, root.path())).unwrap()))
         .collect();

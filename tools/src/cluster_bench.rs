@@ -89,19 +89,9 @@ impl Cluster {
         let root = std::env::temp_dir().join(format!("tern-cluster-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root)?;
-        let mut addresses = Vec::new();
-        while addresses.len() < usize::try_from(args.members)? {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-            let address = socket.local_addr()?;
-            let mut next = address;
-            next.set_port(address.port().wrapping_add(1));
-            if address.port() < 65000 && std::net::UdpSocket::bind(next).is_ok() {
-                addresses.push(address);
-            }
-        }
         let mut cluster = Self {
             root,
-            members: Members::new(addresses).map_err(anyhow::Error::msg)?,
+            members: Members::free_loopback(args.members)?,
             processes: (0..args.members).map(|_| None).collect(),
             args: args.clone(),
         };

@@ -131,6 +131,40 @@ impl Members {
         Self::parse(&text)
     }
 
+    /// `count` members on 127.0.0.1 for tests and benchmarks, each `PORT` and `PORT+1` free
+    /// when looked at and below the machine's ephemeral port range: a socket bound to port 0
+    /// (a client's, a publication's) can then never take a member's port while it restarts.
+    /// Members in production take fixed ports outside that range for the same reason.
+    pub fn free_loopback(count: u32) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32_768)
+            .clamp(12_000, 65_000);
+        let low = 10_000u32;
+        let span = (ephemeral_low - low) / 2;
+        let mut candidate = (std::process::id().wrapping_mul(7_919)
+            + NEXT.fetch_add(1, Ordering::Relaxed) * 97)
+            % span;
+        let mut addresses = Vec::new();
+        for _ in 0..span {
+            if addresses.len() == usize::try_from(count).expect("small") {
+                break;
+            }
+            candidate = (candidate + 1) % span;
+            let port = u16::try_from(low + 2 * candidate).expect("below the ephemeral range");
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let next = SocketAddr::from(([127, 0, 0, 1], port + 1));
+            if std::net::UdpSocket::bind(address).is_ok() && std::net::UdpSocket::bind(next).is_ok()
+            {
+                addresses.push(address);
+            }
+        }
+        Self::new(addresses).map_err(std::io::Error::other)
+    }
+
     /// How many.
     pub fn count(&self) -> u32 {
         u32::try_from(self.0.len()).expect("at most MEMBERS_MAX")

@@ -1,6 +1,5 @@
 //! A cluster of `tern cluster node` processes for tests, and a client load against it.
 
-use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -29,20 +28,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `count` loopback endpoints whose port and the next one were free when looked at.
-fn free_members(count: u32) -> Members {
-    let mut addresses = Vec::new();
-    while addresses.len() < usize::try_from(count).expect("small") {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("a free port");
-        let address = socket.local_addr().expect("bound");
-        let next = SocketAddr::new(address.ip(), address.port().wrapping_add(1));
-        if address.port() < 65000 && UdpSocket::bind(next).is_ok() {
-            addresses.push(address);
-        }
-    }
-    Members::new(addresses).expect("valid members")
 }
 
 /// Member processes in a scratch directory.
@@ -78,7 +63,7 @@ impl Cluster {
         .expect("the clients' driver starts");
         let mut cluster = Self {
             root,
-            members: free_members(count),
+            members: Members::free_loopback(count).expect("free ports"),
             processes: (0..count).map(|_| None).collect(),
             client_driver: Some(client_driver),
             extra: extra.iter().map(|&arg| arg.to_owned()).collect(),
