@@ -40,6 +40,8 @@ pub(crate) enum ClusterCommand {
     ListMembers(crate::cluster_ops::MemberDirArg),
     /// A member's recording log: its terms, truncations and snapshots.
     RecordingLog(crate::cluster_ops::MemberDirArg),
+    /// A member's distinct error log: each error once, with its count and when first and last.
+    Errors(crate::cluster_ops::MemberDirArg),
 }
 
 /// Options of `tern cluster sim`.
@@ -121,6 +123,7 @@ pub(crate) fn run(command: &ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::IsLeader(args) => crate::cluster_ops::is_leader(args),
         ClusterCommand::ListMembers(args) => crate::cluster_ops::list_members(args),
         ClusterCommand::RecordingLog(args) => crate::cluster_ops::recording_log(args),
+        ClusterCommand::Errors(args) => crate::cluster_ops::errors(args),
     }
 }
 

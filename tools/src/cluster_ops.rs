@@ -1,5 +1,6 @@
 //! The operator's view of one member, from its directory: `tern cluster describe`, `is-leader`,
-//! `list-members` and `recording-log`, each `--dir DIR` (the member's directory).
+//! `list-members`, `recording-log`, `recovery-plan` and `errors`, each `--dir DIR` (the
+//! member's directory).
 //!
 //! A running member names its media driver in `DIR/node-info`; its live state (role, term,
 //! positions, elections, sessions) comes from its counters there. A member that is not running
@@ -357,5 +358,17 @@ pub(crate) fn recovery_plan(args: &MemberDirArg) -> anyhow::Result<()> {
         "estimated recovery time: {:.0} ms (snapshot load + replay; the election and catching up with the leader come after)",
         estimate * 1000.0
     );
+    Ok(())
+}
+
+pub(crate) fn errors(args: &MemberDirArg) -> anyhow::Result<()> {
+    let count = tern_cluster::node::error_file::read(&args.dir, |error| {
+        println!(
+            "{} observations from {} to {} (ms since the epoch): {}",
+            error.count, error.first_observation_ms, error.last_observation_ms, error.text
+        );
+    })
+    .with_context(|| format!("reading the error log in {}", args.dir.display()))?;
+    println!("{count} distinct errors");
     Ok(())
 }

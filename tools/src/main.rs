@@ -15,7 +15,7 @@
 //! | `tern cluster node` | runs a cluster member (with the sample KV service) until SIGINT or SIGTERM |
 //! | `tern cluster client` | `add`, `get` and `load` as client sessions of a cluster |
 //! | `tern cluster snapshot` | asks the cluster for a snapshot at one log position |
-//! | `tern cluster describe` / `is-leader` / `list-members` / `recording-log` / `recovery-plan` | a member's state, from its directory |
+//! | `tern cluster describe` / `is-leader` / `list-members` / `recording-log` / `recovery-plan` / `errors` | a member's state, from its directory |
 
 mod archive;
 mod bench;

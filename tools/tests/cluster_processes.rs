@@ -322,6 +322,17 @@ fn a_snapshot_corrupted_on_disk_is_skipped_for_the_one_before_and_said() {
         "the fall-back is said: {}",
         cluster.log(0)
     );
+    // And kept in its error log, which the operator reads with `tern cluster errors`.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["cluster", "errors", "--dir"])
+        .arg(cluster.dir(0))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("falling back to the one before"),
+        "tern cluster errors: {text}"
+    );
     cluster.check_counts(&acks);
     cluster.wait_for_equal_digests(Duration::from_secs(30));
 }

@@ -26,6 +26,7 @@ use crate::session_protocol::{
 };
 
 use super::counters::{self, MemberCounters};
+use super::error_file::ErrorFile;
 use super::{CONSENSUS_STREAM_ID, INGRESS_STREAM_ID, NodeConfig, NodeInfo, SESSION_TERM_LENGTH};
 
 /// Fragments read from a subscription per duty cycle at most.
@@ -103,6 +104,8 @@ struct State {
     failed_sends: u64,
     /// Why the member stopped, once it has.
     failure: Option<String>,
+    /// The member's distinct error log.
+    errors: ErrorFile,
     counters: MemberCounters,
     elections: i64,
     /// The leader's snapshot schedule, and when the next is due.
@@ -158,27 +161,43 @@ impl MemberAgent {
         } else {
             NodeState::create(&config.dir, id)?
         };
+        let errors = ErrorFile::open(&config.dir).map_err(|source| {
+            MemberError::NodeState(NodeStateError::Io {
+                path: config.dir.join(super::error_file::FILE_NAME),
+                source,
+            })
+        })?;
         let mut recording_log = if config.dir.join(crate::recording_log::FILE_NAME).exists() {
             RecordingLog::open(&config.dir, id)?
         } else {
             RecordingLog::create(&config.dir, id)?
         };
         if recording_log.repaired_bytes() > 0 {
-            tracing::warn!(
-                bytes = recording_log.repaired_bytes(),
-                "the recording log's torn last record was repaired"
-            );
+            errors.record(&format!(
+                "the recording log's torn last record was repaired ({} bytes)",
+                recording_log.repaired_bytes()
+            ));
         }
-        let (log, recovery) = MemberLog::open_with(
+        let opened = MemberLog::open_with(
             &config.dir.join("archive"),
             config.log_format,
             config.durability,
             id,
             now.epoch_ms,
             config.log_segment_length,
-        )?;
+        );
+        let (log, recovery) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                errors.record(&format!("the member did not start: {error}"));
+                return Err(error.into());
+            }
+        };
         if let Some(damage) = &recovery.damaged {
-            tracing::warn!(end = recovery.log_end, %damage, "the log's damaged tail was cut away");
+            errors.record(&format!(
+                "the log's damaged tail was cut away at {}: {damage}",
+                recovery.log_end
+            ));
         }
         let history = recording_log.term_history(recovery.log_end)?;
         if recording_log.term_history(u64::MAX)?.entries() != history.entries() {
@@ -188,14 +207,15 @@ impl MemberAgent {
             recording_log.append(Record::Truncate {
                 position: recovery.log_end,
             })?;
-            tracing::warn!(
-                log_end = recovery.log_end,
-                "the recording log named terms past the log's end: a truncation was recorded"
-            );
+            errors.record(&format!(
+                "the recording log named terms past the log's end {}: a truncation was recorded",
+                recovery.log_end
+            ));
         }
         let (container, snapshot_position) =
-            restore(&config, &recording_log, &log, recovery.log_end);
+            restore(&config, &recording_log, &log, recovery.log_end, &errors);
         if snapshot_position < log.start() {
+            errors.record("the member did not start: its log starts above every usable snapshot");
             return Err(MemberError::Unrecoverable(format!(
                 "the log starts at {} and no usable snapshot covers it (the newest that loads is \
                  at {snapshot_position}): rebuild this member from a peer's snapshot",
@@ -301,6 +321,7 @@ impl MemberAgent {
                 bad_messages: 0,
                 failed_sends: 0,
                 failure: None,
+                errors,
                 counters,
                 elections: 0,
                 snapshot_interval_ns: config
@@ -364,7 +385,9 @@ impl Agent for MemberAgent {
             state.update_counters();
         }
         if let Some(failure) = &state.failure {
-            tracing::error!(member = state.id, %failure, "member stopped");
+            state
+                .errors
+                .record(&format!("the member stopped: {failure}"));
             panic!("member {} stopped: {failure}", state.id);
         }
         work
@@ -419,6 +442,9 @@ impl State {
         if let Err(error) = self.consensus.on_message(now_ns, message, &self.log) {
             self.bad_messages += 1;
             tracing::debug!(%error, "a consensus message was refused");
+            // One record for the kind, counted: a flood of bad messages stays one line.
+            self.errors
+                .record("a consensus message was refused (malformed, unknown, or from no member)");
         }
         self.carry_out(now_ns);
     }
@@ -476,7 +502,8 @@ impl State {
             session.last_heard_ns = now_ns;
         } else {
             if self.sessions.len() >= SESSIONS_MAX {
-                tracing::warn!(session_id, "too many sessions: a connect was not answered");
+                self.errors
+                    .record("too many sessions: a connect was not answered");
                 return;
             }
             let Some(egress) = self.egress_for(channel, stream_id) else {
@@ -520,7 +547,8 @@ impl State {
             return Some(index);
         }
         if self.egress.iter().flatten().count() >= EGRESS_MAX {
-            tracing::warn!(%endpoint, "too many response channels: a connect was not answered");
+            self.errors
+                .record("too many response endpoints: a connect was not answered");
             return None;
         }
         let uri = format!("tern:udp?endpoint={endpoint}|term-length={SESSION_TERM_LENGTH}");
@@ -870,7 +898,9 @@ impl State {
                     // on, as every member meets the same request at the same entry.
                     if let Err(error) = self.record_snapshot(position, cluster_time_ns, &bytes) {
                         self.snapshot_failures += 1;
-                        tracing::error!(member = self.id, position, %error, "a snapshot could not be recorded");
+                        self.errors.record(&format!(
+                            "a snapshot at {position} could not be recorded: {error}"
+                        ));
                     }
                 }
             }
@@ -916,6 +946,7 @@ fn restore(
     recording_log: &RecordingLog,
     log: &MemberLog,
     log_end: u64,
+    errors: &ErrorFile,
 ) -> (ServiceContainer<KvStore>, u64) {
     let interval = config.digest_interval_bytes;
     for snapshot in recording_log.snapshots(log_end) {
@@ -930,18 +961,16 @@ fn restore(
             Ok(container) if container.applied_position() == snapshot.position => {
                 return (container, snapshot.position);
             }
-            Ok(container) => tracing::warn!(
-                position = snapshot.position,
-                recording_id = snapshot.recording_id,
-                found = container.applied_position(),
-                "a snapshot covers another position than its record says: using the one before"
-            ),
-            Err(error) => tracing::warn!(
-                position = snapshot.position,
-                recording_id = snapshot.recording_id,
-                %error,
-                "a snapshot does not load: falling back to the one before"
-            ),
+            Ok(container) => errors.record(&format!(
+                "the snapshot at {} (recording {}) covers {}: using the one before",
+                snapshot.position,
+                snapshot.recording_id,
+                container.applied_position()
+            )),
+            Err(error) => errors.record(&format!(
+                "the snapshot at {} (recording {}) does not load ({error}): falling back to the one before",
+                snapshot.position, snapshot.recording_id
+            )),
         }
     }
     (ServiceContainer::new(KvStore::default(), interval), 0)

@@ -24,6 +24,7 @@
 //! (`tern_engine::agent::Now`), never from a clock of its own.
 
 pub mod counters;
+pub mod error_file;
 mod member;
 
 use std::net::SocketAddr;
