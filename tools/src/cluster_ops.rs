@@ -72,8 +72,8 @@ pub(crate) fn describe(args: &MemberDirArg) -> anyhow::Result<()> {
                 format!("the snapshot at {}", status.recovered_from)
             };
             println!(
-                "snapshots taken since start {} · started from {recovered}",
-                status.snapshots
+                "snapshots taken since start {} (failed {}) · started from {recovered} · log floor {}",
+                status.snapshots, status.snapshot_failures, status.log_floor
             );
         }
         None => {

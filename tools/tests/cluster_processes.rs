@@ -387,6 +387,11 @@ fn a_member_down_while_the_others_snapshot_and_purge_still_catches_up_from_their
             .expect("a log recording")
             .stop_position;
     let third = 3 - leader - down;
+    let floor = cluster.status(leader).expect("the leader runs").log_floor;
+    assert!(
+        floor <= down_end,
+        "the leader's log floor {floor} stays at or below what member {down} had ({down_end})"
+    );
     for member in [leader, third] {
         assert!(
             log_start(&cluster, member) <= down_end,

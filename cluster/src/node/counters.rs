@@ -44,8 +44,13 @@ pub const SNAPSHOTS: i32 = 1311;
 /// The position of the snapshot this member started from (-1: none, it replayed the log from
 /// its start).
 pub const RECOVERED_FROM: i32 = 1312;
+/// The log floor: below it every member may purge its log (`Consensus::log_floor`). It stays low
+/// while a member is down, which is what keeps the others' logs for it.
+pub const LOG_FLOOR: i32 = 1313;
+/// Snapshots this member could not record or retain since it started.
+pub const SNAPSHOT_FAILURES: i32 = 1314;
 
-const KINDS: [(i32, &str); 13] = [
+const KINDS: [(i32, &str); 15] = [
     (
         ROLE,
         "role (0 follower, 1 canvass, 2 nominate, 3 candidate, 4 leader)",
@@ -62,6 +67,8 @@ const KINDS: [(i32, &str); 13] = [
     (STATE_DIGEST, "state digest"),
     (SNAPSHOTS, "snapshots taken"),
     (RECOVERED_FROM, "recovered from snapshot at"),
+    (LOG_FLOOR, "log floor"),
+    (SNAPSHOT_FAILURES, "snapshot failures"),
 ];
 
 /// The code of a role in the [`ROLE`] counter.
@@ -145,6 +152,10 @@ pub struct MemberStatus {
     pub snapshots: i64,
     /// [`RECOVERED_FROM`]'s.
     pub recovered_from: i64,
+    /// [`LOG_FLOOR`]'s.
+    pub log_floor: i64,
+    /// [`SNAPSHOT_FAILURES`]'s.
+    pub snapshot_failures: i64,
 }
 
 /// Reads member `member_id`'s counters from a driver's counters; `None` when it has none there.
@@ -170,6 +181,8 @@ pub fn read_status(counters: &CountersReader<'_>, member_id: u32) -> Option<Memb
             STATE_DIGEST => &mut status.state_digest,
             SNAPSHOTS => &mut status.snapshots,
             RECOVERED_FROM => &mut status.recovered_from,
+            LOG_FLOOR => &mut status.log_floor,
+            SNAPSHOT_FAILURES => &mut status.snapshot_failures,
             _ => return,
         };
         *slot = info.value;

@@ -436,6 +436,8 @@ impl State {
         );
         set(counters::SNAPSHOTS, wide(self.snapshots_taken));
         set(counters::RECOVERED_FROM, self.recovered_from);
+        set(counters::LOG_FLOOR, wide(consensus.log_floor()));
+        set(counters::SNAPSHOT_FAILURES, wide(self.snapshot_failures));
     }
 
     fn on_consensus_message(&mut self, now_ns: u64, message: &[u8]) {
