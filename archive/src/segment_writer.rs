@@ -105,8 +105,12 @@ pub struct SegmentWriter {
     durability: Durability,
     segment: Option<OpenSegment>,
     position: i64,
-    /// Where checksummed blocks are stamped; empty when checksums are off.
+    /// Where checksummed blocks are stamped; empty when checksums are off or blocks come
+    /// stamped.
     scratch: Vec<u8>,
+    /// Blocks come with every frame's checksum already in its reserved value
+    /// ([`SegmentWriter::with_stamped_blocks`]): written as they are.
+    stamped: bool,
     /// The ring blocks are written through, when [`FileIo::IoUring`].
     #[cfg(target_os = "linux")]
     ring: Option<tern_engine::file_ring::FileRing>,
@@ -138,6 +142,7 @@ impl SegmentWriter {
             segment: None,
             position,
             scratch,
+            stamped: false,
             #[cfg(target_os = "linux")]
             ring: None,
         }
@@ -161,6 +166,16 @@ impl SegmentWriter {
                 std::io::Error::other("io_uring is Linux's"),
             )),
         }
+    }
+
+    /// A writer whose caller hands it blocks whose frames already carry the archive's checksum
+    /// in their reserved value (frames it checksummed itself, or checked on receipt): they are
+    /// written as they are, with no copy and no second CRC. The recording is still a
+    /// checksummed one for its readers.
+    pub fn with_stamped_blocks(mut self) -> Self {
+        self.stamped = true;
+        self.scratch = Vec::new();
+        self
     }
 
     /// The position after the last byte written.
@@ -193,12 +208,13 @@ impl SegmentWriter {
             scratch,
             header,
             position,
+            stamped,
             #[cfg(target_os = "linux")]
             ring,
             ..
         } = self;
         let segment = segment.as_mut().expect("opened above");
-        let bytes = if header.checksums {
+        let bytes = if header.checksums && !*stamped {
             let copy = &mut scratch[..block.len()];
             copy_stamped(block, copy).map_err(|at| SegmentError::Block {
                 recording_id: header.recording_id,

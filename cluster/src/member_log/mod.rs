@@ -523,7 +523,9 @@ fn new_writer(
         LogDurability::Written => Durability::SegmentEnd,
         LogDurability::Synced => Durability::Position,
     };
-    SegmentWriter::new(dir, header, layout, position, level, WRITE_BLOCK_MAX)
+    // Every entry carries its CRC-32C already (the leader framed it, a follower checked it
+    // whole before appending): the archive's writer need not copy and checksum it again.
+    SegmentWriter::new(dir, header, layout, position, level, WRITE_BLOCK_MAX).with_stamped_blocks()
 }
 
 fn to_i64(position: u64) -> i64 {

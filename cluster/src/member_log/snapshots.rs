@@ -107,7 +107,8 @@ impl MemberLog {
             0,
             Durability::Position,
             WRITE_BLOCK_MAX,
-        );
+        )
+        .with_stamped_blocks();
         let mut offset = 0usize;
         let mut written = 0u64;
         while offset < framed.len() {
