@@ -37,8 +37,10 @@
 //! ```
 //!
 //! Memory and threads: a client is owned by one thread. Its buffers are allocated at start and
-//! reused. Time comes from the caller's clock through [`ClusterClient::poll_at`]; the plain
-//! [`ClusterClient::poll`] reads the monotonic clock.
+//! reused. Time comes from the caller's clock through [`ClusterClient::poll_at`] and
+//! [`ClusterClient::poll_any_at`] (a request goes out at the next poll); the conveniences
+//! [`ClusterClient::poll`], [`ClusterClient::poll_any`], [`ClusterClient::call`] and connecting
+//! read the monotonic clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
@@ -195,6 +197,8 @@ pub struct ClusterClient {
     retries: u64,
     /// Times the client moved to another member.
     failovers: u64,
+    /// The latest time a caller gave ([`ClusterClient::poll_any_at`]) or the connect's.
+    now: Instant,
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -285,6 +289,7 @@ impl ClusterClient {
             replies: VecDeque::new(),
             retries: 0,
             failovers: 0,
+            now,
         };
         for index in 0..count {
             client.send_connect(index, now);
@@ -329,8 +334,9 @@ impl ClusterClient {
             .is_some_and(|session| session.pending.is_some())
     }
 
-    /// Sends `command` as the first session's next request; returns its id. One request at a
-    /// time per session: poll until its answer comes before sending the next.
+    /// Queues `command` as the first session's next request (the next poll sends it); returns
+    /// its id. One request at a time per session: poll until its answer comes before sending
+    /// the next.
     pub fn send(&mut self, command: &[u8]) -> Result<u64, ClusterClientError> {
         self.send_request(0, command, false)
     }
@@ -366,14 +372,14 @@ impl ClusterClient {
         session.next_request_id += 1;
         session.command.clear();
         session.command.extend_from_slice(command);
-        let now = Instant::now();
+        // Sent by the next poll, at the time that poll is given: the client reads no clock
+        // here, and a request's timeout runs from when it really went.
         session.pending = Some(Pending {
             id,
             snapshot,
             sent_at: None,
-            not_before: now,
+            not_before: self.now,
         });
-        self.flush_session(index, now);
         Ok(id)
     }
 
@@ -396,6 +402,7 @@ impl ClusterClient {
 
     /// [`ClusterClient::poll_any`] at `now`.
     pub fn poll_any_at(&mut self, now: Instant) -> Option<(usize, Reply)> {
+        self.now = self.now.max(now);
         if let Some(reply) = self.replies.pop_front() {
             return Some(reply);
         }
@@ -651,19 +658,14 @@ impl ClusterClient {
     }
 }
 
-/// A session id drawn from the clock, the process id and a counter: distinct across clients
-/// and restarts.
+/// A session id from the process's random hash keys (fresh in every process) and a counter:
+/// distinct across clients and restarts, with no clock read.
 fn random_session_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mixed = crate::rng::mix64(
-        u64::try_from(nanos & u128::from(u64::MAX)).expect("masked")
-            ^ u64::from(std::process::id()).rotate_left(40)
-            ^ count.rotate_left(20),
-    );
-    mixed.max(1)
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
 }

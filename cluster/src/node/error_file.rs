@@ -47,18 +47,14 @@ impl ErrorFile {
         })
     }
 
-    /// Records `text` now, and says it on standard error (a warning) the first time.
-    pub(crate) fn record(&self, text: &str) {
+    /// Records `text` at `now_ms` (the caller's clock, ms since the epoch), and says it on
+    /// standard error (a warning) the first time.
+    pub(crate) fn record(&self, now_ms: i64, text: &str) {
         let mut said = self.said.borrow_mut();
         if said.len() < SAID_MAX && said.insert(text.to_owned()) {
             tracing::warn!("{text}");
         }
         drop(said);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-            });
         // A writer that resumes the log finds its end; errors are rare enough for the walk.
         DistinctErrorLog::new(self.map.buffer()).record(now_ms, text);
     }
@@ -79,12 +75,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(read(dir.path(), |_| {}).is_err(), "no log yet");
         let errors = ErrorFile::open(dir.path()).unwrap();
-        errors.record("a snapshot does not load");
-        errors.record("a consensus message was refused");
-        errors.record("a snapshot does not load");
+        errors.record(1, "a snapshot does not load");
+        errors.record(1, "a consensus message was refused");
+        errors.record(1, "a snapshot does not load");
         drop(errors);
         let errors = ErrorFile::open(dir.path()).unwrap();
-        errors.record("a snapshot does not load");
+        errors.record(1, "a snapshot does not load");
         let mut seen = Vec::new();
         let count = read(dir.path(), |error| {
             seen.push((error.text.to_owned(), error.count))
@@ -102,7 +98,7 @@ mod tests {
         drop(errors);
         std::fs::write(dir.path().join(FILE_NAME), b"not an error log").unwrap();
         let errors = ErrorFile::open(dir.path()).unwrap();
-        errors.record("after");
+        errors.record(1, "after");
         assert_eq!(read(dir.path(), |_| {}).unwrap(), 1);
     }
 }

@@ -106,6 +106,8 @@ struct State {
     failure: Option<String>,
     /// The member's distinct error log.
     errors: ErrorFile,
+    /// The wall clock of the current duty cycle (the runner's reading), in ms since the epoch.
+    now_ms: i64,
     counters: MemberCounters,
     elections: i64,
     /// The leader's snapshot schedule, and when the next is due.
@@ -173,10 +175,13 @@ impl MemberAgent {
             RecordingLog::create(&config.dir, id)?
         };
         if recording_log.repaired_bytes() > 0 {
-            errors.record(&format!(
-                "the recording log's torn last record was repaired ({} bytes)",
-                recording_log.repaired_bytes()
-            ));
+            errors.record(
+                now.epoch_ms,
+                &format!(
+                    "the recording log's torn last record was repaired ({} bytes)",
+                    recording_log.repaired_bytes()
+                ),
+            );
         }
         let opened = MemberLog::open_with(
             &config.dir.join("archive"),
@@ -189,15 +194,18 @@ impl MemberAgent {
         let (log, recovery) = match opened {
             Ok(opened) => opened,
             Err(error) => {
-                errors.record(&format!("the member did not start: {error}"));
+                errors.record(now.epoch_ms, &format!("the member did not start: {error}"));
                 return Err(error.into());
             }
         };
         if let Some(damage) = &recovery.damaged {
-            errors.record(&format!(
-                "the log's damaged tail was cut away at {}: {damage}",
-                recovery.log_end
-            ));
+            errors.record(
+                now.epoch_ms,
+                &format!(
+                    "the log's damaged tail was cut away at {}: {damage}",
+                    recovery.log_end
+                ),
+            );
         }
         let history = recording_log.term_history(recovery.log_end)?;
         if recording_log.term_history(u64::MAX)?.entries() != history.entries() {
@@ -207,15 +215,24 @@ impl MemberAgent {
             recording_log.append(Record::Truncate {
                 position: recovery.log_end,
             })?;
-            errors.record(&format!(
+            errors.record(now.epoch_ms, &format!(
                 "the recording log named terms past the log's end {}: a truncation was recorded",
                 recovery.log_end
             ));
         }
-        let (container, snapshot_position) =
-            restore(&config, &recording_log, &log, recovery.log_end, &errors);
+        let (container, snapshot_position) = restore(
+            &config,
+            &recording_log,
+            &log,
+            recovery.log_end,
+            &errors,
+            now.epoch_ms,
+        );
         if snapshot_position < log.start() {
-            errors.record("the member did not start: its log starts above every usable snapshot");
+            errors.record(
+                now.epoch_ms,
+                "the member did not start: its log starts above every usable snapshot",
+            );
             return Err(MemberError::Unrecoverable(format!(
                 "the log starts at {} and no usable snapshot covers it (the newest that loads is \
                  at {snapshot_position}): rebuild this member from a peer's snapshot",
@@ -322,6 +339,7 @@ impl MemberAgent {
                 failed_sends: 0,
                 failure: None,
                 errors,
+                now_ms: now.epoch_ms,
                 counters,
                 elections: 0,
                 snapshot_interval_ns: config
@@ -352,6 +370,7 @@ impl Agent for MemberAgent {
             panic!("member {} stopped: {failure}", state.id);
         }
         let now_ns = local_ns(now, state.clock_offset_ns);
+        state.now_ms = now.epoch_ms;
         let mut work = 0;
         let assembler = &mut self.consensus_assembler;
         work += self.consensus_in.poll(
@@ -387,7 +406,7 @@ impl Agent for MemberAgent {
         if let Some(failure) = &state.failure {
             state
                 .errors
-                .record(&format!("the member stopped: {failure}"));
+                .record(state.now_ms, &format!("the member stopped: {failure}"));
             panic!("member {} stopped: {failure}", state.id);
         }
         work
@@ -399,7 +418,7 @@ impl Agent for MemberAgent {
 
     fn on_close(&mut self) {
         let state = &mut self.state;
-        if let Err(error) = state.log.close(epoch_ms()) {
+        if let Err(error) = state.log.close(state.now_ms) {
             tracing::error!(%error, "closing the log");
         }
         tracing::info!(member = state.id, "member stopped");
@@ -445,8 +464,10 @@ impl State {
             self.bad_messages += 1;
             tracing::debug!(%error, "a consensus message was refused");
             // One record for the kind, counted: a flood of bad messages stays one line.
-            self.errors
-                .record("a consensus message was refused (malformed, unknown, or from no member)");
+            self.errors.record(
+                self.now_ms,
+                "a consensus message was refused (malformed, unknown, or from no member)",
+            );
         }
         self.carry_out(now_ns);
     }
@@ -505,7 +526,7 @@ impl State {
         } else {
             if self.sessions.len() >= SESSIONS_MAX {
                 self.errors
-                    .record("too many sessions: a connect was not answered");
+                    .record(self.now_ms, "too many sessions: a connect was not answered");
                 return;
             }
             let Some(egress) = self.egress_for(channel, stream_id) else {
@@ -549,8 +570,10 @@ impl State {
             return Some(index);
         }
         if self.egress.iter().flatten().count() >= EGRESS_MAX {
-            self.errors
-                .record("too many response endpoints: a connect was not answered");
+            self.errors.record(
+                self.now_ms,
+                "too many response endpoints: a connect was not answered",
+            );
             return None;
         }
         let uri = format!("tern:udp?endpoint={endpoint}|term-length={SESSION_TERM_LENGTH}");
@@ -645,8 +668,7 @@ impl State {
         cluster_time_ns: u64,
         bytes: &[u8],
     ) -> Result<(), MemberError> {
-        let started = std::time::Instant::now();
-        let recording_id = self.log.record_snapshot(bytes, position, epoch_ms())?;
+        let recording_id = self.log.record_snapshot(bytes, position, self.now_ms)?;
         let term = self.consensus.term_history().term_before(position);
         self.recording_log.append(Record::Snapshot(SnapshotRecord {
             term,
@@ -660,7 +682,6 @@ impl State {
             position,
             recording_id,
             bytes = bytes.len(),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
             "snapshot recorded"
         );
         self.apply_retention()
@@ -900,9 +921,10 @@ impl State {
                     // on, as every member meets the same request at the same entry.
                     if let Err(error) = self.record_snapshot(position, cluster_time_ns, &bytes) {
                         self.snapshot_failures += 1;
-                        self.errors.record(&format!(
-                            "a snapshot at {position} could not be recorded: {error}"
-                        ));
+                        self.errors.record(
+                            self.now_ms,
+                            &format!("a snapshot at {position} could not be recorded: {error}"),
+                        );
                     }
                 }
             }
@@ -932,14 +954,6 @@ fn egress_endpoint(channel: &str) -> Option<std::net::SocketAddr> {
         .then_some(address)
 }
 
-fn epoch_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
 /// The newest snapshot the recording log lists that reads back whole and loads, and its
 /// position; a fresh container at 0 when there is none. A snapshot that fails (its frames'
 /// or its own checksum, a deleted recording) is skipped for the one before, and said.
@@ -949,6 +963,7 @@ fn restore(
     log: &MemberLog,
     log_end: u64,
     errors: &ErrorFile,
+    now_ms: i64,
 ) -> (ServiceContainer<KvStore>, u64) {
     let interval = config.digest_interval_bytes;
     for snapshot in recording_log.snapshots(log_end) {
@@ -963,13 +978,13 @@ fn restore(
             Ok(container) if container.applied_position() == snapshot.position => {
                 return (container, snapshot.position);
             }
-            Ok(container) => errors.record(&format!(
+            Ok(container) => errors.record(now_ms, &format!(
                 "the snapshot at {} (recording {}) covers {}: using the one before",
                 snapshot.position,
                 snapshot.recording_id,
                 container.applied_position()
             )),
-            Err(error) => errors.record(&format!(
+            Err(error) => errors.record(now_ms, &format!(
                 "the snapshot at {} (recording {}) does not load ({error}): falling back to the one before",
                 snapshot.position, snapshot.recording_id
             )),
@@ -982,12 +997,9 @@ fn restore(
 /// monotonic (timeouts) and near the wall clock (cluster time in the log, which other members
 /// continue when they lead).
 fn epoch_offset_ns(now: Now) -> i64 {
-    let epoch_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
-        });
-    epoch_ns.saturating_sub(now.nanos)
+    now.epoch_ms
+        .saturating_mul(1_000_000)
+        .saturating_sub(now.nanos)
 }
 
 fn local_ns(now: Now, offset_ns: i64) -> u64 {
