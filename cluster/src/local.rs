@@ -362,7 +362,10 @@ impl LocalCluster {
                         self.incompatible.push((reporter, peer, version));
                     }
                 }
-                Output::PersistVote { .. } | Output::RoleChanged { .. } => {}
+                // Logs here are never purged, so no member is ever behind a log's start.
+                Output::PersistVote { .. }
+                | Output::RoleChanged { .. }
+                | Output::SendSnapshot { .. } => {}
             }
         }
         let leading = member.consensus.role() == Role::Leader;

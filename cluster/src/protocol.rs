@@ -21,7 +21,16 @@
 //!                   entries of entry_term)
 //! append_response   term@0 position@8 conflict_term@16 conflict_base@24 follower_id@32
 //!                   success@36
+//! snapshot_chunk    term@0 snapshot_position@8 transfer_length@16 offset@24 leader_id@32
+//!                   (since 2.2) | bytes (var data, at most 60 KiB of the transfer)
 //! ```
+//!
+//! A snapshot transfer (a leader's snapshot sent to a member whose log ends below the leader's
+//! log start, as Raft's InstallSnapshot) is `transfer_length` bytes cut into chunks in order:
+//! the leader's term history up to the snapshot (`u32` count, then `term u64, base u64` each),
+//! then the snapshot's bytes. The member node carries it (`crate::node`); the core only asks for
+//! it ([`crate::consensus::Output::SendSnapshot`]) and takes its end
+//! ([`crate::consensus::Consensus::install_snapshot`]).
 
 use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion};
 
@@ -33,7 +42,13 @@ use tern_codec::{DecodeError, MessageHeader, Schema, SemanticVersion};
 ///
 /// 2.1.0: an append request carries the leader's log floor (`log_floor`), below which every
 /// member may purge its log; a 2.0 member reads none and purges nothing on a leader's word.
-pub const CONSENSUS_PROTOCOL: Schema = Schema::new("consensus", 20, SemanticVersion::new(2, 1, 0));
+///
+/// 2.2.0: `snapshot_chunk`, a leader's snapshot sent to a member behind the leader's log start;
+/// a 2.1 member refuses the template (counted) and stays behind, as it did before.
+pub const CONSENSUS_PROTOCOL: Schema = Schema::new("consensus", 20, SemanticVersion::new(2, 2, 0));
+
+/// The most transfer bytes one snapshot chunk carries.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 60 * 1024;
 
 /// The most log bytes one append request carries.
 pub const APPEND_BYTES_MAX: usize = 64 * 1024;
@@ -156,6 +171,30 @@ tern_codec::message! {
     }
 }
 
+tern_codec::message! {
+    /// One chunk of a leader's snapshot transfer to a member whose log ends below the leader's
+    /// log start (see the module docs for the transfer's layout).
+    pub mod snapshot_chunk (schema = CONSENSUS_PROTOCOL, template = 6, policy = Terminate) {
+        block {
+            /// The leader's term.
+            term @ 0 since 0: u64,
+            /// The log position the snapshot covers.
+            snapshot_position @ 8 since 0: u64,
+            /// The transfer's whole length: the term history's bytes and the snapshot's.
+            transfer_length @ 16 since 0: u64,
+            /// Where in the transfer this chunk's bytes go.
+            offset @ 24 since 0: u64,
+            /// The leader.
+            leader_id @ 32 since 0: u32,
+        }
+        groups {}
+        var_data {
+            /// The transfer's bytes from `offset`.
+            bytes (max = 61440) since 0: bytes,
+        }
+    }
+}
+
 /// A decoded consensus message.
 #[derive(Debug, Clone, Copy)]
 pub enum Message<'a> {
@@ -169,6 +208,8 @@ pub enum Message<'a> {
     AppendRequest(append_request::Decoder<'a>),
     /// See [`append_response`].
     AppendResponse(append_response::Decoder<'a>),
+    /// See [`snapshot_chunk`].
+    SnapshotChunk(snapshot_chunk::Decoder<'a>),
 }
 
 /// Why bytes from another member were not a consensus message this member can act on.
@@ -204,6 +245,9 @@ impl<'a> Message<'a> {
             }
             append_response::TEMPLATE_ID => {
                 Self::AppendResponse(append_response::Decoder::decode(bytes)?)
+            }
+            snapshot_chunk::TEMPLATE_ID => {
+                Self::SnapshotChunk(snapshot_chunk::Decoder::decode(bytes)?)
             }
             // Every consensus template is terminate, so whatever the unknown one's policy bits
             // say, decoding cannot skip it: it is reported, and the caller stops the exchange.
@@ -241,6 +285,7 @@ mod tests {
             vote::TEMPLATE_ID,
             append_request::TEMPLATE_ID,
             append_response::TEMPLATE_ID,
+            snapshot_chunk::TEMPLATE_ID,
         ] {
             assert_eq!(
                 tern_codec::UnknownPolicy::of_template(template),

@@ -235,6 +235,26 @@ impl RecordingLog {
         Ok(())
     }
 
+    /// Appends `records` in order with one sync at the end; when this returns, a crash keeps
+    /// them all. A crash before keeps a prefix of them (a torn last one is cut at opening), so
+    /// a caller that needs all or none marks the change elsewhere until this returns.
+    pub fn append_all(&mut self, records: &[Record]) -> Result<(), RecordingLogError> {
+        let offset = RECORD_LENGTH_U64 * (1 + u64::try_from(self.records.len()).expect("fits"));
+        let mut bytes = Vec::with_capacity(records.len() * RECORD_LENGTH);
+        for &record in records {
+            bytes.extend_from_slice(&encode(record));
+        }
+        self.file
+            .write_all_at(&bytes, offset)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| RecordingLogError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.records.extend_from_slice(records);
+        Ok(())
+    }
+
     /// The term history the records give, cut to `log_end` (the log's recovered end).
     pub fn term_history(&self, log_end: u64) -> Result<TermHistory, RecordingLogError> {
         let mut terms: Vec<TermStart> = Vec::new();

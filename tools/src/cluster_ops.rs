@@ -72,8 +72,12 @@ pub(crate) fn describe(args: &MemberDirArg) -> anyhow::Result<()> {
                 format!("the snapshot at {}", status.recovered_from)
             };
             println!(
-                "snapshots taken since start {} (failed {}) · started from {recovered} · log floor {}",
-                status.snapshots, status.snapshot_failures, status.log_floor
+                "snapshots taken since start {} (failed {}) · installed from a leader {} · \
+                 started from {recovered} · log floor {}",
+                status.snapshots,
+                status.snapshot_failures,
+                status.snapshots_installed,
+                status.log_floor
             );
         }
         None => {

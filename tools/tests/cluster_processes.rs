@@ -434,3 +434,88 @@ fn a_member_down_while_the_others_snapshot_and_purge_still_catches_up_from_their
     cluster.check_counts(&acks);
     cluster.wait_for_equal_digests(Duration::from_secs(30));
 }
+
+/// A member whose log and snapshots are lost (a disk replaced: `archive/` and `recording-log`
+/// gone, `node-state` kept) comes back below the leader's purged log start: it installs the
+/// leader's snapshot and catches up from there. A crash part way through an install (its marker
+/// left behind) makes the member start empty and install again, and says so.
+#[test]
+fn a_member_rebuilt_empty_installs_the_leaders_snapshot_and_catches_up() {
+    let mut cluster = Cluster::start_with(
+        "install",
+        3,
+        &[
+            "--term-length",
+            "64k",
+            "--log-segment-length",
+            "128k",
+            "--snapshots-retained",
+            "1",
+        ],
+    );
+    let load = Load::start(&cluster, 2);
+    // Enough log and snapshots, with every member up, for the leader to purge.
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let started = Instant::now();
+    while log_start(&cluster, leader) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the leader never purged"
+        );
+        load.wait_for_acks(load.total_acks() + 1500, Duration::from_secs(60));
+        cluster.snapshot();
+    }
+    let rebuilt = (leader + 1) % 3;
+    cluster.kill(rebuilt, libc::SIGKILL);
+    std::fs::remove_dir_all(cluster.dir(rebuilt).join("archive")).unwrap();
+    std::fs::remove_file(cluster.dir(rebuilt).join("recording-log")).unwrap();
+    cluster.restart(rebuilt);
+    cluster.wait_caught_up(rebuilt, Duration::from_secs(60));
+    let status = cluster.status(rebuilt).expect("it runs");
+    assert_eq!(status.snapshots_installed, 1, "{status:?}");
+    assert!(
+        status.recovered_from > 0 && log_start(&cluster, rebuilt) == status.recovered_from,
+        "its log starts at the installed snapshot: {status:?}"
+    );
+    load.wait_for_acks(load.total_acks() + 300, Duration::from_secs(60));
+    // Restarted, it recovers from the installed snapshot and the log after it.
+    cluster.kill(rebuilt, libc::SIGKILL);
+    cluster.restart(rebuilt);
+    cluster.wait_caught_up(rebuilt, Duration::from_secs(60));
+    let status = cluster.status(rebuilt).expect("it runs");
+    assert_eq!(
+        status.snapshots_installed, 0,
+        "recovered, not installed again"
+    );
+    assert!(status.recovered_from > 0);
+    // An install interrupted: the marker left, the member clears itself and installs again.
+    cluster.kill(rebuilt, libc::SIGKILL);
+    std::fs::write(
+        cluster.dir(rebuilt).join("snapshot-install"),
+        b"installing\n",
+    )
+    .unwrap();
+    cluster.restart(rebuilt);
+    cluster.wait_caught_up(rebuilt, Duration::from_secs(60));
+    assert_eq!(
+        cluster
+            .status(rebuilt)
+            .expect("it runs")
+            .snapshots_installed,
+        1
+    );
+    assert!(!cluster.dir(rebuilt).join("snapshot-install").exists());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["cluster", "errors", "--dir"])
+        .arg(cluster.dir(rebuilt))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("a snapshot install was interrupted"),
+        "tern cluster errors: {text}"
+    );
+    let acks = load.stop();
+    cluster.check_counts(&acks);
+    cluster.wait_for_equal_digests(Duration::from_secs(30));
+}

@@ -310,6 +310,28 @@ pub enum Output {
         /// Its log term length.
         log_term_length: u32,
     },
+    /// Leader: member `to` lacks log below this log's start (purged after a snapshot), so no
+    /// append can bring it up to date: send it a snapshot at or above the log's start and the
+    /// term history up to it (Raft's InstallSnapshot). Asked again at most once a leader
+    /// heartbeat timeout while the member stays behind; the member's acknowledgement of the
+    /// snapshot's position ends it.
+    SendSnapshot {
+        /// The member.
+        to: u32,
+    },
+}
+
+/// What a follower should do with a leader's snapshot transfer that arrived whole
+/// ([`Consensus::on_snapshot_offered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOffer {
+    /// Install it: its log lacks the snapshot's position (or holds another term's byte there).
+    Install,
+    /// Its log already holds the snapshot's position in the same term, so it matches the
+    /// leader's up to there; it acknowledged that instead.
+    Held,
+    /// Not from this member's current leader in its current term, or not a log position: drop it.
+    Stale,
 }
 
 /// Why the leader could not append.
@@ -337,6 +359,12 @@ pub trait LogView {
     /// The bytes from `position` up to at most `max` bytes; may be shorter (at a segment end),
     /// and empty at or past the end of the log.
     fn read(&self, position: u64, max: u64) -> &[u8];
+
+    /// The first position the log holds: below it the log was purged (its effect is in a
+    /// snapshot). 0 for a log that was never purged.
+    fn start(&self) -> u64 {
+        0
+    }
 }
 
 impl LogView for [u8] {
@@ -357,6 +385,9 @@ impl LogView for Vec<u8> {
     }
 }
 
+/// After a send to a member fails (back-pressure, or the member is down), the leader sends to it
+/// again after this long.
+const SEND_RETRY_NS: u64 = 1_000_000;
 /// The most bytes a message without var data takes (header and block).
 const FIXED_MESSAGE_MAX: usize = 64;
 /// Buffers kept for reuse at most.
@@ -385,6 +416,10 @@ struct Peer {
     probe_in_flight: bool,
     /// Leader, probing: where the append in flight starts.
     probe_position: u64,
+    /// Leader: when it last asked for a snapshot to be sent to this member.
+    snapshot_asked_ns: Option<u64>,
+    /// Leader: after a send to it failed, nothing is sent to it before this time.
+    retry_at_ns: u64,
     /// Candidate: whether it granted its vote.
     voted: bool,
 }
@@ -660,6 +695,7 @@ impl Consensus {
             Message::Vote(m) => m.voter_id(),
             Message::AppendRequest(m) => m.leader_id(),
             Message::AppendResponse(m) => m.follower_id(),
+            Message::SnapshotChunk(m) => m.leader_id(),
         };
         if sender >= self.config.member_count || sender == self.id {
             return Err(ProtocolError::Malformed(
@@ -674,15 +710,19 @@ impl Consensus {
             Message::Canvass(m) => self.on_canvass(&m),
             Message::RequestVote(m) => self.on_request_vote(&m),
             Message::Vote(m) => self.on_vote(&m),
-            Message::AppendRequest(m) => self.on_append_request(&m)?,
+            Message::AppendRequest(m) => self.on_append_request(&m, log.start())?,
             Message::AppendResponse(m) => self.on_append_response(&m, log),
+            // A transfer's chunks are gathered by the caller, which hands the whole to
+            // `on_snapshot_offered`; one that reaches the core is left alone.
+            Message::SnapshotChunk(_) => {}
         }
         Ok(())
     }
 
     /// The caller could not send `message` to `to` (its stream was back-pressured or not
     /// connected): an append request's entries count as not sent, so the leader sends them
-    /// again from there instead of waiting for a refusal to tell it. Back-pressure is an input.
+    /// again from there, a millisecond later, instead of waiting for a refusal to tell it.
+    /// Back-pressure is an input.
     /// Any other message is simply lost, as the network may lose it.
     pub fn on_send_failed(&mut self, to: u32, message: &[u8]) {
         if self.role != Role::Leader || to >= self.config.member_count || to == self.id {
@@ -695,12 +735,15 @@ impl Consensus {
             return;
         }
         let from = request.prev_position();
+        let now_ns = self.now_ns;
         let peer = self.peer(to);
         if from >= peer.matched_position && from < peer.next_position {
             peer.next_position = from;
-            // Not sent, so nothing is in flight: the next tick sends again at once.
+            // Not sent, so nothing is in flight: sent again after a short pause, not at once,
+            // so that a member that is down does not keep this member's thread from idling.
             peer.probe_in_flight = false;
             peer.last_sent_ns = 0;
+            peer.retry_at_ns = now_ns.saturating_add(SEND_RETRY_NS);
         }
     }
 

@@ -1,12 +1,13 @@
 //! Log replication: the leader's appends, heartbeats and commit; the follower's consistency check,
 //! truncation of divergent suffixes and acknowledgements (Raft §5.3–5.4, over byte positions).
 
-use super::{AppendError, Consensus, LogView, Role};
+use super::{AppendError, Consensus, LogView, Role, SnapshotOffer};
 use crate::log_entry::{
     self, digest_checkpoint, new_leadership_term, session_message, snapshot_request, timer_fired,
 };
 use crate::planted::PlantedBug;
 use crate::protocol::{append_request, append_response};
+use crate::term_history::TermHistory;
 
 const REQUEST_HEADER_MAX: usize = 128;
 /// Appended bytes the leader lets wait for its own fsync before it refuses more commands.
@@ -24,6 +25,7 @@ impl Consensus {
             // A grace period: a leader counts every member as heard from when it starts.
             peer.last_contact_ns = now_ns;
             peer.last_sent_ns = 0;
+            peer.snapshot_asked_ns = None;
         }
         self.leader_term_base = appended;
         let term = self.current_term;
@@ -66,11 +68,23 @@ impl Consensus {
 
     /// Sends `member` what it lacks, within the in-flight window, or a heartbeat when it is due.
     fn replicate_to(&mut self, member: u32, log: &(impl LogView + ?Sized)) {
+        if self.now_ns < self.peer(member).retry_at_ns {
+            return;
+        }
         let window = self.config.inflight_bytes_max;
         let heartbeat_due = {
             let peer = &self.peers[usize::try_from(member).expect("small")];
             self.now_ns.saturating_sub(peer.last_sent_ns) >= self.config.heartbeat_interval_ns
         };
+        if self.peer(member).next_position < log.start() {
+            // Purged here: only a snapshot brings the member up. Heartbeats keep it following
+            // meanwhile, at their interval only (its answers must not set off a resend each).
+            self.ask_for_snapshot(member);
+            if heartbeat_due {
+                self.send_append(member, log);
+            }
+            return;
+        }
         let probing = self.peers[usize::try_from(member).expect("small")].probing;
         if probing {
             let in_flight = self.peers[usize::try_from(member).expect("small")].probe_in_flight;
@@ -98,6 +112,22 @@ impl Consensus {
         }
         if !sent && heartbeat_due {
             self.send_append(member, log);
+        }
+    }
+
+    /// Asks the caller to send `member` a snapshot, unless it was asked less than a leader
+    /// heartbeat timeout ago (a transfer takes a while; one lost is asked for again).
+    fn ask_for_snapshot(&mut self, member: u32) {
+        let timeout_ns = self.config.leader_heartbeat_timeout_ns;
+        let now_ns = self.now_ns;
+        let peer = self.peer(member);
+        if peer
+            .snapshot_asked_ns
+            .is_none_or(|asked| now_ns.saturating_sub(asked) >= timeout_ns)
+        {
+            peer.snapshot_asked_ns = Some(now_ns);
+            self.outputs
+                .push_back(super::Output::SendSnapshot { to: member });
         }
     }
 
@@ -168,6 +198,7 @@ impl Consensus {
     pub(super) fn on_append_request(
         &mut self,
         message: &append_request::Decoder<'_>,
+        log_start: u64,
     ) -> Result<(), crate::protocol::ProtocolError> {
         let term = message.term();
         let leader = message.leader_id();
@@ -223,7 +254,9 @@ impl Consensus {
             }
             self.leader_contact_ns = self.now_ns;
         }
-        if prev_position > self.appended_position {
+        if prev_position > self.appended_position || prev_position < log_start {
+            // Beyond this log, or below its start (purged: nothing there to compare or cut, and
+            // what was there is committed): the leader resumes from this log's end.
             let reply = self.encode_response(false, self.appended_position, 0, 0);
             self.send(leader, reply);
             return Ok(());
@@ -284,6 +317,79 @@ impl Consensus {
             owned.extend_from_slice(&entries[skip..]);
             self.append_local(entry_term, owned);
         }
+    }
+
+    /// Follower: a transfer of the leader's snapshot at `position` arrived whole from `leader`
+    /// in `term`; `position_term` is the term of the leader's byte before `position`. Says
+    /// whether to install it. When this log already holds that byte in that term, it matches
+    /// the leader's up to `position` (log matching), which this acknowledges instead.
+    pub fn on_snapshot_offered(
+        &mut self,
+        now_ns: u64,
+        term: u64,
+        leader: u32,
+        position: u64,
+        position_term: u64,
+    ) -> SnapshotOffer {
+        self.advance_clock(now_ns);
+        if term != self.current_term
+            || self.role != Role::Follower
+            || self.leader != Some(leader)
+            || position == 0
+            || !position.is_multiple_of(log_entry::ENTRY_ALIGNMENT)
+            || position_term == 0
+            || position_term > term
+        {
+            return SnapshotOffer::Stale;
+        }
+        if position <= self.appended_position && self.history.term_before(position) == position_term
+        {
+            self.leader_matched_position = self.leader_matched_position.max(position);
+            self.acknowledge_leader_to(leader);
+            return SnapshotOffer::Held;
+        }
+        SnapshotOffer::Install
+    }
+
+    /// Follower: the caller installed the leader's snapshot at `position` (right after
+    /// [`Consensus::on_snapshot_offered`] said to): its log now starts and ends at `position`,
+    /// its term history is the leader's `history` up to there, and everything before it is
+    /// committed. The old log is gone whole: it lacked the leader's byte before `position`, so
+    /// by log matching nothing in it past that point was ever committed. Acknowledges
+    /// `position` to the leader.
+    ///
+    /// # Panics
+    /// If this member is not a follower with a leader, or `history` does not end with a term
+    /// that covers the byte before `position` at or below the current term.
+    pub fn install_snapshot(&mut self, position: u64, history: TermHistory) {
+        assert!(
+            self.role == Role::Follower && self.leader.is_some(),
+            "a snapshot is installed from a leader"
+        );
+        assert!(position.is_multiple_of(log_entry::ENTRY_ALIGNMENT));
+        let last = history.entries().last().copied();
+        assert!(
+            last.is_some_and(|last| last.base < position && last.term <= self.current_term),
+            "the history covers the byte before the snapshot"
+        );
+        // What was queued for the old log is void; messages, votes and role changes stand.
+        self.outputs.retain(|output| {
+            !matches!(
+                output,
+                super::Output::Append { .. }
+                    | super::Output::Truncate { .. }
+                    | super::Output::Sync { .. }
+            )
+        });
+        self.pending_syncs.clear();
+        self.history = history;
+        self.appended_position = position;
+        self.durable_position = position;
+        self.synced_requested_position = position;
+        self.commit_position = position;
+        self.leader_matched_position = position;
+        self.leader_log_floor = self.leader_log_floor.max(position);
+        self.acknowledge_leader();
     }
 
     /// Tells the current leader how far this log is durable and matches its own.
@@ -360,6 +466,14 @@ impl Consensus {
             let next = self.entry_boundary_at_or_before(next, log);
             let peer = self.peer(member);
             peer.last_contact_ns = now_ns;
+            if message.conflict_term() == 0 && next < peer.matched_position {
+                // The member's log ends below what it acknowledged: it lost log (a machine
+                // crash in `written` mode, a member rebuilt empty), or this is a refusal from
+                // before its acknowledgement, delivered late. Either way counting less is safe
+                // (the commit never moves back, the floor only goes lower) and resending from
+                // its end is what brings a member that lost log back.
+                peer.matched_position = next;
+            }
             let next = next.max(peer.matched_position);
             if peer.probing && peer.probe_in_flight && peer.probe_position == next {
                 // A duplicate of a refusal already answered, or one that crossed the probe.

@@ -607,7 +607,7 @@ fn a_newer_minor_version_takes_part_as_usual() {
 }
 
 #[test]
-fn entries_whose_send_failed_are_sent_again_without_waiting_for_a_refusal() {
+fn entries_whose_send_failed_are_sent_again_after_a_pause_without_waiting_for_a_refusal() {
     let mut cluster = LocalCluster::new(3, 11).unwrap();
     let leader = elected(&mut cluster);
     let follower = (leader + 1) % 3;
@@ -646,5 +646,220 @@ fn entries_whose_send_failed_are_sent_again_without_waiting_for_a_refusal() {
     member.consensus.on_send_failed(follower, &failed[..length]);
     assert_eq!(member.consensus.peers[index].next_position, before);
     cluster.tick();
+    assert_ne!(
+        cluster.member(follower).log,
+        cluster.member(leader).log,
+        "not sent again in the same instant"
+    );
+    cluster.advance(MS);
     assert_eq!(cluster.member(follower).log, cluster.member(leader).log);
+}
+
+/// A log purged below `start`, as a member's log is after its snapshots.
+struct Purged<'a> {
+    log: &'a [u8],
+    start: u64,
+}
+
+impl LogView for Purged<'_> {
+    fn read(&self, position: u64, max: u64) -> &[u8] {
+        if position < self.start {
+            return &[];
+        }
+        self.log.read(position, max)
+    }
+
+    fn start(&self) -> u64 {
+        self.start
+    }
+}
+
+/// Carries out `consensus`'s outputs against `log` (syncs complete at once); returns the
+/// messages sent and the members a snapshot was asked for.
+fn carry(consensus: &mut Consensus, log: &mut Vec<u8>, now_ns: u64) -> (Vec<Vec<u8>>, Vec<u32>) {
+    let (mut sent, mut snapshots) = (Vec::new(), Vec::new());
+    while let Some(output) = consensus.poll_output() {
+        match output {
+            Output::Send { message, .. } => sent.push(message),
+            Output::Append {
+                position, entries, ..
+            } => {
+                log.resize(usize::try_from(position).unwrap(), 0);
+                log.extend_from_slice(&entries);
+            }
+            Output::Truncate { position } => log.truncate(usize::try_from(position).unwrap()),
+            Output::Sync { sync_id, .. } => consensus.on_durable(now_ns, sync_id),
+            Output::SendSnapshot { to } => snapshots.push(to),
+            _ => {}
+        }
+    }
+    (sent, snapshots)
+}
+
+/// A member that lost its log comes back below the leader's (purged) log start: its refusal
+/// lowers what the leader counted for it, the leader asks for a snapshot (once a leader
+/// heartbeat timeout), the member installs it, acknowledges the snapshot's position and takes
+/// appends from there; an offer it cannot use (stale, or a position it holds) installs nothing.
+#[test]
+fn a_member_behind_the_log_start_installs_a_snapshot_and_catches_up() {
+    let mut cluster = LocalCluster::new(3, 5).unwrap();
+    let leader = elected(&mut cluster);
+    for request in 1..=40 {
+        cluster
+            .submit(leader, 1, request, &put(request, request))
+            .unwrap();
+    }
+    cluster.run_until_idle();
+    cluster.advance(100 * MS);
+    let follower = (leader + 1) % 3;
+    let term = cluster.member(leader).consensus.current_term();
+    let leader_log = cluster.member(leader).log.clone();
+    let end = u64::try_from(leader_log.len()).unwrap();
+    // A snapshot position: an entry boundary in the middle, and the log purged below it.
+    let position = cluster.member(leader).consensus.appended_position() / 2 / 32 * 32;
+    let position = {
+        let mut boundary = 0;
+        while boundary < position {
+            boundary +=
+                crate::log_entry::padded_length(&leader_log[usize::try_from(boundary).unwrap()..])
+                    .unwrap();
+        }
+        boundary
+    };
+    let purged = Purged {
+        log: &leader_log,
+        start: position,
+    };
+    let now = cluster.now_ns();
+    let mut lost = member(ConsensusConfig::new(3), follower, term);
+    let mut lost_log = Vec::new();
+    let _ = carry(&mut lost, &mut lost_log, now);
+    let mut lead = std::mem::replace(
+        &mut cluster.member_mut(leader).consensus,
+        member(ConsensusConfig::new(3), leader, term),
+    );
+    let _ = lead.poll_output();
+    while lead.poll_output().is_some() {}
+    let index = usize::try_from(follower).unwrap();
+    assert_eq!(lead.peers[index].matched_position, end);
+    // The heartbeat is refused: the member's log ends at 0.
+    let heartbeat = {
+        let mut buf = vec![0u8; 128];
+        let mut encoder = append_request::Encoder::wrap(&mut buf).unwrap();
+        encoder
+            .term(term)
+            .prev_position(end)
+            .prev_term(term)
+            .entry_term(term)
+            .commit_position(end)
+            .leader_id(leader);
+        let length = encoder.entries(&[]).unwrap().finish();
+        buf.truncate(length);
+        buf
+    };
+    lost.on_message(now, &heartbeat, &lost_log).unwrap();
+    let (refusal, _) = carry(&mut lost, &mut lost_log, now);
+    let mut scratch = leader_log.clone();
+    lead.on_message(now, &refusal[0], &purged).unwrap();
+    assert_eq!(lead.peers[index].matched_position, 0, "it lost what it had");
+    let (_, asked) = carry(&mut lead, &mut scratch, now);
+    assert_eq!(asked, vec![follower], "a snapshot is asked for");
+    // Heartbeats every 100 ms, each refused: asked again once a leader heartbeat timeout on.
+    let timeout = ConsensusConfig::new(3).leader_heartbeat_timeout_ns;
+    let mut asked_at = Vec::new();
+    let mut later = now;
+    while later < now + timeout + 150 * MS {
+        later += 100 * MS;
+        lead.on_tick(later, &purged);
+        let (requests, asked) = carry(&mut lead, &mut scratch, later);
+        asked_at.extend(asked.iter().map(|_| later - now));
+        for request in requests {
+            lost.on_message(later, &request, &lost_log).unwrap();
+        }
+        for reply in carry(&mut lost, &mut lost_log, later).0 {
+            lead.on_message(later, &reply, &purged).unwrap();
+        }
+        asked_at.extend(
+            carry(&mut lead, &mut scratch, later)
+                .1
+                .iter()
+                .map(|_| later - now),
+        );
+    }
+    assert_eq!(lead.role(), Role::Leader);
+    assert_eq!(asked_at, vec![timeout], "asked again, once");
+    // Offers the member cannot use.
+    let position_term = lead.term_history().term_before(position);
+    assert_eq!(
+        lost.on_snapshot_offered(later, term + 1, leader, position, position_term),
+        SnapshotOffer::Stale
+    );
+    assert_eq!(
+        lost.on_snapshot_offered(later, term, leader, position + 1, position_term),
+        SnapshotOffer::Stale
+    );
+    assert_eq!(
+        lost.on_snapshot_offered(later, term, leader, position, position_term),
+        SnapshotOffer::Install
+    );
+    let mut history = lead.term_history().clone();
+    history.truncate(position);
+    lost.install_snapshot(position, history);
+    assert_eq!(
+        (
+            lost.appended_position(),
+            lost.commit_position(),
+            lost.durable_position()
+        ),
+        (position, position, position)
+    );
+    let (ack, _) = carry(&mut lost, &mut lost_log, later);
+    let response = append_response::Decoder::decode(&ack[0]).unwrap();
+    assert_eq!((response.success(), response.position()), (1, position));
+    // The leader resumes from the snapshot's position, and the member catches up.
+    lead.on_message(later, &ack[0], &purged).unwrap();
+    assert_eq!(lead.peers[index].matched_position, position);
+    for _ in 0..100 {
+        let (requests, _) = carry(&mut lead, &mut scratch, later);
+        if requests.is_empty() {
+            break;
+        }
+        for request in requests {
+            lost.on_message(later, &request, &lost_log).unwrap();
+        }
+        let (acks, _) = carry(&mut lost, &mut lost_log, later);
+        for ack in acks {
+            lead.on_message(later, &ack, &purged).unwrap();
+        }
+    }
+    assert_eq!(lead.peers[index].matched_position, end);
+    assert_eq!(
+        lost_log[usize::try_from(position).unwrap()..],
+        leader_log[usize::try_from(position).unwrap()..]
+    );
+    // A second offer of the same snapshot finds the position held: acknowledged, not installed.
+    assert_eq!(
+        lost.on_snapshot_offered(later, term, leader, position, position_term),
+        SnapshotOffer::Held
+    );
+    assert_eq!(lost.appended_position(), end);
+}
+
+/// A follower whose log was purged refuses an append below its start instead of comparing or
+/// cutting what it no longer holds.
+#[test]
+fn an_append_below_a_followers_log_start_is_refused() {
+    let mut follower = member(ConsensusConfig::new(3), 1, 2);
+    let mut log = Vec::new();
+    let _ = carry(&mut follower, &mut log, 0);
+    let purged = Purged {
+        log: &log,
+        start: 64,
+    };
+    follower
+        .on_message(0, &encode_append(2, 0), &purged)
+        .unwrap();
+    let (replies, _) = carry(&mut follower, &mut log, 0);
+    let response = append_response::Decoder::decode(&replies[0]).unwrap();
+    assert_eq!(response.success(), 0);
 }

@@ -469,6 +469,10 @@ impl LogView for MemberLog {
         }
         self.read_unbounded(position, max)
     }
+
+    fn start(&self) -> u64 {
+        self.start
+    }
 }
 
 /// The next write of whole entries from the start of `entries`, which go at `at`: a run that
@@ -810,6 +814,55 @@ mod tests {
         let (log, recovery) = open(dir.path());
         assert_eq!((log.start(), recovery.log_end), (2 * SEGMENT, end));
         assert_eq!(read_all(&log), expected[index(2 * SEGMENT)..]);
+    }
+
+    #[test]
+    fn a_log_restarted_at_a_snapshot_position_holds_nothing_below_it_and_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        for batch in 0..40 {
+            let bytes = entries(log.end(), 20, batch);
+            log.append(log.end(), &bytes).unwrap();
+        }
+        let old_end = log.end();
+        assert!(
+            log.restart_at(old_end + 100).is_err(),
+            "not an entry boundary"
+        );
+        // Above the old end, part way into a segment (an installed snapshot's position).
+        let position = old_end + 3 * SEGMENT + 4096;
+        log.restart_at(position).unwrap();
+        assert_eq!((log.start(), log.end()), (position, position));
+        assert_eq!(log.read(0, 64), &[] as &[u8], "the old log is gone");
+        assert_eq!(
+            segment_files::list_segments(dir.path(), log.recording_id())
+                .unwrap()
+                .len(),
+            0
+        );
+        let bytes = entries(position, 30, 7);
+        log.append(position, &bytes).unwrap();
+        log.sync().unwrap();
+        assert_eq!(read_all(&log), bytes);
+        drop(log);
+        let (mut log, recovery) = open(dir.path());
+        assert_eq!(
+            (log.start(), recovery.log_end, recovery.damaged),
+            (position, position + bytes.len() as u64, None)
+        );
+        assert_eq!(read_all(&log), bytes);
+        // And back below where it was (a member that installs an older leader's snapshot).
+        log.restart_at(SEGMENT).unwrap();
+        let lower = entries(SEGMENT, 5, 9);
+        log.append(SEGMENT, &lower).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let (log, recovery) = open(dir.path());
+        assert_eq!(
+            (log.start(), recovery.log_end),
+            (SEGMENT, SEGMENT + lower.len() as u64)
+        );
+        assert_eq!(read_all(&log), lower);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use tern_archive::segment_writer::{Durability, SegmentWriter};
 
 use super::{MemberLog, MemberLogError, WRITE_BLOCK_MAX, next_run, to_i64};
 use crate::log_entry::{
-    ENTRY_LENGTH_MAX, FRAME_HEADER_LENGTH, LOG_SESSION_ID, LOG_STREAM_ID, LogFormat,
+    ENTRY_ALIGNMENT, ENTRY_LENGTH_MAX, FRAME_HEADER_LENGTH, LOG_SESSION_ID, LOG_STREAM_ID,
+    LogFormat,
 };
 
 /// The channel snapshot recordings name in the catalog.
@@ -161,6 +162,41 @@ impl MemberLog {
             .filter(|d| d.channel == SNAPSHOT_CHANNEL && d.state != RecordingState::Deleted)
             .map(|d| d.recording_id)
             .collect()
+    }
+
+    /// Empties the log and starts it again at `position` (an installed snapshot's): every
+    /// segment file is deleted and the recording's start and stop are moved there, flushed. The
+    /// segment grid stays the recording's, so a log that starts part way into a segment writes
+    /// that segment from there.
+    pub fn restart_at(&mut self, position: u64) -> Result<(), MemberLogError> {
+        if !position.is_multiple_of(ENTRY_ALIGNMENT) {
+            return Err(MemberLogError::Append(format!(
+                "a log cannot start at {position}, which is not an entry boundary"
+            )));
+        }
+        let id = self.descriptor.recording_id;
+        let at = to_i64(position);
+        self.maps.clear();
+        segment_files::delete_all_segments(&self.dir, id)?;
+        // The catalog holds a recording's start at or below its stop at every step.
+        let (stop, _) = self.catalog.extent(id).map_err(ArchiveError::from)?;
+        let catalog = &self.catalog;
+        if at >= stop {
+            catalog
+                .set_stop_position(id, at)
+                .and_then(|()| catalog.set_start_position(id, at))
+        } else {
+            catalog
+                .set_start_position(id, at)
+                .and_then(|()| catalog.set_stop_position(id, at))
+        }
+        .map_err(ArchiveError::from)?;
+        self.catalog.flush().map_err(ArchiveError::from)?;
+        self.descriptor.start_position = at;
+        self.start = position;
+        self.end = position;
+        self.writer = super::new_writer(&self.dir, self.header, self.layout, at, self.durability);
+        Ok(())
     }
 
     /// Deletes the log's whole segments below `position` (the oldest position anything still

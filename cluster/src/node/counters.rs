@@ -1,7 +1,7 @@
 //! A member's counters, in its media driver's counters file: `tern stat --dir DRIVER_DIR` shows
 //! them, and `tern cluster describe` reads them back by type id and member id.
 //!
-//! Each counter's type id is one of the constants here (1300 to 1309: a client's counters take
+//! Each counter's type id is one of the constants here (1300 to 1315: a client's counters take
 //! type ids from 1000, the driver raises lower ones) and its key is the member id (4 bytes,
 //! little-endian). The member agent sets them once per duty cycle that did work; each is a
 //! single writer's plain store, read by other processes at any time.
@@ -41,16 +41,19 @@ pub const FAILED_SENDS: i32 = 1309;
 pub const STATE_DIGEST: i32 = 1310;
 /// Snapshots this member has recorded since it started.
 pub const SNAPSHOTS: i32 = 1311;
-/// The position of the snapshot this member started from (-1: none, it replayed the log from
-/// its start).
+/// The position of the snapshot this member's state started from, at start-up or installed from
+/// a leader since (-1: none, it replayed the log from its start).
 pub const RECOVERED_FROM: i32 = 1312;
 /// The log floor: below it every member may purge its log (`Consensus::log_floor`). It stays low
 /// while a member is down, which is what keeps the others' logs for it.
 pub const LOG_FLOOR: i32 = 1313;
 /// Snapshots this member could not record or retain since it started.
 pub const SNAPSHOT_FAILURES: i32 = 1314;
+/// Leaders' snapshots this member installed since it started (its log ended below a leader's
+/// log start).
+pub const SNAPSHOTS_INSTALLED: i32 = 1315;
 
-const KINDS: [(i32, &str); 15] = [
+const KINDS: [(i32, &str); 16] = [
     (
         ROLE,
         "role (0 follower, 1 canvass, 2 nominate, 3 candidate, 4 leader)",
@@ -69,6 +72,7 @@ const KINDS: [(i32, &str); 15] = [
     (RECOVERED_FROM, "recovered from snapshot at"),
     (LOG_FLOOR, "log floor"),
     (SNAPSHOT_FAILURES, "snapshot failures"),
+    (SNAPSHOTS_INSTALLED, "snapshots installed from a leader"),
 ];
 
 /// The code of a role in the [`ROLE`] counter.
@@ -156,6 +160,8 @@ pub struct MemberStatus {
     pub log_floor: i64,
     /// [`SNAPSHOT_FAILURES`]'s.
     pub snapshot_failures: i64,
+    /// [`SNAPSHOTS_INSTALLED`]'s.
+    pub snapshots_installed: i64,
 }
 
 /// Reads member `member_id`'s counters from a driver's counters; `None` when it has none there.
@@ -183,6 +189,7 @@ pub fn read_status(counters: &CountersReader<'_>, member_id: u32) -> Option<Memb
             RECOVERED_FROM => &mut status.recovered_from,
             LOG_FLOOR => &mut status.log_floor,
             SNAPSHOT_FAILURES => &mut status.snapshot_failures,
+            SNAPSHOTS_INSTALLED => &mut status.snapshots_installed,
             _ => return,
         };
         *slot = info.value;

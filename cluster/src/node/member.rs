@@ -8,17 +8,21 @@
 //! the driver) and closed when the session falls silent.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use tern_engine::agent::{Agent, Now};
 use tern_engine::client::{
     AssemblerLimits, FragmentHeader, MessageAssembler, OfferResult, Publication, Subscription, Tern,
 };
 
-use crate::consensus::{AppendError, ConfigError, Consensus, Output, RecoveredState, Role};
+use crate::consensus::{
+    AppendError, ConfigError, Consensus, Output, RecoveredState, Role, SnapshotOffer,
+};
 use crate::container::{ContainerOutput, ServiceContainer};
 use crate::kv::KvStore;
 use crate::member_log::{MemberLog, MemberLogError};
 use crate::node_state::{NodeState, NodeStateError, TermAndVote};
+use crate::protocol::{CONSENSUS_PROTOCOL, snapshot_chunk};
 use crate::recording_log::{Record, RecordingLog, RecordingLogError, SnapshotRecord, TermMismatch};
 use crate::session_protocol::{
     ADMIN_SNAPSHOT, NO_LEADER, ResponseCode, SESSION_PROTOCOL, SESSION_TIMEOUT_NS, admin_request,
@@ -27,6 +31,9 @@ use crate::session_protocol::{
 
 use super::counters::{self, MemberCounters};
 use super::error_file::ErrorFile;
+use super::snapshot_transfer::{
+    CHUNKS_PER_CYCLE, ChunkOutcome, Receiving, Sending, parse_transfer, transfer_bytes,
+};
 use super::{CONSENSUS_STREAM_ID, INGRESS_STREAM_ID, NodeConfig, NodeInfo, SESSION_TERM_LENGTH};
 
 /// Fragments read from a subscription per duty cycle at most.
@@ -40,6 +47,10 @@ const EGRESS_MAX: usize = 256;
 /// A leader appends at most one operator's snapshot request in this long; others are answered
 /// busy. (Each makes every member serialise its state and sync it.)
 const ADMIN_SNAPSHOT_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// The file that marks a snapshot install in progress: a member that finds it at start-up was
+/// stopped part way through replacing its log with a leader's snapshot, and starts empty.
+pub(super) const INSTALL_MARKER: &str = "snapshot-install";
 
 /// Why a member cannot start or must stop.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +96,8 @@ struct Egress {
 /// Everything a duty cycle changes besides the subscriptions being read.
 struct State {
     id: u32,
+    dir: PathBuf,
+    digest_interval_bytes: u64,
     consensus: Consensus,
     container: ServiceContainer<KvStore>,
     log: MemberLog,
@@ -126,6 +139,14 @@ struct State {
     recovered_from: i64,
     response: Vec<u8>,
     clock_offset_ns: i64,
+    /// Leader: snapshot transfers to members behind its log start, one per member at most.
+    sending: Vec<Sending>,
+    /// Follower: the leader's snapshot transfer being gathered.
+    receiving: Option<Receiving>,
+    /// Where a snapshot chunk is encoded.
+    chunk: Vec<u8>,
+    /// Leaders' snapshots installed since the member started.
+    snapshots_installed: u64,
 }
 
 /// The member agent; see the [module docs](self).
@@ -169,6 +190,23 @@ impl MemberAgent {
                 source,
             })
         })?;
+        if config.dir.join(INSTALL_MARKER).exists() {
+            // Stopped part way through installing a leader's snapshot: the old log was being
+            // replaced because it lacked the leader's byte before the snapshot, so nothing in
+            // it past what the snapshot covers was committed (log matching). Start empty and
+            // catch up again; the term and vote stay.
+            clear_interrupted_install(&config.dir).map_err(|source| {
+                MemberError::NodeState(NodeStateError::Io {
+                    path: config.dir.clone(),
+                    source,
+                })
+            })?;
+            errors.record(
+                now.epoch_ms,
+                "a snapshot install was interrupted: the member's log and snapshots were \
+                 cleared, and it catches up from the leader again",
+            );
+        }
         let mut recording_log = if config.dir.join(crate::recording_log::FILE_NAME).exists() {
             RecordingLog::open(&config.dir, id)?
         } else {
@@ -235,7 +273,8 @@ impl MemberAgent {
             );
             return Err(MemberError::Unrecoverable(format!(
                 "the log starts at {} and no usable snapshot covers it (the newest that loads is \
-                 at {snapshot_position}): rebuild this member from a peer's snapshot",
+                 at {snapshot_position}): move the member's archive/ and recording-log aside \
+                 and start it again, and it installs the leader's snapshot",
                 log.start()
             )));
         }
@@ -358,6 +397,12 @@ impl MemberAgent {
                 },
                 response: Vec::with_capacity(4096 + 64),
                 clock_offset_ns,
+                sending: Vec::new(),
+                receiving: None,
+                chunk: Vec::new(),
+                snapshots_installed: 0,
+                dir: config.dir.clone(),
+                digest_interval_bytes: config.digest_interval_bytes,
             },
         })
     }
@@ -396,6 +441,7 @@ impl Agent for MemberAgent {
         state.consensus.on_tick(now_ns, &state.log);
         work += state.carry_out(now_ns);
         work += state.apply(now_ns);
+        work += state.send_transfers();
         if now_ns >= state.next_sweep_ns {
             state.next_sweep_ns = now_ns + SESSION_SWEEP_NS;
             state.sweep_sessions(now_ns);
@@ -457,9 +503,21 @@ impl State {
         set(counters::RECOVERED_FROM, self.recovered_from);
         set(counters::LOG_FLOOR, wide(consensus.log_floor()));
         set(counters::SNAPSHOT_FAILURES, wide(self.snapshot_failures));
+        set(
+            counters::SNAPSHOTS_INSTALLED,
+            wide(self.snapshots_installed),
+        );
     }
 
     fn on_consensus_message(&mut self, now_ns: u64, message: &[u8]) {
+        // A snapshot transfer's chunks are gathered here; everything else is the core's.
+        if tern_codec::MessageHeader::decode(message).is_ok_and(|header| {
+            header.schema_id == CONSENSUS_PROTOCOL.id
+                && header.template_id == snapshot_chunk::TEMPLATE_ID
+        }) {
+            self.on_snapshot_chunk(now_ns, message);
+            return;
+        }
         if let Err(error) = self.consensus.on_message(now_ns, message, &self.log) {
             self.bad_messages += 1;
             tracing::debug!(%error, "a consensus message was refused");
@@ -470,6 +528,244 @@ impl State {
             );
         }
         self.carry_out(now_ns);
+    }
+
+    fn refuse_consensus_message(&mut self, why: &str) {
+        self.bad_messages += 1;
+        tracing::debug!(why, "a consensus message was refused");
+        self.errors.record(self.now_ms, why);
+    }
+
+    /// Follower: takes a chunk of a leader's snapshot transfer; installs the transfer once whole.
+    fn on_snapshot_chunk(&mut self, now_ns: u64, message: &[u8]) {
+        let Ok(chunk) = snapshot_chunk::Decoder::decode(message) else {
+            self.refuse_consensus_message("a snapshot chunk does not decode");
+            return;
+        };
+        let leader = chunk.leader_id();
+        if leader == self.id || usize::try_from(leader).map_or(true, |l| l >= self.peers.len()) {
+            self.refuse_consensus_message("a snapshot chunk names no other member");
+            return;
+        }
+        match Receiving::on_chunk(&mut self.receiving, &chunk) {
+            ChunkOutcome::More => {}
+            ChunkOutcome::Dropped => {
+                tracing::debug!(
+                    leader,
+                    "a snapshot chunk out of place: the transfer is dropped"
+                );
+            }
+            ChunkOutcome::Refused => self.refuse_consensus_message(
+                "a snapshot transfer too long, or a chunk past its length, was refused",
+            ),
+            ChunkOutcome::Whole => {
+                if let Some(receiving) = self.receiving.take() {
+                    self.on_transfer_whole(now_ns, &receiving);
+                }
+            }
+        }
+    }
+
+    /// Follower: a leader's snapshot transfer arrived whole. Installs it when the core says
+    /// this log lacks the snapshot's position (a failure part way stops the member, whose
+    /// next start finds the install marker and starts empty).
+    fn on_transfer_whole(&mut self, now_ns: u64, receiving: &Receiving) {
+        let position = receiving.position;
+        let (history, snapshot) = match parse_transfer(receiving.bytes(), position) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                self.refuse_consensus_message(&format!(
+                    "a snapshot transfer from member {} does not parse: {error}",
+                    receiving.leader
+                ));
+                return;
+            }
+        };
+        let offer = self.consensus.on_snapshot_offered(
+            now_ns,
+            receiving.term,
+            receiving.leader,
+            position,
+            history.last_term(),
+        );
+        if offer != SnapshotOffer::Install {
+            tracing::info!(
+                member = self.id,
+                position,
+                ?offer,
+                "a leader's snapshot was not installed"
+            );
+            self.carry_out(now_ns);
+            return;
+        }
+        let container = match ServiceContainer::from_snapshot(
+            KvStore::default(),
+            self.digest_interval_bytes,
+            snapshot,
+        ) {
+            Ok(container) if container.applied_position() == position => container,
+            Ok(container) => {
+                self.refuse_consensus_message(&format!(
+                    "a leader's snapshot said to be at {position} covers {}: not installed",
+                    container.applied_position()
+                ));
+                return;
+            }
+            Err(error) => {
+                self.refuse_consensus_message(&format!(
+                    "a leader's snapshot at {position} does not load ({error}): not installed"
+                ));
+                return;
+            }
+        };
+        if let Err(error) = self.install(position, history, snapshot, container) {
+            self.failure = Some(format!(
+                "installing a leader's snapshot at {position}: {error}"
+            ));
+            return;
+        }
+        self.carry_out(now_ns);
+    }
+
+    /// Replaces this member's log, term history and state with a leader's snapshot at
+    /// `position`. The install marker is durable before the first change and removed after the
+    /// last, so a crash part way is found at the next start.
+    fn install(
+        &mut self,
+        position: u64,
+        history: crate::term_history::TermHistory,
+        snapshot: &[u8],
+        container: ServiceContainer<KvStore>,
+    ) -> Result<(), MemberError> {
+        let io = |path: PathBuf| {
+            move |source| MemberError::NodeState(NodeStateError::Io { path, source })
+        };
+        crate::durable_file::create_whole(&self.dir, INSTALL_MARKER, b"installing\n")
+            .map_err(io(self.dir.join(INSTALL_MARKER)))?;
+        self.log.restart_at(position)?;
+        let recording_id = self.log.record_snapshot(snapshot, position, self.now_ms)?;
+        let mut records = vec![Record::Truncate { position: 0 }];
+        records.extend(history.entries().iter().map(|start| Record::Term {
+            term: start.term,
+            base: start.base,
+        }));
+        records.push(Record::Snapshot(SnapshotRecord {
+            term: history.last_term(),
+            position,
+            recording_id,
+            timestamp_ns: container.cluster_time_ns(),
+        }));
+        self.recording_log.append_all(&records)?;
+        std::fs::remove_file(self.dir.join(INSTALL_MARKER))
+            .and_then(|()| crate::durable_file::sync_dir(&self.dir))
+            .map_err(io(self.dir.join(INSTALL_MARKER)))?;
+        self.recorded_term = history.last_term();
+        self.container = container;
+        self.recovered_from = i64::try_from(position).unwrap_or(i64::MAX);
+        self.snapshots_installed += 1;
+        self.consensus.install_snapshot(position, history);
+        tracing::info!(
+            member = self.id,
+            position,
+            recording_id,
+            bytes = snapshot.len(),
+            "installed the leader's snapshot"
+        );
+        if let Err(error) = self.apply_retention() {
+            self.snapshot_failures += 1;
+            self.errors.record(
+                self.now_ms,
+                &format!("retention after installing a snapshot: {error}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Leader: begins a transfer to member `to` of the newest snapshot at or above the log's
+    /// start that reads back, unless one to it is under way.
+    fn start_transfer(&mut self, to: u32) {
+        if self.sending.iter().any(|sending| sending.to == to) {
+            return;
+        }
+        let start = self.log.start();
+        let snapshots: Vec<SnapshotRecord> = self
+            .recording_log
+            .snapshots(self.log.end())
+            .take_while(|snapshot| snapshot.position >= start)
+            .collect();
+        for snapshot in snapshots {
+            match self.log.read_snapshot(snapshot.recording_id) {
+                Ok(bytes) => {
+                    let transfer = transfer_bytes(
+                        self.consensus.term_history().entries(),
+                        snapshot.position,
+                        &bytes,
+                    );
+                    tracing::info!(
+                        member = self.id,
+                        to,
+                        position = snapshot.position,
+                        bytes = transfer.len(),
+                        "sending a snapshot to a member behind the log's start"
+                    );
+                    self.sending.push(Sending::new(
+                        to,
+                        self.consensus.current_term(),
+                        snapshot.position,
+                        transfer,
+                    ));
+                    return;
+                }
+                Err(error) => self.errors.record(
+                    self.now_ms,
+                    &format!(
+                        "a member needs a snapshot and the one at {} does not read back: {error}",
+                        snapshot.position
+                    ),
+                ),
+            }
+        }
+        self.errors.record(
+            self.now_ms,
+            &format!(
+                "member {to} is behind the log's start {start} and no snapshot at or above it \
+                 reads back: it cannot catch up from this member"
+            ),
+        );
+    }
+
+    /// Leader: sends a few chunks of each transfer under way; a transfer ends with its last
+    /// chunk, or with this member's leadership. Returns the chunks sent.
+    fn send_transfers(&mut self) -> usize {
+        if self.sending.is_empty() {
+            return 0;
+        }
+        let (leading, term) = (
+            self.consensus.role() == Role::Leader,
+            self.consensus.current_term(),
+        );
+        self.sending
+            .retain(|sending| leading && sending.term == term);
+        let mut sent = 0;
+        for sending in &mut self.sending {
+            let Some(Some(publication)) =
+                self.peers.get(usize::try_from(sending.to).expect("small"))
+            else {
+                continue;
+            };
+            for _ in 0..CHUNKS_PER_CYCLE {
+                let Some(length) = sending.next_chunk(self.id, &mut self.chunk) else {
+                    break;
+                };
+                if !super::offer(publication, &self.chunk[..length]).is_ok() {
+                    break;
+                }
+                sending.advance();
+                sent += 1;
+            }
+        }
+        self.sending.retain(|sending| !sending.done());
+        sent
     }
 
     fn on_ingress(&mut self, now_ns: u64, message: &[u8], header: &FragmentHeader) {
@@ -856,6 +1152,7 @@ impl State {
                 };
                 tracing::info!(member = self.id, ?role, term, ?leader, "role changed");
             }
+            Output::SendSnapshot { to } => self.start_transfer(to),
             Output::IncompatiblePeer {
                 member,
                 version,
@@ -952,6 +1249,22 @@ fn egress_endpoint(channel: &str) -> Option<std::net::SocketAddr> {
     let address: std::net::SocketAddr = endpoint.parse().ok()?;
     (address.port() != 0 && !address.ip().is_unspecified() && !address.ip().is_multicast())
         .then_some(address)
+}
+
+/// Deletes the log's archive and the recording log of a member whose snapshot install was
+/// interrupted, then the marker, each step durable before the next.
+fn clear_interrupted_install(dir: &std::path::Path) -> std::io::Result<()> {
+    let archive = dir.join("archive");
+    if archive.exists() {
+        std::fs::remove_dir_all(&archive)?;
+    }
+    let recording_log = dir.join(crate::recording_log::FILE_NAME);
+    if recording_log.exists() {
+        std::fs::remove_file(&recording_log)?;
+    }
+    crate::durable_file::sync_dir(dir)?;
+    std::fs::remove_file(dir.join(INSTALL_MARKER))?;
+    crate::durable_file::sync_dir(dir)
 }
 
 /// The newest snapshot the recording log lists that reads back whole and loads, and its

@@ -26,6 +26,7 @@
 pub mod counters;
 pub mod error_file;
 mod member;
+mod snapshot_transfer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

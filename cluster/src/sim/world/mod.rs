@@ -770,6 +770,14 @@ impl<'a> World<'a> {
                     ),
                 );
             }
+            Output::SendSnapshot { to } => {
+                // Simulated logs start at 0: a leader that finds a member below its log's
+                // start has misread a position.
+                self.checker.record(
+                    "protocol",
+                    format!("member {member} asked for a snapshot for member {to}, below no purge"),
+                );
+            }
         }
     }
 
@@ -793,6 +801,7 @@ impl<'a> World<'a> {
             Message::Vote(vote) => (vote.term(), false),
             Message::AppendRequest(request) => (request.term(), false),
             Message::AppendResponse(response) => (response.term(), false),
+            Message::SnapshotChunk(chunk) => (chunk.term(), false),
         };
         self.checker
             .on_message_sent(id, term, candidate, durable_vote);
@@ -1049,6 +1058,14 @@ pub fn describe(bytes: &[u8]) -> String {
             m.position(),
             m.conflict_term(),
             m.conflict_base()
+        ),
+        Ok(Message::SnapshotChunk(m)) => format!(
+            "snapshot-chunk term {} at {} bytes {}..{} of {}",
+            m.term(),
+            m.snapshot_position(),
+            m.offset(),
+            m.offset() + u64::try_from(m.bytes().len()).unwrap_or(u64::MAX),
+            m.transfer_length()
         ),
         Err(error) => format!("undecodable: {error}"),
     }
