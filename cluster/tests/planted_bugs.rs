@@ -159,10 +159,15 @@ fn counting_a_refusal_as_a_match_is_caught() {
 }
 
 #[test]
+fn installing_a_snapshot_over_a_log_that_holds_it_is_caught() {
+    assert_caught(PlantedBug::InstallOverHeldLog);
+}
+
+#[test]
 fn every_planted_bug_has_a_test() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        15,
+        16,
         "add a test above for each new planted bug"
     );
 }

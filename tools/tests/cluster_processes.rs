@@ -335,6 +335,25 @@ fn a_snapshot_corrupted_on_disk_is_skipped_for_the_one_before_and_said() {
     );
     cluster.check_counts(&acks);
     cluster.wait_for_equal_digests(Duration::from_secs(30));
+    // The damaged snapshot never counts among the two kept: the next snapshot's retention
+    // deletes it (and keeps the new one and the first).
+    cluster.snapshot();
+    let damaged_gone = || {
+        tern_archive::catalog::Catalog::open_read_only(&cluster.dir(0).join("archive"))
+            .unwrap()
+            .descriptor(newest.recording_id)
+            .unwrap()
+            .state
+            == tern_archive::catalog::RecordingState::Deleted
+    };
+    let started = Instant::now();
+    while !damaged_gone() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the damaged snapshot was kept"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The log's start in member `member`'s archive (raised by purges).

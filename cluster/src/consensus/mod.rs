@@ -420,6 +420,9 @@ struct Peer {
     snapshot_asked_ns: Option<u64>,
     /// Leader: after a send to it failed, nothing is sent to it before this time.
     retry_at_ns: u64,
+    /// Leader: it refused an append with a log end below what it had acknowledged, and has
+    /// not accepted one since.
+    refused_below_match: bool,
     /// Candidate: whether it granted its vote.
     voted: bool,
 }

@@ -26,6 +26,7 @@ impl Consensus {
             peer.last_contact_ns = now_ns;
             peer.last_sent_ns = 0;
             peer.snapshot_asked_ns = None;
+            peer.refused_below_match = false;
         }
         self.leader_term_base = appended;
         let term = self.current_term;
@@ -342,7 +343,9 @@ impl Consensus {
         {
             return SnapshotOffer::Stale;
         }
-        if position <= self.appended_position && self.history.term_before(position) == position_term
+        if position <= self.appended_position
+            && self.history.term_before(position) == position_term
+            && !self.config.planted(PlantedBug::InstallOverHeldLog)
         {
             self.leader_matched_position = self.leader_matched_position.max(position);
             self.acknowledge_leader_to(leader);
@@ -437,6 +440,7 @@ impl Consensus {
             peer.last_contact_ns = now_ns;
             peer.matched_position = peer.matched_position.max(message.position().min(appended));
             peer.next_position = peer.next_position.max(peer.matched_position);
+            peer.refused_below_match = false;
             if peer.probing {
                 // The probe found the match point: pipeline again from there.
                 peer.probing = false;
@@ -469,10 +473,14 @@ impl Consensus {
             if message.conflict_term() == 0 && next < peer.matched_position {
                 // The member's log ends below what it acknowledged: it lost log (a machine
                 // crash in `written` mode, a member rebuilt empty), or this is a refusal from
-                // before its acknowledgement, delivered late. Either way counting less is safe
-                // (the commit never moves back, the floor only goes lower) and resending from
-                // its end is what brings a member that lost log back.
-                peer.matched_position = next;
+                // before its acknowledgement, delivered late. A second such refusal with no
+                // success between says the former: then what it acknowledged no longer
+                // counts, and resending from its end is what brings it back. (Counting less is
+                // safe either way: the commit never moves back, the floor only goes lower.)
+                if peer.refused_below_match {
+                    peer.matched_position = next;
+                }
+                peer.refused_below_match = true;
             }
             let next = next.max(peer.matched_position);
             if peer.probing && peer.probe_in_flight && peer.probe_position == next {
@@ -487,15 +495,22 @@ impl Consensus {
     }
 
     /// The last entry boundary of this log at or before `position`: walks entry lengths forward
-    /// from the base of the term that holds the byte before `position` (a term's base is always
-    /// a boundary).
+    /// from the base of the term that holds the byte before `position`, or from the log's start
+    /// when that base was purged (both are boundaries). Below the start, the term's base: the
+    /// member needs a snapshot.
     fn entry_boundary_at_or_before(&self, position: u64, log: &(impl LogView + ?Sized)) -> u64 {
         let position = position.min(self.appended_position);
         if position == 0 {
             return 0;
         }
         let term = self.history.term_at(position - 1);
-        let mut boundary = self.history.base_of(term).unwrap_or(0);
+        let base = self.history.base_of(term).unwrap_or(0);
+        let start = log.start();
+        let mut boundary = if base < start && start <= position {
+            start
+        } else {
+            base
+        };
         while boundary < position {
             let bytes = log.read(boundary, position - boundary);
             match log_entry::padded_length(bytes) {

@@ -761,6 +761,16 @@ fn a_member_behind_the_log_start_installs_a_snapshot_and_catches_up() {
     let (refusal, _) = carry(&mut lost, &mut lost_log, now);
     let mut scratch = leader_log.clone();
     lead.on_message(now, &refusal[0], &purged).unwrap();
+    assert_eq!(
+        lead.peers[index].matched_position, end,
+        "one refusal below the match may be a late copy"
+    );
+    // The probe that follows is refused too: the member lost what it had.
+    let (probes, asked) = carry(&mut lead, &mut scratch, now);
+    assert!(asked.is_empty());
+    lost.on_message(now, &probes[0], &lost_log).unwrap();
+    let (refusal, _) = carry(&mut lost, &mut lost_log, now);
+    lead.on_message(now, &refusal[0], &purged).unwrap();
     assert_eq!(lead.peers[index].matched_position, 0, "it lost what it had");
     let (_, asked) = carry(&mut lead, &mut scratch, now);
     assert_eq!(asked, vec![follower], "a snapshot is asked for");

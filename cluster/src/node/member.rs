@@ -147,6 +147,9 @@ struct State {
     chunk: Vec<u8>,
     /// Leaders' snapshots installed since the member started.
     snapshots_installed: u64,
+    /// Snapshot recordings found damaged at start-up: retention deletes them and never counts
+    /// them among the snapshots kept.
+    damaged_snapshots: Vec<i64>,
 }
 
 /// The member agent; see the [module docs](self).
@@ -258,7 +261,7 @@ impl MemberAgent {
                 recovery.log_end
             ));
         }
-        let (container, snapshot_position) = restore(
+        let (container, snapshot_position, damaged_snapshots) = restore(
             &config,
             &recording_log,
             &log,
@@ -401,6 +404,7 @@ impl MemberAgent {
                 receiving: None,
                 chunk: Vec::new(),
                 snapshots_installed: 0,
+                damaged_snapshots,
                 dir: config.dir.clone(),
                 digest_interval_bytes: config.digest_interval_bytes,
             },
@@ -993,7 +997,10 @@ impl State {
         let kept: Vec<SnapshotRecord> = self
             .recording_log
             .snapshots(self.log.end())
-            .filter(|snapshot| recordings.contains(&snapshot.recording_id))
+            .filter(|snapshot| {
+                recordings.contains(&snapshot.recording_id)
+                    && !self.damaged_snapshots.contains(&snapshot.recording_id)
+            })
             .take(self.snapshots_retained)
             .collect();
         for recording_id in recordings {
@@ -1269,7 +1276,8 @@ fn clear_interrupted_install(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// The newest snapshot the recording log lists that reads back whole and loads, and its
 /// position; a fresh container at 0 when there is none. A snapshot that fails (its frames'
-/// or its own checksum, a deleted recording) is skipped for the one before, and said.
+/// or its own checksum, a deleted recording) is skipped for the one before, and said; the
+/// recordings skipped come back too, so that retention never counts them as kept.
 fn restore(
     config: &NodeConfig,
     recording_log: &RecordingLog,
@@ -1277,8 +1285,9 @@ fn restore(
     log_end: u64,
     errors: &ErrorFile,
     now_ms: i64,
-) -> (ServiceContainer<KvStore>, u64) {
+) -> (ServiceContainer<KvStore>, u64, Vec<i64>) {
     let interval = config.digest_interval_bytes;
+    let mut damaged = Vec::new();
     for snapshot in recording_log.snapshots(log_end) {
         let loaded = log
             .read_snapshot(snapshot.recording_id)
@@ -1289,7 +1298,7 @@ fn restore(
             });
         match loaded {
             Ok(container) if container.applied_position() == snapshot.position => {
-                return (container, snapshot.position);
+                return (container, snapshot.position, damaged);
             }
             Ok(container) => errors.record(now_ms, &format!(
                 "the snapshot at {} (recording {}) covers {}: using the one before",
@@ -1302,8 +1311,13 @@ fn restore(
                 snapshot.position, snapshot.recording_id
             )),
         }
+        damaged.push(snapshot.recording_id);
     }
-    (ServiceContainer::new(KvStore::default(), interval), 0)
+    (
+        ServiceContainer::new(KvStore::default(), interval),
+        0,
+        damaged,
+    )
 }
 
 /// Epoch nanoseconds minus the runner's monotonic reading, so that the member's clock is

@@ -12,7 +12,8 @@
 //! writes, sometimes tearing the last one or a snapshot; between events, between two outputs of
 //! one drain, or in the middle of a write or a sync) and restart from their disk; half the seeds
 //! have a slow disk whose syncs now and then take far longer than a message, or stall; clocks
-//! drift and jump; clients send commands and retry on timeouts. At the **heal** every fault stops and crashed members restart;
+//! drift and jump; clients send commands and retry on timeouts. Members snapshot and purge their
+//! logs, so lagging ones install a leader's snapshot (the world's `install` module). At the **heal** every fault stops and crashed members restart;
 //! then a leader that every member follows must appear within [`SimConfig::leader_bound_ns`], and
 //! every member must converge (equal logs, everything committed and applied, equal digests, every
 //! client answered) before [`SimConfig::convergence_timeout_ns`].
@@ -232,6 +233,10 @@ pub struct FaultCounts {
     pub clock_jumps: u64,
     /// Members whose clock drifts.
     pub drifting_clocks: u64,
+    /// Snapshots leaders sent to members behind their log start.
+    pub snapshots_sent: u64,
+    /// Snapshots members installed from a leader.
+    pub snapshots_installed: u64,
 }
 
 impl FaultCounts {
@@ -260,10 +265,12 @@ impl FaultCounts {
         self.bad_snapshots_skipped += other.bad_snapshots_skipped;
         self.clock_jumps += other.clock_jumps;
         self.drifting_clocks += other.drifting_clocks;
+        self.snapshots_sent += other.snapshots_sent;
+        self.snapshots_installed += other.snapshots_installed;
     }
 
     /// Each class with its count, for reports and minimum-count assertions.
-    pub fn classes(&self) -> [(&'static str, u64); 22] {
+    pub fn classes(&self) -> [(&'static str, u64); 24] {
         [
             ("loss", self.lost_messages),
             ("duplication", self.duplicated_messages),
@@ -287,6 +294,8 @@ impl FaultCounts {
             ("torn-snapshot", self.torn_snapshots),
             ("clock-jump", self.clock_jumps),
             ("clock-drift", self.drifting_clocks),
+            ("snapshot-sent", self.snapshots_sent),
+            ("snapshot-installed", self.snapshots_installed),
         ]
     }
 }

@@ -14,7 +14,15 @@
 //! The vote record and snapshots are written durably at once (the caller fsyncs before it goes
 //! on), but a crash right after a snapshot write may tear the snapshot; recovery then falls back
 //! to the previous one, which is why two are kept.
+//!
+//! Purges move the log's start up ([`SimStorage::purge_below`]); reads through
+//! [`SimStorage::view`], as the consensus core and the service make them, see nothing below it,
+//! while the bytes stay for the checkers, which compare whole logs. An installed snapshot
+//! ([`SimStorage::install`]) replaces the log with the leader's bytes up to the snapshot, the
+//! same way: the member's log starts there, and the checkers see the committed bytes the
+//! snapshot stands for. Both are durable at once, as the member node makes them.
 
+use crate::consensus::LogView;
 use crate::log_entry::{self, LogFormat};
 use crate::rng::Rng;
 use crate::term_history::TermHistory;
@@ -90,6 +98,8 @@ pub struct CrashDamage {
     pub lost_operations: u64,
     /// Whether the first lost operation was torn (partly written).
     pub torn: bool,
+    /// Whether the newest snapshot was torn.
+    pub snapshot_torn: bool,
 }
 
 /// What recovery found.
@@ -103,6 +113,8 @@ pub struct Recovered {
     pub log_end: u64,
     /// The newest snapshot that reads back whole, with its position.
     pub snapshot: Option<(u64, Vec<u8>)>,
+    /// Where the log starts (purged below).
+    pub log_start: u64,
     /// Snapshots that failed their checks and were skipped.
     pub bad_snapshots: u64,
 }
@@ -117,6 +129,33 @@ pub struct SimStorage {
     operations_done: u64,
     vote: (u64, Option<u32>),
     snapshots: Vec<(u64, Vec<u8>)>,
+    /// The log's start: nothing below it is read.
+    start: u64,
+    /// Whether a crash may tear the newest snapshot: only one this incarnation wrote (a crash
+    /// while writing it), and not one installed from a leader (the member node lists an
+    /// installed snapshot once it is synced; a crash before that leaves its install marker,
+    /// which makes the member start empty, a path the node's process tests cover).
+    tearable: bool,
+}
+
+/// A member's log as its core and service read it: nothing below the start.
+#[derive(Debug, Clone, Copy)]
+pub struct SimLog<'a> {
+    bytes: &'a [u8],
+    start: u64,
+}
+
+impl LogView for SimLog<'_> {
+    fn read(&self, position: u64, max: u64) -> &[u8] {
+        if position < self.start {
+            return &[];
+        }
+        self.bytes.read(position, max)
+    }
+
+    fn start(&self) -> u64 {
+        self.start
+    }
 }
 
 /// Snapshots kept (the newest may be torn by a crash, so one more is kept).
@@ -126,6 +165,67 @@ impl SimStorage {
     /// The log as reads see it.
     pub fn log(&self) -> &Vec<u8> {
         &self.volatile.log
+    }
+
+    /// The log as the member reads it (nothing below its start).
+    pub fn view(&self) -> SimLog<'_> {
+        SimLog {
+            bytes: &self.volatile.log,
+            start: self.start,
+        }
+    }
+
+    /// Where the log starts.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Moves the log's start up to `position` (at most the log's end): nothing below it is read
+    /// again. Durable at once.
+    pub fn purge_below(&mut self, position: u64) {
+        self.start = self.start.max(position.min(self.log_end()));
+    }
+
+    /// Replaces the log with `bytes` (the leader's log up to an installed snapshot, whose
+    /// position is their length) and `terms`, starting at the snapshot, and keeps the snapshot.
+    /// Durable at once; writes not yet synced are void.
+    pub fn install(&mut self, bytes: Vec<u8>, terms: TermHistory, snapshot: Vec<u8>) {
+        let position = u64::try_from(bytes.len()).expect("fits");
+        let cuts = self.durable.cuts.max(self.volatile.cuts) + 1;
+        self.durable = Image {
+            log: bytes.clone(),
+            terms: terms.clone(),
+            cuts,
+        };
+        self.volatile = Image {
+            log: bytes,
+            terms,
+            cuts,
+        };
+        // Markers given out before stay valid: they now cover nothing.
+        self.operations_done += u64::try_from(self.pending.len()).expect("fits");
+        self.pending.clear();
+        self.start = position;
+        self.save_snapshot(position, snapshot);
+        self.tearable = false;
+    }
+
+    /// The newest snapshot at or above the log's start that `is_valid` accepts, with its
+    /// position (what a leader sends a member behind its start).
+    pub fn newest_snapshot(&self, is_valid: impl Fn(&[u8]) -> bool) -> Option<(u64, &[u8])> {
+        self.snapshots
+            .iter()
+            .rev()
+            .find(|(position, bytes)| *position >= self.start && is_valid(bytes))
+            .map(|(position, bytes)| (*position, bytes.as_slice()))
+    }
+
+    /// The oldest snapshot kept once as many are kept as may be (the newest may be torn by a
+    /// crash, and recovery falls back to the one before): the lowest a purge may go.
+    pub fn purge_floor(&self) -> Option<u64> {
+        (self.snapshots.len() == SNAPSHOTS_KEPT)
+            .then(|| self.snapshots.first().map(|(position, _)| *position))
+            .flatten()
     }
 
     /// The log's length.
@@ -193,6 +293,7 @@ impl SimStorage {
 
     /// Persists a snapshot durably (the newest two are kept).
     pub fn save_snapshot(&mut self, position: u64, bytes: Vec<u8>) {
+        self.tearable = true;
         self.snapshots.push((position, bytes));
         if self.snapshots.len() > SNAPSHOTS_KEPT {
             self.snapshots.remove(0);
@@ -230,6 +331,7 @@ impl SimStorage {
         let mut damage = CrashDamage {
             lost_operations: u64::try_from(count - kept).expect("fits"),
             torn: false,
+            snapshot_torn: false,
         };
         for operation in &pending[..kept] {
             self.durable.apply(operation);
@@ -252,10 +354,15 @@ impl SimStorage {
             });
             damage.torn = true;
         }
-        if tear_snapshot && let Some((_, bytes)) = self.snapshots.last_mut() {
+        if tear_snapshot
+            && self.tearable
+            && let Some((_, bytes)) = self.snapshots.last_mut()
+        {
             let keep = bytes.len() / 2;
             bytes.truncate(keep);
+            damage.snapshot_torn = true;
         }
+        self.tearable = false;
         self.operations_done = 0;
         self.volatile = self.durable.clone();
         damage
@@ -283,11 +390,15 @@ impl SimStorage {
             }
             bad_snapshots += 1;
         }
+        // The ones skipped are gone for good: no later purge may count on them.
+        self.snapshots
+            .truncate(self.snapshots.len() - usize::try_from(bad_snapshots).expect("fits"));
         Recovered {
             vote: self.vote,
             terms: self.volatile.terms.clone(),
             log_end: scan.valid_end,
             snapshot,
+            log_start: self.start,
             bad_snapshots,
         }
     }

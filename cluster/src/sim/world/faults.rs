@@ -21,7 +21,7 @@ impl World<'_> {
         self.faults.crashes += 1;
         self.faults.lost_writes += damage.lost_operations;
         self.faults.torn_writes += u64::from(damage.torn);
-        self.faults.torn_snapshots += u64::from(tear_snapshot);
+        self.faults.torn_snapshots += u64::from(damage.snapshot_torn);
         let incarnation = slot.incarnation;
         self.note(|| {
             format!(

@@ -6,6 +6,7 @@
 
 mod clients;
 mod faults;
+mod install;
 mod liveness;
 
 use std::cmp::Reverse;
@@ -64,6 +65,12 @@ enum Event {
         client: usize,
         generation: u64,
     },
+    /// A leader's snapshot reaches a member behind its log start.
+    Install {
+        from: usize,
+        to: usize,
+        transfer: Box<install::Transfer>,
+    },
 }
 
 impl Event {
@@ -96,6 +103,12 @@ impl Event {
                 incarnation,
                 marker,
             } => [10, index(*member), *incarnation, *marker],
+            Event::Install { from, to, transfer } => [
+                11,
+                index(*from),
+                index(*to),
+                hash_words(&[transfer.term, transfer.position]),
+            ],
         }
     }
 
@@ -103,7 +116,7 @@ impl Event {
     /// a paused process must wait for it.
     fn receiver(&self) -> Option<usize> {
         match self {
-            Event::Deliver { to, .. } => Some(*to),
+            Event::Deliver { to, .. } | Event::Install { to, .. } => Some(*to),
             Event::SyncDone { member, .. } => Some(*member),
             _ => None,
         }
@@ -187,6 +200,9 @@ pub(super) struct World<'a> {
     /// This seed's log format: half the seeds use the shortest terms, so that entries often
     /// meet a term's end and the leader pads it.
     log_format: LogFormat,
+    /// Whether members purge their logs past the log floor in this seed (half the seeds), so
+    /// that lagging members fall behind a leader's log start and install its snapshot.
+    purge_past_floor: bool,
     members: Vec<Member>,
     clients: Vec<Client>,
     checker: Checker,
@@ -312,6 +328,7 @@ impl<'a> World<'a> {
             disk_rng: Rng::new(0),
             slow_disk: None,
             log_format: LogFormat::default(),
+            purge_past_floor: false,
         };
         // Forked after every other stream, so that adding them changed no other stream's seed.
         world.drain_rng = root.fork();
@@ -325,6 +342,7 @@ impl<'a> World<'a> {
             _ => Ok(LogFormat::default()),
         }
         .expect("valid term lengths");
+        world.purge_past_floor = root.fork().chance(500_000);
         for member in 0..world.members.len() {
             world.start_member(member);
         }
@@ -464,6 +482,7 @@ impl<'a> World<'a> {
                     self.client_wake(client);
                 }
             }
+            Event::Install { from, to, transfer } => self.install(from, to, *transfer),
         }
     }
 
@@ -475,7 +494,7 @@ impl<'a> World<'a> {
             let now = self.local_now(member);
             let slot = &mut self.members[member];
             if let Some(node) = &mut slot.node {
-                node.consensus.on_tick(now, slot.storage.log());
+                node.consensus.on_tick(now, &slot.storage.view());
                 self.drain(member);
             }
         }
@@ -523,7 +542,7 @@ impl<'a> World<'a> {
         let now = self.local_now(to);
         let slot = &mut self.members[to];
         let node = slot.node.as_mut().expect("live");
-        if let Err(error) = node.consensus.on_message(now, bytes, slot.storage.log()) {
+        if let Err(error) = node.consensus.on_message(now, bytes, &slot.storage.view()) {
             self.checker.record(
                 "protocol",
                 format!("member {to} refused a message from {from}: {error}"),
@@ -533,28 +552,43 @@ impl<'a> World<'a> {
     }
 
     fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        let Some((at_ns, duplicate_at_ns)) = self.route(from, to) else {
+            return;
+        };
+        if let Some(duplicate_ns) = duplicate_at_ns {
+            self.schedule(
+                duplicate_ns - self.now_ns,
+                Event::Deliver {
+                    from,
+                    to,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        self.schedule(at_ns - self.now_ns, Event::Deliver { from, to, bytes });
+    }
+
+    /// A message's fate on the network: when it arrives, and when a duplicate does, if it is
+    /// not lost or partitioned away (counted).
+    fn route(&mut self, from: usize, to: usize) -> Option<(u64, Option<u64>)> {
         match self
             .network
             .send(&mut self.network_rng, self.now_ns, from, to)
         {
-            Fate::Partitioned => self.faults.partitioned_messages += 1,
-            Fate::Lost => self.faults.lost_messages += 1,
+            Fate::Partitioned => {
+                self.faults.partitioned_messages += 1;
+                None
+            }
+            Fate::Lost => {
+                self.faults.lost_messages += 1;
+                None
+            }
             Fate::Delivered {
                 at_ns,
                 duplicate_at_ns,
             } => {
-                if let Some(duplicate_ns) = duplicate_at_ns {
-                    self.faults.duplicated_messages += 1;
-                    self.schedule(
-                        duplicate_ns - self.now_ns,
-                        Event::Deliver {
-                            from,
-                            to,
-                            bytes: bytes.clone(),
-                        },
-                    );
-                }
-                self.schedule(at_ns - self.now_ns, Event::Deliver { from, to, bytes });
+                self.faults.duplicated_messages += u64::from(duplicate_at_ns.is_some());
+                Some((at_ns, duplicate_at_ns))
             }
         }
     }
@@ -771,12 +805,7 @@ impl<'a> World<'a> {
                 );
             }
             Output::SendSnapshot { to } => {
-                // Simulated logs start at 0: a leader that finds a member below its log's
-                // start has misread a position.
-                self.checker.record(
-                    "protocol",
-                    format!("member {member} asked for a snapshot for member {to}, below no purge"),
-                );
+                self.send_snapshot(member, usize::try_from(to).expect("fits"));
             }
         }
     }
@@ -867,7 +896,7 @@ impl<'a> World<'a> {
         }
         let node = slot.node.as_mut().expect("live");
         let applicable = node.consensus.applicable_position();
-        let result = node.container.apply(slot.storage.log(), applicable);
+        let result = node.container.apply(&slot.storage.view(), applicable);
         let mut progressed = matches!(result, Ok(count) if count > 0);
         if let Err(error) = result {
             slot.stopped = true;
@@ -927,6 +956,7 @@ impl<'a> World<'a> {
             node.last_snapshot_position = applied;
             let snapshot = node.container.take_snapshot();
             slot.storage.save_snapshot(applied, snapshot);
+            self.purge(member);
         }
         let members = self.member_count();
         for (session_id, bytes) in sends {
@@ -978,6 +1008,17 @@ impl<'a> World<'a> {
                 0,
             ),
         };
+        if snapshot_position < recovered.log_start {
+            self.checker.record(
+                "recovery",
+                format!(
+                    "member {member} cannot restart: its log starts at {} above its newest \
+                     usable snapshot (at {snapshot_position})",
+                    recovered.log_start
+                ),
+            );
+            return;
+        }
         let state = RecoveredState {
             current_term: recovered.vote.0,
             voted_for: recovered.vote.1,
