@@ -309,6 +309,13 @@ fn a_tethered_image_lapped_by_a_forged_clean_position_is_released_not_silently_s
     let publication = tern.add_publication("tern:ipc", 4).unwrap();
     let mut subscription = tern.add_subscription("tern:ipc", 4).unwrap();
     publication.wait_connected(DEADLINE).unwrap();
+    // The client's conductor thread hands the image to the subscription a moment after the
+    // driver connects the publication; only a poll of an image it holds can find it lapped.
+    let deadline = Instant::now() + DEADLINE;
+    while subscription.images().is_empty() {
+        assert!(Instant::now() < deadline, "no image");
+        std::thread::yield_now();
+    }
     // Another process moves the log's clean position far past every reader.
     let path = driver
         .dir()
