@@ -22,7 +22,8 @@
 //! append_response   term@0 position@8 conflict_term@16 conflict_base@24 follower_id@32
 //!                   success@36
 //! snapshot_chunk    term@0 snapshot_position@8 transfer_length@16 offset@24 leader_id@32
-//!                   (since 2.2) | bytes (var data, at most 60 KiB of the transfer)
+//!                   | bytes (var data, at most 60 KiB of the transfer); the template is new
+//!                   in 2.2, its fields there from its first version
 //! ```
 //!
 //! A snapshot transfer (a leader's snapshot sent to a member whose log ends below the leader's

@@ -236,8 +236,10 @@ impl RecordingLog {
     }
 
     /// Appends `records` in order with one sync at the end; when this returns, a crash keeps
-    /// them all. A crash before keeps a prefix of them (a torn last one is cut at opening), so
-    /// a caller that needs all or none marks the change elsewhere until this returns.
+    /// them all. A crash before may keep any part of them (pages reach the disk in no set
+    /// order, and a damaged record before the last makes opening refuse the file), so a caller
+    /// marks the change elsewhere until this returns, as a snapshot install does with its
+    /// marker file, which clears the recording log at the next start.
     pub fn append_all(&mut self, records: &[Record]) -> Result<(), RecordingLogError> {
         let offset = RECORD_LENGTH_U64 * (1 + u64::try_from(self.records.len()).expect("fits"));
         let mut bytes = Vec::with_capacity(records.len() * RECORD_LENGTH);
@@ -571,6 +573,32 @@ mod tests {
         assert_eq!(starts(&log.term_history(1024).unwrap()), [(1, 0)]);
         assert_eq!(log.snapshots(2048).collect::<Vec<_>>().len(), 1);
         assert_eq!(log.snapshots(500).count(), 0, "a snapshot past the log end");
+    }
+
+    /// An installed snapshot's records: the log cut to nothing, the leader's terms, the
+    /// snapshot, written at once, replay into the leader's history from a log that starts at the
+    /// snapshot, whatever terms the member had recorded before.
+    #[test]
+    fn records_appended_together_replay_like_records_appended_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RecordingLog::create(dir.path(), 2).unwrap();
+        log.append(Record::Term { term: 1, base: 0 }).unwrap();
+        log.append(Record::Term { term: 2, base: 320 }).unwrap();
+        log.append_all(&[
+            Record::Truncate { position: 0 },
+            Record::Term { term: 1, base: 0 },
+            Record::Term { term: 3, base: 256 },
+            snapshot(4096),
+        ])
+        .unwrap();
+        drop(log);
+        let log = RecordingLog::open(dir.path(), 2).unwrap();
+        assert_eq!(log.records().len(), 6);
+        assert_eq!(starts(&log.term_history(4096).unwrap()), [(1, 0), (3, 256)]);
+        assert_eq!(
+            log.snapshots(4096).map(|s| s.position).collect::<Vec<_>>(),
+            [4096]
+        );
     }
 
     #[test]

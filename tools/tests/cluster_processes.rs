@@ -489,9 +489,20 @@ fn a_member_rebuilt_empty_installs_the_leaders_snapshot_and_catches_up() {
     std::fs::remove_dir_all(cluster.dir(rebuilt).join("archive")).unwrap();
     std::fs::remove_file(cluster.dir(rebuilt).join("recording-log")).unwrap();
     cluster.restart(rebuilt);
+    // Its term and vote were kept and its log is gone: it rebuilds, voting for nobody until
+    // it has caught up (its error log says so, below, and a marker while it does).
+    let rebuilding = cluster.dir(rebuilt).join("rebuilding");
     cluster.wait_caught_up(rebuilt, Duration::from_secs(60));
     let status = cluster.status(rebuilt).expect("it runs");
     assert_eq!(status.snapshots_installed, 1, "{status:?}");
+    let started = Instant::now();
+    while rebuilding.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still rebuilding after catching up"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(
         status.recovered_from > 0 && log_start(&cluster, rebuilt) == status.recovered_from,
         "its log starts at the installed snapshot: {status:?}"
@@ -531,7 +542,7 @@ fn a_member_rebuilt_empty_installs_the_leaders_snapshot_and_catches_up() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        text.contains("a snapshot install was interrupted"),
+        text.contains("a snapshot install was interrupted") && text.contains("it rebuilds"),
         "tern cluster errors: {text}"
     );
     let acks = load.stop();

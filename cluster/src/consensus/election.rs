@@ -35,7 +35,7 @@ impl Consensus {
                 self.send(member, message.clone());
             }
         }
-        if self.canvass_won() {
+        if self.rebuilding.is_none() && self.canvass_won() {
             let spread = (self.config.election_timeout_ns / 2).max(1);
             self.nominate_at_ns = self.now_ns + self.rng.below(spread);
             self.become_role(Role::Nominate);
@@ -46,7 +46,7 @@ impl Consensus {
         if self.now_ns < self.nominate_at_ns {
             return;
         }
-        if self.canvass_won() {
+        if self.rebuilding.is_none() && self.canvass_won() {
             self.become_candidate();
         } else {
             self.start_canvass();
@@ -208,6 +208,7 @@ impl Consensus {
         let own_log = (self.history.last_term(), self.appended_position);
         let candidate_log = (message.log_term(), message.log_position());
         let granted = term == self.current_term
+            && self.rebuilding.is_none()
             && (self.voted_for.is_none_or(|voted| voted == candidate)
                 || self.config.planted(PlantedBug::VoteTwiceInTerm))
             && (candidate_log >= own_log || self.config.planted(PlantedBug::VoteIgnoringLog));

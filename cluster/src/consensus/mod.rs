@@ -219,6 +219,13 @@ pub struct RecoveredState {
     pub log_end: u64,
     /// A position known to be committed (a snapshot's position), 0 if none.
     pub commit_position: u64,
+    /// The member lost log it may have acknowledged (its log is gone but its term and vote are
+    /// not: a disk replaced, or an install interrupted): it neither votes nor stands until its
+    /// commit reaches the commit of the first leader it hears from and covers an entry of its
+    /// current term (then it holds everything committed before, as the leader does). An empty
+    /// log is never behind a candidate's, so without this its vote could elect a member that
+    /// lacks entries a majority, this member included, once held.
+    pub rebuilding: bool,
 }
 
 /// A member's role.
@@ -386,7 +393,7 @@ impl LogView for Vec<u8> {
 }
 
 /// After a send to a member fails (back-pressure, or the member is down), the leader sends to it
-/// again after this long.
+/// again after this long, doubled for each further failure before it answers.
 const SEND_RETRY_NS: u64 = 1_000_000;
 /// The most bytes a message without var data takes (header and block).
 const FIXED_MESSAGE_MAX: usize = 64;
@@ -420,6 +427,8 @@ struct Peer {
     snapshot_asked_ns: Option<u64>,
     /// Leader: after a send to it failed, nothing is sent to it before this time.
     retry_at_ns: u64,
+    /// Leader: sends to it that failed since it last answered.
+    send_failures: u32,
     /// Leader: it refused an append with a log end below what it had acknowledged, and has
     /// not accepted one since.
     refused_below_match: bool,
@@ -455,6 +464,9 @@ pub struct Consensus {
     leader_matched_position: u64,
     /// The highest log floor a leader has sent this member ([`Consensus::log_floor`]).
     leader_log_floor: u64,
+    /// While rebuilding ([`RecoveredState::rebuilding`]): the commit to reach before voting or
+    /// standing again, 0 until a leader is heard from.
+    rebuilding: Option<u64>,
     canvass_started_ns: u64,
     next_canvass_ns: u64,
     nominate_at_ns: u64,
@@ -528,6 +540,7 @@ impl Consensus {
             appended_position: recovered.log_end,
             durable_position: recovered.log_end,
             commit_position: recovered.commit_position,
+            rebuilding: recovered.rebuilding.then_some(0),
             leader: None,
             leader_contact_ns: now_ns,
             leader_matched_position: 0,
@@ -588,6 +601,26 @@ impl Consensus {
     /// The position up to which the local log is durable.
     pub const fn durable_position(&self) -> u64 {
         self.durable_position
+    }
+
+    /// Whether this member is rebuilding its log ([`RecoveredState::rebuilding`]) and so
+    /// neither votes nor stands yet.
+    pub const fn rebuilding(&self) -> bool {
+        self.rebuilding.is_some()
+    }
+
+    /// While rebuilding: takes the first commit a leader sent as the one to reach, and ends
+    /// the rebuild once the member's own commit has reached it and covers an entry of the
+    /// current term (a leader's first entry follows everything committed in earlier terms).
+    fn note_leader_commit(&mut self, leader_commit: u64) {
+        let Some(target) = self.rebuilding else {
+            return;
+        };
+        let target = if target == 0 { leader_commit } else { target };
+        let caught_up = target > 0
+            && self.commit_position >= target
+            && self.history.term_before(self.commit_position) == self.current_term;
+        self.rebuilding = (!caught_up).then_some(target);
     }
 
     /// The commit position: entries below it are stable at a majority and may be applied.
@@ -739,14 +772,20 @@ impl Consensus {
         }
         let from = request.prev_position();
         let now_ns = self.now_ns;
+        let longest_ns = self.config.heartbeat_interval_ns;
         let peer = self.peer(to);
         if from >= peer.matched_position && from < peer.next_position {
             peer.next_position = from;
-            // Not sent, so nothing is in flight: sent again after a short pause, not at once,
-            // so that a member that is down does not keep this member's thread from idling.
+            // Not sent, so nothing is in flight. Sent again after a pause that doubles with each
+            // failure in a row up to a heartbeat interval, one append at a time (probing) until
+            // the member answers: a member that is down costs neither a spinning thread nor a
+            // window of appends encoded again each time.
+            peer.probing = true;
             peer.probe_in_flight = false;
             peer.last_sent_ns = 0;
-            peer.retry_at_ns = now_ns.saturating_add(SEND_RETRY_NS);
+            let pause_ns = (SEND_RETRY_NS << peer.send_failures.min(16)).min(longest_ns);
+            peer.send_failures = peer.send_failures.saturating_add(1);
+            peer.retry_at_ns = now_ns.saturating_add(pause_ns);
         }
     }
 

@@ -27,6 +27,8 @@ impl Consensus {
             peer.last_sent_ns = 0;
             peer.snapshot_asked_ns = None;
             peer.refused_below_match = false;
+            peer.retry_at_ns = 0;
+            peer.send_failures = 0;
         }
         self.leader_term_base = appended;
         let term = self.current_term;
@@ -281,6 +283,7 @@ impl Consensus {
         if commit > self.commit_position {
             self.commit_position = commit;
         }
+        self.note_leader_commit(message.commit_position());
         if let Some(floor) = message.log_floor() {
             // A floor only ever rises: it is below what every member had when it was sent.
             self.leader_log_floor = self.leader_log_floor.max(floor.min(self.commit_position));
@@ -320,6 +323,19 @@ impl Consensus {
         }
     }
 
+    /// Follower: a chunk of a snapshot transfer arrived from `leader` in `term`. Says whether
+    /// it comes from this member's leader in its current term; if so it counts as hearing from
+    /// the leader (a long transfer may hold back its heartbeats). The caller drops any other.
+    pub fn on_snapshot_chunk(&mut self, now_ns: u64, term: u64, leader: u32) -> bool {
+        self.advance_clock(now_ns);
+        let current =
+            term == self.current_term && self.role == Role::Follower && self.leader == Some(leader);
+        if current {
+            self.leader_contact_ns = self.now_ns;
+        }
+        current
+    }
+
     /// Follower: a transfer of the leader's snapshot at `position` arrived whole from `leader`
     /// in `term`; `position_term` is the term of the leader's byte before `position`. Says
     /// whether to install it. When this log already holds that byte in that term, it matches
@@ -337,6 +353,7 @@ impl Consensus {
             || self.role != Role::Follower
             || self.leader != Some(leader)
             || position == 0
+            || i64::try_from(position).is_err()
             || !position.is_multiple_of(log_entry::ENTRY_ALIGNMENT)
             || position_term == 0
             || position_term > term
@@ -370,6 +387,10 @@ impl Consensus {
             "a snapshot is installed from a leader"
         );
         assert!(position.is_multiple_of(log_entry::ENTRY_ALIGNMENT));
+        assert!(
+            position >= self.commit_position || self.config.planted(PlantedBug::InstallOverHeldLog),
+            "an install never cuts below the commit"
+        );
         let last = history.entries().last().copied();
         assert!(
             last.is_some_and(|last| last.base < position && last.term <= self.current_term),
@@ -435,6 +456,7 @@ impl Consensus {
         let member = message.follower_id();
         let appended = self.appended_position;
         let now_ns = self.now_ns;
+        self.peer(member).send_failures = 0;
         if message.success() != 0 {
             let peer = self.peer(member);
             peer.last_contact_ns = now_ns;

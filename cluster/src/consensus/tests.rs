@@ -637,7 +637,8 @@ fn entries_whose_send_failed_are_sent_again_after_a_pause_without_waiting_for_a_
         .commit_position(before)
         .leader_id(leader);
     let length = encoder.entries(&entries).unwrap().finish();
-    // A heartbeat that failed changes nothing; the append that failed is sent again at once.
+    // A heartbeat that failed changes nothing; the append that failed is sent again, after a
+    // pause.
     member.consensus.on_send_failed(
         follower,
         &encode_append(member.consensus.current_term(), leader),
@@ -855,21 +856,268 @@ fn a_member_behind_the_log_start_installs_a_snapshot_and_catches_up() {
     assert_eq!(lost.appended_position(), end);
 }
 
-/// A follower whose log was purged refuses an append below its start instead of comparing or
-/// cutting what it no longer holds.
+/// A three-member cluster with `commands` committed everywhere: the leader's id and its log.
+fn settled(commands: u64) -> (LocalCluster, u32, Vec<u8>) {
+    let mut cluster = LocalCluster::new(3, 5).unwrap();
+    let leader = elected(&mut cluster);
+    for request in 1..=commands {
+        cluster
+            .submit(leader, 1, request, &put(request, request))
+            .unwrap();
+    }
+    cluster.run_until_idle();
+    cluster.advance(100 * MS);
+    let log = cluster.member(leader).log.clone();
+    (cluster, leader, log)
+}
+
+/// The entry boundary nearest below the middle of `log`.
+fn middle_boundary(log: &[u8]) -> u64 {
+    let middle = u64::try_from(log.len()).unwrap() / 2;
+    let mut boundary = 0;
+    loop {
+        let length =
+            crate::log_entry::padded_length(&log[usize::try_from(boundary).unwrap()..]).unwrap();
+        if boundary + length > middle {
+            return boundary;
+        }
+        boundary += length;
+    }
+}
+
+fn append(term: u64, leader: u32, prev: u64, prev_term: u64, commit: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; 128];
+    let mut encoder = append_request::Encoder::wrap(&mut buf).unwrap();
+    encoder
+        .term(term)
+        .prev_position(prev)
+        .prev_term(prev_term)
+        .entry_term(term)
+        .commit_position(commit)
+        .leader_id(leader);
+    let length = encoder.entries(&[]).unwrap().finish();
+    buf.truncate(length);
+    buf
+}
+
+/// A follower whose log was purged refuses an append below its start, answering with its
+/// log's end, instead of comparing or cutting what it no longer holds (here the append's
+/// previous term does not match what the purged bytes had, which would otherwise be answered
+/// with that conflict).
 #[test]
-fn an_append_below_a_followers_log_start_is_refused() {
-    let mut follower = member(ConsensusConfig::new(3), 1, 2);
-    let mut log = Vec::new();
-    let _ = carry(&mut follower, &mut log, 0);
+fn an_append_below_a_followers_log_start_is_refused_with_its_end() {
+    let (mut cluster, leader, _) = settled(30);
+    let follower = (leader + 1) % 3;
+    let term = cluster.member(leader).consensus.current_term();
+    let mut log = cluster.member(follower).log.clone();
+    let start = middle_boundary(&log);
+    let end = u64::try_from(log.len()).unwrap();
+    let consensus = &mut cluster.member_mut(follower).consensus;
     let purged = Purged {
-        log: &log,
-        start: 64,
+        log: &log.clone(),
+        start,
     };
-    follower
-        .on_message(0, &encode_append(2, 0), &purged)
+    consensus
+        .on_message(0, &append(term, leader, 64, 0, end), &purged)
         .unwrap();
-    let (replies, _) = carry(&mut follower, &mut log, 0);
-    let response = append_response::Decoder::decode(&replies[0]).unwrap();
-    assert_eq!(response.success(), 0);
+    let outputs: Vec<Output> = std::iter::from_fn(|| consensus.poll_output()).collect();
+    assert!(
+        !outputs
+            .iter()
+            .any(|output| matches!(output, Output::Truncate { .. })),
+        "nothing is cut below the start"
+    );
+    let Some(Output::Send { message, .. }) = outputs
+        .iter()
+        .find(|output| matches!(output, Output::Send { .. }))
+    else {
+        panic!("no answer: {outputs:?}");
+    };
+    let response = append_response::Decoder::decode(message).unwrap();
+    assert_eq!(
+        (
+            response.success(),
+            response.position(),
+            response.conflict_term()
+        ),
+        (0, end, 0),
+        "refused with its end, no term compared"
+    );
+    log.clear();
+}
+
+/// Offers a follower cannot use are stale and install nothing: another term, another leader,
+/// a member that is not following, no position, an unaligned or out-of-range one, a position
+/// term after the leader's term; chunks from anyone but the current leader are not taken
+/// either. A follower whose byte before the position is of another term installs.
+#[test]
+fn snapshot_offers_a_follower_cannot_use_are_stale() {
+    let (mut cluster, leader, log) = settled(30);
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let term = cluster.member(leader).consensus.current_term();
+    let position = middle_boundary(&log);
+    let position_term = cluster
+        .member(leader)
+        .consensus
+        .term_history()
+        .term_before(position);
+    let consensus = &mut cluster.member_mut(follower).consensus;
+    for (offer_term, from, at, at_term) in [
+        (term + 1, leader, position, position_term),
+        (term, other, position, position_term),
+        (term, leader, 0, position_term),
+        (term, leader, position + 8, position_term),
+        (term, leader, u64::MAX - 31, position_term),
+        (term, leader, position, term + 1),
+        (term, leader, position, 0),
+    ] {
+        assert_eq!(
+            consensus.on_snapshot_offered(0, offer_term, from, at, at_term),
+            SnapshotOffer::Stale,
+            "term {offer_term} from {from} at {at} ({at_term})"
+        );
+    }
+    assert!(consensus.on_snapshot_chunk(0, term, leader));
+    assert!(!consensus.on_snapshot_chunk(0, term + 1, leader));
+    assert!(!consensus.on_snapshot_chunk(0, term, other));
+    // The follower holds the position in the leader's term: held. With another term there
+    // (a leader whose history differs), it installs.
+    assert_eq!(
+        consensus.on_snapshot_offered(0, term, leader, position, position_term),
+        SnapshotOffer::Held
+    );
+    let mut history = consensus.term_history().clone();
+    history.truncate(0);
+    history.record(position_term + 1, 0);
+    let mut diverged = member(ConsensusConfig::new(3), follower, term + 2);
+    let _ = diverged.on_message(0, &append(term + 2, leader, 0, 0, 0), &Vec::new());
+    assert_eq!(diverged.leader(), Some(leader));
+    assert_eq!(
+        diverged.on_snapshot_offered(0, term + 2, leader, position, position_term),
+        SnapshotOffer::Install,
+        "an empty log lacks the position"
+    );
+    // Not following: stale.
+    let mut canvassing = member(ConsensusConfig::new(3), follower, term);
+    assert_eq!(
+        canvassing.on_snapshot_offered(0, term, leader, position, position_term),
+        SnapshotOffer::Stale
+    );
+    assert!(!canvassing.on_snapshot_chunk(0, term, leader));
+}
+
+/// A leader whose log was purged below a term's base finds a refusing member's resume point
+/// by walking from its log's start, not from the purged base: it asks for no snapshot for a
+/// member that has the log from there on. A success clears a refusal below the match, so a
+/// later one counts as the first again.
+#[test]
+fn a_refusal_above_a_purged_leaders_start_resumes_there_without_a_snapshot() {
+    let (mut cluster, leader, log) = settled(30);
+    let follower = (leader + 1) % 3;
+    let index = usize::try_from(follower).unwrap();
+    let term = cluster.member(leader).consensus.current_term();
+    let start = middle_boundary(&log);
+    let end = u64::try_from(log.len()).unwrap();
+    let purged = Purged { log: &log, start };
+    let lead = &mut cluster.member_mut(leader).consensus;
+    while lead.poll_output().is_some() {}
+    let response = |position: u64, success: u8| {
+        let mut buf = vec![0u8; 128];
+        let mut encoder = append_response::Encoder::wrap(&mut buf).unwrap();
+        encoder
+            .term(term)
+            .position(position)
+            .follower_id(follower)
+            .success(success);
+        let length = encoder.finish();
+        buf.truncate(length);
+        buf
+    };
+    // The member's log ends one entry past the start; nothing of it was acknowledged yet.
+    let resume =
+        start + crate::log_entry::padded_length(&log[usize::try_from(start).unwrap()..]).unwrap();
+    lead.peers[index].matched_position = 0;
+    lead.on_message(0, &response(resume, 0), &purged).unwrap();
+    let outputs: Vec<Output> = std::iter::from_fn(|| lead.poll_output()).collect();
+    assert!(
+        !outputs
+            .iter()
+            .any(|output| matches!(output, Output::SendSnapshot { .. })),
+        "{outputs:?}"
+    );
+    let Some(Output::Send { message, .. }) = outputs.first() else {
+        panic!("no probe: {outputs:?}");
+    };
+    let probe = append_request::Decoder::decode(message).unwrap();
+    assert_eq!(
+        probe.prev_position(),
+        resume,
+        "resumed where the member's log ends"
+    );
+    // Acknowledged to the end; then one refusal below that is noted, and a success clears it.
+    lead.on_message(0, &response(end, 1), &purged).unwrap();
+    lead.on_message(0, &response(resume, 0), &purged).unwrap();
+    assert!(lead.peers[index].refused_below_match);
+    assert_eq!(
+        lead.peers[index].matched_position, end,
+        "one refusal lowers nothing"
+    );
+    lead.on_message(0, &response(end, 1), &purged).unwrap();
+    assert!(!lead.peers[index].refused_below_match);
+    lead.on_message(0, &response(resume, 0), &purged).unwrap();
+    assert_eq!(lead.peers[index].matched_position, end, "the first again");
+}
+
+/// A member that lost its log (term and vote kept) does not vote until its commit reaches the
+/// first leader commit it hears of and covers an entry of its term; then it does.
+#[test]
+fn a_rebuilding_member_votes_only_once_it_has_caught_up() {
+    let rebuilt = |rebuilding: bool| {
+        let recovered = RecoveredState {
+            current_term: 4,
+            rebuilding,
+            ..RecoveredState::default()
+        };
+        Consensus::new(ConsensusConfig::new(3), 1, recovered, 9, 0).unwrap()
+    };
+    for (rebuilding, granted) in [(false, 1), (true, 0)] {
+        let mut consensus = rebuilt(rebuilding);
+        let _ = sent(&mut consensus);
+        consensus
+            .on_message(
+                0,
+                &encode_vote_request(4, 2, CONSENSUS_PROTOCOL.version),
+                &Vec::new(),
+            )
+            .unwrap();
+        let replies = sent(&mut consensus);
+        let vote = crate::protocol::vote::Decoder::decode(&replies[0]).unwrap();
+        assert_eq!(vote.granted(), granted, "rebuilding {rebuilding}");
+    }
+    // In a running cluster a rebuilding follower catches up from the leader, then votes.
+    let (mut cluster, leader, _) = settled(30);
+    let follower = (leader + 1) % 3;
+    let term = cluster.member(leader).consensus.current_term();
+    let recovered = RecoveredState {
+        current_term: term,
+        rebuilding: true,
+        ..RecoveredState::default()
+    };
+    let now = cluster.now_ns();
+    let member = cluster.member_mut(follower);
+    member.consensus =
+        Consensus::new(ConsensusConfig::new(3), follower, recovered, 9, now).unwrap();
+    member.log.clear();
+    member.container = crate::container::ServiceContainer::new(crate::kv::KvStore::default(), 4096);
+    assert!(cluster.member(follower).consensus.rebuilding());
+    for _ in 0..50 {
+        cluster.advance(100 * MS);
+        if !cluster.member(follower).consensus.rebuilding() {
+            break;
+        }
+    }
+    let member = cluster.member(follower);
+    assert!(!member.consensus.rebuilding(), "caught up");
+    assert_eq!(member.log, cluster.member(leader).log);
 }

@@ -32,7 +32,8 @@ use crate::session_protocol::{
 use super::counters::{self, MemberCounters};
 use super::error_file::ErrorFile;
 use super::snapshot_transfer::{
-    CHUNKS_PER_CYCLE, ChunkOutcome, Receiving, Sending, parse_transfer, transfer_bytes,
+    CHUNKS_PER_CYCLE, ChunkOutcome, Receiving, Sending, TRANSFER_LENGTH_MAX, parse_transfer,
+    transfer_bytes,
 };
 use super::{CONSENSUS_STREAM_ID, INGRESS_STREAM_ID, NodeConfig, NodeInfo, SESSION_TERM_LENGTH};
 
@@ -51,6 +52,11 @@ const ADMIN_SNAPSHOT_INTERVAL_NS: u64 = 1_000_000_000;
 /// The file that marks a snapshot install in progress: a member that finds it at start-up was
 /// stopped part way through replacing its log with a leader's snapshot, and starts empty.
 pub(super) const INSTALL_MARKER: &str = "snapshot-install";
+
+/// The file that marks a member rebuilding its log: its log was lost while its term and vote
+/// were kept, so it neither votes nor stands until it has caught up with a leader
+/// ([`RecoveredState::rebuilding`]). Kept across restarts until then.
+pub(super) const REBUILD_MARKER: &str = "rebuilding";
 
 /// Why a member cannot start or must stop.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +156,8 @@ struct State {
     /// Snapshot recordings found damaged at start-up: retention deletes them and never counts
     /// them among the snapshots kept.
     damaged_snapshots: Vec<i64>,
+    /// Whether the rebuild marker is on disk (removed once the core has caught up).
+    rebuilding: bool,
 }
 
 /// The member agent; see the [module docs](self).
@@ -291,6 +299,27 @@ impl MemberAgent {
             current_term,
             voted_for,
         } = node_state.current();
+        // A log created now beside a term already taken part in was lost (a disk replaced, an
+        // install interrupted): what this member acknowledged is gone, so it must not vote or
+        // stand until it has caught up. Said once; the marker keeps it across restarts.
+        let rebuild_marker = config.dir.join(REBUILD_MARKER);
+        let rebuilding = rebuild_marker.exists() || (recovery.created && current_term > 0);
+        if rebuilding && !rebuild_marker.exists() {
+            crate::durable_file::create_whole(&config.dir, REBUILD_MARKER, b"rebuilding\n")
+                .map_err(|source| {
+                    MemberError::NodeState(NodeStateError::Io {
+                        path: rebuild_marker.clone(),
+                        source,
+                    })
+                })?;
+            errors.record(
+                now.epoch_ms,
+                &format!(
+                    "the log is gone but the member took part in term {current_term}: it \
+                     rebuilds, and neither votes nor stands until it has caught up with a leader"
+                ),
+            );
+        }
         let recorded_term = history.last_term();
         let clock_offset_ns = epoch_offset_ns(now);
         let now_ns = local_ns(now, clock_offset_ns);
@@ -304,6 +333,7 @@ impl MemberAgent {
                 term_history: history,
                 log_end: recovery.log_end,
                 commit_position: snapshot_position,
+                rebuilding,
             },
             seed,
             now_ns,
@@ -404,6 +434,7 @@ impl MemberAgent {
                 receiving: None,
                 chunk: Vec::new(),
                 snapshots_installed: 0,
+                rebuilding,
                 damaged_snapshots,
                 dir: config.dir.clone(),
                 digest_interval_bytes: config.digest_interval_bytes,
@@ -446,6 +477,9 @@ impl Agent for MemberAgent {
         work += state.carry_out(now_ns);
         work += state.apply(now_ns);
         work += state.send_transfers();
+        if state.rebuilding && !state.consensus.rebuilding() {
+            state.end_rebuild();
+        }
         if now_ns >= state.next_sweep_ns {
             state.next_sweep_ns = now_ns + SESSION_SWEEP_NS;
             state.sweep_sessions(now_ns);
@@ -549,6 +583,19 @@ impl State {
         let leader = chunk.leader_id();
         if leader == self.id || usize::try_from(leader).map_or(true, |l| l >= self.peers.len()) {
             self.refuse_consensus_message("a snapshot chunk names no other member");
+            return;
+        }
+        if !self
+            .consensus
+            .on_snapshot_chunk(now_ns, chunk.term(), leader)
+        {
+            // Not from this member's leader in its term (a deposed leader's, or one it has not
+            // heard from yet): it never touches the transfer being gathered.
+            tracing::debug!(
+                leader,
+                term = chunk.term(),
+                "a snapshot chunk from no current leader"
+            );
             return;
         }
         match Receiving::on_chunk(&mut self.receiving, &chunk) {
@@ -686,7 +733,8 @@ impl State {
     }
 
     /// Leader: begins a transfer to member `to` of the newest snapshot at or above the log's
-    /// start that reads back, unless one to it is under way.
+    /// start that reads back and loads (one found damaged at start-up is skipped), unless one
+    /// to it is under way; one longer than a member accepts is not sent.
     fn start_transfer(&mut self, to: u32) {
         if self.sending.iter().any(|sending| sending.to == to) {
             return;
@@ -696,46 +744,92 @@ impl State {
             .recording_log
             .snapshots(self.log.end())
             .take_while(|snapshot| snapshot.position >= start)
+            .filter(|snapshot| !self.damaged_snapshots.contains(&snapshot.recording_id))
             .collect();
         for snapshot in snapshots {
-            match self.log.read_snapshot(snapshot.recording_id) {
-                Ok(bytes) => {
-                    let transfer = transfer_bytes(
-                        self.consensus.term_history().entries(),
-                        snapshot.position,
+            let position = snapshot.position;
+            let checked = self
+                .log
+                .read_snapshot(snapshot.recording_id)
+                .map_err(|error| error.to_string())
+                .and_then(|bytes| {
+                    // What the member would refuse is not sent: it must load, at its position.
+                    match ServiceContainer::from_snapshot(
+                        KvStore::default(),
+                        self.digest_interval_bytes,
                         &bytes,
+                    ) {
+                        Ok(container) if container.applied_position() == position => Ok(bytes),
+                        Ok(container) => Err(format!("it covers {}", container.applied_position())),
+                        Err(error) => Err(error.to_string()),
+                    }
+                });
+            let bytes = match checked {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    self.errors.record(
+                        self.now_ms,
+                        &format!(
+                            "a member needs a snapshot and the one at {position} is not usable: \
+                             {error}"
+                        ),
                     );
-                    tracing::info!(
-                        member = self.id,
-                        to,
-                        position = snapshot.position,
-                        bytes = transfer.len(),
-                        "sending a snapshot to a member behind the log's start"
-                    );
-                    self.sending.push(Sending::new(
-                        to,
-                        self.consensus.current_term(),
-                        snapshot.position,
-                        transfer,
-                    ));
-                    return;
+                    continue;
                 }
-                Err(error) => self.errors.record(
+            };
+            let transfer =
+                transfer_bytes(self.consensus.term_history().entries(), position, &bytes);
+            if u64::try_from(transfer.len()).unwrap_or(u64::MAX) > TRANSFER_LENGTH_MAX {
+                self.errors.record(
                     self.now_ms,
                     &format!(
-                        "a member needs a snapshot and the one at {} does not read back: {error}",
-                        snapshot.position
+                        "member {to} is behind the log's start and the snapshot at {position} \
+                         ({} bytes) is longer than a member accepts ({TRANSFER_LENGTH_MAX})",
+                        transfer.len()
                     ),
-                ),
+                );
+                return;
             }
+            tracing::info!(
+                member = self.id,
+                to,
+                position,
+                bytes = transfer.len(),
+                "sending a snapshot to a member behind the log's start"
+            );
+            self.sending.push(Sending::new(
+                to,
+                self.consensus.current_term(),
+                position,
+                transfer,
+            ));
+            return;
         }
         self.errors.record(
             self.now_ms,
             &format!(
                 "member {to} is behind the log's start {start} and no snapshot at or above it \
-                 reads back: it cannot catch up from this member"
+                 is usable: it cannot catch up from this member"
             ),
         );
+    }
+
+    /// The core caught up after a lost log: the marker goes, and the member votes again.
+    fn end_rebuild(&mut self) {
+        let removed = std::fs::remove_file(self.dir.join(REBUILD_MARKER))
+            .and_then(|()| crate::durable_file::sync_dir(&self.dir));
+        match removed {
+            Ok(()) => {
+                self.rebuilding = false;
+                tracing::info!(
+                    member = self.id,
+                    "rebuilt: the member votes and stands again"
+                );
+            }
+            Err(error) => {
+                self.failure = Some(format!("removing the rebuild marker: {error}"));
+            }
+        }
     }
 
     /// Leader: sends a few chunks of each transfer under way; a transfer ends with its last

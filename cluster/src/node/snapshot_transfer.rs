@@ -5,10 +5,13 @@
 //!
 //! A transfer is [`transfer_bytes`]: the term history up to the snapshot (`u32` count, then
 //! `term u64, base u64` each, little-endian), then the snapshot's bytes. The leader sends it in
-//! order, a few chunks a duty cycle ([`Sending`]); the member keeps one transfer at a time
-//! ([`Receiving`]), drops it on any chunk out of place (the leader asks again after a leader
-//! heartbeat timeout and starts from offset 0), and refuses one longer than
-//! [`TRANSFER_LENGTH_MAX`].
+//! order, a few chunks a duty cycle ([`Sending`]), to one member at a time; the member takes
+//! chunks only from its leader in its current term (the core says,
+//! `Consensus::on_snapshot_chunk`, which also counts them as hearing from the leader), keeps one
+//! transfer at a time ([`Receiving`]), drops it on any chunk out of place, and refuses one
+//! longer than [`TRANSFER_LENGTH_MAX`]. A transfer dropped is not resumed: while the member
+//! stays behind, the core asks again after a leader heartbeat timeout, and once the transfer
+//! under way has ended the leader sends a new one from offset 0.
 //!
 //! Memory and threads: the member agent's thread owns both; a transfer's bytes are held whole
 //! (a snapshot is the service's state, which the member holds in memory anyway).
@@ -300,6 +303,49 @@ mod tests {
             Receiving::on_chunk(&mut slot, &decode(chunks.last().unwrap())),
             ChunkOutcome::Whole
         );
+    }
+
+    /// A new transfer (offset 0) replaces one under way; the old one's next chunk is then out
+    /// of place, and the new one completes.
+    #[test]
+    fn a_new_transfer_replaces_the_one_under_way() {
+        let old = chunks(&mut Sending::new(
+            1,
+            7,
+            9600,
+            transfer_bytes(&history(), 9600, &vec![1u8; 200_000]),
+        ));
+        let new = chunks(&mut Sending::new(
+            1,
+            7,
+            12_800,
+            transfer_bytes(&history(), 12_800, &vec![2u8; 70_000]),
+        ));
+        let mut slot = None;
+        for chunk in [&old[0], &old[1], &new[0]] {
+            assert_eq!(
+                Receiving::on_chunk(&mut slot, &decode(chunk)),
+                ChunkOutcome::More
+            );
+        }
+        assert_eq!(
+            Receiving::on_chunk(&mut slot, &decode(&old[2])),
+            ChunkOutcome::Dropped
+        );
+        assert!(
+            slot.is_none(),
+            "the new one went with it: the leader starts again"
+        );
+        for chunk in [&old[0], &new[0]] {
+            let _ = Receiving::on_chunk(&mut slot, &decode(chunk));
+        }
+        assert_eq!(
+            Receiving::on_chunk(&mut slot, &decode(&new[1])),
+            ChunkOutcome::Whole
+        );
+        let receiving = slot.unwrap();
+        let (_, snapshot) = parse_transfer(receiving.bytes(), 12_800).unwrap();
+        assert_eq!(snapshot, &vec![2u8; 70_000][..]);
     }
 
     #[test]

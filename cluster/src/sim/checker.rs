@@ -12,7 +12,7 @@
 //! | leader append-only | a member truncates while leading |
 //! | log matching | a member appends: its bytes of term T equal T's leader's bytes at those positions, and a term's first byte follows the same term as in the leader's log (so, by induction over terms, equal terms at a position mean equal prefixes) |
 //! | leader completeness | a member becomes leader of term T: its log holds everything committed in terms before T |
-//! | state-machine safety | a member commits (its committed bytes equal the canonical committed prefix) or applies (the same session request at the same position) |
+//! | state-machine safety | a member commits (its committed bytes equal the canonical committed prefix), applies (the same session request at the same position) or installs a snapshot (it stands for a committed prefix) |
 //! | durable commit | a member's commit advances: the committed prefix is in the durable logs (the simulated disks, not the cores' word) of a majority |
 //! | vote durable before sent | a member sends a granted vote: its disk already holds that term and vote |
 //! | term durable before sent | a member sends any message: its disk holds that message's term or a later one; a vote request: its disk holds the candidate's vote for itself in that term |
@@ -358,6 +358,22 @@ impl Checker {
             self.fail(
                 "committed immutable",
                 format!("member {member} truncated to {position}, below its commit {commit}"),
+            );
+        }
+    }
+
+    /// A member installed a leader's snapshot at `position`; `log` is the leader's log below it,
+    /// which the snapshot stands for: it must be committed, equal to the committed log.
+    pub fn on_install(&mut self, member: u32, position: u64, log: &[u8]) {
+        let end = usize::try_from(position).expect("fits");
+        if end > self.committed.len() || log.len() != end || log != &self.committed[..end] {
+            self.fail(
+                "state-machine safety",
+                format!(
+                    "member {member} installed a snapshot at {position} that does not stand \
+                     for the committed log ({} bytes committed)",
+                    self.committed.len()
+                ),
             );
         }
     }

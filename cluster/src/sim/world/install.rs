@@ -129,7 +129,10 @@ impl World<'_> {
                 &transfer.snapshot,
             )
             .expect("the leader sent a snapshot that loads");
-            // Installing replaces the log: what this member had committed must survive it.
+            // Installing replaces the log: what this member had committed must survive it, and
+            // the snapshot must stand for committed bytes.
+            self.checker
+                .on_install(id, transfer.position, &transfer.log);
             let role = node.consensus.role();
             self.checker
                 .on_truncate(id, role, transfer.position, node.last_commit);

@@ -1025,6 +1025,8 @@ impl<'a> World<'a> {
             term_history: recovered.terms,
             log_end: recovered.log_end,
             commit_position: snapshot_position,
+            // The simulated disks lose only what was not synced: no member loses its log.
+            rebuilding: false,
         };
         let seed = hash_words(&[
             self.seed,
