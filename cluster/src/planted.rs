@@ -97,9 +97,10 @@ pub enum PlantedBug {
     TruncateWithoutConflict,
     /// The leader takes a refusal's position (the follower's appended end) as matched.
     CountRefusals,
-    /// A member installs a leader's snapshot even when its log already holds the snapshot's
-    /// position in the same term, throwing away the log after it (a late copy of a transfer
-    /// then cuts what the member had since appended and committed).
+    /// A member installs whatever snapshot its leader offers, even when its log already holds
+    /// the snapshot's position in the same term or has committed past it, throwing away the
+    /// log after it (a late copy of a transfer then cuts what the member had since appended and
+    /// committed).
     InstallOverHeldLog,
 }
 

@@ -579,7 +579,7 @@ mod tests {
     /// snapshot, written at once, replay into the leader's history from a log that starts at the
     /// snapshot, whatever terms the member had recorded before.
     #[test]
-    fn records_appended_together_replay_like_records_appended_one_by_one() {
+    fn records_appended_together_replay_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = RecordingLog::create(dir.path(), 2).unwrap();
         log.append(Record::Term { term: 1, base: 0 }).unwrap();

@@ -777,10 +777,9 @@ impl Consensus {
         if from >= peer.matched_position && from < peer.next_position {
             peer.next_position = from;
             // Not sent, so nothing is in flight. Sent again after a pause that doubles with each
-            // failure in a row up to a heartbeat interval, one append at a time (probing) until
-            // the member answers: a member that is down costs neither a spinning thread nor a
-            // window of appends encoded again each time.
-            peer.probing = true;
+            // failure in a row up to a heartbeat interval, one append per try until the member
+            // answers: a member that is down costs neither a spinning thread nor a window of
+            // appends encoded again each time.
             peer.probe_in_flight = false;
             peer.last_sent_ns = 0;
             let pause_ns = (SEND_RETRY_NS << peer.send_failures.min(16)).min(longest_ns);

@@ -101,7 +101,13 @@ impl Consensus {
             return;
         }
         let mut sent = false;
-        for _ in 0..16 {
+        // After failed sends, one append per try until the member answers.
+        let burst = if self.peer(member).send_failures > 0 {
+            1
+        } else {
+            16
+        };
+        for _ in 0..burst {
             let peer = &self.peers[usize::try_from(member).expect("small")];
             let lacks = peer.next_position < self.appended_position;
             let in_window = peer.next_position.saturating_sub(peer.matched_position) < window;
@@ -360,13 +366,20 @@ impl Consensus {
         {
             return SnapshotOffer::Stale;
         }
+        // (Planted: both checks below skipped, the member installs whatever it is offered.)
+        let planted = self.config.planted(PlantedBug::InstallOverHeldLog);
         if position <= self.appended_position
             && self.history.term_before(position) == position_term
-            && !self.config.planted(PlantedBug::InstallOverHeldLog)
+            && !planted
         {
             self.leader_matched_position = self.leader_matched_position.max(position);
             self.acknowledge_leader_to(leader);
             return SnapshotOffer::Held;
+        }
+        if position < self.commit_position && !planted {
+            // Below what this member committed, yet of another term there: no leader of this
+            // term sends that (its log holds every committed byte). Nothing is cut for it.
+            return SnapshotOffer::Stale;
         }
         SnapshotOffer::Install
     }

@@ -909,7 +909,7 @@ fn an_append_below_a_followers_log_start_is_refused_with_its_end() {
     let (mut cluster, leader, _) = settled(30);
     let follower = (leader + 1) % 3;
     let term = cluster.member(leader).consensus.current_term();
-    let mut log = cluster.member(follower).log.clone();
+    let log = cluster.member(follower).log.clone();
     let start = middle_boundary(&log);
     let end = u64::try_from(log.len()).unwrap();
     let consensus = &mut cluster.member_mut(follower).consensus;
@@ -921,12 +921,6 @@ fn an_append_below_a_followers_log_start_is_refused_with_its_end() {
         .on_message(0, &append(term, leader, 64, 0, end), &purged)
         .unwrap();
     let outputs: Vec<Output> = std::iter::from_fn(|| consensus.poll_output()).collect();
-    assert!(
-        !outputs
-            .iter()
-            .any(|output| matches!(output, Output::Truncate { .. })),
-        "nothing is cut below the start"
-    );
     let Some(Output::Send { message, .. }) = outputs
         .iter()
         .find(|output| matches!(output, Output::Send { .. }))
@@ -943,7 +937,6 @@ fn an_append_below_a_followers_log_start_is_refused_with_its_end() {
         (0, end, 0),
         "refused with its end, no term compared"
     );
-    log.clear();
 }
 
 /// Offers a follower cannot use are stale and install nothing: another term, another leader,
@@ -981,20 +974,49 @@ fn snapshot_offers_a_follower_cannot_use_are_stale() {
     assert!(consensus.on_snapshot_chunk(0, term, leader));
     assert!(!consensus.on_snapshot_chunk(0, term + 1, leader));
     assert!(!consensus.on_snapshot_chunk(0, term, other));
-    // The follower holds the position in the leader's term: held. With another term there
-    // (a leader whose history differs), it installs.
+    // The follower holds the position in the leader's term: held.
     assert_eq!(
         consensus.on_snapshot_offered(0, term, leader, position, position_term),
         SnapshotOffer::Held
     );
-    let mut history = consensus.term_history().clone();
-    history.truncate(0);
-    history.record(position_term + 1, 0);
-    let mut diverged = member(ConsensusConfig::new(3), follower, term + 2);
-    let _ = diverged.on_message(0, &append(term + 2, leader, 0, 0, 0), &Vec::new());
-    assert_eq!(diverged.leader(), Some(leader));
+    // A log of term 1 to 4096, committed to 2048 (a snapshot's position), following a leader
+    // of term 3 whose byte before 4096 is of term 2: it installs a snapshot at 4096, an empty
+    // log installs one too, and one below its commit of another term is stale.
+    let recovered = RecoveredState {
+        current_term: 3,
+        term_history: TermHistory::from_entries(vec![crate::term_history::TermStart {
+            term: 1,
+            base: 0,
+        }])
+        .unwrap(),
+        log_end: 4096,
+        commit_position: 2048,
+        ..RecoveredState::default()
+    };
+    let mut diverged = Consensus::new(ConsensusConfig::new(3), 1, recovered, 1, 0).unwrap();
+    diverged
+        .on_message(0, &append(3, 0, 0, 0, 0), &Vec::new())
+        .unwrap();
+    assert_eq!(diverged.leader(), Some(0));
     assert_eq!(
-        diverged.on_snapshot_offered(0, term + 2, leader, position, position_term),
+        diverged.on_snapshot_offered(0, 3, 0, 4096, 2),
+        SnapshotOffer::Install,
+        "another term before the position"
+    );
+    assert_eq!(
+        diverged.on_snapshot_offered(0, 3, 0, 8192, 2),
+        SnapshotOffer::Install,
+        "past the log's end"
+    );
+    assert_eq!(
+        diverged.on_snapshot_offered(0, 3, 0, 1024, 2),
+        SnapshotOffer::Stale,
+        "below its commit"
+    );
+    let mut empty = member(ConsensusConfig::new(3), follower, term + 2);
+    let _ = empty.on_message(0, &append(term + 2, leader, 0, 0, 0), &Vec::new());
+    assert_eq!(
+        empty.on_snapshot_offered(0, term + 2, leader, position, position_term),
         SnapshotOffer::Install,
         "an empty log lacks the position"
     );
@@ -1120,4 +1142,127 @@ fn a_rebuilding_member_votes_only_once_it_has_caught_up() {
     let member = cluster.member(follower);
     assert!(!member.consensus.rebuilding(), "caught up");
     assert_eq!(member.log, cluster.member(leader).log);
+}
+
+/// The rebuild ends only when the commit has reached the first leader commit heard of and
+/// covers an entry of the current term (a leader's own entry follows everything committed
+/// before its term); then the member votes again.
+#[test]
+fn a_rebuild_ends_with_a_commit_in_the_current_term_past_the_first_leader_commit() {
+    let recovered = RecoveredState {
+        current_term: 2,
+        term_history: TermHistory::from_entries(vec![crate::term_history::TermStart {
+            term: 1,
+            base: 0,
+        }])
+        .unwrap(),
+        log_end: 4096,
+        commit_position: 4096,
+        rebuilding: true,
+        ..RecoveredState::default()
+    };
+    let mut consensus = Consensus::new(ConsensusConfig::new(3), 1, recovered, 1, 0).unwrap();
+    consensus.note_leader_commit(6144);
+    assert!(consensus.rebuilding(), "below the first leader commit");
+    consensus.note_leader_commit(0);
+    assert!(
+        consensus.rebuilding(),
+        "the first commit heard of stays the target"
+    );
+    consensus.history.record(2, 4096);
+    consensus.appended_position = 8192;
+    consensus.commit_position = 6144;
+    consensus.note_leader_commit(8192);
+    assert!(!consensus.rebuilding(), "at the target, in term 2");
+    // Past the target but in an earlier term than the current one: still rebuilding.
+    let recovered = RecoveredState {
+        current_term: 2,
+        term_history: TermHistory::from_entries(vec![crate::term_history::TermStart {
+            term: 1,
+            base: 0,
+        }])
+        .unwrap(),
+        log_end: 4096,
+        commit_position: 4096,
+        rebuilding: true,
+        ..RecoveredState::default()
+    };
+    let mut consensus = Consensus::new(ConsensusConfig::new(3), 1, recovered, 1, 0).unwrap();
+    consensus.note_leader_commit(1024);
+    assert!(
+        consensus.rebuilding(),
+        "its commit holds no entry of term 2"
+    );
+    // Done: it votes for a candidate whose log is at least its own.
+    consensus.history.record(2, 4096);
+    consensus.appended_position = 8192;
+    consensus.commit_position = 8192;
+    consensus.note_leader_commit(8192);
+    assert!(!consensus.rebuilding());
+    let _ = sent(&mut consensus);
+    let mut buf = vec![0u8; 64];
+    let mut encoder = request_vote::Encoder::wrap(&mut buf).unwrap();
+    encoder
+        .candidate_term(2)
+        .candidate_id(2)
+        .log_term(2)
+        .log_position(8192)
+        .protocol_version(CONSENSUS_PROTOCOL.version.compose())
+        .log_term_length(DEFAULT_TERM_LENGTH_U32);
+    let length = encoder.finish();
+    consensus
+        .on_message(0, &buf[..length], &Vec::new())
+        .unwrap();
+    let replies = sent(&mut consensus);
+    let vote = crate::protocol::vote::Decoder::decode(&replies[0]).unwrap();
+    assert_eq!(vote.granted(), 1);
+}
+
+/// Each failed send doubles the pause before the next try, up to a heartbeat interval; an
+/// answer from the member ends it.
+#[test]
+fn failed_sends_back_off_to_a_heartbeat_interval_and_an_answer_resets_them() {
+    let (mut cluster, leader, log) = settled(10);
+    let follower = (leader + 1) % 3;
+    let index = usize::try_from(follower).unwrap();
+    let end = u64::try_from(log.len()).unwrap();
+    let lead = &mut cluster.member_mut(leader).consensus;
+    let term = lead.current_term();
+    let interval = lead.config().heartbeat_interval_ns;
+    let now = lead.now_ns;
+    let mut failed = vec![0u8; 256];
+    let mut encoder = append_request::Encoder::wrap(&mut failed).unwrap();
+    encoder
+        .term(term)
+        .prev_position(end - 128)
+        .prev_term(term)
+        .entry_term(term)
+        .leader_id(leader);
+    let length = encoder
+        .entries(&log[usize::try_from(end - 128).unwrap()..])
+        .unwrap()
+        .finish();
+    let mut pauses = Vec::new();
+    for _ in 0..10 {
+        lead.peers[index].next_position = end;
+        lead.peers[index].matched_position = end - 128;
+        lead.on_send_failed(follower, &failed[..length]);
+        pauses.push(lead.peers[index].retry_at_ns - now);
+    }
+    assert_eq!(&pauses[..4], &[MS, 2 * MS, 4 * MS, 8 * MS]);
+    assert_eq!(
+        *pauses.last().unwrap(),
+        interval,
+        "at most a heartbeat interval"
+    );
+    let mut buf = vec![0u8; 128];
+    let mut encoder = append_response::Encoder::wrap(&mut buf).unwrap();
+    encoder
+        .term(term)
+        .position(end)
+        .follower_id(follower)
+        .success(1);
+    let length = encoder.finish();
+    lead.on_message(now, &buf[..length], &log).unwrap();
+    assert_eq!(lead.peers[index].send_failures, 0);
 }

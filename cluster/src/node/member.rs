@@ -158,6 +158,9 @@ struct State {
     damaged_snapshots: Vec<i64>,
     /// Whether the rebuild marker is on disk (removed once the core has caught up).
     rebuilding: bool,
+    /// Leader: the snapshot recording last found to load, so a transfer of it is not checked
+    /// again.
+    checked_snapshot: Option<i64>,
 }
 
 /// The member agent; see the [module docs](self).
@@ -201,7 +204,38 @@ impl MemberAgent {
                 source,
             })
         })?;
-        if config.dir.join(INSTALL_MARKER).exists() {
+        // A log missing beside a term already taken part in was lost (a disk replaced, an
+        // install interrupted): what this member acknowledged is gone, so it must not vote or
+        // stand until it has caught up. Decided, and the marker written, before anything is
+        // created or cleared, so that a crash in between cannot forget it; the marker keeps it
+        // across restarts. A member alone is its own majority: it has no one to catch up from.
+        let interrupted = config.dir.join(INSTALL_MARKER).exists();
+        let log_missing = !config
+            .dir
+            .join("archive")
+            .join(tern_archive::catalog::CATALOG_FILE_NAME)
+            .exists();
+        let rebuild_marker = config.dir.join(REBUILD_MARKER);
+        let term_on_disk = node_state.current().current_term;
+        let rebuilding = config.members.count() > 1
+            && (rebuild_marker.exists() || ((log_missing || interrupted) && term_on_disk > 0));
+        if rebuilding && !rebuild_marker.exists() {
+            crate::durable_file::create_whole(&config.dir, REBUILD_MARKER, b"rebuilding\n")
+                .map_err(|source| {
+                    MemberError::NodeState(NodeStateError::Io {
+                        path: rebuild_marker.clone(),
+                        source,
+                    })
+                })?;
+            errors.record(
+                now.epoch_ms,
+                &format!(
+                    "the log is gone but the member took part in term {term_on_disk}: it \
+                     rebuilds, and neither votes nor stands until it has caught up with a leader"
+                ),
+            );
+        }
+        if interrupted {
             // Stopped part way through installing a leader's snapshot: the old log was being
             // replaced because it lacked the leader's byte before the snapshot, so nothing in
             // it past what the snapshot covers was committed (log matching). Start empty and
@@ -299,27 +333,6 @@ impl MemberAgent {
             current_term,
             voted_for,
         } = node_state.current();
-        // A log created now beside a term already taken part in was lost (a disk replaced, an
-        // install interrupted): what this member acknowledged is gone, so it must not vote or
-        // stand until it has caught up. Said once; the marker keeps it across restarts.
-        let rebuild_marker = config.dir.join(REBUILD_MARKER);
-        let rebuilding = rebuild_marker.exists() || (recovery.created && current_term > 0);
-        if rebuilding && !rebuild_marker.exists() {
-            crate::durable_file::create_whole(&config.dir, REBUILD_MARKER, b"rebuilding\n")
-                .map_err(|source| {
-                    MemberError::NodeState(NodeStateError::Io {
-                        path: rebuild_marker.clone(),
-                        source,
-                    })
-                })?;
-            errors.record(
-                now.epoch_ms,
-                &format!(
-                    "the log is gone but the member took part in term {current_term}: it \
-                     rebuilds, and neither votes nor stands until it has caught up with a leader"
-                ),
-            );
-        }
         let recorded_term = history.last_term();
         let clock_offset_ns = epoch_offset_ns(now);
         let now_ns = local_ns(now, clock_offset_ns);
@@ -435,6 +448,7 @@ impl MemberAgent {
                 chunk: Vec::new(),
                 snapshots_installed: 0,
                 rebuilding,
+                checked_snapshot: None,
                 damaged_snapshots,
                 dir: config.dir.clone(),
                 digest_interval_bytes: config.digest_interval_bytes,
@@ -748,30 +762,14 @@ impl State {
             .collect();
         for snapshot in snapshots {
             let position = snapshot.position;
-            let checked = self
-                .log
-                .read_snapshot(snapshot.recording_id)
-                .map_err(|error| error.to_string())
-                .and_then(|bytes| {
-                    // What the member would refuse is not sent: it must load, at its position.
-                    match ServiceContainer::from_snapshot(
-                        KvStore::default(),
-                        self.digest_interval_bytes,
-                        &bytes,
-                    ) {
-                        Ok(container) if container.applied_position() == position => Ok(bytes),
-                        Ok(container) => Err(format!("it covers {}", container.applied_position())),
-                        Err(error) => Err(error.to_string()),
-                    }
-                });
-            let bytes = match checked {
+            let bytes = match self.log.read_snapshot(snapshot.recording_id) {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     self.errors.record(
                         self.now_ms,
                         &format!(
-                            "a member needs a snapshot and the one at {position} is not usable: \
-                             {error}"
+                            "a member needs a snapshot and the one at {position} does not read \
+                             back: {error}"
                         ),
                     );
                     continue;
@@ -789,6 +787,32 @@ impl State {
                     ),
                 );
                 return;
+            }
+            // What the member would refuse is not sent: it must load, at its position. Checked
+            // once per snapshot (loading a large state takes a while on this thread).
+            if self.checked_snapshot != Some(snapshot.recording_id) {
+                let loaded = ServiceContainer::from_snapshot(
+                    KvStore::default(),
+                    self.digest_interval_bytes,
+                    &bytes,
+                );
+                let problem = match loaded {
+                    Ok(container) if container.applied_position() == position => None,
+                    Ok(container) => Some(format!("it covers {}", container.applied_position())),
+                    Err(error) => Some(error.to_string()),
+                };
+                if let Some(problem) = problem {
+                    self.errors.record(
+                        self.now_ms,
+                        &format!(
+                            "a member needs a snapshot and the one at {position} does not \
+                             load: {problem}"
+                        ),
+                    );
+                    self.damaged_snapshots.push(snapshot.recording_id);
+                    continue;
+                }
+                self.checked_snapshot = Some(snapshot.recording_id);
             }
             tracing::info!(
                 member = self.id,
