@@ -369,21 +369,19 @@ fn log_start(cluster: &Cluster, member: u32) -> i64 {
         .start_position
 }
 
+/// Short segments (the unit of purging) and one snapshot kept, so purges happen.
+const PURGING: [&str; 6] = [
+    "--term-length",
+    "64k",
+    "--log-segment-length",
+    "128k",
+    "--snapshots-retained",
+    "1",
+];
+
 #[test]
 fn a_member_down_while_the_others_snapshot_and_purge_still_catches_up_from_their_logs() {
-    // Short segments (the unit of purging) and one snapshot kept, so purges happen.
-    let mut cluster = Cluster::start_with(
-        "purge",
-        3,
-        &[
-            "--term-length",
-            "64k",
-            "--log-segment-length",
-            "128k",
-            "--snapshots-retained",
-            "1",
-        ],
-    );
+    let mut cluster = Cluster::start_with("purge", 3, &PURGING);
     let load = Load::start(&cluster, 2);
     load.wait_for_acks(200, Duration::from_secs(30));
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
@@ -460,18 +458,7 @@ fn a_member_down_while_the_others_snapshot_and_purge_still_catches_up_from_their
 /// left behind) makes the member start empty and install again, and says so.
 #[test]
 fn a_member_rebuilt_empty_installs_the_leaders_snapshot_and_catches_up() {
-    let mut cluster = Cluster::start_with(
-        "install",
-        3,
-        &[
-            "--term-length",
-            "64k",
-            "--log-segment-length",
-            "128k",
-            "--snapshots-retained",
-            "1",
-        ],
-    );
+    let mut cluster = Cluster::start_with("install", 3, &PURGING);
     let load = Load::start(&cluster, 2);
     // Enough log and snapshots, with every member up, for the leader to purge.
     let leader = cluster.wait_for_leader(Duration::from_secs(20));

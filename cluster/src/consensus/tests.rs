@@ -1149,19 +1149,23 @@ fn a_rebuilding_member_votes_only_once_it_has_caught_up() {
 /// before its term); then the member votes again.
 #[test]
 fn a_rebuild_ends_with_a_commit_in_the_current_term_past_the_first_leader_commit() {
-    let recovered = RecoveredState {
-        current_term: 2,
-        term_history: TermHistory::from_entries(vec![crate::term_history::TermStart {
-            term: 1,
-            base: 0,
-        }])
-        .unwrap(),
-        log_end: 4096,
-        commit_position: 4096,
-        rebuilding: true,
-        ..RecoveredState::default()
+    // Term 1's log to 4096, all committed (a snapshot there), in term 2, its log lost before.
+    let rebuilding = || {
+        let recovered = RecoveredState {
+            current_term: 2,
+            term_history: TermHistory::from_entries(vec![crate::term_history::TermStart {
+                term: 1,
+                base: 0,
+            }])
+            .unwrap(),
+            log_end: 4096,
+            commit_position: 4096,
+            rebuilding: true,
+            ..RecoveredState::default()
+        };
+        Consensus::new(ConsensusConfig::new(3), 1, recovered, 1, 0).unwrap()
     };
-    let mut consensus = Consensus::new(ConsensusConfig::new(3), 1, recovered, 1, 0).unwrap();
+    let mut consensus = rebuilding();
     consensus.note_leader_commit(6144);
     assert!(consensus.rebuilding(), "below the first leader commit");
     consensus.note_leader_commit(0);
@@ -1175,19 +1179,7 @@ fn a_rebuild_ends_with_a_commit_in_the_current_term_past_the_first_leader_commit
     consensus.note_leader_commit(8192);
     assert!(!consensus.rebuilding(), "at the target, in term 2");
     // Past the target but in an earlier term than the current one: still rebuilding.
-    let recovered = RecoveredState {
-        current_term: 2,
-        term_history: TermHistory::from_entries(vec![crate::term_history::TermStart {
-            term: 1,
-            base: 0,
-        }])
-        .unwrap(),
-        log_end: 4096,
-        commit_position: 4096,
-        rebuilding: true,
-        ..RecoveredState::default()
-    };
-    let mut consensus = Consensus::new(ConsensusConfig::new(3), 1, recovered, 1, 0).unwrap();
+    let mut consensus = rebuilding();
     consensus.note_leader_commit(1024);
     assert!(
         consensus.rebuilding(),
