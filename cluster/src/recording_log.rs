@@ -222,17 +222,7 @@ impl RecordingLog {
 
     /// Appends `record` and syncs it; when this returns, a crash keeps it.
     pub fn append(&mut self, record: Record) -> Result<(), RecordingLogError> {
-        let offset = RECORD_LENGTH_U64 * (1 + u64::try_from(self.records.len()).expect("fits"));
-        let io = |source| RecordingLogError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file
-            .write_all_at(&encode(record), offset)
-            .and_then(|()| self.file.sync_data())
-            .map_err(io)?;
-        self.records.push(record);
-        Ok(())
+        self.append_all(std::slice::from_ref(&record))
     }
 
     /// Appends `records` in order with one sync at the end; when this returns, a crash keeps

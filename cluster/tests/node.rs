@@ -63,16 +63,15 @@ fn three_members_apply_commands_once_survive_the_leaders_loss_and_recover_on_res
     .unwrap();
     let mut left = [10u32; 16];
     let started = Instant::now();
+    let add_on = |index: usize| {
+        Command::Add {
+            key: 100 + index as u64,
+            delta: 1,
+        }
+        .encode(0)
+    };
     for index in 0..16 {
-        many.send_on(
-            index,
-            &Command::Add {
-                key: 100 + index as u64,
-                delta: 1,
-            }
-            .encode(0),
-        )
-        .unwrap();
+        many.send_on(index, &add_on(index)).unwrap();
     }
     while left.iter().any(|&n| n > 0) {
         assert!(
@@ -82,15 +81,7 @@ fn three_members_apply_commands_once_survive_the_leaders_loss_and_recover_on_res
         if let Some((index, _)) = many.poll_any() {
             left[index] -= 1;
             if left[index] > 0 {
-                many.send_on(
-                    index,
-                    &Command::Add {
-                        key: 100 + index as u64,
-                        delta: 1,
-                    }
-                    .encode(0),
-                )
-                .unwrap();
+                many.send_on(index, &add_on(index)).unwrap();
             }
         }
     }

@@ -663,22 +663,11 @@ impl State {
             self.carry_out(now_ns);
             return;
         }
-        let container = match ServiceContainer::from_snapshot(
-            KvStore::default(),
-            self.digest_interval_bytes,
-            snapshot,
-        ) {
-            Ok(container) if container.applied_position() == position => container,
-            Ok(container) => {
+        let container = match load_snapshot(snapshot, position, self.digest_interval_bytes) {
+            Ok(container) => container,
+            Err(problem) => {
                 self.refuse_consensus_message(&format!(
-                    "a leader's snapshot said to be at {position} covers {}: not installed",
-                    container.applied_position()
-                ));
-                return;
-            }
-            Err(error) => {
-                self.refuse_consensus_message(&format!(
-                    "a leader's snapshot at {position} does not load ({error}): not installed"
+                    "a leader's snapshot at {position} was not installed: {problem}"
                 ));
                 return;
             }
@@ -791,22 +780,12 @@ impl State {
             // What the member would refuse is not sent: it must load, at its position. Checked
             // once per snapshot (loading a large state takes a while on this thread).
             if self.checked_snapshot != Some(snapshot.recording_id) {
-                let loaded = ServiceContainer::from_snapshot(
-                    KvStore::default(),
-                    self.digest_interval_bytes,
-                    &bytes,
-                );
-                let problem = match loaded {
-                    Ok(container) if container.applied_position() == position => None,
-                    Ok(container) => Some(format!("it covers {}", container.applied_position())),
-                    Err(error) => Some(error.to_string()),
-                };
-                if let Some(problem) = problem {
+                if let Err(problem) = load_snapshot(&bytes, position, self.digest_interval_bytes) {
                     self.errors.record(
                         self.now_ms,
                         &format!(
-                            "a member needs a snapshot and the one at {position} does not \
-                             load: {problem}"
+                            "a member needs a snapshot and the one at {position} is not \
+                             usable: {problem}"
                         ),
                     );
                     self.damaged_snapshots.push(snapshot.recording_id);
@@ -1410,24 +1389,17 @@ fn restore(
         let loaded = log
             .read_snapshot(snapshot.recording_id)
             .map_err(|error| error.to_string())
-            .and_then(|bytes| {
-                ServiceContainer::from_snapshot(KvStore::default(), interval, &bytes)
-                    .map_err(|error| error.to_string())
-            });
+            .and_then(|bytes| load_snapshot(&bytes, snapshot.position, interval));
         match loaded {
-            Ok(container) if container.applied_position() == snapshot.position => {
-                return (container, snapshot.position, damaged);
-            }
-            Ok(container) => errors.record(now_ms, &format!(
-                "the snapshot at {} (recording {}) covers {}: using the one before",
-                snapshot.position,
-                snapshot.recording_id,
-                container.applied_position()
-            )),
-            Err(error) => errors.record(now_ms, &format!(
-                "the snapshot at {} (recording {}) does not load ({error}): falling back to the one before",
-                snapshot.position, snapshot.recording_id
-            )),
+            Ok(container) => return (container, snapshot.position, damaged),
+            Err(problem) => errors.record(
+                now_ms,
+                &format!(
+                    "the snapshot at {} (recording {}) is not usable ({problem}): falling back \
+                     to the one before",
+                    snapshot.position, snapshot.recording_id
+                ),
+            ),
         }
         damaged.push(snapshot.recording_id);
     }
@@ -1436,6 +1408,24 @@ fn restore(
         0,
         damaged,
     )
+}
+
+/// The state `bytes`, a snapshot said to be at `position`, loads into, or why it cannot be
+/// used: it must load and cover exactly `position`. Start-up, a leader about to send a snapshot
+/// and a member about to install one all ask this.
+fn load_snapshot(
+    bytes: &[u8],
+    position: u64,
+    digest_interval_bytes: u64,
+) -> Result<ServiceContainer<KvStore>, String> {
+    match ServiceContainer::from_snapshot(KvStore::default(), digest_interval_bytes, bytes) {
+        Ok(container) if container.applied_position() == position => Ok(container),
+        Ok(container) => Err(format!(
+            "it covers {}, not {position}",
+            container.applied_position()
+        )),
+        Err(error) => Err(format!("it does not load: {error}")),
+    }
 }
 
 /// Epoch nanoseconds minus the runner's monotonic reading, so that the member's clock is

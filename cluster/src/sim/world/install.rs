@@ -16,7 +16,7 @@ use crate::kv::KvStore;
 use crate::term_history::TermHistory;
 
 /// A leader's snapshot on its way to a member.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Transfer {
     /// The leader's term when it sent it.
     pub(super) term: u64,
@@ -81,18 +81,12 @@ impl World<'_> {
             return;
         };
         if let Some(duplicate_ns) = duplicate_at_ns {
-            let copy = Transfer {
-                terms: transfer.terms.clone(),
-                log: transfer.log.clone(),
-                snapshot: transfer.snapshot.clone(),
-                ..transfer
-            };
             self.schedule(
                 duplicate_ns - self.now_ns,
                 Event::Install {
                     from,
                     to,
-                    transfer: Box::new(copy),
+                    transfer: Box::new(transfer.clone()),
                 },
             );
         }
